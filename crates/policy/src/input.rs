@@ -1,0 +1,339 @@
+//! The request: a Kubernetes object plus facts from the host, and the pods it stands for.
+//!
+//! A Pod plans as itself. A Job, CronJob, Deployment, ReplicaSet, StatefulSet or DaemonSet
+//! plans as its pod template. An Argo Workflow (or WorkflowTemplate) plans as one pod per
+//! template that Argo runs as a pod, laid out as Argo's emissary executor lays it out. A
+//! `List` plans each item.
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+use crate::matrix::Executor;
+use crate::pod::{as_array, as_object, opt_string, req_string, Pod};
+
+/// Facts the host knows and the object does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The Argo executor that runs the pod; detected from the pod when absent.
+    pub executor: Option<Executor>,
+    /// The cluster's Kubernetes version as `major.minor`, such as `1.31`, when known.
+    pub cluster_version: Option<(u32, u32)>,
+    /// Whether the host may use the `pods/proxy` subresource (for HTTP stop steps).
+    pub pods_proxy: bool,
+    /// Names of the main containers, overriding detection.
+    pub main_containers: Option<Vec<String>>,
+}
+
+/// A request to the policy: one object and the host's facts.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The Kubernetes object as JSON.
+    pub object: Value,
+    /// What the host knows.
+    pub facts: Facts,
+}
+
+impl Request {
+    /// Parses the JSON request envelope `{"object": {...}, "facts": {...}}`.
+    ///
+    /// # Errors
+    /// [`Error::Utf8`] or [`Error::Json`] for bytes that are not a JSON document;
+    /// [`Error::Missing`] or [`Error::Invalid`] naming the field for a bad envelope.
+    pub fn from_json(bytes: &[u8]) -> Result<Request> {
+        let text = core::str::from_utf8(bytes).map_err(|e| Error::Utf8 {
+            offset: e.valid_up_to(),
+        })?;
+        let value: Value = serde_json::from_str(text).map_err(|e| Error::from_json(&e))?;
+        Request::from_value(value)
+    }
+
+    /// Reads the request envelope from an already parsed JSON value.
+    ///
+    /// # Errors
+    /// As [`Request::from_json`], for the envelope's fields.
+    pub fn from_value(value: Value) -> Result<Request> {
+        let Value::Object(mut envelope) = value else {
+            return Err(Error::Invalid {
+                path: "$".into(),
+                expected: "an object with `object` and optional `facts`",
+                found: "another JSON value".into(),
+            });
+        };
+        let object = envelope.remove("object").ok_or(Error::Missing {
+            path: "object".into(),
+            expected: "a Kubernetes object (Pod, Job, CronJob, Deployment, Workflow, ...)",
+        })?;
+        let facts = match envelope.get("facts") {
+            None | Some(Value::Null) => Facts::default(),
+            Some(v) => facts(v)?,
+        };
+        Ok(Request { object, facts })
+    }
+}
+
+fn facts(v: &Value) -> Result<Facts> {
+    let m = as_object(v, "facts")?;
+    let mut facts = Facts::default();
+    if let Some(name) = opt_string(m, "executor", "facts")? {
+        facts.executor = Some(Executor::from_name(&name).ok_or(Error::Invalid {
+            path: "facts.executor".into(),
+            expected: "one of emissary, docker, k8sapi, kubelet, pns, none",
+            found: format!("{name:?}"),
+        })?);
+    }
+    if let Some(version) = opt_string(m, "clusterVersion", "facts")? {
+        facts.cluster_version = Some(parse_version(&version).ok_or(Error::Invalid {
+            path: "facts.clusterVersion".into(),
+            expected: "a Kubernetes version such as \"1.31\" or \"v1.31.2\"",
+            found: format!("{version:?}"),
+        })?);
+    }
+    match m.get("podsProxy") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => facts.pods_proxy = *b,
+        Some(_) => {
+            return Err(Error::Invalid {
+                path: "facts.podsProxy".into(),
+                expected: "a boolean",
+                found: "another JSON value".into(),
+            })
+        }
+    }
+    if let Some(list) = m.get("mainContainers").filter(|v| !v.is_null()) {
+        let names = as_array(list, "facts.mainContainers")?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_owned).ok_or(Error::Invalid {
+                    path: format!("facts.mainContainers[{i}]"),
+                    expected: "a container name",
+                    found: "another JSON value".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        facts.main_containers = Some(names);
+    }
+    Ok(facts)
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let text = text.strip_prefix('v').unwrap_or(text);
+    let mut parts = text.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor_text = parts.next()?;
+    // Managed clusters report minors such as "31+".
+    let digits = minor_text.trim_end_matches(|c: char| !c.is_ascii_digit());
+    Some((major, digits.parse().ok()?))
+}
+
+/// Where a planned pod comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// The object's `kind`.
+    pub kind: String,
+    /// The object's name (or `generateName`), empty when it has neither.
+    pub name: String,
+    /// The object's namespace, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// For a Workflow, the template this pod runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// JSON path of the pod spec inside the request.
+    pub path: String,
+}
+
+/// One pod to plan.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// Where the pod comes from.
+    pub source: Source,
+    /// The pod.
+    pub pod: Pod,
+    /// Main container names known from the object (a Workflow template's layout).
+    pub main_containers: Option<Vec<String>>,
+}
+
+/// Splits an object into the pods it stands for.
+///
+/// # Errors
+/// A missing or mistyped field the core needs, named by its path under `object`.
+pub fn subjects(object: &Value) -> Result<Vec<Subject>> {
+    let mut out = Vec::new();
+    collect(object, "object", &mut out)?;
+    Ok(out)
+}
+
+fn collect(object: &Value, path: &str, out: &mut Vec<Subject>) -> Result<()> {
+    let m = as_object(object, path)?;
+    let kind = req_string(m, "kind", path)?;
+    let metadata = m.get("metadata").filter(|v| !v.is_null());
+    let meta_map = match metadata {
+        Some(meta) => Some(as_object(meta, &format!("{path}.metadata"))?),
+        None => None,
+    };
+    let meta_str = |key: &str| -> Result<Option<String>> {
+        match meta_map {
+            Some(meta) => opt_string(meta, key, &format!("{path}.metadata")),
+            None => Ok(None),
+        }
+    };
+    let name = meta_str("name")?
+        .or(meta_str("generateName")?)
+        .unwrap_or_default();
+    let namespace = meta_str("namespace")?;
+    let source = |template: Option<String>, pod_path: String| Source {
+        kind: kind.clone(),
+        name: name.clone(),
+        namespace: namespace.clone(),
+        template,
+        path: pod_path,
+    };
+    let spec = || {
+        m.get("spec")
+            .filter(|v| !v.is_null())
+            .ok_or(Error::Missing {
+                path: format!("{path}.spec"),
+                expected: "the object's spec",
+            })
+    };
+    match kind.as_str() {
+        "List" | "PodList" => {
+            let items_path = format!("{path}.items");
+            let items = m.get("items").ok_or(Error::Missing {
+                path: items_path.clone(),
+                expected: "a list of objects",
+            })?;
+            for (i, item) in as_array(items, &items_path)?.iter().enumerate() {
+                collect(item, &format!("{items_path}[{i}]"), out)?;
+            }
+        }
+        "Pod" => {
+            let mut pod = Pod::from_parts(metadata, spec()?, m.get("status"), path)?;
+            pod.namespace = pod.namespace.or(namespace.clone());
+            out.push(Subject {
+                source: source(None, path.to_owned()),
+                pod,
+                main_containers: None,
+            });
+        }
+        "Job" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+            let template_path = format!("{path}.spec.template");
+            let template = field(spec()?, "template", &format!("{path}.spec"))?;
+            out.push(template_subject(
+                template,
+                &template_path,
+                &[],
+                source(None, template_path.clone()),
+                namespace.clone(),
+            )?);
+        }
+        "CronJob" => {
+            let job_path = format!("{path}.spec.jobTemplate");
+            let job = field(spec()?, "jobTemplate", &format!("{path}.spec"))?;
+            let job_meta = as_object(job, &job_path)?
+                .get("metadata")
+                .filter(|v| !v.is_null());
+            let job_spec = field(job, "spec", &job_path)?;
+            let template_path = format!("{job_path}.spec.template");
+            let template = field(job_spec, "template", &format!("{job_path}.spec"))?;
+            // Injectors run by `kube-inject` annotate the job template, not the pod template
+            // (istio's cronjob golden file): their evidence counts as the pod's.
+            let outer: Vec<&Value> = job_meta.into_iter().collect();
+            out.push(template_subject(
+                template,
+                &template_path,
+                &outer,
+                source(None, template_path.clone()),
+                namespace.clone(),
+            )?);
+        }
+        "Workflow" | "WorkflowTemplate" | "ClusterWorkflowTemplate" => {
+            for (template, pod, mains) in crate::argo::workflow_pods(spec()?, &name, path)? {
+                let pod_path = format!("{path}.spec.templates[{}]", template.1);
+                let mut pod = Pod::from_parts(Some(&pod.0), &pod.1, None, &pod_path)?;
+                pod.namespace = namespace.clone();
+                out.push(Subject {
+                    source: source(Some(template.0), pod_path),
+                    pod,
+                    main_containers: Some(mains),
+                });
+            }
+        }
+        other => {
+            return Err(Error::UnsupportedKind {
+                path: format!("{path}.kind"),
+                kind: other.into(),
+            })
+        }
+    }
+    Ok(())
+}
+
+fn field<'v>(v: &'v Value, key: &str, path: &str) -> Result<&'v Value> {
+    as_object(v, path)?
+        .get(key)
+        .filter(|v| !v.is_null())
+        .ok_or(Error::Missing {
+            path: format!("{path}.{key}"),
+            expected: "an object",
+        })
+}
+
+/// A pod template, with annotations of enclosing templates merged under its own.
+fn template_subject(
+    template: &Value,
+    path: &str,
+    outer_metadata: &[&Value],
+    source: Source,
+    namespace: Option<String>,
+) -> Result<Subject> {
+    let t = as_object(template, path)?;
+    let spec = t
+        .get("spec")
+        .filter(|v| !v.is_null())
+        .ok_or(Error::Missing {
+            path: format!("{path}.spec"),
+            expected: "the pod template's spec",
+        })?;
+    let metadata = merged_metadata(t.get("metadata"), outer_metadata);
+    let mut pod = Pod::from_parts(Some(&metadata), spec, None, path)?;
+    pod.namespace = namespace;
+    if pod.name.is_empty() {
+        pod.name = source.name.clone();
+    }
+    Ok(Subject {
+        source,
+        pod,
+        main_containers: None,
+    })
+}
+
+fn merged_metadata(inner: Option<&Value>, outer: &[&Value]) -> Value {
+    let mut merged = Map::new();
+    for key in ["labels", "annotations"] {
+        let mut map = Map::new();
+        for meta in outer.iter().copied().chain(inner) {
+            if let Some(Value::Object(entries)) = meta.get(key) {
+                for (k, v) in entries {
+                    map.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        merged.insert(key.into(), Value::Object(map));
+    }
+    if let Some(Value::Object(inner)) = inner {
+        for (k, v) in inner {
+            if k != "labels" && k != "annotations" {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    json!(merged)
+}

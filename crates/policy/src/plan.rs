@@ -1,0 +1,830 @@
+//! The termination plan: which containers to stop, in what order, with which command,
+//! how long to wait, and what will fail and why.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde::Serialize;
+
+use crate::argo;
+use crate::classify::{classify, Classified, Injector, Role, Software};
+use crate::diagnostics::{Code, Diagnostic, Severity};
+use crate::input::{Facts, Source, Subject};
+use crate::killcmd::{self, Problem};
+use crate::matrix::{matrix, Executor, Row};
+use crate::pod::{Container, ContainerList, ContainerState, Pod};
+use crate::presets::{self, Action, Preset};
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+/// SIGTERM's number on Linux.
+pub const SIGTERM: u8 = 15;
+/// SIGKILL's number on Linux.
+pub const SIGKILL: u8 = 9;
+/// Native sidecars are on by default from this Kubernetes version.
+pub const NATIVE_SIDECARS_SINCE: (u32, u32) = (1, 29);
+
+/// Where a kill command comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandSource {
+    /// The `workflows.argoproj.io/kill-cmd-<container>` annotation.
+    Annotation,
+    /// A preset for known software.
+    Preset,
+    /// argoexec, mounted by Argo into the container.
+    Argoexec,
+    /// `/bin/sh -c 'kill -%d 1'`.
+    Default,
+}
+
+/// How one container would be signalled, whether or not sidekill stops it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KillCommand {
+    /// The container.
+    pub container: String,
+    /// Where the command comes from.
+    pub source: CommandSource,
+    /// The preset's name and source, when a preset is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// The request for SIGTERM.
+    pub sigterm: Action,
+    /// The request for SIGKILL, absent when the grace period is 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigkill: Option<Action>,
+    /// What Argo itself would run for SIGTERM; `null` when Argo runs nothing (bad annotation).
+    pub argo_sigterm: Option<Vec<String>>,
+}
+
+/// Whether the pod's main work is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadyState {
+    /// Every main container has terminated, or one has failed: stop the sidecars now.
+    Ready,
+    /// A main container is still running or waiting.
+    NotReady,
+    /// The object carries no container status (a manifest or template).
+    Unknown,
+}
+
+/// Readiness for sidecar termination, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    /// The state.
+    pub state: ReadyState,
+    /// Why.
+    pub reason: String,
+}
+
+/// How sure the plan is that a container will stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The command reaches something known to shut the sidecar down.
+    Stops,
+    /// It stops if its PID 1 handles SIGTERM; the plan cannot know.
+    MayStop,
+    /// The command cannot work; see the diagnostics.
+    CannotStop,
+}
+
+/// Where in the order a container is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Group {
+    /// Other sidecars, stopped first.
+    Sidecar,
+    /// Network proxies, stopped last: the others may need the network to shut down.
+    Proxy,
+}
+
+/// One step of a container's stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Wait until another container has terminated (Argo's `wait`, before a proxy).
+    Await {
+        /// The container to wait for.
+        container: String,
+    },
+    /// Send a stop request.
+    Send {
+        /// The signal number the request carries.
+        signal: u8,
+        /// The signal's name.
+        #[serde(rename = "signalName")]
+        signal_name: &'static str,
+        /// The request.
+        action: Action,
+    },
+    /// Watch the pod until the container terminates, for at most `seconds`.
+    Wait {
+        /// The grace period.
+        seconds: i64,
+    },
+}
+
+/// The stop of one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerStop {
+    /// The container.
+    pub container: String,
+    /// Its place in the order.
+    pub group: Group,
+    /// Where the command comes from.
+    pub source: CommandSource,
+    /// How sure the plan is.
+    pub verdict: Verdict,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A container the plan leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skip {
+    /// The container.
+    pub container: String,
+    /// Why it is not stopped.
+    pub reason: &'static str,
+}
+
+/// The termination plan of one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The grace period between SIGTERM and SIGKILL.
+    pub grace_period_seconds: i64,
+    /// The containers to stop, in order.
+    pub stops: Vec<ContainerStop>,
+    /// Containers left alone.
+    pub skipped: Vec<Skip>,
+}
+
+/// The matrix row that applies to this pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatrixUse {
+    /// The executor.
+    pub executor: Executor,
+    /// Its row.
+    pub row: Row,
+    /// The columns this pod has containers in.
+    pub applies: Vec<&'static str>,
+}
+
+/// A summary of the pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSummary {
+    /// The pod's name (or `generateName`).
+    pub name: String,
+    /// The namespace, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Whether Argo runs the pod.
+    pub argo: bool,
+    /// Why it is or is not an Argo pod.
+    pub evidence: String,
+    /// The main containers.
+    pub main_containers: Vec<String>,
+}
+
+/// Classification of one pod: the `classify` call's answer per pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Classification {
+    /// Where the pod comes from.
+    pub source: Source,
+    /// The pod.
+    pub pod: PodSummary,
+    /// Every container, classified.
+    pub containers: Vec<Classified>,
+}
+
+/// Everything the policy decides about one pod: the `plan` call's answer per pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Where the pod comes from.
+    pub source: Source,
+    /// The pod.
+    pub pod: PodSummary,
+    /// Every container, classified.
+    pub containers: Vec<Classified>,
+    /// How each regular container would be signalled.
+    pub commands: Vec<KillCommand>,
+    /// Whether the sidecars should be stopped now.
+    pub readiness: Readiness,
+    /// The support matrix row that applies.
+    pub matrix: MatrixUse,
+    /// The plan.
+    pub plan: Plan,
+    /// What will go wrong, and fixes.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Classifies one pod.
+pub fn classify_subject(subject: &Subject, facts: &Facts) -> Classification {
+    let (class, containers) = classify(subject, facts);
+    Classification {
+        source: subject.source.clone(),
+        pod: PodSummary {
+            name: subject.pod.name.clone(),
+            namespace: subject.pod.namespace.clone(),
+            argo: class.argo,
+            evidence: class.evidence,
+            main_containers: class.main_containers,
+        },
+        containers,
+    }
+}
+
+/// Plans one pod.
+pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
+    let Classification {
+        source,
+        pod: summary,
+        containers,
+    } = classify_subject(subject, facts);
+    let pod = &subject.pod;
+    let grace = pod
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    let mut diagnostics = Vec::new();
+
+    let annotations = kill_cmd_annotations(pod, &containers, &mut diagnostics);
+    let mut commands = Vec::new();
+    let mut command_notes = BTreeMap::new();
+    for classified in containers
+        .iter()
+        .filter(|c| c.list == ContainerList::Containers)
+    {
+        let Some(c) = pod.container(&classified.name) else {
+            continue;
+        };
+        let (command, notes) = resolve_command(
+            pod,
+            c,
+            classified.software,
+            annotations.get(c.name.as_str()),
+            facts,
+            grace,
+        );
+        command_notes.insert(c.name.clone(), notes);
+        commands.push(command);
+    }
+
+    let readiness = readiness(pod, &summary.main_containers, summary.argo);
+    if readiness.state == ReadyState::NotReady {
+        diagnostics.push(Diagnostic::new(
+            Code::NotReady,
+            Severity::Info,
+            None,
+            format!("not ready for sidecar termination: {}", readiness.reason),
+            "nothing to do: sidekill acts once the main containers finish",
+        ));
+    }
+
+    let wait_pending = summary.argo
+        && containers.iter().any(|c| c.role == Role::ArgoWait)
+        && !matches!(
+            pod.states.get("wait"),
+            Some(ContainerState::Terminated { .. })
+        );
+    let mut stops = Vec::new();
+    let mut skipped = Vec::new();
+    for classified in &containers {
+        let name = classified.name.as_str();
+        if let Some(reason) = skip_reason(classified, pod) {
+            skipped.push(Skip {
+                container: name.into(),
+                reason,
+            });
+            continue;
+        }
+        let (Some(c), Some(command)) = (
+            pod.container(name),
+            commands.iter().find(|k| k.container == name),
+        ) else {
+            continue;
+        };
+        let mut notes = command_notes.remove(name).unwrap_or_default();
+        let stop = stop_container(pod, c, classified, command, grace, wait_pending, &mut notes);
+        diagnostics.extend(notes);
+        stops.push(stop);
+    }
+    // Stable: proxies move after the other sidecars, each group keeps pod order.
+    stops.sort_by_key(|s| s.group);
+
+    for classified in &containers {
+        match classified.role {
+            Role::NativeSidecar => native_notes(classified, facts, &mut diagnostics),
+            Role::Workload if classified.injector.is_some() => diagnostics.push(Diagnostic::new(
+                Code::ProxyIsWorkload,
+                Severity::Info,
+                Some(&classified.name),
+                format!("`{}` is the pod's only container, so it is the workload (a gateway), not a sidecar", classified.name),
+                "nothing to do",
+            )),
+            _ => {}
+        }
+    }
+    if grace == 0 && !stops.is_empty() {
+        diagnostics.push(Diagnostic::new(
+            Code::NoGracePeriod,
+            Severity::Info,
+            None,
+            "terminationGracePeriodSeconds is 0: SIGTERM is sent with no wait and no SIGKILL step"
+                .into(),
+            "set a grace period if the sidecars need time to drain",
+        ));
+    }
+
+    let executor = facts.executor.unwrap_or(if summary.argo {
+        Executor::Emissary
+    } else {
+        Executor::None
+    });
+    if executor == Executor::Docker && containers.iter().any(|c| c.role == Role::InjectedSidecar) {
+        diagnostics.push(Diagnostic::new(
+            Code::Unsupported,
+            Severity::Warning,
+            None,
+            "Argo's docker executor cannot stop injected sidecars; only sidekill's exec plan stops them".into(),
+            "upgrade to Argo v3.4+ (emissary) or run sidekill's controller",
+        ));
+    }
+    let mut applies = Vec::new();
+    for (column, role) in [
+        ("declared", Role::DeclaredSidecar),
+        ("injected", Role::InjectedSidecar),
+        ("native", Role::NativeSidecar),
+    ] {
+        if containers.iter().any(|c| c.role == role) {
+            applies.push(column);
+        }
+    }
+    let row = matrix()
+        .row(executor)
+        .cloned()
+        .unwrap_or_else(|| matrix().rows.remove(0));
+
+    Report {
+        source,
+        pod: summary,
+        containers,
+        commands,
+        readiness,
+        matrix: MatrixUse {
+            executor,
+            row,
+            applies,
+        },
+        plan: Plan {
+            grace_period_seconds: grace,
+            stops,
+            skipped,
+        },
+        diagnostics,
+    }
+}
+
+fn skip_reason(c: &Classified, pod: &Pod) -> Option<&'static str> {
+    let reason = match c.role {
+        Role::ArgoInit | Role::ArgoWait | Role::ArgoSupervisor => {
+            "Argo's own container: it exits by itself"
+        }
+        Role::ArgoMain | Role::Workload => "main container: its exit is what the pod waits for",
+        Role::NativeSidecar => {
+            "native sidecar: the kubelet stops it after the main containers exit"
+        }
+        Role::Init => "init container: it finished before the pod started",
+        Role::DeclaredSidecar | Role::InjectedSidecar => {
+            if let Some(ContainerState::Terminated { .. }) = pod.states.get(&c.name) {
+                "already terminated"
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(reason)
+}
+
+/// Parses every kill-cmd annotation, reporting bad ones, keyed by container name.
+fn kill_cmd_annotations<'p>(
+    pod: &'p Pod,
+    containers: &[Classified],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> BTreeMap<&'p str, Result<Vec<String>, Problem>> {
+    let mut parsed = BTreeMap::new();
+    for (key, value) in &pod.annotations {
+        let Some(suffix) = key.strip_prefix(argo::KILL_CMD_PREFIX) else {
+            continue;
+        };
+        if !killcmd::is_dns1123_label(suffix) {
+            diagnostics.push(Diagnostic::new(
+                Code::KillCmdInvalidSuffix,
+                Severity::Error,
+                None,
+                format!("annotation {key}: `{suffix}` is not a valid container name (a DNS-1123 label: lower-case letters, digits and '-', at most 63)"),
+                "name the container exactly as in the pod spec",
+            ));
+            continue;
+        }
+        let Some(classified) = containers.iter().find(|c| c.name == suffix) else {
+            diagnostics.push(Diagnostic::new(
+                Code::KillCmdUnknownContainer,
+                Severity::Error,
+                Some(suffix),
+                format!(
+                    "annotation {key} is for container `{suffix}`, which the pod does not have"
+                ),
+                format!(
+                    "rename the annotation to one of: {}",
+                    containers
+                        .iter()
+                        .filter(|c| c.list == ContainerList::Containers)
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+            continue;
+        };
+        let result = killcmd::parse(value);
+        if let Err(problem) = &result {
+            diagnostics.push(Diagnostic::new(
+                problem.code,
+                Severity::Error,
+                Some(suffix),
+                format!("annotation {key}: {}. Argo runs nothing for this container and the pod hangs; sidekill falls back to the next command", problem.detail),
+                "write a JSON array of non-empty strings with at most one %d per argument, such as [\"sh\",\"-c\",\"kill -%d 1\"]",
+            ));
+        }
+        if classified.list == ContainerList::InitContainers {
+            diagnostics.push(Diagnostic::new(
+                Code::KillCmdNotApplicable,
+                Severity::Info,
+                Some(suffix),
+                format!("annotation {key} is for an init container; only regular containers are signalled"),
+                "remove the annotation",
+            ));
+        }
+        parsed.insert(suffix, result);
+    }
+    parsed
+}
+
+/// The command chain: annotation, preset, argoexec, default. Returns the command and the
+/// notes that matter if the container is stopped.
+fn resolve_command(
+    pod: &Pod,
+    c: &Container,
+    software: Option<Software>,
+    annotation: Option<&Result<Vec<String>, Problem>>,
+    facts: &Facts,
+    grace: i64,
+) -> (KillCommand, Vec<Diagnostic>) {
+    let mut notes = Vec::new();
+    let fallback = argo_fallback(c);
+    let argo_sigterm = match annotation {
+        Some(Ok(template)) => Some(killcmd::render(template, SIGTERM)),
+        Some(Err(_)) => None,
+        None => Some(killcmd::render(&fallback.1, SIGTERM)),
+    };
+    let (source, preset, action) = match annotation {
+        Some(Ok(template)) => (
+            CommandSource::Annotation,
+            None,
+            Action::Exec {
+                argv: template.clone(),
+            },
+        ),
+        _ => match presets::preset_for(pod, c, software) {
+            Ok(Some(preset))
+                if matches!(preset.action, Action::Http { .. }) && !facts.pods_proxy =>
+            {
+                notes.push(Diagnostic::new(
+                    Code::PodsProxyNotAllowed,
+                    Severity::Warning,
+                    Some(&c.name),
+                    format!("the {} preset is an HTTP request through pods/proxy, which the host may not use; falling back to exec", preset.name),
+                    "grant pods/proxy (deploy/ overlay) and run with pods/proxy allowed",
+                ));
+                (fallback.0, None, Action::Exec { argv: fallback.1 })
+            }
+            Ok(Some(preset)) => {
+                let action = preset.action.clone();
+                (CommandSource::Preset, Some(preset), action)
+            }
+            Ok(None) => (fallback.0, None, Action::Exec { argv: fallback.1 }),
+            Err(note) => {
+                notes.push(note);
+                (fallback.0, None, Action::Exec { argv: fallback.1 })
+            }
+        },
+    };
+    let render = |signal| match &action {
+        Action::Exec { argv } => Action::Exec {
+            argv: killcmd::render(argv, signal),
+        },
+        http => http.clone(),
+    };
+    let command = KillCommand {
+        container: c.name.clone(),
+        source,
+        preset,
+        sigterm: render(SIGTERM),
+        sigkill: (grace > 0).then(|| render(SIGKILL)),
+        argo_sigterm,
+    };
+    if let (Action::Exec { argv }, true) = (&action, grace > 0) {
+        if !killcmd::has_signal(argv) {
+            let (severity, fix) = if source == CommandSource::Annotation {
+                (
+                    Severity::Warning,
+                    "add %d where the signal belongs, such as [\"sh\",\"-c\",\"kill -%d 1\"]",
+                )
+            } else {
+                (
+                    Severity::Info,
+                    "nothing to do: the preset's request is safe to repeat",
+                )
+            };
+            notes.push(Diagnostic::new(
+                Code::KillCmdNoSignal,
+                severity,
+                Some(&c.name),
+                format!(
+                    "`{}` has no %d, so the SIGKILL step sends the same request as SIGTERM",
+                    argv.join(" ")
+                ),
+                fix,
+            ));
+        }
+    }
+    (command, notes)
+}
+
+/// Argo's own fallback when no annotation applies: argoexec when mounted (`/argo-bin` wins),
+/// else the shell default.
+fn argo_fallback(c: &Container) -> (CommandSource, Vec<String>) {
+    let argv: &[&str] = if c.mounts(argo::ARGO_BIN) {
+        &[argo::ARGO_BIN_EXEC, "kill", "%d", "1"]
+    } else if c.mounts(argo::VAR_RUN_ARGO) {
+        &[argo::VAR_RUN_ARGO_EXEC, "kill", "%d", "1"]
+    } else {
+        return (
+            CommandSource::Default,
+            ["/bin/sh", "-c", "kill -%d 1"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        );
+    };
+    (
+        CommandSource::Argoexec,
+        argv.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+fn readiness(pod: &Pod, mains: &[String], argo: bool) -> Readiness {
+    if !pod.has_status {
+        return Readiness {
+            state: ReadyState::Unknown,
+            reason: "the object has no container status; the plan shows what happens once the main containers exit".into(),
+        };
+    }
+    if mains.is_empty() {
+        return Readiness {
+            state: ReadyState::NotReady,
+            reason: "the pod has no main container to wait for".into(),
+        };
+    }
+    for name in mains {
+        if let Some(ContainerState::Terminated { exit_code }) = pod.states.get(name) {
+            if *exit_code != 0 {
+                return Readiness {
+                    state: ReadyState::Ready,
+                    reason: format!("main container `{name}` failed with exit code {exit_code}"),
+                };
+            }
+        }
+    }
+    if let Some(running) = mains
+        .iter()
+        .find(|n| !matches!(pod.states.get(*n), Some(ContainerState::Terminated { .. })))
+    {
+        return Readiness {
+            state: ReadyState::NotReady,
+            reason: format!("main container `{running}` has not terminated"),
+        };
+    }
+    let what = if argo {
+        "main container"
+    } else {
+        "workload container"
+    };
+    Readiness {
+        state: ReadyState::Ready,
+        reason: format!("every {what} has terminated ({})", mains.join(", ")),
+    }
+}
+
+/// Whether a rendered argv signals PID 1 of the container's own namespace.
+fn targets_pid1(argv: &[String]) -> bool {
+    argv.last()
+        .is_some_and(|last| last == "1" || last.ends_with(" 1"))
+}
+
+fn is_shell(program: &str) -> bool {
+    matches!(
+        program.rsplit('/').next(),
+        Some("sh" | "bash" | "ash" | "dash")
+    )
+}
+
+fn stop_container(
+    pod: &Pod,
+    c: &Container,
+    classified: &Classified,
+    command: &KillCommand,
+    grace: i64,
+    wait_pending: bool,
+    notes: &mut Vec<Diagnostic>,
+) -> ContainerStop {
+    let name = Some(c.name.as_str());
+    let software = classified.software;
+    let group = if software.is_some_and(Software::is_network_proxy) {
+        Group::Proxy
+    } else {
+        Group::Sidecar
+    };
+    let mut steps = Vec::new();
+    if group == Group::Proxy && wait_pending {
+        steps.push(Step::Await {
+            container: "wait".into(),
+        });
+        notes.push(Diagnostic::new(
+            Code::ProxyAfterWait,
+            Severity::Info,
+            name,
+            format!("`{}` is stopped only after Argo's `wait` has terminated: `wait` uploads outputs and logs through the proxy (argo-workflows#1282)", c.name),
+            "nothing to do",
+        ));
+    }
+    steps.push(Step::Send {
+        signal: SIGTERM,
+        signal_name: "SIGTERM",
+        action: command.sigterm.clone(),
+    });
+    if let Some(sigkill) = &command.sigkill {
+        steps.push(Step::Wait { seconds: grace });
+        steps.push(Step::Send {
+            signal: SIGKILL,
+            signal_name: "SIGKILL",
+            action: sigkill.clone(),
+        });
+    }
+
+    let mut verdict = match command.source {
+        CommandSource::Preset => Verdict::Stops,
+        CommandSource::Argoexec if classified.role == Role::DeclaredSidecar => Verdict::Stops,
+        CommandSource::Default | CommandSource::Argoexec if presets::handles_sigterm(software) => {
+            Verdict::Stops
+        }
+        _ => Verdict::MayStop,
+    };
+    let argv: &[String] = match &command.sigterm {
+        Action::Exec { argv } => argv,
+        Action::Http { .. } => &[],
+    };
+    let no_shell = presets::known_without_shell(c, software);
+    if let (Some(why), Some(program)) = (no_shell, argv.first()) {
+        if is_shell(program) {
+            verdict = Verdict::CannotStop;
+            let fix = if software == Some(Software::LinkerdProxy) {
+                "set config.linkerd.io/proxy-admin-shutdown: enabled and allow pods/proxy, or use linkerd's native sidecar mode (Kubernetes 1.29+)".to_string()
+            } else {
+                format!("set workflows.argoproj.io/kill-cmd-{} to a program the image has, or run the sidecar as a native sidecar (Kubernetes 1.29+)", c.name)
+            };
+            notes.push(Diagnostic::new(
+                Code::NoShell,
+                Severity::Error,
+                name,
+                format!("`{program}` does not exist in image {} ({why}): the exec exits 127 and nothing is signalled", c.image),
+                fix,
+            ));
+        }
+    }
+    let pid1 = targets_pid1(argv);
+    if pid1 && pod.share_process_namespace {
+        verdict = Verdict::CannotStop;
+        notes.push(Diagnostic::new(
+            Code::SharedProcessNamespace,
+            Severity::Error,
+            name,
+            "shareProcessNamespace is true, so PID 1 is the pod's pause process, not this sidecar: `kill 1` signals the wrong process".into(),
+            format!("set workflows.argoproj.io/kill-cmd-{} to [\"sh\",\"-c\",\"kill -%d $(pidof <process>)\"]", c.name),
+        ));
+    }
+    if (pid1 || command.source == CommandSource::Annotation) && pod.runs_as_non_root(c) {
+        notes.push(Diagnostic::new(
+            Code::NonRoot,
+            Severity::Warning,
+            name,
+            "the container runs as non-root: `kill` is refused (EPERM) unless the exec's user owns the target process or has CAP_KILL".into(),
+            "check that PID 1 runs as the container's user, or use a preset or HTTP endpoint that needs no signal",
+        ));
+    }
+    if pid1
+        && !presets::handles_sigterm(software)
+        && classified.role == Role::InjectedSidecar
+        && verdict != Verdict::CannotStop
+    {
+        notes.push(Diagnostic::new(
+            Code::SigtermNeedsHandler,
+            Severity::Warning,
+            name,
+            "PID 1 of a container ignores SIGTERM unless its program installs a handler (a shell script or `sleep` does not), so SIGTERM may do nothing".into(),
+            "run the process under an init such as tini or dumb-init, or signal the real process with [\"sh\",\"-c\",\"kill -%d $(pidof <process>)\"]",
+        ));
+    }
+    if pid1 && command.sigkill.is_some() {
+        let severity = if verdict == Verdict::Stops {
+            Severity::Info
+        } else {
+            Severity::Warning
+        };
+        notes.push(Diagnostic::new(
+            Code::Pid1IgnoresSigkill,
+            severity,
+            name,
+            "the SIGKILL step cannot stop PID 1: the kernel drops signals sent from inside a PID namespace to its init unless it has a handler, and SIGKILL cannot have one. If SIGTERM did not stop it, the container keeps running until the pod is deleted".into(),
+            "make SIGTERM work (a handler, tini, or a preset endpoint), or use a native sidecar, which the kubelet kills from outside",
+        ));
+    }
+    if c.has_pre_stop {
+        notes.push(Diagnostic::new(
+            Code::PreStopNotRun,
+            Severity::Warning,
+            name,
+            "the container has a preStop hook, but an exec'd kill does not run it (only the kubelet does, when it stops a container)".into(),
+            format!("put the hook's command in workflows.argoproj.io/kill-cmd-{}, or use a native sidecar", c.name),
+        ));
+    }
+    if let Some(signal) = &c.stop_signal {
+        notes.push(Diagnostic::new(
+            Code::StopSignalNotUsed,
+            Severity::Warning,
+            name,
+            format!(
+                "lifecycle.stopSignal is {signal}, but the plan sends SIGTERM and SIGKILL by exec"
+            ),
+            format!(
+                "put a command sending {signal} in workflows.argoproj.io/kill-cmd-{}",
+                c.name
+            ),
+        ));
+    }
+    if classified.injector == Some(Injector::Unknown) {
+        notes.push(Diagnostic::new(
+            Code::UnknownSidecar,
+            Severity::Info,
+            name,
+            "no known injector marked this container; the default kill command is a guess".into(),
+            format!(
+                "if it needs another stop command, set workflows.argoproj.io/kill-cmd-{}",
+                c.name
+            ),
+        ));
+    }
+    ContainerStop {
+        container: c.name.clone(),
+        group,
+        source: command.source,
+        verdict,
+        steps,
+    }
+}
+
+fn native_notes(classified: &Classified, facts: &Facts, diagnostics: &mut Vec<Diagnostic>) {
+    let name = Some(classified.name.as_str());
+    match facts.cluster_version {
+        Some(version) if version < NATIVE_SIDECARS_SINCE => diagnostics.push(Diagnostic::new(
+            Code::NativeSidecarUnsupported,
+            Severity::Error,
+            name,
+            format!("native sidecars need Kubernetes 1.29+ (SidecarContainers is beta and on by default from 1.29); on {}.{} `{}` runs as an ordinary init container and blocks the pod", version.0, version.1, classified.name),
+            "upgrade the cluster, or inject the sidecar as a regular container and let sidekill stop it",
+        )),
+        _ => diagnostics.push(Diagnostic::new(
+            Code::NativeSidecar,
+            Severity::Info,
+            name,
+            format!("`{}` is a native sidecar: the kubelet stops it after the main containers exit, no kill needed", classified.name),
+            "nothing to do",
+        )),
+    }
+}
