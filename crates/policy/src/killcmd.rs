@@ -245,7 +245,7 @@ mod tests {
             (r#"["kill", ""]"#, Code::KillCmdEmptyArgument),
             (r#"["kill -%d %d"]"#, Code::KillCmdSecondSignalVerb),
             (r#"["kill -%d %s"]"#, Code::KillCmdOtherVerb),
-            (r#"["kill -%5d"]"#, Code::KillCmdOtherVerb),
+            (r#"["kill -%5d %d"]"#, Code::KillCmdOtherVerb),
         ];
         for (value, code) in cases {
             assert_eq!(parse(value).unwrap_err().code, code, "{value}");

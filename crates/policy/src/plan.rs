@@ -718,7 +718,7 @@ fn stop_container(
             ));
         }
     }
-    let pid1 = targets_pid1(argv);
+    let pid1 = targets_pid1(argv) || command.preset.as_ref().is_some_and(|p| p.signals_pid1);
     if pid1 && pod.share_process_namespace {
         verdict = Verdict::CannotStop;
         notes.push(Diagnostic::new(
@@ -729,7 +729,13 @@ fn stop_container(
             format!("set workflows.argoproj.io/kill-cmd-{} to [\"sh\",\"-c\",\"kill -%d $(pidof <process>)\"]", c.name),
         ));
     }
-    if (pid1 || command.source == CommandSource::Annotation) && pod.runs_as_non_root(c) {
+    if pid1
+        && matches!(
+            command.source,
+            CommandSource::Default | CommandSource::Annotation
+        )
+        && pod.runs_as_non_root(c)
+    {
         notes.push(Diagnostic::new(
             Code::NonRoot,
             Severity::Warning,

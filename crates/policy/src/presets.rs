@@ -42,6 +42,9 @@ pub struct Preset {
     pub source: &'static str,
     /// What it does.
     pub action: Action,
+    /// Whether the command signals the container's PID 1 (so a SIGKILL through it is dropped).
+    #[serde(skip)]
+    pub signals_pid1: bool,
 }
 
 /// Names and sources of every preset, for `policy_info`'s preset hash.
@@ -82,9 +85,19 @@ pub fn known_without_shell(c: &Container, software: Option<Software>) -> Option<
     }
 }
 
-/// Whether the software handles SIGTERM by shutting down (so PID 1 is not a problem for SIGTERM).
+/// Whether the software is known to shut down on SIGTERM even as PID 1 (it installs a handler).
 pub fn handles_sigterm(software: Option<Software>) -> bool {
-    software.is_some()
+    matches!(
+        software,
+        Some(
+            Software::IstioProxy
+                | Software::LinkerdProxy
+                | Software::KumaDp
+                | Software::VaultAgent
+                | Software::CloudSqlProxyV1
+                | Software::CloudSqlProxyV2
+        )
+    )
 }
 
 /// The preset for a container, or a diagnostic explaining why its preset does not apply.
@@ -115,6 +128,7 @@ pub fn preset_for(
                 action: Action::Exec {
                     argv: strings(&["pilot-agent", "request", "POST", "quitquitquit"]),
                 },
+                signals_pid1: false,
             }))
         }
         Some(Software::VaultAgent) => {
@@ -142,6 +156,7 @@ pub fn preset_for(
                 action: Action::Exec {
                     argv: wget_post(port, "/agent/v1/quit"),
                 },
+                signals_pid1: false,
             }))
         }
         Some(Software::CloudSqlProxyV2) => {
@@ -150,6 +165,14 @@ pub fn preset_for(
                     name,
                     "the Cloud SQL proxy's quit endpoint is off",
                     "the container argument --quitquitquit",
+                ));
+            }
+            if known_without_shell(c, software).is_some() {
+                // The admin server binds localhost, out of reach of pods/proxy too.
+                return Err(needs_feature(
+                    name,
+                    "the quit endpoint listens on localhost only and this distroless image has no HTTP client to call it",
+                    "an -alpine, -bullseye or -bookworm image of the proxy",
                 ));
             }
             let port = flag_value(c, "--admin-port")
@@ -161,6 +184,7 @@ pub fn preset_for(
                 action: Action::Exec {
                     argv: wget_post(port, "/quitquitquit"),
                 },
+                signals_pid1: false,
             }))
         }
         Some(Software::LinkerdProxy) => {
@@ -191,6 +215,7 @@ pub fn preset_for(
                     port,
                     path: "/shutdown",
                 },
+                signals_pid1: false,
             }))
         }
         Some(Software::KumaDp) => Ok(Some(Preset {
@@ -199,6 +224,8 @@ pub fn preset_for(
             action: Action::Exec {
                 argv: strings(&["killall", "-%d", "kuma-dp"]),
             },
+            // kuma-dp is the container's PID 1.
+            signals_pid1: true,
         })),
         _ => Ok(None),
     }
@@ -210,7 +237,7 @@ fn needs_feature(container: Option<&str>, what: &str, setting: &str) -> Diagnost
         Severity::Warning,
         container,
         format!("{what}, so its preset stop command cannot be used"),
-        format!("set {setting} on the pod"),
+        format!("set {setting}"),
     )
 }
 

@@ -43,7 +43,8 @@ pub fn load_all() -> Vec<Vector> {
 
 fn load(path: &Path) -> Vector {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let object = match (&json["object"], &json["fixture"]) {
         (Value::Null, Value::String(fixture)) => {
             let fixture_path = fixtures_dir().join(fixture);
@@ -51,7 +52,12 @@ fn load(path: &Path) -> Vector {
                 .unwrap_or_else(|e| panic!("{}: {e}", fixture_path.display()));
             let mut docs = sidekill_policy::yaml::documents(&text)
                 .unwrap_or_else(|e| panic!("{}: {e}", fixture_path.display()));
-            assert_eq!(docs.len(), 1, "{}: one document expected", fixture_path.display());
+            assert_eq!(
+                docs.len(),
+                1,
+                "{}: one document expected",
+                fixture_path.display()
+            );
             docs.remove(0)
         }
         (object, Value::Null) => object.clone(),
@@ -67,7 +73,11 @@ fn load(path: &Path) -> Vector {
         _ => serde_json::to_vec(&request).expect("request serializes"),
     };
     Vector {
-        name: path.file_stem().expect("file stem").to_string_lossy().into_owned(),
+        name: path
+            .file_stem()
+            .expect("file stem")
+            .to_string_lossy()
+            .into_owned(),
         json,
         request,
     }
