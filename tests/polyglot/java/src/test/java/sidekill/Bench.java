@@ -1,0 +1,250 @@
+package sidekill;
+
+import com.dylibso.chicory.compiler.MachineFactoryCompiler;
+import com.dylibso.chicory.runtime.ImportValues;
+import com.dylibso.chicory.runtime.Instance;
+import com.dylibso.chicory.wasm.Parser;
+import com.dylibso.chicory.wasm.WasmModule;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Properties;
+
+/**
+ * Figures for the Java loader, printed, not asserted: cold parse + instantiate time (in fresh JVMs
+ * and in a warm one) and plan latency per vector, with chicory's interpreter (what {@link
+ * SidekillPolicy} uses by default) and its compiler (wasm to JVM bytecode at instantiation).
+ *
+ * <p>Run with {@code bench.sh [--engine interpreter|compiler|both] [--warmup-ms N] [--measure-ms N]
+ * [--min-calls N] [--fresh-jvms N] [--cold-runs N] [--filter TEXT]}. Module and vectors as in the
+ * tests ($SIDEKILL_WASM, $SIDEKILL_VECTORS_OUT). Each answer is checked against the native one
+ * once before it is timed; a differing vector is marked DIFFERS and still timed.
+ */
+public final class Bench {
+  enum Engine {
+    INTERPRETER,
+    COMPILER
+  }
+
+  private long warmupMs = 500, measureMs = 1000;
+  private int minCalls = 10, freshJvms = 5, coldRuns = 20;
+  private String filter = "";
+  private List<Engine> engines = List.of(Engine.INTERPRETER, Engine.COMPILER);
+
+  public static void main(String[] args) throws Exception {
+    if (args.length == 2 && args[0].equals("--cold-once")) {
+      coldOnce(Engine.valueOf(args[1])); // the child of a fresh-JVM run
+      return;
+    }
+    Bench bench = new Bench();
+    bench.parse(args);
+    bench.run();
+  }
+
+  private void parse(String[] args) {
+    for (int i = 0; i < args.length; i++) {
+      String value = i + 1 < args.length ? args[i + 1] : "";
+      switch (args[i]) {
+        case "--engine" -> {
+          engines =
+              value.equals("both")
+                  ? List.of(Engine.INTERPRETER, Engine.COMPILER)
+                  : List.of(Engine.valueOf(value.toUpperCase()));
+          i++;
+        }
+        case "--warmup-ms" -> warmupMs = Long.parseLong(args[++i]);
+        case "--measure-ms" -> measureMs = Long.parseLong(args[++i]);
+        case "--min-calls" -> minCalls = Integer.parseInt(args[++i]);
+        case "--fresh-jvms" -> freshJvms = Integer.parseInt(args[++i]);
+        case "--cold-runs" -> coldRuns = Integer.parseInt(args[++i]);
+        case "--filter" -> filter = args[++i];
+        default -> throw new IllegalArgumentException("unknown argument " + args[i] + " (see Bench's doc)");
+      }
+    }
+  }
+
+  private void run() throws Exception {
+    Path wasm = Fixtures.wasm();
+    List<Fixtures.Vector> vectors = new ArrayList<>();
+    for (Fixtures.Vector v : Fixtures.vectors()) {
+      if (v.name().contains(filter)) {
+        vectors.add(v);
+      }
+    }
+    System.out.printf(
+        "sidekill Java loader benchmark: chicory %s, Java %s (%s), %d cores%n",
+        chicoryVersion(), System.getProperty("java.version"), System.getProperty("java.vm.name"),
+        Runtime.getRuntime().availableProcessors());
+    System.out.printf("module %s (%,d bytes); %d vectors from %s%n", wasm, Fixtures.read(wasm).length,
+        vectors.size(), Fixtures.vectorsDir());
+    System.out.printf("plan timing: %d ms warm-up, then at least %d ms and %d calls per vector, one instance%n",
+        warmupMs, measureMs, minCalls);
+
+    for (Engine engine : engines) {
+      System.out.printf("%n== %s ==%n", engine.name().toLowerCase());
+      coldInFreshJvms(engine);
+      coldInThisJvm(engine);
+      planLatency(engine, vectors);
+    }
+  }
+
+  // ---- cold start ----
+
+  /** Parse + instantiate (+ compile) + ABI check, each step timed, in nanoseconds. */
+  private static long[] coldOnceNanos(Engine engine, byte[] bytes) {
+    long t0 = System.nanoTime();
+    WasmModule module = Parser.parse(bytes);
+    long t1 = System.nanoTime();
+    SidekillPolicy policy = new SidekillPolicy(instance(engine, module));
+    long t2 = System.nanoTime();
+    policy.policyInfo();
+    long t3 = System.nanoTime();
+    return new long[] {t1 - t0, t2 - t1, t3 - t2};
+  }
+
+  private static Instance instance(Engine engine, WasmModule module) {
+    Instance.Builder builder = Instance.builder(module).withImportValues(ImportValues.empty());
+    if (engine == Engine.COMPILER) {
+      builder = builder.withMachineFactory(MachineFactoryCompiler.compile(module));
+    }
+    return builder.build();
+  }
+
+  private static void coldOnce(Engine engine) {
+    long[] t = coldOnceNanos(engine, Fixtures.read(Fixtures.wasm()));
+    System.out.printf("%d %d %d%n", t[0], t[1], t[2]);
+  }
+
+  private void coldInFreshJvms(Engine engine) throws IOException, InterruptedException {
+    if (freshJvms <= 0) {
+      return;
+    }
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    List<long[]> runs = new ArrayList<>();
+    for (int i = 0; i < freshJvms; i++) {
+      Process child =
+          new ProcessBuilder(java, "-Dsidekill.repo=" + Fixtures.repo(), "-cp",
+                  System.getProperty("java.class.path"), Bench.class.getName(), "--cold-once", engine.name())
+              .redirectErrorStream(true)
+              .start();
+      String line;
+      try (BufferedReader out =
+          new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
+        line = out.readLine();
+      }
+      if (child.waitFor() != 0 || line == null) {
+        throw new IllegalStateException("fresh JVM run failed: " + line);
+      }
+      runs.add(Arrays.stream(line.trim().split(" ")).mapToLong(Long::parseLong).toArray());
+    }
+    System.out.printf("cold start in %d fresh JVMs (parse / instantiate%s / first call policyInfo):%n",
+        freshJvms, engine == Engine.COMPILER ? " incl. compile" : "");
+    printSteps(runs);
+  }
+
+  private void coldInThisJvm(Engine engine) {
+    byte[] bytes = Fixtures.read(Fixtures.wasm());
+    List<long[]> runs = new ArrayList<>();
+    for (int i = 0; i < coldRuns + 3; i++) {
+      long[] t = coldOnceNanos(engine, bytes);
+      if (i >= 3) { // 3 unmeasured rounds warm the JIT for parse and instantiate
+        runs.add(t);
+      }
+    }
+    System.out.printf("parse + instantiate again in this JVM, %d runs after 3 unmeasured:%n", coldRuns);
+    printSteps(runs);
+  }
+
+  private static void printSteps(List<long[]> runs) {
+    String[] names = {"parse", "instantiate", "first call", "total"};
+    for (int step = 0; step < 4; step++) {
+      long[] values = new long[runs.size()];
+      for (int i = 0; i < runs.size(); i++) {
+        long[] r = runs.get(i);
+        values[i] = step < 3 ? r[step] : r[0] + r[1] + r[2];
+      }
+      Stats s = Stats.of(values);
+      System.out.printf("  %-12s median %9.2f ms   min %9.2f   max %9.2f%n", names[step], s.median, s.min, s.max);
+    }
+  }
+
+  // ---- plan latency ----
+
+  private void planLatency(Engine engine, List<Fixtures.Vector> vectors) {
+    SidekillPolicy policy = new SidekillPolicy(instance(engine, Parser.parse(Fixtures.wasm())));
+    // Warm the JIT on every vector first, so that the first rows are not timed colder than the rest.
+    long warmEnd = System.nanoTime() + 4 * warmupMs * 1_000_000;
+    do {
+      vectors.forEach(v -> policy.plan(v.requestBytes()));
+    } while (System.nanoTime() < warmEnd);
+    System.out.printf("plan latency per vector (ms), after %d ms of warm-up on all vectors:%n", 4 * warmupMs);
+    System.out.printf("  %-44s %7s %7s %9s %9s %9s %7s%n", "vector", "req B", "ans B", "median", "p90", "min", "calls");
+    List<Double> medians = new ArrayList<>();
+    int differing = 0;
+    for (Fixtures.Vector v : vectors) {
+      byte[] request = v.requestBytes();
+      byte[] answer = policy.plan(request);
+      boolean same = Fixtures.canonical(answer).equals(Fixtures.canonical(v.answerBytes()));
+      differing += same ? 0 : 1;
+      Stats s = time(() -> policy.plan(request));
+      medians.add(s.median);
+      System.out.printf("  %-44s %7d %7d %9.3f %9.3f %9.3f %7d%s%n", v.name(), request.length, answer.length,
+          s.median, s.p90, s.min, s.count, same ? "" : "  DIFFERS from native");
+    }
+    double[] m = medians.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+    if (m.length > 0) {
+      System.out.printf("  all %d vectors: median of medians %.3f ms, min %.3f, max %.3f, one pass %.1f ms%s%n",
+          m.length, m[m.length / 2], m[0], m[m.length - 1], Arrays.stream(m).sum(),
+          differing == 0 ? "" : "; " + differing + " DIFFER from native");
+    }
+    Stats info = time(policy::policyInfo);
+    Stats matrix = time(policy::matrix);
+    System.out.printf("  policyInfo median %.3f ms, matrix median %.3f ms%n", info.median, matrix.median);
+  }
+
+  private Stats time(Runnable call) {
+    long warmEnd = System.nanoTime() + warmupMs * 1_000_000;
+    do {
+      call.run();
+    } while (System.nanoTime() < warmEnd);
+    long[] samples = new long[1 << 16];
+    int n = 0;
+    long end = System.nanoTime() + measureMs * 1_000_000;
+    while (n < samples.length && (n < minCalls || System.nanoTime() < end)) {
+      long t0 = System.nanoTime();
+      call.run();
+      samples[n++] = System.nanoTime() - t0;
+    }
+    return Stats.of(Arrays.copyOf(samples, n));
+  }
+
+  /** Order statistics in milliseconds. */
+  record Stats(double median, double p90, double min, double max, int count) {
+    static Stats of(long[] nanos) {
+      long[] s = nanos.clone();
+      Arrays.sort(s);
+      int n = s.length;
+      return new Stats(s[n / 2] / 1e6, s[Math.min(n - 1, (int) Math.ceil(n * 0.9) - 1)] / 1e6, s[0] / 1e6,
+          s[n - 1] / 1e6, n);
+    }
+  }
+
+  private static String chicoryVersion() {
+    try (InputStream in =
+        Instance.class.getResourceAsStream("/META-INF/maven/com.dylibso.chicory/runtime/pom.properties")) {
+      Properties p = new Properties();
+      if (in != null) {
+        p.load(in);
+      }
+      return p.getProperty("version", "(unknown)");
+    } catch (IOException e) {
+      return "(unknown)";
+    }
+  }
+}
