@@ -8,6 +8,14 @@
 //!
 //! The module only moves bytes: every decision is `sidekill_policy`'s.
 //!
+//! ```text
+//! $ scripts/build-wasm            # dist/raw/sidekill_policy.wasm, dist/pkg-web, dist/pkg-node
+//! $ node -e 'const p = require("./dist/pkg-node");
+//!            console.log(p.plan({object: {kind: "Pod", spec: {containers: []}}}))'
+//! ```
+//! A loader for the raw module is a dozen lines in any language: `docs/ABI.md` walks through
+//! Go, Python, Java and Node, and `tests/module/` drives it from wasmtime.
+//!
 //! # Memory protocol (raw ABI)
 //! The host asks for a buffer with `sidekill_alloc`, writes the request into it, and
 //! calls `sidekill_plan(ptr, len)`. The call returns the address of the answer and
@@ -15,9 +23,25 @@
 //! `sidekill_reset`. Requests must lie inside a buffer from `sidekill_alloc`: anything
 //! else, including a call before any alloc, is answered with a `bad_pointer` error
 //! envelope, never a trap.
+//!
+//! # Features
+//! - `js` (off): the wasm-bindgen functions of `js.rs` (`plan`, `classify`, `matrix`,
+//!   `policyInfo`, `parseDocuments`, `callJson`) with TypeScript types, instead of the raw
+//!   ABI. It turns on the core's `yaml` feature for `parseDocuments`.
+//!
+//! On targets other than wasm32 the crate is empty: its tests load the built module.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+// The raw module leaves std out: its panic machinery and allocator are a fifth of the module,
+// and the core is no_std already. The JS build keeps std, which wasm-bindgen expects.
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "js")), no_std)]
 
+#[cfg(all(target_arch = "wasm32", not(feature = "js")))]
+extern crate alloc;
+
+#[cfg(all(target_arch = "wasm32", not(feature = "js")))]
+mod heap;
 #[cfg(all(target_arch = "wasm32", not(feature = "js")))]
 mod raw;
 

@@ -83,14 +83,14 @@ fn facts(v: &Value) -> Result<Facts> {
         facts.executor = Some(Executor::from_name(&name).ok_or(Error::Invalid {
             path: "facts.executor".into(),
             expected: "one of emissary, docker, k8sapi, kubelet, pns, none",
-            found: format!("{name:?}"),
+            found: format!("`{name}`"),
         })?);
     }
     if let Some(version) = opt_string(m, "clusterVersion", "facts")? {
         facts.cluster_version = Some(parse_version(&version).ok_or(Error::Invalid {
             path: "facts.clusterVersion".into(),
             expected: "a Kubernetes version such as \"1.31\" or \"v1.31.2\"",
-            found: format!("{version:?}"),
+            found: format!("`{version}`"),
         })?);
     }
     match m.get("podsProxy") {

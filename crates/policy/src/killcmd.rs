@@ -141,13 +141,13 @@ fn check_verbs(arg: &str, index: usize) -> Result<(), Problem> {
     if signal_verbs > 1 {
         return Err(problem(
             Code::KillCmdSecondSignalVerb,
-            format!("element {index} ({arg:?}) has {signal_verbs} `%d`; Go's Sprintf fills only the first and prints %!d(MISSING) for the rest"),
+            format!("element {index} (`{arg}`) has {signal_verbs} `%d`; Go's Sprintf fills only the first and prints %!d(MISSING) for the rest"),
         ));
     }
     if let Some(other) = found.iter().flatten().find(|d| d.as_str() != "d") {
         return Err(problem(
             Code::KillCmdOtherVerb,
-            format!("element {index} ({arg:?}) has `%{other}` next to `%d`; Go's Sprintf would print %!{}(MISSING)", other.chars().last().unwrap_or('?')),
+            format!("element {index} (`{arg}`) has `%{other}` next to `%d`; Go's Sprintf would print %!{}(MISSING)", other.chars().last().unwrap_or('?')),
         ));
     }
     Ok(())

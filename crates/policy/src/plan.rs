@@ -314,8 +314,10 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
         diagnostics.extend(notes);
         stops.push(stop);
     }
-    // Stable: proxies move after the other sidecars, each group keeps pod order.
-    stops.sort_by_key(|s| s.group);
+    // Proxies go after the other sidecars; each group keeps pod order.
+    let (mut stops, proxies): (Vec<_>, Vec<_>) =
+        stops.into_iter().partition(|s| s.group == Group::Sidecar);
+    stops.extend(proxies);
 
     for classified in &containers {
         match classified.role {

@@ -230,7 +230,7 @@ fn describe(v: &Value) -> String {
         Value::Bool(b) => format!("boolean {b}"),
         Value::Number(n) => format!("number {n}"),
         Value::String(s) if s.len() > 40 => "a string".into(),
-        Value::String(s) => format!("string {s:?}"),
+        Value::String(s) => format!("string `{s}`"),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "an object".into(),
     }
@@ -319,17 +319,18 @@ fn string_map(v: Option<&Value>, path: &str) -> Result<BTreeMap<String, String>>
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(BTreeMap::new());
     };
-    as_object(v, path)?
-        .iter()
-        .map(|(k, item)| match item {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            other => Err(Error::Invalid {
+    let mut map = BTreeMap::new();
+    for (k, item) in as_object(v, path)? {
+        let Value::String(s) = item else {
+            return Err(Error::Invalid {
                 path: format!("{path}.{k}"),
                 expected: "a string",
-                found: describe(other),
-            }),
-        })
-        .collect()
+                found: describe(item),
+            });
+        };
+        map.insert(k.clone(), s.clone());
+    }
+    Ok(map)
 }
 
 fn containers(list: &Value, path: &str) -> Result<Vec<Container>> {
