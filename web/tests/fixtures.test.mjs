@@ -1,0 +1,44 @@
+// Pastes every real-world fixture that a shared vector names (tests/vectors/fixture-*.json,
+// `fixture` field) into the page and checks that the plan it shows (roles, stops with
+// their verdicts and steps, readiness, executor, diagnostics) is the vector's `expect`.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { browser, FIXTURES, openPage, pageServer, pasteInput, shownPlan, VECTORS } from './harness.mjs';
+
+const vectors = readdirSync(VECTORS)
+  .filter((f) => f.startsWith('fixture-') && f.endsWith('.json'))
+  .sort()
+  .map((f) => ({ name: f.replace(/\.json$/, ''), ...JSON.parse(readFileSync(join(VECTORS, f), 'utf8')) }));
+
+describe('real-world fixtures pasted into the page', () => {
+  let server;
+  let chromium;
+  let page;
+  before(async () => {
+    server = await pageServer();
+    chromium = await browser();
+    page = await chromium.newPage();
+    await openPage(page, server.url);
+  });
+  after(async () => {
+    await chromium?.close();
+    await server?.close();
+  });
+
+  test('there are fixture vectors and the fixtures are there', () => {
+    assert.ok(vectors.length >= 20, `expected at least 20 fixture vectors, found ${vectors.length}`);
+    assert.ok(existsSync(FIXTURES), `${FIXTURES} not found: set SIDEKILL_FIXTURES`);
+  });
+
+  for (const vector of vectors) {
+    test(`${vector.name}: ${vector.fixture}`, async () => {
+      const text = readFileSync(join(FIXTURES, vector.fixture), 'utf8');
+      await pasteInput(page, text);
+      assert.equal(await page.locator('#input-error').isHidden(), true, 'the fixture reads without a YAML error');
+      assert.deepEqual(await shownPlan(page), vector.expect.subjects);
+      assert.deepEqual(page.problems, []);
+    });
+  }
+});
