@@ -1,0 +1,309 @@
+//! The programs of the stand-in images, in one multi-call binary: what it does depends on the
+//! name it runs as (argv\[0\]), or on its first argument when run as `sidekill-standin`.
+//!
+//! The `sidekill-standin` binary is this module's [`main_if_standin`] and nothing else. Another
+//! binary that embeds the test cluster (`sidekill demo`) can serve as the stand-in itself: call
+//! [`main_if_standin`] first thing in `main` and point `ClusterConfig::standin` at
+//! `std::env::current_exe()`.
+//!
+//! - `sidecar [--exit-code N] [--port P]`: runs until SIGTERM or SIGINT, then exits N (default
+//!   0). With `--port`, answers every HTTP request on 127.0.0.1:P with `200 ok`.
+//! - `stubborn`: a SIGTERM/SIGINT handler that ignores the signal; only SIGKILL stops it.
+//! - `main [--seconds N] [--exit C]`: works N seconds (default 1), then exits C (default 0). It
+//!   installs no signal handler, so as PID 1 it ignores SIGTERM (the kernel's rule).
+//! - `pilot-agent proxy ...`: istio's agent and Envoy in one: serves `POST /quitquitquit` (answers
+//!   `OK`, then exits 0) and `GET /healthz/ready` on 127.0.0.1:$ISTIO_ADMIN_PORT (default 15000);
+//!   exits 0 on SIGTERM.
+//! - `pilot-agent request METHOD PATH`: sends that request to the admin port and prints the body;
+//!   exits 0 on a 2xx answer, 255 with `Error: ...` otherwise (as the real agent does).
+//!
+//! - `pidof [-s] [-o PID] NAME...`: busybox's pidof (as in Alpine images): matches a process whose
+//!   `comm` or argv\[0\] basename is NAME, so it finds shell scripts by their file name too.
+//!
+//! Every role prints a line when it starts and when it stops, so container logs tell the story.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn signals() -> Signals {
+    match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn admin_port() -> u16 {
+    std::env::var("ISTIO_ADMIN_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(15000)
+}
+
+/// Serves HTTP/1.1 on 127.0.0.1:`port`; `answer(method, path)` gives status and body, and
+/// whether to exit 0 once the answer is written.
+fn serve(port: u16, answer: fn(&str, &str) -> (u16, &'static str, bool)) {
+    let listener = match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on 127.0.0.1:{port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("listening on 127.0.0.1:{port}");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(match stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => continue,
+            });
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0u8; length.min(1 << 20)];
+            let _ = reader.read_exact(&mut body);
+            let mut parts = request_line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+            let (code, text, exit) = answer(method, path);
+            let reason = if code == 200 { "OK" } else { "Not Found" };
+            let mut out = stream;
+            let _ = write!(
+                out,
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = out.flush();
+            // Close the connection now: the caller reads to EOF.
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            drop(out);
+            drop(reader);
+            println!("{method} {path} -> {code}");
+            if exit {
+                // Envoy drains its listeners before exiting; the caller has its answer by then.
+                println!("quitquitquit: exiting");
+                std::thread::sleep(Duration::from_millis(300));
+                std::process::exit(0);
+            }
+        }
+    });
+}
+
+fn sidecar(args: &[String]) {
+    let code: i32 = flag(args, "--exit-code")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    if let Some(port) = flag(args, "--port").and_then(|p| p.parse().ok()) {
+        serve(port, |_, _| (200, "ok\n", false));
+    }
+    let mut sigs = signals();
+    println!("sidecar: running as pid {}", std::process::id());
+    if let Some(sig) = sigs.forever().next() {
+        println!("sidecar: got signal {sig}, exiting {code}");
+        std::process::exit(code);
+    }
+}
+
+fn stubborn() {
+    let mut sigs = signals();
+    println!(
+        "stubborn: running as pid {}; SIGTERM is ignored",
+        std::process::id()
+    );
+    for sig in sigs.forever() {
+        println!("stubborn: got signal {sig}, ignoring it");
+    }
+}
+
+fn main_role(args: &[String]) {
+    let secs: f64 = flag(args, "--seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let code: i32 = flag(args, "--exit")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    println!("main: working for {secs}s as pid {}", std::process::id());
+    std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+    println!("main: done, exiting {code}");
+    std::process::exit(code);
+}
+
+fn pilot_agent(args: &[String]) {
+    match args.first().map(String::as_str) {
+        Some("proxy") => {
+            serve(admin_port(), |method, path| match (method, path) {
+                ("POST", "/quitquitquit") => (200, "OK\n", true),
+                ("GET", "/healthz/ready") | ("GET", "/ready") => (200, "LIVE\n", false),
+                _ => (404, "not found\n", false),
+            });
+            let mut sigs = signals();
+            println!("pilot-agent: proxy running as pid {}", std::process::id());
+            if let Some(sig) = sigs.forever().next() {
+                println!("pilot-agent: got signal {sig}, draining and exiting 0");
+                std::process::exit(0);
+            }
+        }
+        Some("request") => {
+            let method = args.get(1).cloned().unwrap_or_else(|| "GET".into());
+            let path = args.get(2).cloned().unwrap_or_default();
+            let path = format!("/{}", path.trim_start_matches('/'));
+            let port = admin_port();
+            let result = (|| -> std::io::Result<(u16, String)> {
+                let mut s = TcpStream::connect(("127.0.0.1", port))?;
+                s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+                let mut resp = String::new();
+                s.read_to_string(&mut resp)?;
+                let code = resp
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                let body = resp
+                    .split_once("\r\n\r\n")
+                    .map(|(_, b)| b.to_owned())
+                    .unwrap_or_default();
+                Ok((code, body))
+            })();
+            match result {
+                Ok((code, body)) if (200..300).contains(&code) => {
+                    print!("{body}");
+                    std::process::exit(0);
+                }
+                Ok((code, body)) => {
+                    eprintln!("Error: received unsuccessful response code {code}: {body}");
+                    std::process::exit(255);
+                }
+                Err(e) => {
+                    eprintln!("Error: failure sending request: {method} http://localhost:{port}{path}: {e}");
+                    std::process::exit(255);
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: pilot-agent proxy ... | pilot-agent request METHOD PATH");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn pidof(args: &[String]) {
+    let mut single = false;
+    let mut omit: Vec<u32> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-s" => single = true,
+            "-o" => {
+                if let Some(p) = it.next() {
+                    let p = if p == "%PPID" {
+                        std::os::unix::process::parent_id().to_string()
+                    } else {
+                        p.clone()
+                    };
+                    omit.extend(p.split(',').filter_map(|x| x.parse::<u32>().ok()));
+                }
+            }
+            n => names.push(n.to_owned()),
+        }
+    }
+    let mut found: Vec<u32> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if omit.contains(&pid) {
+                continue;
+            }
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = cmdline
+                .split(|b| *b == 0)
+                .next()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_default();
+            let base = argv0.rsplit('/').next().unwrap_or("").to_owned();
+            // The kernel keeps 15 bytes of a program's name in comm.
+            if names
+                .iter()
+                .any(|n| n.get(..15).unwrap_or(n) == comm.trim_end() || *n == base)
+            {
+                found.push(pid);
+            }
+        }
+    }
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    if single {
+        found.truncate(1);
+    }
+    if found.is_empty() {
+        std::process::exit(1);
+    }
+    println!(
+        "{}",
+        found
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+/// The stand-in roles, by the name they run as.
+pub const ROLES: &[&str] = &["sidecar", "stubborn", "main", "pilot-agent", "pidof"];
+
+/// If this process runs as a stand-in (argv\[0\]'s file name is one of [`ROLES`], or it is
+/// `sidekill-standin ROLE ...`), runs that role and exits; otherwise returns.
+pub fn main_if_standin() {
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.is_empty() {
+        return;
+    }
+    let argv0 = args.remove(0);
+    let mut role = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned();
+    if role == "sidekill-standin" {
+        if args.is_empty() {
+            return;
+        }
+        role = args.remove(0);
+    }
+    match role.as_str() {
+        "sidecar" => sidecar(&args),
+        "stubborn" => stubborn(),
+        "main" => main_role(&args),
+        "pilot-agent" => pilot_agent(&args),
+        "pidof" => pidof(&args),
+        _ => return,
+    }
+    std::process::exit(0);
+}
