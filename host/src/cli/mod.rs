@@ -1,0 +1,525 @@
+//! The `sidekill` command line: argument definitions (clap derive) and the commands.
+//!
+//! Arguments are parsed and validated first (clap, with value parsers that do no IO),
+//! then resolved (files read, the module loaded), then acted on. Each command returns an
+//! [`Exit`] code; errors that stop a command return [`Error`], which the binary prints
+//! and turns into exit code 2.
+
+mod plan;
+mod policy_cmd;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::digest::Sha256;
+use crate::error::{Error, Result};
+use crate::render::Style;
+use crate::runtime::{Config, Limits, Runtime};
+use crate::{embedded, Policy};
+
+/// The exit codes, as documented in `sidekill --help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done, nothing to report.
+    Ok,
+    /// 1: done, and something to report: a plan has a container that cannot be stopped,
+    /// `policy diff` found differences, `policy test` or `policy inspect` found a module
+    /// that would be refused.
+    Report,
+    /// 2: a usage or input error (bad arguments, unreadable file, invalid YAML or JSON,
+    /// an object the policy cannot plan, a module that cannot be loaded).
+    Error,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Report => 1,
+            Exit::Error => 2,
+        }
+    }
+
+    fn worst(self, other: Exit) -> Exit {
+        if other.code() > self.code() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  done, nothing to report
+  1  done, something to report: a plan has a container that cannot be stopped,
+     `policy diff` found differences, `policy test`/`inspect` found a module that
+     would be refused
+  2  usage or input error: bad arguments, unreadable file, invalid YAML or JSON,
+     an object the policy cannot plan, a policy module that cannot be loaded
+
+Environment:
+  SIDEKILL_POLICY             policy module for `plan` and `matrix` (--policy)
+  SIDEKILL_POLICY_SHA256      required sha256 of that module (--sha256)
+  SIDEKILL_FORMAT             output format (--format)
+  SIDEKILL_COLOR              colour: auto, always, never (--color)
+  SIDEKILL_TIMEOUT_MS         deadline of one call into the module (--timeout-ms)
+  SIDEKILL_MEMORY_LIMIT_MIB   memory limit of the module (--memory-limit-mib)
+  SIDEKILL_CACHE_DIR          compiled-module cache directory (--cache-dir)
+  SIDEKILL_LOG                log level on stderr: error, warn (default), info,
+                              debug, trace
+  NO_COLOR                    when set, no colour even on a terminal
+
+No command needs a cluster: plans come from manifests on disk or standard input.";
+
+/// Plans how to stop the sidecars of batch pods (Argo Workflows, Jobs), from manifests.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sidekill",
+    version,
+    about = "Plan how sidecars of batch pods are stopped, with the sandboxed sidekill policy",
+    long_about = "\
+sidekill stops sidecar containers (istio-proxy, linkerd-proxy, kuma-sidecar, vault-agent,
+cloud-sql-proxy, ...) once the main containers of a batch pod (an Argo Workflows step, a
+Job) have finished. Every decision comes from the policy module, a WebAssembly module run
+in a sandbox: no imports, a deadline and a memory limit on every call.
+
+This command line shows those decisions for manifests on disk, with no cluster: what
+each container is and why, how each sidecar would be stopped, in what order, and what
+will go wrong and how to fix it. It also inspects, tests and compares policy modules
+before they are rolled out.
+
+The default policy module is built into the binary; --policy runs another one.",
+    after_long_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Options for every command.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// `table` on a terminal, `json` otherwise.
+    Auto,
+    /// Tables and text for people.
+    Table,
+    /// One JSON document on standard output, for programs.
+    Json,
+}
+
+/// Colour choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colour on a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// Options accepted by every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Output format [default: table on a terminal, json otherwise]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = Format::Auto,
+        hide_default_value = true,
+        env = "SIDEKILL_FORMAT",
+        long_help = "Output format. `table` is for people; `json` is one JSON document on \
+                     standard output, for programs. The default, `auto`, is `table` when \
+                     standard output is a terminal and `json` otherwise (a pipe or a file)."
+    )]
+    pub format: Format,
+
+    /// When to use colour
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto, env = "SIDEKILL_COLOR")]
+    pub color: Color,
+
+    /// Deadline of one call into the policy module, in milliseconds
+    #[arg(
+        long,
+        global = true,
+        value_name = "MS",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..=60_000),
+        env = "SIDEKILL_TIMEOUT_MS",
+        long_help = "Deadline of one call into the policy module, in milliseconds of CPU \
+                     time (1 to 60000); a call is also stopped after max(1 s, this) of \
+                     wall-clock time. A call that runs longer (a runaway loop) is stopped \
+                     and reported; the command goes on with the next document."
+    )]
+    pub timeout_ms: u64,
+
+    /// Memory limit of the policy module, in MiB
+    #[arg(
+        long,
+        global = true,
+        value_name = "MIB",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..=4096),
+        env = "SIDEKILL_MEMORY_LIMIT_MIB",
+        long_help = "Largest linear memory the policy module may use, in MiB (1 to 4096). \
+                     A call that grows memory past it is stopped and reported."
+    )]
+    pub memory_limit_mib: u64,
+
+    /// Keep compiled modules in this directory across runs
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "SIDEKILL_CACHE_DIR",
+        long_help = "Keep compiled policy modules in DIR (created with mode 0700 when \
+                     missing), keyed by the module's sha256, so later runs skip compilation. \
+                     DIR must be writable only by the user sidekill runs as: compiled code \
+                     is loaded from it without further checks. By default nothing is \
+                     written to disk."
+    )]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Plan how the sidecars of each object's pods would be stopped
+    #[command(long_about = "\
+Plan how the sidecars of each object's pods would be stopped.
+
+Each FILE (or `-` for standard input) holds YAML or JSON: one object or several
+(`---`-separated YAML documents, or concatenated JSON objects). Pods, Jobs, CronJobs,
+Deployments, ReplicaSets, StatefulSets, DaemonSets, Argo Workflows and WorkflowTemplates,
+and `List`s of them are planned: one plan per pod the object stands for (a Workflow has
+one per template that runs as a pod).
+
+For each pod the answer shows every container's classification with its evidence, the
+support-matrix row that applies, the plan (which containers are stopped, in what order,
+with which commands and waits) and diagnostics with fixes.
+
+Exit code 1 when a plan has a container that cannot be stopped (verdict `cannot-stop`);
+2 when a file cannot be read or parsed or an object cannot be planned (the other
+objects are still planned and shown).
+
+JSON output: {\"policy\": {name, version, sha256, origin},
+              \"plans\": [{file, document, object, answer}],
+              \"errors\": [{file, document?, error, message, code?, path?, line?, column?}]}
+where `answer` is the policy module's answer, unchanged.")]
+    Plan(PlanArgs),
+
+    /// Print the support matrix: how each executor can stop each kind of sidecar
+    #[command(long_about = "\
+Print the support matrix: for each Argo executor (and `none`, for Jobs and plain pods),
+how sidecars declared in the Workflow, injected sidecars and native sidecars can be
+stopped, and by which path. The matrix comes from the policy module; `--format json`
+prints the module's answer unchanged: {\"columns\": [...], \"rows\": [...]}.")]
+    Matrix(MatrixArgs),
+
+    /// Inspect, test and compare policy modules
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// The facts and policy options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Manifest files (YAML or JSON); `-` reads standard input
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+
+    /// Which policy module to run.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Facts passed to the policy.
+    #[command(flatten)]
+    pub facts: FactsArgs,
+}
+
+/// Which policy module to run.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Policy module to run instead of the built-in one
+    #[arg(
+        long,
+        value_name = "X.wasm",
+        env = "SIDEKILL_POLICY",
+        long_help = "Policy module (a raw-ABI .wasm file) to run instead of the one built \
+                     into sidekill. It must pass the load checks of a hot swap: the wasm \
+                     magic, no imports, the ABI's exports and their types, ABI major \
+                     version 1. (`sidekill policy test` also runs the canary requests.)"
+    )]
+    pub policy: Option<PathBuf>,
+
+    /// Refuse the module unless its sha256 is this (64 hex digits)
+    #[arg(long, value_name = "HEX", env = "SIDEKILL_POLICY_SHA256", value_parser = parse_sha256)]
+    pub sha256: Option<Sha256>,
+}
+
+/// Facts the host knows and manifests do not say; passed to the policy as they are.
+#[derive(Debug, Args)]
+pub struct FactsArgs {
+    /// Argo executor: emissary, docker, k8sapi, kubelet, pns or none
+    #[arg(
+        long,
+        value_name = "NAME",
+        long_help = "The Argo executor that runs the pods: emissary, docker, k8sapi, \
+                     kubelet, pns, or none (no Argo). Detected from each pod when absent. \
+                     The policy module checks the name."
+    )]
+    pub executor: Option<String>,
+
+    /// Kubernetes version of the cluster, such as 1.31 or v1.31.2
+    #[arg(
+        long,
+        value_name = "VERSION",
+        long_help = "The cluster's Kubernetes version, such as 1.31 or v1.31.2. Native \
+                     sidecars need 1.29 or later; without this fact the plan says what \
+                     happens on either side."
+    )]
+    pub cluster_version: Option<String>,
+
+    /// sidekill may use the pods/proxy subresource (for HTTP stop endpoints)
+    #[arg(long)]
+    pub pods_proxy: bool,
+
+    /// Name of a main container, overriding detection (repeatable)
+    #[arg(long = "main-container", value_name = "NAME")]
+    pub main_containers: Vec<String>,
+}
+
+/// Options of `matrix`.
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// Which policy module to run.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// `sidekill policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show a module's ABI version, identity, imports, exports, size and sha256
+    #[command(long_about = "\
+Show a module's size, sha256, imports and exports, and, when it loads, its ABI version
+and identity (name, version, features, presets hash). A module that would be refused
+(an import, a missing export, another ABI version, ...) is shown with the reason, and
+the exit code is 1.")]
+    Inspect {
+        /// The module
+        #[arg(value_name = "X.wasm")]
+        module: PathBuf,
+    },
+
+    /// Compare the plans of two modules on the same manifests
+    #[command(long_about = "\
+Plan every object of FILES with OLD and with NEW, and show which answers differ and how,
+as JSON paths (`$.ok.subjects[0].plan.stops[0].verdict: \"may-stop\" -> \"stops\"`).
+An error answer, or a call that fails in one module and not the other, is a difference
+too. Exit code 1 when anything differs, 0 when every answer is the same.")]
+    Diff {
+        /// The module in service
+        #[arg(value_name = "OLD.wasm")]
+        old: PathBuf,
+        /// The candidate
+        #[arg(value_name = "NEW.wasm")]
+        new: PathBuf,
+        /// Manifest files (YAML or JSON); `-` reads standard input
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+        /// Facts passed to the policy.
+        #[command(flatten)]
+        facts: FactsArgs,
+    },
+
+    /// Run the checks a hot swap runs before a module goes live
+    #[command(long_about = "\
+Run the checks a hot swap runs before a module goes live: the sha256 pin (with
+--sha256), loading (wasm magic, compilation, no imports, the ABI's exports and their
+types, ABI major version 1, instantiation under the limits), then every canary request
+(no trap, no deadline, an answer that parses and has the expected shape). Exit code 0
+when the module would be accepted, 1 when it would be refused.")]
+    Test {
+        /// The module
+        #[arg(value_name = "X.wasm")]
+        module: PathBuf,
+        /// Refuse the module unless its sha256 is this (64 hex digits)
+        #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+        sha256: Option<Sha256>,
+    },
+}
+
+fn parse_sha256(text: &str) -> std::result::Result<Sha256, String> {
+    text.parse().map_err(|e: Error| e.to_string())
+}
+
+/// Runs a parsed command line, writing to standard output.
+///
+/// # Errors
+/// An error that stops the command (exit code 2): an unreadable module, a module that does
+/// not load, an output that cannot be written.
+pub fn run(cli: &Cli) -> Result<Exit> {
+    let stdout = std::io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut ctx = Context {
+        json: match cli.global.format {
+            Format::Auto => !terminal,
+            Format::Table => false,
+            Format::Json => true,
+        },
+        style: Style {
+            color: match cli.global.color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => {
+                    terminal
+                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+                }
+            },
+        },
+        out: Box::new(stdout.lock()),
+        err_style: Style {
+            color: cli.global.color == Color::Always
+                || (cli.global.color == Color::Auto && std::io::stderr().is_terminal()),
+        },
+        global: &cli.global,
+    };
+    match &cli.command {
+        Command::Plan(args) => plan::run(&mut ctx, args),
+        Command::Matrix(args) => {
+            let (policy, _) = load_policy(&cli.global, &args.policy)?;
+            let answer = policy.matrix()?;
+            if ctx.json {
+                ctx.json_out(&answer)?;
+            } else {
+                let text = crate::render::matrix(&answer, &ctx.style);
+                ctx.print(&text)?;
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Policy(PolicyCommand::Inspect { module }) => policy_cmd::inspect(&mut ctx, module),
+        Command::Policy(PolicyCommand::Test { module, sha256 }) => {
+            policy_cmd::test(&mut ctx, module, sha256.as_ref())
+        }
+        Command::Policy(PolicyCommand::Diff {
+            old,
+            new,
+            files,
+            facts,
+        }) => policy_cmd::diff(&mut ctx, old, new, files, facts),
+    }
+}
+
+/// What every command writes with.
+pub(crate) struct Context<'a> {
+    pub(crate) json: bool,
+    pub(crate) style: Style,
+    pub(crate) err_style: Style,
+    pub(crate) out: Box<dyn Write + 'a>,
+    pub(crate) global: &'a Global,
+}
+
+impl Context<'_> {
+    pub(crate) fn print(&mut self, text: &str) -> Result<()> {
+        self.out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(|e| Error::io("standard output", e))
+    }
+
+    pub(crate) fn json_out(&mut self, value: &serde_json::Value) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+        text.push('\n');
+        self.print(&text)
+    }
+
+    /// An error line on standard error, prefixed `error:` (in red on a terminal).
+    pub(crate) fn error(&self, text: &str) {
+        eprintln!("{} {text}", self.err_style.red("error:"));
+    }
+
+    pub(crate) fn runtime(&self) -> Result<Runtime> {
+        runtime(self.global)
+    }
+}
+
+/// The runtime for the global options.
+///
+/// # Errors
+/// As [`Runtime::new`].
+pub fn runtime(global: &Global) -> Result<Runtime> {
+    Runtime::new(Config {
+        limits: Limits {
+            timeout: Duration::from_millis(global.timeout_ms),
+            memory: usize::try_from(global.memory_limit_mib << 20).unwrap_or(usize::MAX),
+            ..Limits::default()
+        },
+        cache_dir: global.cache_dir.clone(),
+        ..Config::default()
+    })
+}
+
+/// Reads a module file.
+pub(crate) fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// The module `--policy` names, or the embedded one, checked against `--sha256`.
+/// Returns the policy and where it came from.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::Pin`] or a load error.
+pub fn load_policy(global: &Global, args: &PolicyArgs) -> Result<(Policy, String)> {
+    let runtime = runtime(global)?;
+    let (bytes, origin) = match &args.policy {
+        Some(path) => (read_module(path)?, path.display().to_string()),
+        None => (embedded::BYTES.to_vec(), embedded::ORIGIN.to_string()),
+    };
+    if let Some(expected) = &args.sha256 {
+        let found = Sha256::of(&bytes);
+        if found != *expected {
+            return Err(Error::Pin {
+                expected: expected.to_string(),
+                found: found.to_string(),
+            });
+        }
+    }
+    let policy = runtime.load(&bytes)?;
+    Ok((policy, origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sha256_is_validated_while_parsing() {
+        let err =
+            Cli::try_parse_from(["sidekill", "plan", "--sha256", "xyz", "f.yaml"]).unwrap_err();
+        assert!(err.to_string().contains("not a sha256 digest"), "{err}");
+    }
+
+    #[test]
+    fn exit_codes_order() {
+        assert_eq!(Exit::Ok.worst(Exit::Report), Exit::Report);
+        assert_eq!(Exit::Error.worst(Exit::Report), Exit::Error);
+    }
+}

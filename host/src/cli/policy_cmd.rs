@@ -1,0 +1,346 @@
+//! `sidekill policy inspect | test | diff`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sidekill_policy::Call;
+
+use super::plan::{describe_error, documents, error_json, facts, request};
+use super::{read_module, Context, Exit, FactsArgs};
+use crate::canary;
+use crate::diff::{diff as json_diff, Change};
+use crate::digest::Sha256;
+use crate::error::{Error, Result};
+use crate::policy::{inspect as inspect_module, Policy};
+use crate::render::Table;
+
+fn error_value(e: &Error) -> Value {
+    json!({"error": e.name(), "message": e.report().to_string()})
+}
+
+pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
+    let bytes = read_module(path)?;
+    let runtime = ctx.runtime()?;
+    let found = inspect_module(&runtime, &bytes);
+    let exit = if found.load.is_ok() {
+        Exit::Ok
+    } else {
+        Exit::Report
+    };
+    if ctx.json {
+        let mut out = json!({
+            "file": path.display().to_string(),
+            "size": found.size,
+            "sha256": found.sha256.to_string(),
+            "imports": found.imports.iter().map(|i| json!({"module": i.module, "name": i.name, "kind": i.kind})).collect::<Vec<_>>(),
+            "exports": found.exports.iter().map(|(name, ty)| json!({"name": name, "type": ty})).collect::<Vec<_>>(),
+            "loads": found.load.is_ok(),
+            "compileMillis": found.compile_time.as_secs_f64() * 1e3,
+            "loadMillis": found.load_time.as_secs_f64() * 1e3,
+        });
+        match &found.load {
+            Ok(policy) => {
+                out["abi"] = json!(policy.abi().to_string());
+                out["info"] = json!({
+                    "name": policy.info().name,
+                    "version": policy.info().version,
+                    "features": policy.info().features,
+                    "presetsHash": policy.info().presets_hash,
+                });
+            }
+            Err(e) => out["refused"] = error_value(e),
+        }
+        ctx.json_out(&out)?;
+        return Ok(exit);
+    }
+    let s = ctx.style;
+    let mut text = String::new();
+    // A key-value table: an empty header, skipped below.
+    let mut kv = Table::new(&["", ""]);
+    kv.row(vec!["file".into(), path.display().to_string()]);
+    kv.row(vec!["size".into(), format!("{} bytes", found.size)]);
+    kv.row(vec!["sha256".into(), found.sha256.to_string()]);
+    if let Ok(policy) = &found.load {
+        let info = policy.info();
+        kv.row(vec!["abi".into(), policy.abi().to_string()]);
+        kv.row(vec!["name".into(), info.name.clone()]);
+        kv.row(vec!["version".into(), info.version.clone()]);
+        kv.row(vec!["features".into(), info.features.join(", ")]);
+        kv.row(vec!["presets hash".into(), info.presets_hash.clone()]);
+        kv.row(vec![
+            "load".into(),
+            format!(
+                "compile {:.1} ms (less when cached), instantiate and check {:.2} ms",
+                found.compile_time.as_secs_f64() * 1e3,
+                found.load_time.as_secs_f64() * 1e3
+            ),
+        ]);
+    }
+    for line in kv.render(0, &s).lines().skip(1) {
+        let _ = writeln!(text, "{line}");
+    }
+    let _ = writeln!(
+        text,
+        "\n{}",
+        s.bold(&format!("imports ({})", found.imports.len()))
+    );
+    if found.imports.is_empty() {
+        let _ = writeln!(text, "  none");
+    }
+    for import in &found.imports {
+        let _ = writeln!(text, "  {}", s.red(&import.to_string()));
+    }
+    let _ = writeln!(
+        text,
+        "\n{}",
+        s.bold(&format!("exports ({})", found.exports.len()))
+    );
+    let mut exports = Table::new(&["NAME", "TYPE"]);
+    for (name, ty) in &found.exports {
+        exports.row(vec![name.clone(), ty.clone()]);
+    }
+    text.push_str(&exports.render(2, &s));
+    match &found.load {
+        Ok(_) => {
+            let _ = writeln!(text, "\n{} the module loads", s.green("ok:"));
+        }
+        Err(e) => {
+            let _ = writeln!(
+                text,
+                "\n{} {} ({})",
+                s.red("refused:"),
+                e.report(),
+                e.name()
+            );
+        }
+    }
+    ctx.print(&text)?;
+    Ok(exit)
+}
+
+pub(super) fn test(ctx: &mut Context<'_>, path: &Path, pin: Option<&Sha256>) -> Result<Exit> {
+    let bytes = read_module(path)?;
+    let runtime = ctx.runtime()?;
+    let sha256 = Sha256::of(&bytes);
+    let mut checks: Vec<(String, std::result::Result<String, Error>, Option<f64>)> = Vec::new();
+    let pin_ok = match pin {
+        Some(expected) if *expected != sha256 => {
+            checks.push((
+                "sha256 pin".into(),
+                Err(Error::Pin {
+                    expected: expected.to_string(),
+                    found: sha256.to_string(),
+                }),
+                None,
+            ));
+            false
+        }
+        Some(_) => {
+            checks.push(("sha256 pin".into(), Ok("matches".into()), None));
+            true
+        }
+        None => true,
+    };
+    if pin_ok {
+        let started = std::time::Instant::now();
+        match runtime.load(&bytes) {
+            Ok(policy) => {
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                checks.push((
+                    "load".into(),
+                    Ok(format!(
+                        "{} {}, ABI {}, no imports, every ABI export",
+                        policy.info().name,
+                        policy.info().version,
+                        policy.abi()
+                    )),
+                    Some(ms),
+                ));
+                for result in canary::run_all(&policy) {
+                    checks.push((
+                        format!("canary {}", result.canary.name),
+                        result
+                            .outcome
+                            .map(|()| "answer has the expected shape".into()),
+                        Some(result.elapsed.as_secs_f64() * 1e3),
+                    ));
+                }
+            }
+            Err(e) => checks.push((
+                "load".into(),
+                Err(e),
+                Some(started.elapsed().as_secs_f64() * 1e3),
+            )),
+        }
+    }
+    let accepted = checks.iter().all(|(_, r, _)| r.is_ok());
+    let exit = if accepted { Exit::Ok } else { Exit::Report };
+    if ctx.json {
+        let out = json!({
+            "file": path.display().to_string(),
+            "sha256": sha256.to_string(),
+            "accepted": accepted,
+            "checks": checks.iter().map(|(name, r, ms)| {
+                let mut c = json!({"check": name, "ok": r.is_ok(), "millis": ms});
+                match r {
+                    Ok(detail) => c["detail"] = json!(detail),
+                    Err(e) => { c["error"] = json!(e.name()); c["message"] = json!(e.report().to_string()); }
+                }
+                c
+            }).collect::<Vec<_>>(),
+        });
+        ctx.json_out(&out)?;
+        return Ok(exit);
+    }
+    let s = ctx.style;
+    let mut text = format!(
+        "{} {}  sha256 {}\n",
+        s.bold("policy"),
+        path.display(),
+        sha256
+    );
+    for (name, result, ms) in &checks {
+        let time = ms
+            .map(|ms| format!("  {}", s.dim(&format!("{ms:.2} ms"))))
+            .unwrap_or_default();
+        match result {
+            Ok(detail) => {
+                let _ = writeln!(text, "  {} {name}: {detail}{time}", s.green("pass"));
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    text,
+                    "  {} {name}: {} ({}){time}",
+                    s.red("FAIL"),
+                    e.report(),
+                    e.name()
+                );
+            }
+        }
+    }
+    let verdict = if accepted {
+        s.green("accepted: a hot swap would make this module live")
+    } else {
+        s.red("refused: a hot swap would keep the live module")
+    };
+    let _ = writeln!(text, "{verdict}");
+    ctx.print(&text)?;
+    Ok(exit)
+}
+
+/// One side's answer: the envelope as JSON, or the host's error as `{"hostError": ...}`.
+fn envelope(policy: &Policy, request: &[u8]) -> Value {
+    match policy.call(Call::Plan, request) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(
+            |e| json!({"hostError": {"error": "bad_answer", "message": format!("not JSON: {e}")}}),
+        ),
+        Err(e) => json!({"hostError": error_value(&e)}),
+    }
+}
+
+pub(super) fn diff(
+    ctx: &mut Context<'_>,
+    old_path: &Path,
+    new_path: &Path,
+    files: &[String],
+    facts_args: &FactsArgs,
+) -> Result<Exit> {
+    let runtime = ctx.runtime()?;
+    let old = runtime.load(&read_module(old_path)?)?;
+    let new = runtime.load(&read_module(new_path)?)?;
+    let facts = facts(facts_args);
+    let mut errors = Vec::new();
+    let docs = documents(files, &mut errors);
+    for (file, document, error) in &errors {
+        ctx.error(&describe_error(file, *document, None, error));
+    }
+    let mut results: Vec<(&crate::input::Document, Vec<Change>)> = Vec::new();
+    for doc in &docs {
+        let request = request(doc, &facts);
+        let changes = json_diff(&envelope(&old, &request), &envelope(&new, &request));
+        results.push((doc, changes));
+    }
+    let differing = results.iter().filter(|(_, c)| !c.is_empty()).count();
+    let exit = if !errors.is_empty() {
+        Exit::Error
+    } else if differing > 0 {
+        Exit::Report
+    } else {
+        Exit::Ok
+    };
+    let side = |p: &Policy, path: &Path| json!({"file": path.display().to_string(), "name": p.info().name, "version": p.info().version, "sha256": p.sha256().to_string()});
+    if ctx.json {
+        let out = json!({
+            "old": side(&old, old_path),
+            "new": side(&new, new_path),
+            "documents": results.iter().map(|(doc, changes)| json!({
+                "file": doc.file,
+                "document": doc.index,
+                "object": doc.label(),
+                "same": changes.is_empty(),
+                "changes": changes.iter().map(|c| {
+                    let mut v = json!({"path": c.path, "op": c.op()});
+                    if let Some(old) = &c.old { v["old"] = old.clone(); }
+                    if let Some(new) = &c.new { v["new"] = new.clone(); }
+                    v
+                }).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "differing": differing,
+            "errors": errors.iter().map(|(f, d, e)| error_json(f, *d, e)).collect::<Vec<_>>(),
+        });
+        ctx.json_out(&out)?;
+        return Ok(exit);
+    }
+    let s = ctx.style;
+    let mut text = format!(
+        "{} {} {} (sha256 {})\n{} {} {} (sha256 {})\n\n",
+        s.bold("old"),
+        old.info().name,
+        old.info().version,
+        old.sha256().short(),
+        s.bold("new"),
+        new.info().name,
+        new.info().version,
+        new.sha256().short()
+    );
+    for (doc, changes) in &results {
+        let head = format!("{} document {} ({})", doc.file, doc.index, doc.label());
+        if changes.is_empty() {
+            let _ = writeln!(text, "{} {head}", s.green("same"));
+            continue;
+        }
+        let _ = writeln!(
+            text,
+            "{} {head}: {} change{}",
+            s.yellow("differs"),
+            changes.len(),
+            if changes.len() == 1 { "" } else { "s" }
+        );
+        for c in changes {
+            let short = |v: &Option<Value>| {
+                let text = v.as_ref().map(Value::to_string).unwrap_or_default();
+                if text.chars().count() > 100 {
+                    format!("{}…", text.chars().take(100).collect::<String>())
+                } else {
+                    text
+                }
+            };
+            let line = match c.op() {
+                "added" => s.green(&format!("+ {}: {}", c.path, short(&c.new))),
+                "removed" => s.red(&format!("- {}: {}", c.path, short(&c.old))),
+                _ => format!("~ {}: {} -> {}", c.path, short(&c.old), short(&c.new)),
+            };
+            let _ = writeln!(text, "    {line}");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "\n{differing} of {} document{} differ{}",
+        results.len(),
+        if results.len() == 1 { "" } else { "s" },
+        if differing == 1 { "s" } else { "" }
+    );
+    ctx.print(&text)?;
+    Ok(exit)
+}

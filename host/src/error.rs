@@ -1,0 +1,401 @@
+//! The host's errors: one enum, one variant per way a module, a call or an input can fail.
+//!
+//! Variant names are short and stable, and [`Error::name`] gives each a snake_case label
+//! for log fields and metric labels. The host survives every one of them: a failed call
+//! drops its store and leaves the loaded module, the policy store and the process intact.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed error from wasmtime or another library, kept as the `source` of a variant.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One import of a module, as `(import "module" "name" ...)` declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The import's module name, such as `env` or `wasi_snapshot_preview1`.
+    pub module: String,
+    /// The import's field name, such as `fd_write`.
+    pub name: String,
+    /// What is imported: `func`, `memory`, `table`, `global` or `tag`.
+    pub kind: &'static str,
+}
+
+impl fmt::Display for Import {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {:?} ({})", self.module, self.name, self.kind)
+    }
+}
+
+/// Everything that can go wrong while loading a module, calling it, swapping it or
+/// reading the manifests the command line plans.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The module has no bytes at all.
+    #[error("the module is empty (0 bytes)")]
+    Empty,
+
+    /// The bytes are not a WebAssembly binary (no `\0asm` magic).
+    #[error("not a WebAssembly binary: it starts with {found}, not the magic bytes 00 61 73 6d (\"\\0asm\")")]
+    NotWasm {
+        /// The first bytes, in hex.
+        found: String,
+    },
+
+    /// The bytes look like WebAssembly but do not validate or compile.
+    #[error("the module does not compile")]
+    Compile {
+        /// wasmtime's reason.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The module imports something. Policy modules are instantiated with an empty import
+    /// object, so any import is refused at load.
+    #[error("the module imports {}; a policy module must import nothing", list(.imports))]
+    Imports {
+        /// Every import the module declares.
+        imports: Vec<Import>,
+    },
+
+    /// An export of the ABI is missing.
+    #[error("the module has no export `{name}` (expected {expected})")]
+    MissingExport {
+        /// The export's name.
+        name: &'static str,
+        /// Its expected type.
+        expected: &'static str,
+    },
+
+    /// An export of the ABI has the wrong type.
+    #[error("export `{name}` is {found}, expected {expected}")]
+    ExportType {
+        /// The export's name.
+        name: &'static str,
+        /// Its expected type.
+        expected: &'static str,
+        /// Its actual type.
+        found: String,
+    },
+
+    /// The module speaks an ABI major version this host does not.
+    #[error("ABI version {major}.{minor} is not supported: this host speaks {supported}.x")]
+    AbiVersion {
+        /// `sidekill_abi_major()`.
+        major: i32,
+        /// `sidekill_abi_minor()`.
+        minor: i32,
+        /// The major version this host speaks.
+        supported: i32,
+    },
+
+    /// A call ran past its deadline (an infinite or runaway loop) and was interrupted.
+    #[error("`{call}` ran past its {} ms {clock} deadline and was stopped", .limit.as_millis())]
+    Deadline {
+        /// The export that was running.
+        call: &'static str,
+        /// The deadline.
+        limit: Duration,
+        /// Which clock: `CPU-time` (the call's budget) or `wall-clock` (the cap).
+        clock: &'static str,
+    },
+
+    /// The module's start function ran past the deadline during instantiation.
+    #[error("the module's start function ran past the {} ms {clock} deadline and was stopped", .limit.as_millis())]
+    StartDeadline {
+        /// The deadline.
+        limit: Duration,
+        /// Which clock: `CPU-time` (the call's budget) or `wall-clock` (the cap).
+        clock: &'static str,
+    },
+
+    /// The module tried to grow its memory (or start with a memory) beyond the limit.
+    #[error("`{call}` tried to grow memory to {wanted} bytes, over the {limit}-byte limit")]
+    MemoryLimit {
+        /// The export that was running, or `instantiate`.
+        call: &'static str,
+        /// The size asked for.
+        wanted: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// The module trapped (`unreachable`, out-of-bounds access, stack overflow, ...).
+    #[error("`{call}` trapped")]
+    Trap {
+        /// The export that was running, or `start` for the start function.
+        call: &'static str,
+        /// The trap.
+        #[source]
+        trap: wasmtime::Trap,
+    },
+
+    /// A call failed in wasmtime for another reason (a resource limit, an instantiation error).
+    #[error("`{call}` failed")]
+    Wasm {
+        /// The export that was running, or `instantiate`.
+        call: &'static str,
+        /// wasmtime's reason.
+        #[source]
+        source: BoxError,
+    },
+
+    /// `sidekill_result_len` reported an answer larger than the host accepts.
+    #[error("`{call}` reported a {len}-byte answer; at most {max} bytes are accepted")]
+    ResultTooLarge {
+        /// The export whose answer it is.
+        call: &'static str,
+        /// The reported length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The answer's address and length do not lie inside the module's memory.
+    #[error("`{call}` answered at [{ptr}, {ptr} + {len}), outside its {memory}-byte memory")]
+    ResultOutOfBounds {
+        /// The export whose answer it is.
+        call: &'static str,
+        /// The answer's address.
+        ptr: u32,
+        /// The reported length.
+        len: u32,
+        /// The memory's size.
+        memory: usize,
+    },
+
+    /// `sidekill_alloc` gave no usable buffer for the request.
+    #[error("`sidekill_alloc({len})` returned {ptr}: no usable buffer for the request")]
+    AllocFailed {
+        /// The request's length.
+        len: usize,
+        /// The address returned.
+        ptr: u32,
+    },
+
+    /// The answer is not a JSON envelope `{"ok": ...}` or `{"error": {...}}`.
+    #[error("`{call}` answered something that is not a JSON envelope: {reason}")]
+    BadAnswer {
+        /// The export whose answer it is.
+        call: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The policy answered with an error envelope: the request itself is bad.
+    #[error("{message}")]
+    Policy {
+        /// The code from the ABI's error table, such as `missing_field`.
+        code: String,
+        /// The policy's message, naming the field.
+        message: String,
+        /// The JSON path the error is about, when it is about one field.
+        path: Option<String>,
+    },
+
+    /// The module's sha256 does not match the pinned one.
+    #[error("sha256 {found} does not match the pinned {expected}")]
+    Pin {
+        /// The pinned digest.
+        expected: String,
+        /// The module's digest.
+        found: String,
+    },
+
+    /// A canary request failed during the self-test before a swap.
+    #[error("canary `{canary}` failed{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Canary {
+        /// The canary's name.
+        canary: &'static str,
+        /// What was wrong with the answer, when the call itself succeeded.
+        reason: Option<String>,
+        /// The call error, when the call itself failed.
+        #[source]
+        source: Option<Box<Error>>,
+    },
+
+    /// A ConfigMap version has no module under the expected `binaryData` key.
+    #[error("{origin}: no `binaryData` key `{key}`")]
+    MissingKey {
+        /// The ConfigMap, as the source names it.
+        origin: String,
+        /// The key.
+        key: String,
+    },
+
+    /// A rollback was asked for, but no previous version is kept.
+    #[error("no previous policy version to roll back to")]
+    NoPrevious,
+
+    /// A sha256 pin is not 64 hex digits.
+    #[error("`{value}` is not a sha256 digest (64 hex digits)")]
+    BadDigest {
+        /// The text given.
+        value: String,
+    },
+
+    /// A file could not be read or written.
+    #[error("{}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// wasmtime's engine could not be set up with the configuration.
+    #[error("cannot set up the wasm engine")]
+    Engine {
+        /// wasmtime's reason.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A manifest is not YAML or JSON.
+    #[error("{file}: line {line}, column {column}: {message} (expected a YAML or JSON Kubernetes object)")]
+    Syntax {
+        /// The file (`-` for standard input).
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser expected.
+        message: String,
+    },
+}
+
+fn list(imports: &[Import]) -> String {
+    let shown: Vec<String> = imports.iter().map(Import::to_string).collect();
+    shown.join(", ")
+}
+
+impl Error {
+    /// A short, stable snake_case name for the variant, for log fields and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Empty => "empty",
+            Error::NotWasm { .. } => "not_wasm",
+            Error::Compile { .. } => "compile",
+            Error::Imports { .. } => "imports",
+            Error::MissingExport { .. } => "missing_export",
+            Error::ExportType { .. } => "export_type",
+            Error::AbiVersion { .. } => "abi_version",
+            Error::Deadline { .. } => "deadline",
+            Error::StartDeadline { .. } => "start_deadline",
+            Error::MemoryLimit { .. } => "memory_limit",
+            Error::Trap { .. } => "trap",
+            Error::Wasm { .. } => "wasm",
+            Error::ResultTooLarge { .. } => "result_too_large",
+            Error::ResultOutOfBounds { .. } => "result_out_of_bounds",
+            Error::AllocFailed { .. } => "alloc_failed",
+            Error::BadAnswer { .. } => "bad_answer",
+            Error::Policy { .. } => "policy",
+            Error::Pin { .. } => "pin",
+            Error::Canary { .. } => "canary",
+            Error::MissingKey { .. } => "missing_key",
+            Error::NoPrevious => "no_previous",
+            Error::BadDigest { .. } => "bad_digest",
+            Error::Io { .. } => "io",
+            Error::Engine { .. } => "engine",
+            Error::Syntax { .. } => "syntax",
+        }
+    }
+
+    /// Whether the error is about the module (it is broken, hostile or misbehaved), as
+    /// opposed to the request, a file or the configuration.
+    pub fn is_module_fault(&self) -> bool {
+        !matches!(
+            self,
+            Error::Policy { .. }
+                | Error::MissingKey { .. }
+                | Error::NoPrevious
+                | Error::BadDigest { .. }
+                | Error::Io { .. }
+                | Error::Engine { .. }
+                | Error::Syntax { .. }
+        )
+    }
+
+    /// The error and its chain of causes, `": "`-separated, for log lines and messages.
+    pub fn report(&self) -> Report<'_> {
+        Report(self)
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Displays an error with its causes: `canary `x` failed: `sidekill_plan` trapped: wasm trap: ...`.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'e>(&'e Error);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// Converts a wasmtime error into a boxed standard error.
+pub(crate) fn boxed(err: wasmtime::Error) -> BoxError {
+    err.into_boxed_dyn_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_error_names_module_and_field() {
+        let err = Error::Imports {
+            imports: vec![
+                Import {
+                    module: "env".into(),
+                    name: "now".into(),
+                    kind: "func",
+                },
+                Import {
+                    module: "wasi_snapshot_preview1".into(),
+                    name: "fd_write".into(),
+                    kind: "func",
+                },
+            ],
+        };
+        let text = err.to_string();
+        assert!(text.contains(r#""env" "now" (func)"#), "{text}");
+        assert!(
+            text.contains(r#""wasi_snapshot_preview1" "fd_write""#),
+            "{text}"
+        );
+        assert_eq!(err.name(), "imports");
+    }
+
+    #[test]
+    fn deadline_message_names_call_and_limit() {
+        let err = Error::Deadline {
+            call: "sidekill_plan",
+            limit: Duration::from_millis(100),
+            clock: "CPU-time",
+        };
+        assert_eq!(
+            err.to_string(),
+            "`sidekill_plan` ran past its 100 ms CPU-time deadline and was stopped"
+        );
+    }
+}

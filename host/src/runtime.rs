@@ -1,0 +1,584 @@
+//! The wasm runtime: one wasmtime [`Engine`], the limits every call runs under, the epoch
+//! ticker that enforces deadlines, and the cache of compiled modules.
+//!
+//! # Deadlines
+//! The engine uses epoch interruption. A ticker thread increments the epoch every
+//! `timeout / 10` (at least 1 ms, at most 10 ms). Each call starts with a deadline of
+//! `ceil(timeout / tick)` ticks; when it is reached, the store's callback compares the
+//! CPU time the calling thread has used since the call began with [`Limits::timeout`]
+//! and the wall-clock time with [`Limits::wall_timeout`]: past either, the call is
+//! interrupted with [`Error::Deadline`] ([`Error::StartDeadline`] when it is the start
+//! function that does not return); otherwise it gets the ticks it has left. A runaway
+//! loop with a CPU to itself is thus stopped within `timeout` (100 ms by default), while
+//! a legitimate call that waited for a CPU on a busy or CPU-throttled node is not. The
+//! ticker stops when the last clone of the [`Runtime`] is dropped.
+//!
+//! # Memory
+//! Every store has a [`ResourceLimiter`] that refuses to grow a linear memory past
+//! [`Limits::memory`]: the `memory.grow` (or the instantiation of a module whose initial
+//! memory is already larger) fails the call with [`Error::MemoryLimit`].
+//!
+//! # Module cache
+//! Compiled modules are cached in memory by the SHA-256 of their bytes (the 16 most
+//! recently used, [`Config::memory_cache_entries`]). With [`Config::cache_dir`], compiled code is also written to disk with
+//! [`Module::serialize`] and read back with [`Module::deserialize_file`] by later
+//! processes, which skips Cranelift entirely. The directory is created with mode 0700; it
+//! must be writable only by the user sidekill runs as, because wasmtime trusts the code
+//! it deserializes (see [`Runtime::compile`]). A corrupt, stale or incompatible cache
+//! file is ignored and rewritten; a cache directory that cannot be written to only costs
+//! the recompilation (logged at `warn`).
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Module, ResourceLimiter};
+
+use crate::digest::Sha256;
+use crate::error::{boxed, Error, Result};
+use crate::policy::Policy;
+
+/// How many compiled modules the in-memory cache keeps by default.
+pub const MODULE_CACHE_ENTRIES: usize = 16;
+
+/// Limits applied to every call into a policy module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU-time budget of one call: instantiation and the start function (for a fresh
+    /// instance), copying the request in, the export itself and the reset. Default 100 ms;
+    /// values under 1 ms are raised to 1 ms. A call that uses it up fails with
+    /// [`Error::Deadline`] or [`Error::StartDeadline`]. CPU time rather than wall-clock
+    /// time, so that a legitimate call on a busy or CPU-throttled node is not killed for
+    /// time it spent waiting for a CPU; a runaway loop that has a CPU to itself is stopped
+    /// after `timeout` of wall-clock time. (On platforms without a per-thread CPU clock,
+    /// wall-clock time is used.)
+    pub timeout: Duration,
+    /// Wall-clock cap of one call, however little CPU it got. Default 1 s; never less
+    /// than `timeout`. A call past it fails with [`Error::Deadline`] or
+    /// [`Error::StartDeadline`].
+    pub wall_timeout: Duration,
+    /// Largest linear memory a module may have, in bytes. Default 64 MiB. Growing past
+    /// it fails the call with [`Error::MemoryLimit`].
+    pub memory: usize,
+    /// Largest answer the host copies out, in bytes. Default 16 MiB. A longer
+    /// `sidekill_result_len` fails the call with [`Error::ResultTooLarge`].
+    pub max_answer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_millis(100),
+            wall_timeout: Duration::from_secs(1),
+            memory: 64 << 20,
+            max_answer: 16 << 20,
+        }
+    }
+}
+
+/// The runtime's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Limits for every call.
+    pub limits: Limits,
+    /// Where compiled modules are kept across processes. Default: none (memory only).
+    /// The directory is created when missing.
+    pub cache_dir: Option<PathBuf>,
+    /// How many compiled modules the in-memory cache keeps, least recently used out
+    /// first. Default [`MODULE_CACHE_ENTRIES`]; 0 keeps none.
+    pub memory_cache_entries: usize,
+    /// How many idle instances each policy keeps warm for reuse. Default
+    /// [`WARM_INSTANCES`]. After a successful call the instance is reset with
+    /// `sidekill_reset` and kept, unless this many are idle already, its memory grew
+    /// past [`WARM_MEMORY_MAX`] or it has served [`WARM_CALLS_MAX`] calls. An instance
+    /// whose call failed (trap, deadline, memory limit, bad answer address) is never
+    /// reused. 0 runs every call in a fresh store.
+    pub warm_instances: usize,
+}
+
+/// Idle instances kept per policy by default.
+pub const WARM_INSTANCES: usize = 4;
+/// An instance whose memory grew past this is dropped after its call.
+pub const WARM_MEMORY_MAX: usize = 16 << 20;
+/// An instance is dropped after this many calls.
+pub const WARM_CALLS_MAX: u32 = 10_000;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            cache_dir: None,
+            memory_cache_entries: MODULE_CACHE_ENTRIES,
+            warm_instances: WARM_INSTANCES,
+        }
+    }
+}
+
+/// The wasm runtime shared by every policy version: cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    limits: Limits,
+    tick: Duration,
+    warm_instances: usize,
+    cache: Mutex<Vec<(Sha256, Module)>>,
+    cache_entries: usize,
+    cache_dir: Option<PathBuf>,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.inner.limits)
+            .field("cache_dir", &self.inner.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A runtime with the given configuration: builds the engine and starts the ticker.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when wasmtime refuses the configuration, [`Error::Io`] when the
+    /// ticker thread cannot be started.
+    pub fn new(config: Config) -> Result<Runtime> {
+        let mut wasm = wasmtime::Config::new();
+        wasm.epoch_interruption(true);
+        let engine = Engine::new(&wasm).map_err(|e| Error::Engine { source: boxed(e) })?;
+        let timeout = config.limits.timeout.max(Duration::from_millis(1));
+        let wall_timeout = config.limits.wall_timeout.max(timeout);
+        let tick = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(10));
+        let ticker = Ticker::start(engine.clone(), tick)?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                limits: Limits {
+                    timeout,
+                    wall_timeout,
+                    ..config.limits
+                },
+                tick,
+                warm_instances: config.warm_instances,
+                cache: Mutex::new(Vec::new()),
+                cache_entries: config.memory_cache_entries,
+                cache_dir: config.cache_dir,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Loads a module: checks it is WebAssembly, compiles it (or takes it from the cache),
+    /// refuses imports, checks the ABI exports, instantiates it once to read its ABI
+    /// version and identity. The self-test on canary requests is separate
+    /// ([`Policy::self_test`]); the [`PolicyStore`](crate::PolicyStore) runs both.
+    ///
+    /// # Errors
+    /// [`Error::Empty`], [`Error::NotWasm`], [`Error::Compile`], [`Error::Imports`],
+    /// [`Error::MissingExport`], [`Error::ExportType`], [`Error::AbiVersion`], or a call
+    /// error from instantiation or the version calls ([`Error::StartDeadline`],
+    /// [`Error::MemoryLimit`], [`Error::Trap`], ...).
+    pub fn load(&self, bytes: &[u8]) -> Result<Policy> {
+        Policy::load(self.clone(), bytes)
+    }
+
+    /// Compiles a module's bytes, or returns the cached compilation for the same SHA-256.
+    ///
+    /// # Errors
+    /// [`Error::Empty`], [`Error::NotWasm`] or [`Error::Compile`].
+    pub fn compile(&self, bytes: &[u8], sha256: &Sha256) -> Result<Module> {
+        check_magic(bytes)?;
+        if let Some(module) = self.cached(sha256) {
+            return Ok(module);
+        }
+        let module = match self.read_disk(sha256) {
+            Some(module) => module,
+            None => {
+                let module = Module::from_binary(&self.inner.engine, bytes)
+                    .map_err(|e| Error::Compile { source: boxed(e) })?;
+                self.write_disk(sha256, &module);
+                module
+            }
+        };
+        let mut cache = self.lock_cache();
+        cache.retain(|(key, _)| key != sha256);
+        if self.inner.cache_entries > 0 {
+            if cache.len() >= self.inner.cache_entries {
+                cache.remove(0);
+            }
+            cache.push((*sha256, module.clone()));
+        }
+        Ok(module)
+    }
+
+    /// Empties the in-memory module cache (the disk cache is left alone).
+    pub fn clear_memory_cache(&self) {
+        self.lock_cache().clear();
+    }
+
+    /// How often the epoch ticks: `timeout / 10`, between 1 and 10 ms.
+    pub fn tick(&self) -> Duration {
+        self.inner.tick
+    }
+
+    pub(crate) fn warm_instances(&self) -> usize {
+        self.inner.warm_instances
+    }
+
+    pub(crate) fn sandbox(&self) -> Sandbox {
+        Sandbox {
+            memory_limit: self.inner.limits.memory,
+            memory_hit: None,
+            deadline_hit: None,
+            cpu_budget: self.inner.limits.timeout,
+            wall_budget: self.inner.limits.wall_timeout,
+            tick: self.inner.tick,
+            cpu_start: None,
+            wall_start: Instant::now(),
+        }
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Vec<(Sha256, Module)>> {
+        // A panic while holding the lock cannot leave the list inconsistent.
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn cached(&self, sha256: &Sha256) -> Option<Module> {
+        let mut cache = self.lock_cache();
+        let at = cache.iter().position(|(key, _)| key == sha256)?;
+        let entry = cache.remove(at);
+        let module = entry.1.clone();
+        cache.push(entry);
+        Some(module)
+    }
+
+    fn disk_path(&self, sha256: &Sha256) -> Option<PathBuf> {
+        let dir = self.inner.cache_dir.as_ref()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        Some(dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish())))
+    }
+
+    fn read_disk(&self, sha256: &Sha256) -> Option<Module> {
+        let path = self.disk_path(sha256)?;
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: `deserialize_file` runs the machine code in the file without checking
+        // it. The file was written by `write_disk` (an engine-compatible `serialize` output
+        // named after the source's SHA-256 and the engine's compatibility hash) into a
+        // directory created with mode 0700; the documented contract of `Config::cache_dir`
+        // is that only sidekill's user can write there. wasmtime checks the header and
+        // refuses files from another version or configuration, which we treat as a miss.
+        match unsafe { Module::deserialize_file(&self.inner.engine, &path) } {
+            Ok(module) => {
+                tracing::debug!(path = %path.display(), "compiled module read from the disk cache");
+                Some(module)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable disk cache entry");
+                None
+            }
+        }
+    }
+
+    fn write_disk(&self, sha256: &Sha256, module: &Module) {
+        let Some(path) = self.disk_path(sha256) else {
+            return;
+        };
+        if let Err(e) = write_cache_file(&path, module) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the disk cache entry");
+        }
+    }
+}
+
+fn write_cache_file(path: &Path, module: &Module) -> std::result::Result<(), String> {
+    let dir = path.parent().ok_or("no parent directory")?;
+    create_private_dir(dir).map_err(|e| e.to_string())?;
+    let bytes = module.serialize().map_err(|e| e.to_string())?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("module"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        e.to_string()
+    })
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Refuses empty bytes and bytes without the wasm magic.
+pub(crate) fn check_magic(bytes: &[u8]) -> Result<()> {
+    if bytes.is_empty() {
+        return Err(Error::Empty);
+    }
+    if !bytes.starts_with(b"\0asm") {
+        let found = bytes
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(Error::NotWasm { found });
+    }
+    Ok(())
+}
+
+/// Increments the engine's epoch every tick until dropped.
+struct Ticker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine, tick: Duration) -> Result<Ticker> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sidekill-epoch".into())
+            .spawn(move || {
+                // Ends when the sender is dropped (or sends).
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| Error::io("sidekill-epoch thread", e))?;
+        Ok(Ticker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Which clock stopped a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Clock {
+    /// The call used its CPU-time budget.
+    Cpu,
+    /// The call ran past the wall-clock cap.
+    Wall,
+}
+
+/// The data of every store: the limits, the current call's start, and which limit was hit.
+pub(crate) struct Sandbox {
+    memory_limit: usize,
+    /// The size asked for when the memory limit was hit.
+    pub(crate) memory_hit: Option<usize>,
+    /// The clock that stopped the call, when one did.
+    pub(crate) deadline_hit: Option<Clock>,
+    cpu_budget: Duration,
+    wall_budget: Duration,
+    tick: Duration,
+    cpu_start: Option<Duration>,
+    wall_start: Instant,
+}
+
+/// Table growth is capped too, so a module cannot use tables to get around the memory limit.
+const TABLE_ELEMENTS: usize = 100_000;
+
+/// The calling thread's CPU time, where the platform has a per-thread clock.
+pub fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Some(Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+impl Sandbox {
+    /// Starts a call's clocks and clears the limit flags; returns the epoch deadline in ticks.
+    pub(crate) fn begin(&mut self) -> u64 {
+        self.memory_hit = None;
+        self.deadline_hit = None;
+        self.cpu_start = thread_cpu_time();
+        self.wall_start = Instant::now();
+        self.ticks(self.cpu_budget)
+    }
+
+    fn ticks(&self, left: Duration) -> u64 {
+        (left.as_nanos().div_ceil(self.tick.as_nanos()).max(1)) as u64
+    }
+
+    /// At an epoch deadline: stop the call, or give it the ticks its budgets have left.
+    pub(crate) fn on_deadline(&mut self) -> wasmtime::UpdateDeadline {
+        let wall = self.wall_start.elapsed();
+        // Without a CPU clock, the call is charged wall-clock time.
+        let cpu = match (self.cpu_start, thread_cpu_time()) {
+            (Some(start), Some(now)) => now.saturating_sub(start),
+            _ => wall,
+        };
+        let stop = if cpu >= self.cpu_budget {
+            Some(Clock::Cpu)
+        } else if wall >= self.wall_budget {
+            Some(Clock::Wall)
+        } else {
+            None
+        };
+        match stop {
+            Some(clock) => {
+                self.deadline_hit = Some(clock);
+                wasmtime::UpdateDeadline::Interrupt
+            }
+            None => {
+                let left = (self.cpu_budget - cpu).min(self.wall_budget - wall);
+                wasmtime::UpdateDeadline::Continue(self.ticks(left))
+            }
+        }
+    }
+}
+
+impl ResourceLimiter for Sandbox {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_hit = Some(desired);
+            return Err(wasmtime::Error::msg("memory limit reached"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_is_checked_before_compiling() {
+        assert_eq!(check_magic(b"").unwrap_err().name(), "empty");
+        let err = check_magic(b"PK\x03\x04zip").unwrap_err();
+        assert_eq!(err.name(), "not_wasm");
+        assert!(err.to_string().contains("50 4b 03 04"), "{err}");
+        assert!(check_magic(b"\0asm\x01\0\0\0").is_ok());
+    }
+
+    #[test]
+    fn the_tick_is_a_tenth_of_the_timeout_within_bounds() {
+        let runtime = Runtime::new(Config::default()).unwrap();
+        assert_eq!(runtime.tick(), Duration::from_millis(10));
+        assert_eq!(runtime.limits().wall_timeout, Duration::from_secs(1));
+        let runtime = Runtime::new(Config {
+            limits: Limits {
+                timeout: Duration::from_millis(3),
+                ..Limits::default()
+            },
+            ..Config::default()
+        })
+        .unwrap();
+        assert_eq!(runtime.tick(), Duration::from_millis(1));
+        let mut sandbox = runtime.sandbox();
+        assert_eq!(sandbox.begin(), 3);
+    }
+
+    #[test]
+    fn a_busy_thread_is_stopped_by_cpu_time_and_an_idle_one_is_not() {
+        let runtime = Runtime::new(Config {
+            limits: Limits {
+                timeout: Duration::from_millis(20),
+                wall_timeout: Duration::from_millis(200),
+                ..Limits::default()
+            },
+            ..Config::default()
+        })
+        .unwrap();
+        let mut sandbox = runtime.sandbox();
+        sandbox.begin();
+        // Sleeping uses no CPU: the call gets more time.
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(matches!(
+            sandbox.on_deadline(),
+            wasmtime::UpdateDeadline::Continue(_)
+        ));
+        // Spinning does.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(30) {
+            std::hint::spin_loop();
+        }
+        assert!(matches!(
+            sandbox.on_deadline(),
+            wasmtime::UpdateDeadline::Interrupt
+        ));
+        assert_eq!(sandbox.deadline_hit, Some(Clock::Cpu));
+        // Past the wall-clock cap, even an idle call stops.
+        sandbox.begin();
+        std::thread::sleep(Duration::from_millis(210));
+        assert!(matches!(
+            sandbox.on_deadline(),
+            wasmtime::UpdateDeadline::Interrupt
+        ));
+        assert_eq!(sandbox.deadline_hit, Some(Clock::Wall));
+    }
+}

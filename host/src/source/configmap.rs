@@ -1,0 +1,161 @@
+//! A policy module in a ConfigMap's `binaryData`, watched with kube's runtime watcher.
+//!
+//! The source watches one ConfigMap (a field selector on its name) in one namespace. Each
+//! version of it (the initial list, then every modification) is handled like a file
+//! change: the bytes under the key are hashed, and when the SHA-256 differs from the
+//! last one seen they are proposed to the [`PolicyStore`] on a blocking thread (loading
+//! compiles, which can take a few hundred milliseconds).
+//!
+//! Failure modes: a ConfigMap without the key, a deleted ConfigMap, a refused module and a
+//! watch error are logged (`warn`); the live version keeps serving. Watch errors are
+//! retried with kube's default backoff; the stream, and [`ConfigMapSource::run`], never
+//! ends while the API server is reachable. RBAC: `get`, `list` and `watch` on
+//! `configmaps` in the namespace.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<sidekill::PolicyStore>) -> anyhow::Result<()> {
+//! // A kubeconfig, or the in-cluster service account.
+//! let client = kube::Client::try_default().await?;
+//! let source = sidekill::source::configmap::ConfigMapSource::new(
+//!     client, "sidekill-system", "sidekill-policy", "policy.wasm");
+//! source.run(store).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+
+use crate::digest::Sha256;
+use crate::error::{Error, Result};
+use crate::store::{PolicyStore, Swap};
+
+/// One ConfigMap key holding a policy module.
+pub struct ConfigMapSource {
+    api: Api<ConfigMap>,
+    name: String,
+    key: String,
+    origin: String,
+    seen: Option<Sha256>,
+}
+
+impl std::fmt::Debug for ConfigMapSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigMapSource")
+            .field("origin", &self.origin)
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConfigMapSource {
+    /// A source for `binaryData[key]` of ConfigMap `namespace/name`. Nothing is read
+    /// until [`ConfigMapSource::run`].
+    pub fn new(client: Client, namespace: &str, name: &str, key: &str) -> Self {
+        ConfigMapSource {
+            api: Api::namespaced(client, namespace),
+            name: name.to_string(),
+            key: key.to_string(),
+            origin: format!("configmap {namespace}/{name} key {key}"),
+            seen: None,
+        }
+    }
+
+    /// Where versions from this source say they come from, in logs and [`Version::origin`].
+    ///
+    /// [`Version::origin`]: crate::Version::origin
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The module bytes of one ConfigMap version.
+    ///
+    /// # Errors
+    /// [`Error::MissingKey`] when `binaryData` has no such key.
+    pub fn module_bytes<'c>(&self, configmap: &'c ConfigMap) -> Result<&'c [u8]> {
+        configmap
+            .binary_data
+            .as_ref()
+            .and_then(|data| data.get(&self.key))
+            .map(|bytes| bytes.0.as_slice())
+            .ok_or_else(|| Error::MissingKey {
+                origin: self.origin.clone(),
+                key: self.key.clone(),
+            })
+    }
+
+    /// Handles one ConfigMap version: proposes its module when its SHA-256 is new.
+    /// `Ok(None)` when the bytes were seen already. Blocks while the candidate is
+    /// validated; [`ConfigMapSource::run`] calls it on a blocking thread.
+    ///
+    /// # Errors
+    /// [`Error::MissingKey`], or the store's refusal.
+    pub fn apply(&mut self, store: &PolicyStore, configmap: &ConfigMap) -> Result<Option<Swap>> {
+        let bytes = self.module_bytes(configmap)?;
+        let sha256 = Sha256::of(bytes);
+        if self.seen == Some(sha256) {
+            return Ok(None);
+        }
+        self.seen = Some(sha256);
+        store.propose(bytes, &self.origin).map(Some)
+    }
+
+    /// Watches the ConfigMap and proposes every new module to `store`. Runs until the
+    /// watch stream ends, which kube's watcher does not do on its own: drop or abort the
+    /// task to stop it.
+    ///
+    /// # Errors
+    /// None in practice; the signature leaves room for a fatal error.
+    pub async fn run(self, store: Arc<PolicyStore>) -> Result<()> {
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
+        let mut events =
+            std::pin::pin!(watcher::watcher(self.api.clone(), config).default_backoff());
+        let mut source = Some(self);
+        while let Some(event) = events.next().await {
+            let configmap = match event {
+                Ok(Event::Apply(cm) | Event::InitApply(cm)) => cm,
+                Ok(Event::Delete(_)) => {
+                    let origin = source.as_ref().map_or("configmap", |s| s.origin.as_str());
+                    tracing::warn!(
+                        origin,
+                        "the policy ConfigMap was deleted; the live version keeps serving"
+                    );
+                    continue;
+                }
+                Ok(Event::Init | Event::InitDone) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "policy ConfigMap watch error; retrying with backoff");
+                    continue;
+                }
+            };
+            let Some(mut current) = source.take() else {
+                break;
+            };
+            let store = Arc::clone(&store);
+            let handled = tokio::task::spawn_blocking(move || {
+                let outcome = current.apply(&store, &configmap);
+                (current, outcome)
+            })
+            .await;
+            match handled {
+                Ok((current, outcome)) => {
+                    if let Err(e @ Error::MissingKey { .. }) = &outcome {
+                        tracing::warn!(error = %e, "the live version keeps serving");
+                    }
+                    source = Some(current);
+                }
+                // The blocking task panicked (nothing in it should); the source went with it.
+                Err(e) => {
+                    tracing::error!(error = %e, "policy ConfigMap handler failed; watch stopped");
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! The policy store: the live policy version, validated hot swaps, and rollback.
+//!
+//! Readers take the live version with [`PolicyStore::current`], an `Arc` clone under a
+//! read lock held for a few nanoseconds; a call in flight keeps its `Arc` and finishes on
+//! the version it started with, whatever swaps happen meanwhile.
+//!
+//! A candidate goes live only after it passes, in order: the SHA-256 pin (when set, before
+//! anything is compiled), loading ([`Runtime::load`]: wasm magic, compilation, no
+//! imports, the ABI's exports and types, ABI major version), and the canary self-test
+//! ([`canary::run_all`]). A candidate that fails is refused: the live version keeps
+//! serving and the refusal is logged at `warn` with the reason's stable name. Every
+//! switch is logged at `info`. Both log lines carry the name, version and SHA-256 of the
+//! live module and of the candidate. The previous version is kept for
+//! [`PolicyStore::rollback`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::canary;
+use crate::digest::Sha256;
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::runtime::Runtime;
+
+/// A version the store serves, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// The loaded policy.
+    pub policy: Arc<Policy>,
+    /// Where the bytes came from: `embedded`, a file path, `configmap ns/name`, ...
+    pub origin: String,
+}
+
+impl Version {
+    fn describe(&self) -> String {
+        describe(&self.policy, &self.origin)
+    }
+}
+
+fn describe(policy: &Policy, origin: &str) -> String {
+    format!(
+        "{} {} sha256:{} from {origin}",
+        policy.info().name,
+        policy.info().version,
+        policy.sha256().short()
+    )
+}
+
+/// What a proposal did.
+#[derive(Debug, Clone)]
+pub enum Swap {
+    /// The candidate went live.
+    Switched {
+        /// The version that was live before.
+        from: Version,
+        /// The version now live.
+        to: Version,
+    },
+    /// The candidate has the live version's SHA-256: nothing changed.
+    Unchanged(Version),
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Switches to a new version (rollbacks included).
+    pub switches: u64,
+    /// Candidates refused.
+    pub refusals: u64,
+    /// Rollbacks.
+    pub rollbacks: u64,
+}
+
+struct State {
+    live: Version,
+    previous: Option<Version>,
+}
+
+/// Holds the live policy version and swaps it atomically.
+pub struct PolicyStore {
+    runtime: Runtime,
+    pin: Option<Sha256>,
+    state: RwLock<State>,
+    switches: AtomicU64,
+    refusals: AtomicU64,
+    rollbacks: AtomicU64,
+}
+
+impl std::fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyStore")
+            .field("live", &self.live().describe())
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyStore {
+    /// A store serving `bytes` once they pass the same validation as any swap.
+    ///
+    /// # Errors
+    /// As [`PolicyStore::validate`].
+    pub fn new(
+        runtime: Runtime,
+        pin: Option<Sha256>,
+        bytes: &[u8],
+        origin: &str,
+    ) -> Result<PolicyStore> {
+        let policy = validate(&runtime, pin.as_ref(), bytes)?;
+        tracing::info!(
+            event = "load",
+            origin,
+            name = %policy.info().name,
+            version = %policy.info().version,
+            sha256 = %policy.sha256(),
+            "policy loaded"
+        );
+        Ok(PolicyStore {
+            runtime,
+            pin,
+            state: RwLock::new(State {
+                live: Version {
+                    policy: Arc::new(policy),
+                    origin: origin.to_string(),
+                },
+                previous: None,
+            }),
+            switches: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
+        })
+    }
+
+    /// The live policy. Keep the `Arc` for the length of one call: the call finishes on
+    /// this version even if another goes live meanwhile.
+    pub fn current(&self) -> Arc<Policy> {
+        Arc::clone(&self.read().live.policy)
+    }
+
+    /// The live version, with its origin.
+    pub fn live(&self) -> Version {
+        self.read().live.clone()
+    }
+
+    /// The version a rollback would return to.
+    pub fn previous(&self) -> Option<Version> {
+        self.read().previous.clone()
+    }
+
+    /// The runtime candidates are loaded in.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The SHA-256 every version must have, when pinned.
+    pub fn pin(&self) -> Option<&Sha256> {
+        self.pin.as_ref()
+    }
+
+    /// Switch, refusal and rollback counts.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            switches: self.switches.load(Ordering::Relaxed),
+            refusals: self.refusals.load(Ordering::Relaxed),
+            rollbacks: self.rollbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Validates a candidate without installing it.
+    ///
+    /// # Errors
+    /// [`Error::Pin`], any load error of [`Runtime::load`], or [`Error::Canary`] for the
+    /// first canary that fails.
+    pub fn validate(&self, bytes: &[u8]) -> Result<Policy> {
+        validate(&self.runtime, self.pin.as_ref(), bytes)
+    }
+
+    /// Validates a candidate and makes it live. A candidate with the live SHA-256 changes
+    /// nothing ([`Swap::Unchanged`]).
+    ///
+    /// # Errors
+    /// As [`PolicyStore::validate`]; the live version is left serving and the refusal is
+    /// logged.
+    pub fn propose(&self, bytes: &[u8], origin: &str) -> Result<Swap> {
+        let sha256 = Sha256::of(bytes);
+        let live = self.live();
+        if *live.policy.sha256() == sha256 {
+            return Ok(Swap::Unchanged(live));
+        }
+        match self.validate(bytes) {
+            Ok(policy) => Ok(self.install(policy, origin)),
+            Err(error) => {
+                self.refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    event = "refuse",
+                    reason = error.name(),
+                    error = %error.report(),
+                    origin,
+                    candidate.sha256 = %sha256,
+                    live.name = %live.policy.info().name,
+                    live.version = %live.policy.info().version,
+                    live.sha256 = %live.policy.sha256(),
+                    live.origin = %live.origin,
+                    "policy candidate refused; the live version keeps serving"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// Makes an already validated policy live, keeping the live one for rollback.
+    fn install(&self, policy: Policy, origin: &str) -> Swap {
+        let to = Version {
+            policy: Arc::new(policy),
+            origin: origin.to_string(),
+        };
+        let from = {
+            let mut state = self.write();
+            let from = std::mem::replace(&mut state.live, to.clone());
+            state.previous = Some(from.clone());
+            from
+        };
+        self.switches.fetch_add(1, Ordering::Relaxed);
+        log_switch("switch", &from, &to);
+        Swap::Switched { from, to }
+    }
+
+    /// Makes the previous version live again; the version it replaces becomes the previous.
+    ///
+    /// # Errors
+    /// [`Error::NoPrevious`] when no version has been replaced yet.
+    pub fn rollback(&self) -> Result<Swap> {
+        let (from, to) = {
+            let mut state = self.write();
+            let to = state.previous.take().ok_or(Error::NoPrevious)?;
+            let from = std::mem::replace(&mut state.live, to.clone());
+            state.previous = Some(from.clone());
+            (from, to)
+        };
+        self.switches.fetch_add(1, Ordering::Relaxed);
+        self.rollbacks.fetch_add(1, Ordering::Relaxed);
+        log_switch("rollback", &from, &to);
+        Ok(Swap::Switched { from, to })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // The state is two assignments under the lock; a panic cannot leave it half-written.
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn log_switch(event: &'static str, from: &Version, to: &Version) {
+    tracing::info!(
+        event,
+        old.name = %from.policy.info().name,
+        old.version = %from.policy.info().version,
+        old.sha256 = %from.policy.sha256(),
+        old.origin = %from.origin,
+        new.name = %to.policy.info().name,
+        new.version = %to.policy.info().version,
+        new.sha256 = %to.policy.sha256(),
+        new.origin = %to.origin,
+        "policy {event}: {} -> {}",
+        from.describe(),
+        to.describe(),
+    );
+}
+
+/// Pin, load, canaries.
+fn validate(runtime: &Runtime, pin: Option<&Sha256>, bytes: &[u8]) -> Result<Policy> {
+    if let Some(expected) = pin {
+        let found = Sha256::of(bytes);
+        if found != *expected {
+            return Err(Error::Pin {
+                expected: expected.to_string(),
+                found: found.to_string(),
+            });
+        }
+    }
+    let policy = runtime.load(bytes)?;
+    for canary in &canary::CANARIES {
+        if let Err(e) = canary::run(&policy, canary) {
+            tracing::debug!(
+                name = %policy.info().name,
+                version = %policy.info().version,
+                sha256 = %policy.sha256(),
+                canary = canary.name,
+                "canary failed"
+            );
+            return Err(e);
+        }
+    }
+    Ok(policy)
+}
