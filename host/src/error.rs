@@ -269,6 +269,14 @@ pub enum Error {
         /// What the parser expected.
         message: String,
     },
+
+    /// Carrying out a plan against a cluster failed (`sidekill stop`, `controller`).
+    #[error("{source}")]
+    Executor {
+        /// The executor's error.
+        #[source]
+        source: BoxError,
+    },
 }
 
 fn list(imports: &[Import]) -> String {
@@ -305,6 +313,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Engine { .. } => "engine",
             Error::Syntax { .. } => "syntax",
+            Error::Executor { .. } => "executor",
         }
     }
 

@@ -52,6 +52,8 @@ pub mod diff;
 pub mod digest;
 pub mod embedded;
 pub mod error;
+#[cfg(feature = "configmap")]
+pub mod exec;
 pub mod input;
 pub mod policy;
 pub mod render;

@@ -7,6 +7,8 @@
 
 mod plan;
 mod policy_cmd;
+#[cfg(feature = "configmap")]
+pub mod stop;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -229,6 +231,86 @@ prints the module's answer unchanged: {\"columns\": [...], \"rows\": [...]}.")]
     /// Inspect, test and compare policy modules
     #[command(subcommand)]
     Policy(PolicyCommand),
+
+    /// Stop the sidecars of one pod now, as its plan says
+    #[cfg(feature = "configmap")]
+    #[command(
+        long_about = "\
+Stop the sidecars of one pod now. The pod is fetched from the cluster and sent to the
+policy module; its plan is carried out step by step: exec steps through pods/exec, HTTP
+steps through pods/proxy (only with --pods-proxy), and after each signal the pod's status
+is watched until the container terminates or the plan's wait runs out.
+
+Each step done is recorded on the pod (annotation sidekill.dev/done-<container>, a JSON
+list of step indices) and skipped by later runs, so no step ever runs twice; each step
+and its result is also an Event on the pod. Transient API errors are retried.
+
+A plan whose readiness is not `ready` (a main container still running) is not run:
+the command says so and exits 1, unless --force.
+
+JSON output: {namespace, name, outcome, readiness, policy, containers: [{container,
+planned, verdict, stoppedAfterMs?, exitCode?, steps: [...], diagnostics}], diagnostics}",
+        after_long_help = STOP_HELP
+    )]
+    Stop(StopArgs),
+}
+
+#[cfg(feature = "configmap")]
+const STOP_HELP: &str = "\
+Exit codes:
+  0  every sidecar stopped (or was already stopped, or the pod is gone, or dry run)
+  1  something is left running (verdict `still running`), or the plan is not ready
+  2  error: bad arguments, no usable kubeconfig, an API error past the retries,
+     a policy that cannot plan the pod
+
+Environment:
+  KUBECONFIG                  kubeconfig file (--kubeconfig); else in-cluster config
+  SIDEKILL_POLICY             policy module (--policy)
+  SIDEKILL_POLICY_SHA256      required sha256 of that module (--sha256)
+  SIDEKILL_FORMAT             output format (--format)
+  SIDEKILL_LOG                log level on stderr";
+
+/// Options of `stop`.
+#[cfg(feature = "configmap")]
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The pod, as NAMESPACE/POD
+    #[arg(value_name = "NAMESPACE/POD", value_parser = parse_target)]
+    pub target: (String, String),
+
+    /// Kubeconfig file [default: in-cluster config]
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Print what would run, and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Run the plan even when its readiness is not `ready`
+    #[arg(long)]
+    pub force: bool,
+
+    /// sidekill may use the pods/proxy subresource (for HTTP stop endpoints)
+    #[arg(long)]
+    pub pods_proxy: bool,
+
+    /// Seconds to watch for termination after the last signal of a container
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub settle_seconds: u64,
+
+    /// Which policy module to run.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[cfg(feature = "configmap")]
+fn parse_target(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
+            Ok((ns.to_owned(), pod.to_owned()))
+        }
+        _ => Err(format!("expected NAMESPACE/POD, got `{text}`")),
+    }
 }
 
 /// The facts and policy options of `plan`.
@@ -419,6 +501,8 @@ pub fn run(cli: &Cli) -> Result<Exit> {
             files,
             facts,
         }) => policy_cmd::diff(&mut ctx, old, new, files, facts),
+        #[cfg(feature = "configmap")]
+        Command::Stop(args) => stop::run(&mut ctx, args),
     }
 }
 

@@ -4,12 +4,15 @@
 //! - `swap`: the policy store under concurrent load, the file source, rollback;
 //! - `cache`: the precompiled-module cache on disk;
 //! - `configmap` (feature `configmap`): the ConfigMap source against a fake API server;
-//! - `cli`: the real `sidekill` binary in a temporary directory.
+//! - `cli`: the real `sidekill` binary in a temporary directory;
+//! - `executor` (feature `configmap`, root): plans carried out against `crates/testcluster`.
 
 mod cache;
 mod cli;
 mod common;
 #[cfg(feature = "configmap")]
 mod configmap;
+#[cfg(feature = "configmap")]
+mod executor;
 mod hostile;
 mod swap;

@@ -1,0 +1,176 @@
+//! `sidekill stop NAMESPACE/POD`: carry out one pod's plan now.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{load_policy, Context, Exit, StopArgs};
+use crate::error::{Error, Result};
+use crate::exec::{self, Executor, Options, Outcome, PodReport, Verdict};
+
+/// A kube client from `--kubeconfig` (or `KUBECONFIG`), else the in-cluster config.
+///
+/// # Errors
+/// [`exec::Error::Config`] when the kubeconfig cannot be read or used.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> exec::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).map_err(|e| exec::Error::Config {
+                    message: format!("{}: {e}", path.display()),
+                })?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| exec::Error::Config {
+                    message: e.to_string(),
+                })?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| exec::Error::Config {
+                message: e.to_string(),
+            })?,
+    };
+    kube::Client::try_from(config).map_err(|e| exec::Error::Config {
+        message: e.to_string(),
+    })
+}
+
+fn boxed(e: exec::Error) -> Error {
+    Error::Executor {
+        source: Box::new(e),
+    }
+}
+
+pub(super) fn run(ctx: &mut Context<'_>, args: &StopArgs) -> Result<Exit> {
+    let (namespace, name) = args.target.clone();
+    let (policy, _) = load_policy(ctx.global, &args.policy)?;
+    let options = Options {
+        dry_run: args.dry_run,
+        force: args.force,
+        pods_proxy: args.pods_proxy,
+        settle: Duration::from_secs(args.settle_seconds),
+        ..Options::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let report = rt.block_on(async {
+        let client = client(args.kubeconfig.as_deref()).await.map_err(boxed)?;
+        let executor = Executor::new(client, Arc::new(policy), options);
+        executor.stop_pod(&namespace, &name).await.map_err(boxed)
+    })?;
+    if ctx.json {
+        let v = serde_json::to_value(&report).unwrap_or_default();
+        ctx.json_out(&v)?;
+    } else {
+        let text = render(&report, &ctx.style);
+        ctx.print(&text)?;
+    }
+    Ok(match report.outcome {
+        Outcome::NotReady => Exit::Report,
+        _ if report.left_running() => Exit::Report,
+        _ => Exit::Ok,
+    })
+}
+
+/// The report as text for people.
+pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} {}/{}",
+        style.bold("pod"),
+        report.namespace,
+        report.name
+    );
+    let readiness = format!(
+        "{} ({})",
+        report.readiness["state"].as_str().unwrap_or("?"),
+        report.readiness["reason"].as_str().unwrap_or("")
+    );
+    let _ = writeln!(s, "  readiness: {readiness}");
+    match report.outcome {
+        Outcome::Gone => {
+            let _ = writeln!(s, "  the pod is gone: nothing left to stop");
+        }
+        Outcome::NotReady => {
+            let _ = writeln!(
+                s,
+                "  {} the plan is not ready; nothing was run (--force runs it anyway)",
+                style.yellow("not ready:")
+            );
+        }
+        Outcome::DryRun => {
+            let _ = writeln!(s, "  {} nothing was run", style.cyan("dry run:"));
+        }
+        Outcome::Done => {}
+    }
+    if report.containers.is_empty() {
+        let _ = writeln!(s, "  no sidecar to stop");
+    }
+    for c in &report.containers {
+        let verdict = match c.verdict {
+            Verdict::Stopped => style.green("stopped"),
+            Verdict::AlreadyTerminated => style.green("already terminated"),
+            Verdict::StillRunning => style.red("still running"),
+            Verdict::NotRun => style.dim("not run"),
+        };
+        let mut extra = String::new();
+        if let Some(code) = c.exit_code {
+            let _ = write!(extra, ", exit code {code}");
+        }
+        if let Some(ms) = c.stopped_after_ms {
+            let _ = write!(extra, ", {ms} ms after the first signal");
+        }
+        let _ = writeln!(
+            s,
+            "  {} {} (plan: {}){extra}",
+            style.bold(&c.container),
+            verdict,
+            c.planned
+        );
+        for st in &c.steps {
+            let mut line = format!(
+                "    [{}] {}: {}",
+                st.index,
+                exec::describe_step(&st.step),
+                st.result
+            );
+            if let Some(code) = st.exit_code {
+                let _ = write!(line, ", exit {code}");
+            }
+            if let Some(ms) = st.terminated_after_ms {
+                let _ = write!(line, ", container terminated after {ms} ms");
+            } else if st.millis > 0 {
+                let _ = write!(line, ", {} ms", st.millis);
+            }
+            let _ = writeln!(s, "{line}");
+            if let Some(m) = &st.message {
+                if !m.is_empty() && st.result != "ran" {
+                    let _ = writeln!(s, "        {}", style.dim(m));
+                }
+            }
+            for (label, text) in [("stdout", &st.stdout), ("stderr", &st.stderr)] {
+                if !text.trim().is_empty() {
+                    let _ = writeln!(s, "        {label}: {}", text.trim_end());
+                }
+            }
+        }
+        if c.verdict == Verdict::StillRunning || report.outcome != Outcome::Done {
+            for d in &c.diagnostics {
+                let _ = writeln!(
+                    s,
+                    "    {} {}: {}\n      fix: {}",
+                    style.severity(d["severity"].as_str().unwrap_or("info")),
+                    d["code"].as_str().unwrap_or(""),
+                    d["message"].as_str().unwrap_or(""),
+                    d["fix"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,295 @@
+//! The executor: carries out one pod's stop plan against a cluster (feature `configmap`,
+//! which brings kube, k8s-openapi and tokio).
+//!
+//! The executor decides nothing. It fetches the pod, sends it as JSON to the policy module
+//! (through a [`Planner`]: a [`Policy`] or the live version of a [`PolicyStore`]) and carries
+//! out `plan.stops[].steps[]` in plan order:
+//!
+//! - `send` with an `exec` action: the argv runs through `pods/exec` (WebSocket); stdout and
+//!   stderr are kept up to [`Options::output_limit`] bytes each; the exit status is read from
+//!   the `metav1.Status` on the error channel (`Success`, or `NonZeroExitCode` with an
+//!   `ExitCode` cause).
+//! - `send` with an `http` action: through `pods/proxy`, only with [`Options::pods_proxy`],
+//!   under [`Options::http_timeout`].
+//! - after a `send`, the container's termination is awaited by watching the pod (kube-runtime
+//!   watcher, field-selected on the pod's name) up to the following `wait` step's seconds (or
+//!   [`Options::settle`] after the last send). No fixed sleeps.
+//! - `await`: watches until the named container terminates (at most [`Options::await_timeout`]).
+//!
+//! # Failure modes
+//! - Transient API errors (HTTP 5xx and 429, connection errors) are retried with exponential
+//!   backoff ([`Options::retries`] attempts, starting at [`Options::backoff`]).
+//! - An exec that answers "container not found" or finds the container not running: that
+//!   container's job is done. A pod that answers 404: the whole pod is done ([`Outcome::Gone`]).
+//! - An exec connection that drops mid-stream: the step counts as run (its result
+//!   `dropped`), the container's state decides what comes next; it is never re-run.
+//!
+//! # No double action
+//! Each completed step is recorded on the pod in the annotation
+//! `sidekill.dev/done-<container>` (a JSON array of the step indices done), written with a
+//! merge patch right after the step. A step already recorded is skipped, so a restarted
+//! sidekill never runs a step twice. Each step and its result also becomes a Kubernetes
+//! Event on the pod (`reason` `SidecarStep`, `SidecarStopped` or `SidecarStillRunning`).
+
+mod run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use run::{describe_step, Executor};
+
+use crate::{Policy, PolicyStore};
+
+/// The annotation prefix recording the steps done on a container.
+pub const DONE_ANNOTATION_PREFIX: &str = "sidekill.dev/done-";
+
+/// The executor's errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Kubernetes API call failed (after retries for transient errors).
+    #[error("{what}: {source}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// kube's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The policy module failed to plan the pod.
+    #[error("the policy could not plan the pod: {source}")]
+    Policy {
+        /// The host's error.
+        #[source]
+        source: crate::Error,
+    },
+    /// The policy's answer lacks a field the executor needs.
+    #[error("the policy's answer has no {field}")]
+    Answer {
+        /// The missing field.
+        field: &'static str,
+    },
+    /// The kubeconfig could not be read or used.
+    #[error("kubeconfig: {message}")]
+    Config {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The executor's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A short stable name, for log fields and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Policy { .. } => "policy",
+            Error::Answer { .. } => "answer",
+            Error::Config { .. } => "config",
+        }
+    }
+}
+
+/// Where plans come from: the policy module, never the executor.
+pub trait Planner: Send + Sync {
+    /// The module's `plan` answer (the `ok` part) for a request.
+    ///
+    /// # Errors
+    /// As [`Policy::plan`].
+    fn plan(&self, request: &[u8]) -> crate::Result<Value>;
+    /// The version of the policy answering, for reports and metrics.
+    fn version(&self) -> String;
+}
+
+impl Planner for Policy {
+    fn plan(&self, request: &[u8]) -> crate::Result<Value> {
+        Policy::plan(self, request)
+    }
+    fn version(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.info().name,
+            self.info().version,
+            self.sha256()
+        )
+    }
+}
+
+impl Planner for PolicyStore {
+    fn plan(&self, request: &[u8]) -> crate::Result<Value> {
+        self.current().plan(request)
+    }
+    fn version(&self) -> String {
+        Planner::version(&*self.current())
+    }
+}
+
+impl<T: Planner + ?Sized> Planner for Arc<T> {
+    fn plan(&self, request: &[u8]) -> crate::Result<Value> {
+        (**self).plan(request)
+    }
+    fn version(&self) -> String {
+        (**self).version()
+    }
+}
+
+/// How the executor runs. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Print what would run and run nothing (no exec, no patch, no event). Default false.
+    pub dry_run: bool,
+    /// Carry out the plan even when its readiness is not `ready`. Default false.
+    pub force: bool,
+    /// Whether `pods/proxy` may be used (passed to the policy as the `podsProxy` fact, and
+    /// required for `http` actions). Default false.
+    pub pods_proxy: bool,
+    /// Bytes of stdout and of stderr kept per exec. Default 64 KiB.
+    pub output_limit: usize,
+    /// Deadline of one exec. Default 30 s.
+    pub exec_timeout: Duration,
+    /// Deadline of one `pods/proxy` request. Default 10 s.
+    pub http_timeout: Duration,
+    /// How long to watch for termination after the last send of a container. Default 5 s.
+    pub settle: Duration,
+    /// The longest an `await` step watches. Default 1 h.
+    pub await_timeout: Duration,
+    /// Attempts for a call that fails transiently. Default 6.
+    pub retries: u32,
+    /// First backoff between attempts (doubling, at most 5 s). Default 200 ms.
+    pub backoff: Duration,
+    /// Pods handled at once by one executor. Default 8.
+    pub concurrency: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dry_run: false,
+            force: false,
+            pods_proxy: false,
+            output_limit: 64 << 10,
+            exec_timeout: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(10),
+            settle: Duration::from_secs(5),
+            await_timeout: Duration::from_secs(3600),
+            retries: 6,
+            backoff: Duration::from_millis(200),
+            concurrency: 8,
+        }
+    }
+}
+
+/// What happened to a whole pod.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The plan was carried out (see each container's verdict).
+    Done,
+    /// The plan's readiness was not `ready` and `force` was off: nothing ran.
+    NotReady,
+    /// Dry run: nothing ran.
+    DryRun,
+    /// The pod went away (404) before or while its plan ran.
+    Gone,
+}
+
+/// The final verdict for one container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// It terminated after sidekill's steps.
+    Stopped,
+    /// It had terminated before sidekill acted.
+    AlreadyTerminated,
+    /// Every step ran and it is still running.
+    StillRunning,
+    /// Nothing was run (dry run, not ready, or the pod went away first).
+    NotRun,
+}
+
+/// One step as carried out.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    /// Index of the step in the container's `steps`.
+    pub index: usize,
+    /// The step as the plan gave it.
+    pub step: Value,
+    /// `ran`, `skipped-recorded`, `skipped-terminated`, `dry-run`, `failed`, `dropped`,
+    /// `refused`, `terminated`, `timeout`.
+    pub result: String,
+    /// The exit code of an exec, when its status said one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The status message of an exec, or the HTTP status line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Standard output (bounded).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stdout: String,
+    /// Standard error (bounded).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    /// Milliseconds from the step's start to the container's termination, when seen
+    /// during the step's watch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminated_after_ms: Option<u64>,
+    /// How long the step took, in milliseconds.
+    pub millis: u64,
+}
+
+/// One container of the plan, as carried out.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerReport {
+    /// The container.
+    pub container: String,
+    /// The plan's verdict (`stops`, `may-stop`, `cannot-stop`).
+    pub planned: String,
+    /// What happened.
+    pub verdict: Verdict,
+    /// Milliseconds from the first send to the container's termination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_after_ms: Option<u64>,
+    /// Exit code of the terminated container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The steps.
+    pub steps: Vec<StepReport>,
+    /// The plan's diagnostics for this container (when it is still running).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Value>,
+}
+
+/// One pod, as carried out.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodReport {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// What happened to the pod as a whole.
+    pub outcome: Outcome,
+    /// The plan's readiness (`state` and `reason`).
+    pub readiness: Value,
+    /// The policy version that planned it.
+    pub policy: String,
+    /// One entry per stop of the plan, in plan order.
+    pub containers: Vec<ContainerReport>,
+    /// Every diagnostic of the plan.
+    pub diagnostics: Vec<Value>,
+}
+
+impl PodReport {
+    /// Whether some container is left running (a verdict `still-running`).
+    pub fn left_running(&self) -> bool {
+        self.containers
+            .iter()
+            .any(|c| c.verdict == Verdict::StillRunning)
+    }
+}

@@ -1,0 +1,911 @@
+//! The executor proper: one pod at a time per permit, steps in plan order.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, AttachParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::Semaphore;
+
+use super::{
+    ContainerReport, Error, Options, Outcome, Planner, PodReport, Result, StepReport, Verdict,
+    DONE_ANNOTATION_PREFIX,
+};
+
+/// Carries out pods' plans. Cheap to clone; clones share the concurrency bound.
+#[derive(Clone)]
+pub struct Executor {
+    client: kube::Client,
+    planner: Arc<dyn Planner>,
+    options: Options,
+    permits: Arc<Semaphore>,
+}
+
+/// What a container's state is, as far as the executor cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    Terminated(i32),
+    /// Waiting, or no status yet.
+    Other,
+    /// No such container in the pod's status.
+    Missing,
+}
+
+fn container_state(pod: &Pod, name: &str) -> State {
+    let Some(st) = pod.status.as_ref() else {
+        return State::Missing;
+    };
+    let found = st
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(st.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name);
+    match found.and_then(|c| c.state.as_ref()) {
+        None if found.is_none() => State::Missing,
+        None => State::Other,
+        Some(s) => {
+            if let Some(t) = &s.terminated {
+                State::Terminated(t.exit_code)
+            } else if s.running.is_some() {
+                State::Running
+            } else {
+                State::Other
+            }
+        }
+    }
+}
+
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// RFC 3339 UTC with seconds, for event timestamps.
+fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Reads at most `limit` bytes, draining (and dropping) the rest.
+async fn read_bounded(mut r: impl AsyncRead + Unpin, limit: usize) -> String {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// The result of one exec.
+struct ExecOutcome {
+    /// `ran`, `failed`, `dropped`, `container-gone`.
+    result: &'static str,
+    exit_code: Option<i32>,
+    message: Option<String>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Why a pod's plan stopped early.
+enum Stop {
+    Gone,
+    Err(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Err(e)
+    }
+}
+
+impl Executor {
+    /// An executor with a client, where plans come from, and options.
+    pub fn new(client: kube::Client, planner: Arc<dyn Planner>, options: Options) -> Executor {
+        let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        Executor {
+            client,
+            planner,
+            options,
+            permits,
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn pods(&self, ns: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Retries `f` on transient errors with exponential backoff.
+    async fn retry<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut delay = self.options.backoff;
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Err(e) if is_transient(&e) && attempt < self.options.retries => {
+                    tracing::debug!(%what, attempt, error = %e, "transient error, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The pod now, or `None` when it is gone.
+    async fn get(&self, ns: &str, name: &str) -> Result<Option<Pod>> {
+        let api = self.pods(ns);
+        match self.retry("get pod", || api.get(name)).await {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(source) => Err(Error::Kube {
+                what: format!("getting pod {ns}/{name}"),
+                source,
+            }),
+        }
+    }
+
+    /// Asks the policy for the pod's plan (the first subject of the answer).
+    fn plan(&self, pod: &Pod) -> Result<Value> {
+        let request = json!({
+            "object": pod,
+            "facts": {"podsProxy": self.options.pods_proxy},
+        });
+        let bytes = serde_json::to_vec(&request).map_err(|_| Error::Answer { field: "request" })?;
+        let answer = self
+            .planner
+            .plan(&bytes)
+            .map_err(|source| Error::Policy { source })?;
+        answer.pointer("/subjects/0").cloned().ok_or(Error::Answer {
+            field: "subjects[0]",
+        })
+    }
+
+    /// Stops the sidecars of one pod, as its plan says. Waits for a permit first (at most
+    /// [`Options::concurrency`] pods at once per executor).
+    ///
+    /// # Errors
+    /// A non-transient API error, or transient ones past the retries; a policy that cannot
+    /// plan the pod. A pod that is gone is not an error ([`Outcome::Gone`]).
+    pub async fn stop_pod(&self, namespace: &str, name: &str) -> Result<PodReport> {
+        let _permit = self.permits.acquire().await.ok();
+        let mut report = PodReport {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            outcome: Outcome::Gone,
+            readiness: Value::Null,
+            policy: self.planner.version(),
+            containers: Vec::new(),
+            diagnostics: Vec::new(),
+        };
+        let Some(pod) = self.get(namespace, name).await? else {
+            return Ok(report);
+        };
+        let subject = self.plan(&pod)?;
+        report.readiness = subject.get("readiness").cloned().unwrap_or(Value::Null);
+        report.diagnostics = subject
+            .get("diagnostics")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let stops = subject
+            .pointer("/plan/stops")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or(Error::Answer {
+                field: "plan.stops",
+            })?;
+        for stop in &stops {
+            let container = stop
+                .get("container")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            report.containers.push(ContainerReport {
+                planned: stop
+                    .get("verdict")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                diagnostics: report
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.get("container").and_then(Value::as_str) == Some(&container))
+                    .cloned()
+                    .collect(),
+                container,
+                verdict: Verdict::NotRun,
+                stopped_after_ms: None,
+                exit_code: None,
+                steps: Vec::new(),
+            });
+        }
+        let ready = report.readiness.get("state").and_then(Value::as_str) == Some("ready");
+        if self.options.dry_run {
+            report.outcome = Outcome::DryRun;
+            for (c, stop) in report.containers.iter_mut().zip(&stops) {
+                for (index, step) in steps_of(stop).iter().enumerate() {
+                    c.steps.push(step_report(index, step, "dry-run"));
+                }
+            }
+            return Ok(report);
+        }
+        if !ready && !self.options.force {
+            report.outcome = Outcome::NotReady;
+            return Ok(report);
+        }
+        report.outcome = Outcome::Done;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        for (i, stop) in stops.iter().enumerate() {
+            match self
+                .stop_container(namespace, name, &uid, stop, &mut report.containers[i])
+                .await
+            {
+                Ok(()) => {}
+                Err(Stop::Gone) => {
+                    report.outcome = Outcome::Gone;
+                    return Ok(report);
+                }
+                Err(Stop::Err(e)) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn stop_container(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        stop: &Value,
+        report: &mut ContainerReport,
+    ) -> Result<(), Stop> {
+        let container = report.container.clone();
+        let steps = steps_of(stop);
+        let Some(pod) = self.get(ns, name).await? else {
+            return Err(Stop::Gone);
+        };
+        let key = format!("{DONE_ANNOTATION_PREFIX}{container}");
+        let mut done: BTreeSet<usize> = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(&key))
+            .and_then(|v| serde_json::from_str::<Vec<usize>>(v).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if let State::Terminated(code) = container_state(&pod, &container) {
+            report.exit_code = Some(code);
+            report.verdict = if done.is_empty() {
+                Verdict::AlreadyTerminated
+            } else {
+                Verdict::Stopped
+            };
+            for (index, step) in steps.iter().enumerate() {
+                report
+                    .steps
+                    .push(step_report(index, step, "skipped-terminated"));
+            }
+            return Ok(());
+        }
+        let mut first_send: Option<Instant> = None;
+        let mut index = 0;
+        while index < steps.len() {
+            let step = &steps[index];
+            let kind = step.get("step").and_then(Value::as_str).unwrap_or_default();
+            if done.contains(&index) {
+                report
+                    .steps
+                    .push(step_report(index, step, "skipped-recorded"));
+                index += 1;
+                continue;
+            }
+            let started = Instant::now();
+            let mut sr = step_report(index, step, "ran");
+            match kind {
+                "await" => {
+                    let target = step
+                        .get("container")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    match self
+                        .watch_terminated(ns, name, target, self.options.await_timeout)
+                        .await?
+                    {
+                        Some(_) => sr.result = "terminated".into(),
+                        None => sr.result = "timeout".into(),
+                    }
+                }
+                "send" => {
+                    first_send.get_or_insert(started);
+                    let action = step.get("action").cloned().unwrap_or(Value::Null);
+                    let signal = step
+                        .get("signalName")
+                        .and_then(Value::as_str)
+                        .unwrap_or("signal")
+                        .to_owned();
+                    match action.get("kind").and_then(Value::as_str) {
+                        Some("exec") => {
+                            let argv: Vec<String> = action
+                                .get("argv")
+                                .and_then(Value::as_array)
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(|s| s.as_str().map(str::to_owned))
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            let out = self.exec(ns, name, &container, &argv).await?;
+                            sr.result = out.result.into();
+                            sr.exit_code = out.exit_code;
+                            sr.message = out.message;
+                            sr.stdout = out.stdout;
+                            sr.stderr = out.stderr;
+                        }
+                        Some("http") => {
+                            let (result, message) = self.http(ns, name, &action).await?;
+                            sr.result = result.into();
+                            sr.message = Some(message);
+                        }
+                        _ => {
+                            sr.result = "refused".into();
+                            sr.message = Some("an action of unknown kind".into());
+                        }
+                    }
+                    self.record(ns, name, &key, &mut done, index).await?;
+                    self.event(
+                        ns,
+                        name,
+                        uid,
+                        "Normal",
+                        "SidecarStep",
+                        &format!(
+                            "container {container}: step {index} send {signal} ({}): {}{}",
+                            describe_action(&action),
+                            sr.result,
+                            sr.exit_code
+                                .map(|c| format!(", exit {c}"))
+                                .unwrap_or_default()
+                        ),
+                    )
+                    .await;
+                    // Watch for termination up to the next wait step's deadline (which is
+                    // then consumed), or the settle time after the last send.
+                    let next_wait = steps
+                        .get(index + 1)
+                        .filter(|s| s.get("step").and_then(Value::as_str) == Some("wait"));
+                    let deadline = next_wait
+                        .and_then(|s| s.get("seconds").and_then(Value::as_u64))
+                        .map_or(self.options.settle, Duration::from_secs);
+                    let ended = self
+                        .watch_terminated(ns, name, &container, deadline)
+                        .await?;
+                    sr.millis = millis(started.elapsed());
+                    if let Some(code) = ended {
+                        sr.terminated_after_ms = Some(millis(started.elapsed()));
+                        report.steps.push(sr);
+                        self.finish(ns, name, uid, report, first_send, code).await;
+                        return Ok(());
+                    }
+                    report.steps.push(sr);
+                    if let Some(w) = next_wait {
+                        index += 1;
+                        let mut wr = step_report(index, w, "timeout");
+                        wr.millis = millis(deadline);
+                        self.record(ns, name, &key, &mut done, index).await?;
+                        report.steps.push(wr);
+                    }
+                    index += 1;
+                    continue;
+                }
+                "wait" => {
+                    let secs = step.get("seconds").and_then(Value::as_u64).unwrap_or(0);
+                    match self
+                        .watch_terminated(ns, name, &container, Duration::from_secs(secs))
+                        .await?
+                    {
+                        Some(code) => {
+                            sr.result = "terminated".into();
+                            sr.millis = millis(started.elapsed());
+                            report.steps.push(sr);
+                            self.finish(ns, name, uid, report, first_send, code).await;
+                            return Ok(());
+                        }
+                        None => sr.result = "timeout".into(),
+                    }
+                }
+                _ => sr.result = "refused".into(),
+            }
+            sr.millis = millis(started.elapsed());
+            self.record(ns, name, &key, &mut done, index).await?;
+            report.steps.push(sr);
+            index += 1;
+        }
+        // Every step ran: one last look.
+        let Some(pod) = self.get(ns, name).await? else {
+            return Err(Stop::Gone);
+        };
+        if let State::Terminated(code) = container_state(&pod, &container) {
+            self.finish(ns, name, uid, report, first_send, code).await;
+            return Ok(());
+        }
+        report.verdict = Verdict::StillRunning;
+        let fixes: Vec<String> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.get("severity").and_then(Value::as_str) != Some("info"))
+            .filter_map(|d| d.get("fix").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        self.event(
+            ns,
+            name,
+            uid,
+            "Warning",
+            "SidecarStillRunning",
+            &format!(
+                "container {container} is still running after every step{}",
+                if fixes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; fix: {}", fixes.join("; "))
+                }
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        report: &mut ContainerReport,
+        first_send: Option<Instant>,
+        code: i32,
+    ) {
+        report.verdict = Verdict::Stopped;
+        report.exit_code = Some(code);
+        report.stopped_after_ms = first_send.map(|t| millis(t.elapsed()));
+        self.event(
+            ns,
+            name,
+            uid,
+            "Normal",
+            "SidecarStopped",
+            &format!(
+                "container {} terminated with exit code {code}{}",
+                report.container,
+                report
+                    .stopped_after_ms
+                    .map(|m| format!(" {m} ms after the first signal"))
+                    .unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+
+    /// Records a step as done in the container's annotation (merge patch).
+    async fn record(
+        &self,
+        ns: &str,
+        name: &str,
+        key: &str,
+        done: &mut BTreeSet<usize>,
+        index: usize,
+    ) -> Result<(), Stop> {
+        done.insert(index);
+        let list: Vec<usize> = done.iter().copied().collect();
+        let value = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        let api = self.pods(ns);
+        let pp = PatchParams::default();
+        let merge = Patch::Merge(&patch);
+        match self
+            .retry("record step", || api.patch(name, &pp, &merge))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Err(Stop::Gone),
+            Err(source) => Err(Stop::Err(Error::Kube {
+                what: format!("recording step {index} on pod {ns}/{name}"),
+                source,
+            })),
+        }
+    }
+
+    /// Creates an Event on the pod; failures are logged, never fatal.
+    async fn event(&self, ns: &str, name: &str, uid: &str, kind: &str, reason: &str, msg: &str) {
+        let now = now_rfc3339();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let ev = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": format!("{name}.sidekill.{nanos:x}"), "namespace": ns},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": uid},
+            "reason": reason,
+            "message": msg,
+            "type": kind,
+            "source": {"component": "sidekill"},
+            "reportingComponent": "sidekill",
+            "reportingInstance": "sidekill",
+            "action": "Stop",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        });
+        let Ok(ev) = serde_json::from_value::<Event>(ev) else {
+            return;
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let pp = PostParams::default();
+        if let Err(e) = self.retry("create event", || api.create(&pp, &ev)).await {
+            tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not record an event");
+        }
+    }
+
+    /// Watches the pod until `container` terminates (its exit code), or `timeout` passes
+    /// (`None`). A pod that goes away is [`Stop::Gone`].
+    async fn watch_terminated(
+        &self,
+        ns: &str,
+        name: &str,
+        container: &str,
+        timeout: Duration,
+    ) -> Result<Option<i32>, Stop> {
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let stream = watcher::watcher(self.pods(ns), cfg);
+        let mut stream = std::pin::pin!(stream);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen_in_init = false;
+        let mut errors = 0u32;
+        loop {
+            let next = tokio::time::timeout_at(deadline, stream.next()).await;
+            let Ok(Some(ev)) = next else {
+                return Ok(None);
+            };
+            match ev {
+                Ok(watcher::Event::Init) => seen_in_init = false,
+                Ok(watcher::Event::InitApply(p) | watcher::Event::Apply(p)) => {
+                    seen_in_init = true;
+                    errors = 0;
+                    if let State::Terminated(code) = container_state(&p, container) {
+                        return Ok(Some(code));
+                    }
+                }
+                Ok(watcher::Event::InitDone) if !seen_in_init => return Err(Stop::Gone),
+                Ok(watcher::Event::InitDone) => {}
+                Ok(watcher::Event::Delete(_)) => return Err(Stop::Gone),
+                Err(e) => {
+                    // The watcher recovers on the next poll; back off a little.
+                    errors += 1;
+                    tracing::debug!(error = %e, "watch error");
+                    let pause = (self.options.backoff * errors).min(Duration::from_secs(5));
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one exec, retrying connection failures while the container still runs.
+    async fn exec(
+        &self,
+        ns: &str,
+        name: &str,
+        container: &str,
+        argv: &[String],
+    ) -> Result<ExecOutcome, Stop> {
+        let api = self.pods(ns);
+        let ap = AttachParams::default()
+            .container(container)
+            .stdin(false)
+            .stdout(true)
+            .stderr(true);
+        let mut delay = self.options.backoff;
+        let mut attempt = 1;
+        let mut process = loop {
+            match api.exec(name, argv.to_vec(), &ap).await {
+                Ok(p) => break p,
+                Err(e) => {
+                    // Before the upgrade: what is the pod's state?
+                    let pod = self.get(ns, name).await?;
+                    let Some(pod) = pod else {
+                        return Err(Stop::Gone);
+                    };
+                    if let State::Terminated(_) | State::Missing = container_state(&pod, container)
+                    {
+                        return Ok(ExecOutcome {
+                            result: "container-gone",
+                            exit_code: None,
+                            message: Some(e.to_string()),
+                            stdout: String::new(),
+                            stderr: String::new(),
+                        });
+                    }
+                    if attempt >= self.options.retries {
+                        return Ok(ExecOutcome {
+                            result: "failed",
+                            exit_code: None,
+                            message: Some(e.to_string()),
+                            stdout: String::new(),
+                            stderr: String::new(),
+                        });
+                    }
+                    tracing::debug!(attempt, error = %e, "exec failed to start, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+            }
+        };
+        let limit = self.options.output_limit;
+        let out = process
+            .stdout()
+            .map(|r| tokio::spawn(read_bounded(r, limit)));
+        let err = process
+            .stderr()
+            .map(|r| tokio::spawn(read_bounded(r, limit)));
+        let status = process.take_status();
+        let joined = tokio::time::timeout(self.options.exec_timeout, process.join()).await;
+        let status = match status {
+            Some(s) => tokio::time::timeout(Duration::from_millis(500), s)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let collect = |h: Option<tokio::task::JoinHandle<String>>| async move {
+            match h {
+                Some(h) => {
+                    let abort = h.abort_handle();
+                    match tokio::time::timeout(Duration::from_millis(300), h).await {
+                        Ok(Ok(s)) => s,
+                        _ => {
+                            abort.abort();
+                            String::new()
+                        }
+                    }
+                }
+                None => String::new(),
+            }
+        };
+        let stdout = collect(out).await;
+        let stderr = collect(err).await;
+        let mut outcome = ExecOutcome {
+            result: "ran",
+            exit_code: None,
+            message: None,
+            stdout,
+            stderr,
+        };
+        match status {
+            Some(st) if st.status.as_deref() == Some("Success") => outcome.exit_code = Some(0),
+            Some(st) => {
+                let code = st
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.causes.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.reason.as_deref() == Some("ExitCode"))
+                    .and_then(|c| c.message.as_deref())
+                    .and_then(|m| m.parse::<i32>().ok());
+                let message = st.message.clone().unwrap_or_default();
+                outcome.exit_code = code;
+                outcome.result = if code.is_some() {
+                    "ran"
+                } else if message.contains("container not found") || message.contains("not running")
+                {
+                    "container-gone"
+                } else {
+                    "failed"
+                };
+                outcome.message = Some(message);
+            }
+            None => {
+                outcome.result = "dropped";
+                outcome.message = Some(match joined {
+                    Ok(Err(e)) => format!("the exec connection dropped: {e}"),
+                    Err(_) => "the exec timed out".into(),
+                    Ok(Ok(())) => "the exec ended without a status".into(),
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// One `pods/proxy` request, when allowed.
+    async fn http(
+        &self,
+        ns: &str,
+        name: &str,
+        action: &Value,
+    ) -> Result<(&'static str, String), Stop> {
+        if !self.options.pods_proxy {
+            return Ok((
+                "refused",
+                "an http action needs pods/proxy, which is not allowed (--pods-proxy)".into(),
+            ));
+        }
+        let method = action
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("GET");
+        let port = action.get("port").and_then(Value::as_u64).unwrap_or(80);
+        let path = action.get("path").and_then(Value::as_str).unwrap_or("/");
+        let path = path.trim_start_matches('/');
+        let uri = format!("/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/{path}");
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Vec::new());
+        let Ok(req) = req else {
+            return Ok(("refused", "an invalid http action".into()));
+        };
+        match tokio::time::timeout(self.options.http_timeout, self.client.request_text(req)).await {
+            Ok(Ok(body)) => Ok(("ran", body.chars().take(200).collect())),
+            Ok(Err(e)) if is_not_found(&e) => {
+                if self.get(ns, name).await?.is_none() {
+                    return Err(Stop::Gone);
+                }
+                Ok(("failed", e.to_string()))
+            }
+            Ok(Err(e)) => Ok(("failed", e.to_string())),
+            Err(_) => Ok(("failed", "timed out".into())),
+        }
+    }
+}
+
+fn steps_of(stop: &Value) -> Vec<Value> {
+    stop.get("steps")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn step_report(index: usize, step: &Value, result: &str) -> StepReport {
+    StepReport {
+        index,
+        step: step.clone(),
+        result: result.to_owned(),
+        exit_code: None,
+        message: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        terminated_after_ms: None,
+        millis: 0,
+    }
+}
+
+/// A one-line description of an action: the argv, or `METHOD :PORT/PATH`.
+pub(crate) fn describe_action(action: &Value) -> String {
+    match action.get("kind").and_then(Value::as_str) {
+        Some("exec") => action
+            .get("argv")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| {
+                        if s.contains(' ') {
+                            format!("'{s}'")
+                        } else {
+                            s.to_owned()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
+        Some("http") => format!(
+            "{} :{}{}",
+            action.get("method").and_then(Value::as_str).unwrap_or("?"),
+            action.get("port").and_then(Value::as_u64).unwrap_or(0),
+            action.get("path").and_then(Value::as_str).unwrap_or("/")
+        ),
+        _ => "?".into(),
+    }
+}
+
+/// A one-line description of a step.
+pub fn describe_step(step: &Value) -> String {
+    match step.get("step").and_then(Value::as_str) {
+        Some("send") => format!(
+            "send {} via {}",
+            step.get("signalName")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            describe_action(step.get("action").unwrap_or(&Value::Null))
+        ),
+        Some("wait") => format!(
+            "wait up to {}s",
+            step.get("seconds").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        Some("await") => format!(
+            "await container {}",
+            step.get("container").and_then(Value::as_str).unwrap_or("?")
+        ),
+        _ => "?".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'), "{t}");
+    }
+
+    #[test]
+    fn steps_are_described() {
+        let s = json!({"step": "send", "signalName": "SIGTERM",
+            "action": {"kind": "exec", "argv": ["/bin/sh", "-c", "kill -15 1"]}});
+        assert_eq!(
+            describe_step(&s),
+            "send SIGTERM via /bin/sh -c 'kill -15 1'"
+        );
+        assert_eq!(
+            describe_step(&json!({"step": "wait", "seconds": 2})),
+            "wait up to 2s"
+        );
+    }
+}
