@@ -6,6 +6,9 @@
 #   COLDCOUNT   iterations of each cold-start benchmark (default 10)
 #   extra args  passed to both go test runs, e.g. ./bench.sh -cpu 1
 # SIDEKILL_WASM and SIDEKILL_VECTORS_OUT as for run.sh.
+#
+# bench.sh --jsonl FILE instead appends scripts/bench-runtimes' JSON lines to FILE (median
+# per vector, cold start) from BenchmarkRuntimes; see its doc for the SIDEKILL_BENCH_* knobs.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 for var in SIDEKILL_WASM SIDEKILL_VECTORS_OUT; do
@@ -14,6 +17,15 @@ done
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
 if [[ -z "${HOME:-}" ]]; then
   export GOPATH="${GOPATH:-${TMPDIR:-/tmp}/sidekill-go}" GOCACHE="${GOCACHE:-${TMPDIR:-/tmp}/sidekill-go-build}"
+fi
+
+if [[ "${1:-}" == --jsonl ]]; then
+  [[ -n "${2:-}" ]] || { echo "bench.sh: --jsonl needs a file" >&2; exit 2; }
+  out=$2
+  [[ "$out" == /* ]] || out="$PWD/$out"
+  cd "$here"
+  SIDEKILL_BENCH_JSONL="$out" go test -count=1 -run '^$' -bench '^BenchmarkRuntimes$' -benchtime 1x ./... >/dev/null
+  exit
 fi
 
 log="$(mktemp)"

@@ -3,6 +3,9 @@
 # latency per vector, with chicory's interpreter and its compiler. Figures only, no assertion.
 #   tests/polyglot/java/bench.sh [--engine interpreter|compiler|both] [--warmup-ms N]
 #     [--measure-ms N] [--min-calls N] [--fresh-jvms N] [--cold-runs N] [--filter TEXT]
+#     [--jsonl FILE [--global-warmup-ms N]]
+# --jsonl FILE appends scripts/bench-runtimes' JSON lines to FILE instead of printing tables
+# (runtimes chicory-interpreter and chicory-compiler; see Bench's doc).
 # Env: SIDEKILL_WASM, SIDEKILL_VECTORS_OUT (as run.sh; the vectors must already be dumped),
 # JAVA_HOME (which java runs the benchmark; default: the one on PATH).
 # Exit: 0 when the figures were printed, non-zero when the build or the run failed.

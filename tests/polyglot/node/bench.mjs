@@ -1,5 +1,6 @@
 // Not a test: plan latency per vector and cold compile + instantiate time, printed as tables.
 // Run: node tests/polyglot/node/bench.mjs [--seconds N]   (same environment variables as the tests)
+// or: node tests/polyglot/node/bench.mjs --jsonl FILE ...  (scripts/bench-runtimes; see below)
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -29,12 +30,64 @@ if (process.argv[2] === '--cold-once') {
   process.exit(0);
 }
 
-const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 1;
 const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
   return { n: s.length, min: s[0], median: q(0.5), p95: q(0.95), mean: s.reduce((a, b) => a + b, 0) / s.length };
 };
+
+// scripts/bench-runtimes mode: node bench.mjs --jsonl FILE [--warmup-ms N] [--measure-ms N]
+// [--global-warmup-ms N] [--cold-runs N] appends its JSON lines to FILE and prints nothing else:
+// per vector the median of single plan calls on one instance (after a warm-up pass over all
+// vectors, so that V8 has tiered the hot functions up), and the median cold compile + instantiate
+// (+ ABI check) over fresh processes.
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+};
+if (process.argv.includes('--jsonl')) {
+  const { appendFileSync } = await import('node:fs');
+  const file = arg('--jsonl');
+  const warmupMs = Number(arg('--warmup-ms', 100));
+  const measureMs = Number(arg('--measure-ms', 200));
+  const globalWarmupMs = Number(arg('--global-warmup-ms', 1000));
+  const coldRuns = Number(arg('--cold-runs', 10));
+  const emit = (record) => appendFileSync(file, `${JSON.stringify({ runtime: 'node', ...record })}\n`);
+  emit({ kind: 'meta', version: `node ${process.version} (V8 ${process.versions.v8})` });
+  const cold = [], first = [];
+  for (let i = 0; i < coldRuns; i++) {
+    const c = JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--cold-once'], { env: process.env }).toString());
+    cold.push((c.compile + c.instantiate) * 1e6);
+    if (c.firstPlan != null) first.push(c.firstPlan * 1e6);
+  }
+  if (cold.length) {
+    const s = stats(cold);
+    // V8 compiles wasm functions lazily (--wasm-lazy-compilation): compile only decodes and
+    // validates, and the first plan pays for Liftoff-compiling the functions it runs.
+    emit({ kind: 'cold', median_ns: s.median, min_ns: s.min, runs: s.n,
+      first_plan_ns: first.length ? stats(first).median : null, first_plan_vector: loadVectors()[0]?.name ?? null,
+      how: 'WebAssembly.compile + instantiate + sidekill_abi_major(), each in a fresh process (V8 reuses compiled modules within one)' });
+  }
+  const policy = await loadPolicy(wasmBytes());
+  const vectors = loadVectors();
+  const until = (ms) => now() + BigInt(Math.round(ms * 1e6));
+  for (const end = until(globalWarmupMs); now() < end;) vectors.forEach((v) => policy.planBytes(v.request));
+  for (const v of vectors) {
+    const same = Buffer.from(policy.planBytes(v.request)).equals(Buffer.from(v.answer ?? ''));
+    for (const end = until(warmupMs); now() < end;) policy.planBytes(v.request);
+    const xs = [];
+    for (const end = until(measureMs); xs.length < 20 || now() < end;) {
+      const t0 = now();
+      policy.planBytes(v.request);
+      xs.push(Number(now() - t0));
+    }
+    const s = stats(xs);
+    emit({ kind: 'plan', vector: v.name, median_ns: s.median, calls: s.n, same });
+  }
+  process.exit(0);
+}
+
+const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 1;
 const f = (x, d = 3) => (x == null ? '-' : x.toFixed(d));
 
 console.log(`node ${process.version} (V8 ${process.versions.v8}), ${os.cpus()[0]?.model ?? '?'} x${os.cpus().length}`);

@@ -2,6 +2,10 @@
 
 Run: ~/.cache/sidekill/venv-python/bin/python tests/polyglot/python/bench.py [--iterations N]
 Uses SIDEKILL_WASM and SIDEKILL_VECTORS_OUT like the tests. Prints figures; writes nothing.
+
+With --jsonl FILE it instead appends scripts/bench-runtimes' JSON lines to FILE: per vector the
+median of single plan calls after --warmup-ms, over --measure-ms (at least 20 calls), and the
+median cold compile + instantiate over --cold-rounds.
 """
 
 from __future__ import annotations
@@ -58,13 +62,62 @@ def plan_latency(policy: Policy, name: str, request: bytes, iterations: int) -> 
           f"{us(statistics.mean(samples))} {us(p99)}")
 
 
+def jsonl(path: str, wasm: bytes, warmup_ms: float, measure_ms: float, cold_rounds: int) -> None:
+    """scripts/bench-runtimes' figures, one JSON object per line appended to `path`."""
+    runtime = "wasmtime-py"
+    with open(path, "a", encoding="utf-8") as out:
+        def emit(**record) -> None:
+            out.write(json.dumps({"runtime": runtime, **record}) + "\n")
+
+        emit(kind="meta", version=f"wasmtime-py {version('wasmtime')}, Python {platform.python_version()}")
+        names = vector_names()
+        first_request = (VECTORS / f"{names[0]}.request.json").read_bytes()
+        cold, first = [], []
+        for _ in range(cold_rounds):
+            engine = wasmtime.Engine()  # a new engine each round, not timed: no compiled code to reuse
+            t0 = time.perf_counter_ns()
+            policy = Policy(wasmtime.Module(engine, wasm), engine)  # compile + Store + Instance + ABI check
+            t1 = time.perf_counter_ns()
+            policy.plan(first_request)  # then the first plan on that new instance, timed apart
+            first.append(time.perf_counter_ns() - t1)
+            cold.append(t1 - t0)
+        if cold:
+            emit(kind="cold", median_ns=statistics.median(cold), min_ns=min(cold), runs=len(cold),
+                 first_plan_ns=statistics.median(first), first_plan_vector=names[0],
+                 how="new Engine (untimed), then Module + Store + Instance + sidekill_abi_major(), in-process")
+
+        engine = wasmtime.Engine()
+        policy = Policy(wasmtime.Module(engine, wasm), engine)
+        clock = time.perf_counter_ns
+        for name in names:
+            request = (VECTORS / f"{name}.request.json").read_bytes()
+            answer = (VECTORS / f"{name}.answer.json").read_bytes()
+            same = policy.plan(request) == answer
+            end = clock() + int(warmup_ms * 1e6)
+            while clock() < end:
+                policy.plan(request)
+            samples = []
+            end = clock() + int(measure_ms * 1e6)
+            while len(samples) < 20 or clock() < end:
+                t0 = clock()
+                policy.plan(request)
+                samples.append(clock() - t0)
+            emit(kind="plan", vector=name, median_ns=statistics.median(samples), calls=len(samples), same=same)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000, help="plan calls per vector")
     parser.add_argument("--cold-rounds", type=int, default=10, help="compile+instantiate rounds")
+    parser.add_argument("--jsonl", metavar="FILE", help="append scripts/bench-runtimes' JSON lines to FILE")
+    parser.add_argument("--warmup-ms", type=float, default=100, help="with --jsonl: warm-up per vector")
+    parser.add_argument("--measure-ms", type=float, default=200, help="with --jsonl: timing window per vector")
     args = parser.parse_args()
 
     wasm = WASM.read_bytes()
+    if args.jsonl:
+        jsonl(args.jsonl, wasm, args.warmup_ms, args.measure_ms, args.cold_rounds)
+        return
     print(f"module {WASM} ({len(wasm)} bytes); wasmtime-py {version('wasmtime')}; "
           f"Python {platform.python_version()} on {platform.machine()}")
     cold_start(wasm, args.cold_rounds)

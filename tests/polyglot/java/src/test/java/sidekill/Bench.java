@@ -25,6 +25,12 @@ import java.util.Properties;
  * [--min-calls N] [--fresh-jvms N] [--cold-runs N] [--filter TEXT]}. Module and vectors as in the
  * tests ($SIDEKILL_WASM, $SIDEKILL_VECTORS_OUT). Each answer is checked against the native one
  * once before it is timed; a differing vector is marked DIFFERS and still timed.
+ *
+ * <p>With {@code --jsonl FILE} it appends scripts/bench-runtimes' JSON lines to FILE instead of
+ * printing tables: per engine, the median cold parse + instantiate (+ compile) over {@code
+ * --fresh-jvms} fresh JVMs with the first plan timed apart, then per vector the median of single
+ * plan calls ({@code --warmup-ms}, {@code --measure-ms}, {@code --min-calls}) after {@code
+ * --global-warmup-ms} of warm-up on all vectors.
  */
 public final class Bench {
   enum Engine {
@@ -35,11 +41,17 @@ public final class Bench {
   private long warmupMs = 500, measureMs = 1000;
   private int minCalls = 10, freshJvms = 5, coldRuns = 20;
   private String filter = "";
+  private String jsonl;
+  private long globalWarmupMs = -1; // -1: 4 × warmupMs
   private List<Engine> engines = List.of(Engine.INTERPRETER, Engine.COMPILER);
 
   public static void main(String[] args) throws Exception {
     if (args.length == 2 && args[0].equals("--cold-once")) {
       coldOnce(Engine.valueOf(args[1])); // the child of a fresh-JVM run
+      return;
+    }
+    if (args.length == 2 && args[0].equals("--cold-once-plan")) {
+      coldOncePlan(Engine.valueOf(args[1])); // the child of a fresh-JVM run, --jsonl mode
       return;
     }
     Bench bench = new Bench();
@@ -64,6 +76,8 @@ public final class Bench {
         case "--fresh-jvms" -> freshJvms = Integer.parseInt(args[++i]);
         case "--cold-runs" -> coldRuns = Integer.parseInt(args[++i]);
         case "--filter" -> filter = args[++i];
+        case "--jsonl" -> jsonl = args[++i];
+        case "--global-warmup-ms" -> globalWarmupMs = Long.parseLong(args[++i]);
         default -> throw new IllegalArgumentException("unknown argument " + args[i] + " (see Bench's doc)");
       }
     }
@@ -76,6 +90,10 @@ public final class Bench {
       if (v.name().contains(filter)) {
         vectors.add(v);
       }
+    }
+    if (jsonl != null) {
+      jsonl(vectors);
+      return;
     }
     System.out.printf(
         "sidekill Java loader benchmark: chicory %s, Java %s (%s), %d cores%n",
@@ -172,6 +190,115 @@ public final class Bench {
       Stats s = Stats.of(values);
       System.out.printf("  %-12s median %9.2f ms   min %9.2f   max %9.2f%n", names[step], s.median, s.min, s.max);
     }
+  }
+
+  // ---- scripts/bench-runtimes: JSON lines ----
+
+  /** Parse + instantiate (+ compile) + ABI check, then the first vector's plan: two figures, ns. */
+  private static void coldOncePlan(Engine engine) {
+    byte[] bytes = Fixtures.read(Fixtures.wasm());
+    byte[] request = Fixtures.vectors().get(0).requestBytes();
+    long t0 = System.nanoTime();
+    SidekillPolicy policy = new SidekillPolicy(instance(engine, Parser.parse(bytes)));
+    long t1 = System.nanoTime();
+    policy.plan(request);
+    long t2 = System.nanoTime();
+    System.out.printf("%d %d%n", t1 - t0, t2 - t1);
+  }
+
+  private void jsonl(List<Fixtures.Vector> vectors) throws IOException, InterruptedException {
+    if (vectors.isEmpty()) {
+      throw new IllegalStateException("no vectors in " + Fixtures.vectorsDir());
+    }
+    try (java.io.Writer out =
+        java.nio.file.Files.newBufferedWriter(
+            Path.of(jsonl), StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.CREATE,
+            java.nio.file.StandardOpenOption.APPEND)) {
+      for (Engine engine : engines) {
+        String runtime = "chicory-" + engine.name().toLowerCase();
+        java.util.function.Consumer<String> emit =
+            fields -> {
+              try {
+                out.write("{\"runtime\":\"" + runtime + "\"," + fields + "}\n");
+                out.flush();
+              } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+              }
+            };
+        emit.accept(
+            "\"kind\":\"meta\",\"version\":\"chicory " + chicoryVersion() + " (" + engine.name().toLowerCase()
+                + "), Java " + System.getProperty("java.version") + "\"");
+
+        // Cold: fresh JVMs, the JVM's own start not timed.
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        long[] cold = new long[freshJvms], first = new long[freshJvms];
+        for (int i = 0; i < freshJvms; i++) {
+          Process child =
+              new ProcessBuilder(java, "-Xmx1g", "-Dsidekill.repo=" + Fixtures.repo(), "-cp",
+                      System.getProperty("java.class.path"), Bench.class.getName(), "--cold-once-plan",
+                      engine.name())
+                  .redirectErrorStream(true)
+                  .start();
+          String line;
+          try (BufferedReader r =
+              new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
+            line = r.readLine();
+          }
+          if (child.waitFor() != 0 || line == null) {
+            throw new IllegalStateException("fresh JVM run failed: " + line);
+          }
+          String[] t = line.trim().split(" ");
+          cold[i] = Long.parseLong(t[0]);
+          first[i] = Long.parseLong(t[1]);
+        }
+        if (freshJvms > 0) {
+          Arrays.sort(cold);
+          Arrays.sort(first);
+          emit.accept(
+              String.format(
+                  "\"kind\":\"cold\",\"median_ns\":%d,\"min_ns\":%d,\"runs\":%d,\"first_plan_ns\":%d,"
+                      + "\"first_plan_vector\":\"%s\",\"how\":\"Parser.parse + Instance.build%s + sidekill_abi_major(),"
+                      + " each in a fresh JVM (JVM start not timed)\"",
+                  cold[freshJvms / 2], cold[0], freshJvms, first[freshJvms / 2], vectors.get(0).name(),
+                  engine == Engine.COMPILER ? " (MachineFactoryCompiler.compile)" : ""));
+        }
+
+        // Plan: one instance, warmed on every vector, then each vector timed.
+        SidekillPolicy policy = new SidekillPolicy(instance(engine, Parser.parse(Fixtures.wasm())));
+        long warmEnd = System.nanoTime() + (globalWarmupMs >= 0 ? globalWarmupMs : 4 * warmupMs) * 1_000_000;
+        do {
+          vectors.forEach(v -> policy.plan(v.requestBytes()));
+        } while (System.nanoTime() < warmEnd);
+        for (Fixtures.Vector v : vectors) {
+          byte[] request = v.requestBytes();
+          boolean same = Arrays.equals(policy.plan(request), v.answerBytes());
+          long[] samples = samples(() -> policy.plan(request));
+          emit.accept(
+              String.format(
+                  "\"kind\":\"plan\",\"vector\":\"%s\",\"median_ns\":%d,\"calls\":%d,\"same\":%b",
+                  v.name(), samples[samples.length / 2], samples.length, same));
+        }
+      }
+    }
+  }
+
+  /** Per-call times in ns, sorted: as {@link #time}. */
+  private long[] samples(Runnable call) {
+    long warmEnd = System.nanoTime() + warmupMs * 1_000_000;
+    do {
+      call.run();
+    } while (System.nanoTime() < warmEnd);
+    long[] samples = new long[1 << 16];
+    int n = 0;
+    long end = System.nanoTime() + measureMs * 1_000_000;
+    while (n < samples.length && (n < minCalls || System.nanoTime() < end)) {
+      long t0 = System.nanoTime();
+      call.run();
+      samples[n++] = System.nanoTime() - t0;
+    }
+    long[] out = Arrays.copyOf(samples, n);
+    Arrays.sort(out);
+    return out;
   }
 
   // ---- plan latency ----
