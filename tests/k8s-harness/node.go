@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
+	vkslog "github.com/virtual-kubelet/virtual-kubelet/log/slog"
+	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	"example.invalid/sidekill/tests/k8s-harness/internal/images"
+	"example.invalid/sidekill/tests/k8s-harness/internal/node"
+)
+
+const nodeHelp = `Runs a node agent on virtual-kubelet: it registers the node (Ready), runs the pods
+bound to it (spec.nodeName) as real processes, each container in its own PID and mount
+namespace (unshare --pid --fork --mount-proc --kill-child), and serves the kubelet API
+(exec, logs) over TLS to the apiserver, which it authenticates by client certificate and
+authorizes with SubjectAccessReview, as the kubelet's webhook mode does. Needs root.
+`
+
+func runNode(args []string) int {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: k8s-harness node --kubeconfig F --tls-cert F --tls-key F --client-ca F --images DIR [flags]\n\n%s\nFlags:\n", nodeHelp)
+		fs.PrintDefaults()
+	}
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the node's identity (system:node:NAME) (required)")
+	name := fs.String("name", "sidekill-node", "node name; pods name it in spec.nodeName")
+	nodeIP := fs.String("node-ip", "127.0.0.1", "node address: InternalIP, kubelet API address, pods' hostIP/podIP")
+	port := fs.Int("port", 10250, "kubelet API port")
+	tlsCert := fs.String("tls-cert", "", "kubelet API serving certificate (required)")
+	tlsKey := fs.String("tls-key", "", "kubelet API serving key (required)")
+	clientCA := fs.String("client-ca", "", "CA of the client certificates the kubelet API accepts (required)")
+	stateDir := fs.String("state-dir", "", "images and container logs (default: a temporary folder)")
+	imagesDir := fs.String("images", "", "folder holding images.yaml (tests/images) (required)")
+	standin := fs.String("standin", os.Getenv("SIDEKILL_STANDIN"), "the sidekill-standin binary behind the images' tools [$SIDEKILL_STANDIN]")
+	workers := fs.Int("workers", 2, "pod sync workers")
+	verbose := fs.Bool("v", false, "debug logs")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	for flagName, v := range map[string]string{"kubeconfig": *kubeconfig, "tls-cert": *tlsCert, "tls-key": *tlsKey, "client-ca": *clientCA, "images": *imagesDir} {
+		if v == "" {
+			fmt.Fprintf(os.Stderr, "node: --%s is required\n", flagName)
+			return 2
+		}
+	}
+	if net.ParseIP(*nodeIP) == nil {
+		fmt.Fprintf(os.Stderr, "node: --node-ip %q is not an IP address\n", *nodeIP)
+		return 2
+	}
+	if err := serveNode(nodeOptions{
+		kubeconfig: *kubeconfig, name: *name, nodeIP: *nodeIP, port: *port,
+		tlsCert: *tlsCert, tlsKey: *tlsKey, clientCA: *clientCA, stateDir: *stateDir,
+		imagesDir: *imagesDir, standin: *standin, workers: *workers, verbose: *verbose,
+	}); err != nil {
+		fmt.Fprintf(os.Stderr, "node: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type nodeOptions struct {
+	kubeconfig, name, nodeIP            string
+	port                                int
+	tlsCert, tlsKey, clientCA, stateDir string
+	imagesDir, standin                  string
+	workers                             int
+	verbose                             bool
+}
+
+func memTotal() resource.Quantity {
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		return resource.MustParse("8Gi")
+	}
+	return *resource.NewQuantity(int64(si.Totalram)*int64(si.Unit), resource.BinarySI)
+}
+
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	return string(b[:len(b)-1])
+}
+
+func serveNode(o nodeOptions) error {
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	vklog.L = vkslog.FromSlog(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+
+	tools, err := node.FindTools()
+	if err != nil {
+		return err
+	}
+	if err := node.CheckPrivilege(tools); err != nil {
+		return err
+	}
+	if o.stateDir == "" {
+		if o.stateDir, err = os.MkdirTemp("", "sidekill-harness-node-"); err != nil {
+			return err
+		}
+	}
+	catalogue, err := images.Materialise(o.imagesDir, o.stateDir, o.standin)
+	if err != nil {
+		return err
+	}
+	restCfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("--kubeconfig: %w", err)
+	}
+	restCfg.UserAgent = "sidekill-harness-node"
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+
+	// virtual-kubelet builds a default client from $KUBECONFIG before taking ours: point it there.
+	_ = os.Setenv("KUBECONFIG", o.kubeconfig)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: o.name})
+
+	rt := node.New(node.Config{
+		NodeName: o.name, NodeIP: o.nodeIP, StateDir: o.stateDir, Images: catalogue,
+		Tools: tools, Client: client, Recorder: recorder,
+	})
+	defer rt.Shutdown(10 * time.Second)
+
+	mux := http.NewServeMux()
+	newProvider := func(pc nodeutil.ProviderConfig) (nodeutil.Provider, vknode.NodeProvider, error) {
+		return rt, nil, nil
+	}
+	n, err := nodeutil.NewNode(o.name, newProvider,
+		func(cfg *nodeutil.NodeConfig) error {
+			cfg.Handler = mux
+			cfg.HTTPListenAddr = net.JoinHostPort(o.nodeIP, strconv.Itoa(o.port))
+			cfg.NumWorkers = o.workers
+			cfg.InformerResyncPeriod = time.Minute
+			cfg.EventRecorder = recorder
+			cfg.NodeSpec = nodeObject(o)
+			return nil
+		},
+		nodeutil.WithClient(client),
+		func(cfg *nodeutil.NodeConfig) error {
+			auth, err := nodeutil.WebhookAuth(cfg.Client, o.name, func(wc *nodeutil.WebhookAuthConfig) error {
+				var err error
+				wc.AuthnConfig.ClientCertificateCAContentProvider, err = dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.clientCA)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			cfg.Handler = api.InstrumentHandler(nodeutil.WithAuth(auth, cfg.Handler))
+			return nil
+		},
+		nodeutil.WithTLSConfig(
+			nodeutil.WithKeyPairFromPath(o.tlsCert, o.tlsKey),
+			nodeutil.WithCAFromPath(o.clientCA),
+		),
+		nodeutil.AttachProviderRoutes(mux),
+	)
+	if err != nil {
+		return err
+	}
+	go n.Run(ctx) //nolint:errcheck
+	if err := n.WaitReady(ctx, 2*time.Minute); err != nil {
+		return fmt.Errorf("node controller: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "node: %s ready; kubelet API on https://%s; state in %s\n",
+		o.name, net.JoinHostPort(o.nodeIP, strconv.Itoa(o.port)), filepath.Clean(o.stateDir))
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr, "node: stopping; killing every container")
+		rt.Shutdown(10 * time.Second)
+		<-n.Done()
+		return nil
+	case <-n.Done():
+		return n.Err()
+	}
+}
+
+// nodeObject is the Node this agent registers: labels NodeRestriction lets a node set itself,
+// its address and kubelet port, and capacity from this machine.
+func nodeObject(o nodeOptions) corev1.Node {
+	condition := func(t corev1.NodeConditionType, reason, message string) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, Message: message,
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}
+	}
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI),
+		corev1.ResourceMemory: memTotal(),
+		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+	return corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: o.name,
+			Labels: map[string]string{
+				"type":                   "virtual-kubelet",
+				"kubernetes.io/hostname": o.name,
+				"kubernetes.io/os":       "linux",
+				"kubernetes.io/arch":     runtime.GOARCH,
+			},
+		},
+		Status: corev1.NodeStatus{
+			Phase: corev1.NodePending,
+			Conditions: []corev1.NodeCondition{
+				{Type: corev1.NodeReady, Status: corev1.ConditionFalse, Reason: "KubeletNotReady", Message: "starting"},
+				condition(corev1.NodeMemoryPressure, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+				condition(corev1.NodeDiskPressure, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+				condition(corev1.NodePIDPressure, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+			},
+			Addresses: []corev1.NodeAddress{
+				{Type: corev1.NodeInternalIP, Address: o.nodeIP},
+				{Type: corev1.NodeHostName, Address: o.name},
+			},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(o.port)}},
+			Capacity:        capacity,
+			Allocatable:     capacity,
+			NodeInfo: corev1.NodeSystemInfo{
+				KubeletVersion:          moduleVersion("k8s.io/kubernetes"),
+				OperatingSystem:         "linux",
+				Architecture:            runtime.GOARCH,
+				KernelVersion:           kernelRelease(),
+				OSImage:                 "sidekill k8s-harness (processes in PID namespaces)",
+				ContainerRuntimeVersion: "sidekill-harness://unshare",
+			},
+		},
+	}
+}
