@@ -45,6 +45,7 @@ fn run() -> Result<(), String> {
         .ok_or("host/ has no parent directory")?
         .to_path_buf();
     let embedded = out_dir.join("sidekill_policy.wasm");
+    embed_web(&workspace, &out_dir)?;
 
     println!("cargo:rerun-if-env-changed=SIDEKILL_POLICY_WASM");
     if let Some(prebuilt) = env::var_os("SIDEKILL_POLICY_WASM") {
@@ -171,4 +172,45 @@ fn check_target_installed() -> Result<(), String> {
              (or set SIDEKILL_POLICY_WASM=/path/to/sidekill_policy.wasm to embed a prebuilt module)"
         ))
     }
+}
+
+/// Writes `$OUT_DIR/web_files.rs`: the debugger page (`dist/web`, made by `web/build.sh`, or
+/// `$SIDEKILL_WEB_DIST`) as a list of (path, bytes) that `sidekill web` serves. Without a
+/// built page the list is empty and `sidekill web` says how to build it.
+fn embed_web(workspace: &Path, out_dir: &Path) -> Result<(), String> {
+    println!("cargo:rerun-if-env-changed=SIDEKILL_WEB_DIST");
+    let dir = env::var_os("SIDEKILL_WEB_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("dist/web"));
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files = Vec::new();
+    if dir.join("index.html").is_file() {
+        collect_files(&dir, &dir, &mut files)?;
+    }
+    files.sort();
+    let mut code = String::from("/// The debugger page's files, by path relative to its root.\npub static FILES: &[(&str, &[u8])] = &[\n");
+    for (relative, absolute) in &files {
+        code.push_str(&format!(
+            "    ({relative:?}, include_bytes!({absolute:?})),\n"
+        ));
+    }
+    code.push_str("];\n");
+    std::fs::write(out_dir.join("web_files.rs"), code)
+        .map_err(|e| format!("cannot write web_files.rs: {e}"))
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        if path.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            out.push((
+                relative.to_string_lossy().replace('\\', "/"),
+                path.to_string_lossy().into_owned(),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -239,6 +239,10 @@ pub enum Error {
         value: String,
     },
 
+    /// `sidekill web` has no page to serve.
+    #[error("this binary was built without the debugger page: run web/build.sh and rebuild sidekill, or pass --dir dist/web")]
+    NoPage,
+
     /// A file could not be read or written.
     #[error("{}", .path.display())]
     Io {
@@ -311,6 +315,7 @@ impl Error {
             Error::NoPrevious => "no_previous",
             Error::BadDigest { .. } => "bad_digest",
             Error::Io { .. } => "io",
+            Error::NoPage => "no_page",
             Error::Engine { .. } => "engine",
             Error::Syntax { .. } => "syntax",
             Error::Executor { .. } => "executor",
@@ -327,6 +332,7 @@ impl Error {
                 | Error::NoPrevious
                 | Error::BadDigest { .. }
                 | Error::Io { .. }
+                | Error::NoPage
                 | Error::Engine { .. }
                 | Error::Syntax { .. }
         )

@@ -60,6 +60,7 @@ pub mod render;
 pub mod runtime;
 pub mod source;
 pub mod store;
+pub mod web;
 
 pub use digest::Sha256;
 pub use error::{Error, Result};

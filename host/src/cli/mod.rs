@@ -253,6 +253,34 @@ planned, verdict, stoppedAfterMs?, exitCode?, steps: [...], diagnostics}], diagn
         after_long_help = STOP_HELP
     )]
     Stop(StopArgs),
+
+    /// Serve the browser debugger on a local port
+    #[command(long_about = "\
+Serve the browser debugger: a static page that runs the policy in the browser (the
+wasm-pack web build) and shows, for a pasted Pod, Job or Workflow, each container's
+classification with its evidence, the support matrix, the plan as a timeline and the
+diagnostics; it also edits kill-cmd annotations live, simulates Istio, Linkerd or Kuma
+injection, and compares two policy modules.
+
+The page's files are embedded in the binary when `dist/web` (made by `web/build.sh`, or
+$SIDEKILL_WEB_DIST) existed at build time; --dir serves a folder instead. The page makes
+no network call. Prints the URL on the first line of standard output, then serves until
+interrupted. Exit code 2 when there is nothing to serve or the port cannot be bound.")]
+    Web(WebArgs),
+}
+
+/// Arguments of `sidekill web`.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Port to listen on; 0 picks a free one
+    #[arg(long, default_value_t = 8080, env = "SIDEKILL_WEB_PORT")]
+    pub port: u16,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Serve this folder (such as dist/web) instead of the embedded page
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[cfg(feature = "configmap")]
@@ -503,7 +531,28 @@ pub fn run(cli: &Cli) -> Result<Exit> {
         }) => policy_cmd::diff(&mut ctx, old, new, files, facts),
         #[cfg(feature = "configmap")]
         Command::Stop(args) => stop::run(&mut ctx, args),
+        Command::Web(args) => web(&mut ctx, args),
     }
+}
+
+fn web(ctx: &mut Context<'_>, args: &WebArgs) -> Result<Exit> {
+    let site = match &args.dir {
+        Some(dir) => crate::web::Site::Folder(dir.clone()),
+        None if crate::web::Site::embedded_available() => crate::web::Site::Embedded,
+        None => return Err(Error::NoPage),
+    };
+    let address = std::net::SocketAddr::new(args.bind, args.port);
+    let listener =
+        std::net::TcpListener::bind(address).map_err(|e| Error::io(address.to_string(), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io(address.to_string(), e))?;
+    writeln!(ctx.out, "http://{local}/").map_err(|e| Error::io("standard output", e))?;
+    ctx.out
+        .flush()
+        .map_err(|e| Error::io("standard output", e))?;
+    crate::web::serve(listener, site);
+    Ok(Exit::Ok)
 }
 
 /// What every command writes with.

@@ -439,3 +439,53 @@ fn a_closed_stdout_is_not_an_error() {
     let out = child.wait_with_output().expect("wait");
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+/// `sidekill web --dir` serves a folder: the URL on the first line, files with their
+/// content types, and nothing outside the folder.
+#[test]
+fn web_serves_a_folder_and_nothing_outside_it() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("index.html"),
+        "<!doctype html><title>t</title>",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("pkg")).unwrap();
+    std::fs::write(dir.path().join("pkg/m.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sidekill"))
+        .args(["web", "--port", "0", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let get = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let index = get("/");
+    let wasm = get("/pkg/m.wasm");
+    let outside = get("/../etc/passwd");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        index.starts_with("HTTP/1.1 200 OK")
+            && index.contains("text/html")
+            && index.ends_with("<title>t</title>"),
+        "{index}"
+    );
+    assert!(wasm.contains("Content-Type: application/wasm"), "{wasm}");
+    assert!(outside.starts_with("HTTP/1.1 404"), "{outside}");
+}
