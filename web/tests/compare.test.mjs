@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, ensureDir, openPage, pageServer, pasteInput, RAW_WASM, runs, SCREENSHOTS, shownPlan, WEB } from './harness.mjs';
+import { browser, closeSession, ensureDir, openSession, pasteInput, RAW_WASM, runs, SCREENSHOTS, shownPlan, WEB } from './harness.mjs';
 import { rawAbiModule, withCustomSection } from './wasm-builder.mjs';
 
 const example = (f) => readFileSync(join(WEB, 'examples', f), 'utf8');
@@ -17,16 +17,10 @@ describe('comparing with another policy module', () => {
   let chromium;
   let page;
   before(async () => {
-    server = await pageServer();
-    chromium = await browser();
-    page = await chromium.newPage();
-    await openPage(page, server.url);
+    ({ server, chromium, page } = await openSession());
     await pasteInput(page, example('istio-job.yaml'));
   });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  after(() => closeSession({ server, chromium }));
 
   /** Loads `bytes` as `name` and waits for the outcome; answers the status element. */
   async function load(name, bytes) {

@@ -4,7 +4,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, openPage, pageServer, pasteInput, shownPlan, WEB } from './harness.mjs';
+import { closeSession, openSession, pasteInput, shownPlan, WEB } from './harness.mjs';
 
 const example = (f) => readFileSync(join(WEB, 'examples', f), 'utf8');
 
@@ -13,16 +13,10 @@ describe('editing a kill-cmd annotation', () => {
   let chromium;
   let page;
   before(async () => {
-    server = await pageServer();
-    chromium = await browser();
-    page = await chromium.newPage();
-    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(server.url).origin });
-    await openPage(page, server.url);
+    ({ server, chromium, page } = await openSession((tab, site) =>
+      tab.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(site.url).origin })));
   });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  after(() => closeSession({ server, chromium }));
   beforeEach(async () => {
     await pasteInput(page, example('seed-istio-quitquitquit.yaml'));
   });
@@ -122,15 +116,9 @@ describe('editing a JSON input', () => {
   let chromium;
   let page;
   before(async () => {
-    server = await pageServer();
-    chromium = await browser();
-    page = await chromium.newPage();
-    await openPage(page, server.url);
+    ({ server, chromium, page } = await openSession());
   });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  after(() => closeSession({ server, chromium }));
 
   test('the fixed input stays JSON, changed in place', async () => {
     // The seed's sh-kill case as `kubectl get pod -o json` prints it.

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, FIXTURES, openPage, pageServer, pasteInput, shownPlan, VECTORS } from './harness.mjs';
+import { closeSession, FIXTURES, openSession, pasteInput, shownPlan, VECTORS } from './harness.mjs';
 
 const vectors = readdirSync(VECTORS)
   .filter((f) => f.startsWith('fixture-') && f.endsWith('.json'))
@@ -17,15 +17,9 @@ describe('real-world fixtures pasted into the page', () => {
   let chromium;
   let page;
   before(async () => {
-    server = await pageServer();
-    chromium = await browser();
-    page = await chromium.newPage();
-    await openPage(page, server.url);
+    ({ server, chromium, page } = await openSession());
   });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  after(() => closeSession({ server, chromium }));
 
   test('there are fixture vectors and the fixtures are there', () => {
     assert.ok(vectors.length >= 20, `expected at least 20 fixture vectors, found ${vectors.length}`);

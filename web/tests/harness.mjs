@@ -64,6 +64,32 @@ export async function browser() {
 }
 
 /** Opens the page and waits until it has planned its first input. */
+/**
+ * Serves the page (or uses SIDEKILL_WEB_URL), starts Chromium and opens the page in a new tab.
+ * `prepare(page, server)` runs before the page loads (permissions, listeners).
+ * Returns {server, chromium, page}; close it with closeSession.
+ */
+export async function openSession(prepare = async () => {}) {
+  const session = {};
+  try {
+    session.server = await pageServer();
+    session.chromium = await browser();
+    session.page = await session.chromium.newPage();
+    await prepare(session.page, session.server);
+    await openPage(session.page, session.server.url);
+    return session;
+  } catch (error) {
+    await closeSession(session);
+    throw error;
+  }
+}
+
+/** Closes what openSession opened. */
+export async function closeSession(session) {
+  await session?.chromium?.close();
+  await session?.server?.close();
+}
+
 export async function openPage(page, base, hash = '') {
   await page.goto(base + hash);
   await page.waitForFunction(() => document.documentElement.dataset.ready === 'true', null, { timeout: 20000 });

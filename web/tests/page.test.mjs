@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, FIXTURES, openPage, pageServer, pasteInput, runs, shownPlan, WEB } from './harness.mjs';
+import { closeSession, FIXTURES, openPage, openSession, pasteInput, runs, shownPlan, WEB } from './harness.mjs';
 
 const examples = JSON.parse(readFileSync(join(WEB, 'examples/index.json'), 'utf8'));
 
@@ -15,16 +15,11 @@ describe('the page', () => {
   let page;
   const requests = [];
   before(async () => {
-    server = await pageServer();
-    chromium = await browser();
-    page = await chromium.newPage();
-    page.on('request', (r) => requests.push(r.url()));
-    await openPage(page, server.url);
+    ({ server, chromium, page } = await openSession(async (tab) => {
+      tab.on('request', (r) => requests.push(r.url()));
+    }));
   });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  after(() => closeSession({ server, chromium }));
 
   test('loads the policy and plans the first example without any request elsewhere', async () => {
     assert.match(await page.textContent('#policy-info'), /^Policy sidekill-policy \d+\.\d+\.\d+/);

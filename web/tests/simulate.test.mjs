@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, openPage, pageServer, pasteInput, shownPlan, WEB } from './harness.mjs';
+import { closeSession, openSession, pasteInput, shownPlan, WEB } from './harness.mjs';
 
 const example = (f) => readFileSync(join(WEB, 'examples', f), 'utf8');
 
@@ -13,15 +13,9 @@ describe('simulating injection', () => {
   let chromium;
   let page;
   before(async () => {
-    server = await pageServer();
-    chromium = await browser();
-    page = await chromium.newPage();
-    await openPage(page, server.url);
+    ({ server, chromium, page } = await openSession());
   });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  after(() => closeSession({ server, chromium }));
 
   const row = (mesh, mode) => page.locator(`#sim-result tr[data-mesh="${mesh}"][data-mode="${mode}"]`);
   const roleIn = (mesh, mode, name) => row(mesh, mode).locator(`li[data-container="${name}"]`).getAttribute('data-role');
