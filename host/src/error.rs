@@ -232,6 +232,55 @@ pub enum Error {
     #[error("no previous policy version to roll back to")]
     NoPrevious,
 
+    /// A key cannot hold a policy module in a ConfigMap that `sidekill policy push` writes.
+    #[error("`{key}` cannot be the policy key of a ConfigMap: {reason}")]
+    BadKey {
+        /// The key given.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A Kubernetes API call about a policy ConfigMap failed (`policy push`, `rollback`).
+    #[error("{configmap}: cannot {action}")]
+    Kube {
+        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
+        configmap: String,
+        /// What was being done: `read it`, `replace it`, ...
+        action: &'static str,
+        /// The client's or the API server's reason.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The policy ConfigMap does not exist (`policy rollback`).
+    #[error("{configmap} not found")]
+    NoConfigMap {
+        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
+        configmap: String,
+    },
+
+    /// A rollback was asked for, but the ConfigMap keeps no module the live one replaced.
+    #[error("{configmap} has no previous module to roll back to: no `binaryData` key `{previous_key}` next to `{key}` (`sidekill policy push` keeps the module it replaces there)")]
+    NoPreviousModule {
+        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
+        configmap: String,
+        /// The live module's key.
+        key: String,
+        /// The key the previous module would be under.
+        previous_key: String,
+    },
+
+    /// The ConfigMap changed between being read and being written, at every attempt
+    /// (optimistic concurrency on its `resourceVersion`): nothing was written.
+    #[error("{configmap} was changed by someone else while being written ({attempts} attempt{}); nothing was written: look at it and try again", if *.attempts == 1 { "" } else { "s" })]
+    Conflict {
+        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
+        configmap: String,
+        /// How many read-and-write attempts were made.
+        attempts: u32,
+    },
+
     /// A sha256 pin is not 64 hex digits.
     #[error("`{value}` is not a sha256 digest (64 hex digits)")]
     BadDigest {
@@ -275,11 +324,20 @@ pub enum Error {
     },
 
     /// Carrying out a plan against a cluster failed (`sidekill stop`, `controller`).
-    #[error("{source}")]
+    /// Transparent: the executor's error is the message, said once (`sidekill: {e:#}` prints
+    /// each error of the chain).
+    #[error(transparent)]
     Executor {
         /// The executor's error.
-        #[source]
         source: BoxError,
+    },
+
+    /// `sidekill demo` could not run (no root, the test cluster did not start, a plan
+    /// did not finish in time).
+    #[error("demo: {message}")]
+    Demo {
+        /// What went wrong and what to do.
+        message: String,
     },
 }
 
@@ -313,12 +371,18 @@ impl Error {
             Error::Canary { .. } => "canary",
             Error::MissingKey { .. } => "missing_key",
             Error::NoPrevious => "no_previous",
+            Error::BadKey { .. } => "bad_key",
+            Error::Kube { .. } => "kube",
+            Error::NoConfigMap { .. } => "no_configmap",
+            Error::NoPreviousModule { .. } => "no_previous_module",
+            Error::Conflict { .. } => "conflict",
             Error::BadDigest { .. } => "bad_digest",
             Error::Io { .. } => "io",
             Error::NoPage => "no_page",
             Error::Engine { .. } => "engine",
             Error::Syntax { .. } => "syntax",
             Error::Executor { .. } => "executor",
+            Error::Demo { .. } => "demo",
         }
     }
 
@@ -330,6 +394,11 @@ impl Error {
             Error::Policy { .. }
                 | Error::MissingKey { .. }
                 | Error::NoPrevious
+                | Error::BadKey { .. }
+                | Error::Kube { .. }
+                | Error::NoConfigMap { .. }
+                | Error::NoPreviousModule { .. }
+                | Error::Conflict { .. }
                 | Error::BadDigest { .. }
                 | Error::Io { .. }
                 | Error::NoPage

@@ -48,12 +48,15 @@
 
 pub mod canary;
 pub mod cli;
+#[cfg(feature = "configmap")]
+pub mod controller;
 pub mod diff;
 pub mod digest;
 pub mod embedded;
 pub mod error;
 #[cfg(feature = "configmap")]
 pub mod exec;
+pub mod http;
 pub mod input;
 pub mod policy;
 pub mod render;

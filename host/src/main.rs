@@ -9,11 +9,14 @@ use sidekill::cli::{self, Cli, Exit};
 use tracing_subscriber::filter::LevelFilter;
 
 fn main() -> ExitCode {
+    // `sidekill demo`'s containers run this binary under the stand-in images' names.
+    #[cfg(feature = "demo")]
+    sidekill_testcluster::standin::main_if_standin();
     let cli = Cli::parse();
     let level = std::env::var("SIDEKILL_LOG")
         .ok()
         .and_then(|l| l.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::WARN);
+        .unwrap_or_else(|| default_level(&cli.command));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)
@@ -36,4 +39,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The controller logs what it does; other commands only what went wrong.
+fn default_level(command: &cli::Command) -> LevelFilter {
+    #[cfg(feature = "configmap")]
+    if matches!(command, cli::Command::Controller(_)) {
+        return LevelFilter::INFO;
+    }
+    // The demo prints every report itself; the controller's warnings would repeat them.
+    #[cfg(feature = "demo")]
+    if matches!(command, cli::Command::Demo(_)) {
+        return LevelFilter::ERROR;
+    }
+    let _ = command;
+    LevelFilter::WARN
 }

@@ -3,14 +3,18 @@
 //!
 //! # Deadlines
 //! The engine uses epoch interruption. A ticker thread increments the epoch every
-//! `timeout / 10` (at least 1 ms, at most 10 ms). Each call starts with a deadline of
-//! `ceil(timeout / tick)` ticks; when it is reached, the store's callback compares the
-//! CPU time the calling thread has used since the call began with [`Limits::timeout`]
-//! and the wall-clock time with [`Limits::wall_timeout`]: past either, the call is
-//! interrupted with [`Error::Deadline`] ([`Error::StartDeadline`] when it is the start
-//! function that does not return); otherwise it gets the ticks it has left. A runaway
-//! loop with a CPU to itself is thus stopped within `timeout` (100 ms by default), while
-//! a legitimate call that waited for a CPU on a busy or CPU-throttled node is not. The
+//! `timeout / 10` (at least 1 ms, at most 10 ms). Each call starts with a deadline at
+//! the next tick. There the store's callback reads the calling thread's CPU clock for
+//! the first time in the call, and from then on compares the CPU time used since that
+//! first tick with [`Limits::timeout`] and the wall-clock time since the call began with
+//! [`Limits::wall_timeout`]: past either, the call is interrupted with
+//! [`Error::Deadline`] ([`Error::StartDeadline`] when it is the start function that does
+//! not return); otherwise it gets the ticks it has left. A runaway loop with a CPU to
+//! itself is thus stopped within `timeout` plus at most one tick (100 to 110 ms by
+//! default), while a legitimate call that waited for a CPU on a busy or CPU-throttled
+//! node is not. The CPU clock is a system call (about 0.5 µs, a few percent of a plan),
+//! so a call that ends before the next tick, as every ordinary call does, never reads
+//! it; the CPU it used before its first tick (at most one tick) is not charged. The
 //! ticker stops when the last clone of the [`Runtime`] is dropped.
 //!
 //! # Memory
@@ -53,8 +57,9 @@ pub struct Limits {
     /// [`Error::Deadline`] or [`Error::StartDeadline`]. CPU time rather than wall-clock
     /// time, so that a legitimate call on a busy or CPU-throttled node is not killed for
     /// time it spent waiting for a CPU; a runaway loop that has a CPU to itself is stopped
-    /// after `timeout` of wall-clock time. (On platforms without a per-thread CPU clock,
-    /// wall-clock time is used.)
+    /// after `timeout` of wall-clock time, plus at most one tick (`timeout / 10`, see
+    /// [Deadlines](crate::runtime#deadlines)). (On platforms without a per-thread CPU
+    /// clock, wall-clock time is used.)
     pub timeout: Duration,
     /// Wall-clock cap of one call, however little CPU it got. Default 1 s; never less
     /// than `timeout`. A call past it fails with [`Error::Deadline`] or
@@ -250,7 +255,7 @@ impl Runtime {
             cpu_budget: self.inner.limits.timeout,
             wall_budget: self.inner.limits.wall_timeout,
             tick: self.inner.tick,
-            cpu_start: None,
+            cpu_mark: None,
             wall_start: Instant::now(),
         }
     }
@@ -411,7 +416,8 @@ pub(crate) struct Sandbox {
     cpu_budget: Duration,
     wall_budget: Duration,
     tick: Duration,
-    cpu_start: Option<Duration>,
+    /// The calling thread's CPU time at the call's first tick; `None` before it.
+    cpu_mark: Option<Duration>,
     wall_start: Instant,
 }
 
@@ -435,13 +441,15 @@ pub fn thread_cpu_time() -> Option<Duration> {
 }
 
 impl Sandbox {
-    /// Starts a call's clocks and clears the limit flags; returns the epoch deadline in ticks.
+    /// Starts a call's clocks and clears the limit flags; returns the epoch deadline in
+    /// ticks: the next tick, where the CPU clock is first read (not here: it is a system
+    /// call, and most calls end before the next tick).
     pub(crate) fn begin(&mut self) -> u64 {
         self.memory_hit = None;
         self.deadline_hit = None;
-        self.cpu_start = thread_cpu_time();
+        self.cpu_mark = None;
         self.wall_start = Instant::now();
-        self.ticks(self.cpu_budget)
+        1
     }
 
     fn ticks(&self, left: Duration) -> u64 {
@@ -451,10 +459,15 @@ impl Sandbox {
     /// At an epoch deadline: stop the call, or give it the ticks its budgets have left.
     pub(crate) fn on_deadline(&mut self) -> wasmtime::UpdateDeadline {
         let wall = self.wall_start.elapsed();
-        // Without a CPU clock, the call is charged wall-clock time.
-        let cpu = match (self.cpu_start, thread_cpu_time()) {
-            (Some(start), Some(now)) => now.saturating_sub(start),
-            _ => wall,
+        // Without a CPU clock, the call is charged wall-clock time. With one, CPU time is
+        // counted from the first tick on.
+        let cpu = match (self.cpu_mark, thread_cpu_time()) {
+            (Some(mark), Some(now)) => now.saturating_sub(mark),
+            (None, Some(now)) => {
+                self.cpu_mark = Some(now);
+                Duration::ZERO
+            }
+            (_, None) => wall,
         };
         let stop = if cpu >= self.cpu_budget {
             Some(Clock::Cpu)
@@ -540,7 +553,12 @@ mod tests {
         .unwrap();
         assert_eq!(runtime.tick(), Duration::from_millis(1));
         let mut sandbox = runtime.sandbox();
-        assert_eq!(sandbox.begin(), 3);
+        // The first check is at the next tick; there the call gets its whole CPU budget.
+        assert_eq!(sandbox.begin(), 1);
+        assert!(matches!(
+            sandbox.on_deadline(),
+            wasmtime::UpdateDeadline::Continue(3)
+        ));
     }
 
     #[test]
@@ -556,15 +574,23 @@ mod tests {
         .unwrap();
         let mut sandbox = runtime.sandbox();
         sandbox.begin();
+        // The first tick starts the CPU count.
+        assert!(matches!(
+            sandbox.on_deadline(),
+            wasmtime::UpdateDeadline::Continue(_)
+        ));
         // Sleeping uses no CPU: the call gets more time.
         std::thread::sleep(Duration::from_millis(30));
         assert!(matches!(
             sandbox.on_deadline(),
             wasmtime::UpdateDeadline::Continue(_)
         ));
-        // Spinning does.
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_millis(30) {
+        // Spinning does (30 ms of this thread's CPU, however long that takes on a busy
+        // machine).
+        let origin = Instant::now();
+        let cpu = || thread_cpu_time().unwrap_or_else(|| origin.elapsed());
+        let started = cpu();
+        while cpu() - started < Duration::from_millis(30) {
             std::hint::spin_loop();
         }
         assert!(matches!(

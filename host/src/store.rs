@@ -274,8 +274,15 @@ fn log_switch(event: &'static str, from: &Version, to: &Version) {
     );
 }
 
-/// Pin, load, canaries.
-fn validate(runtime: &Runtime, pin: Option<&Sha256>, bytes: &[u8]) -> Result<Policy> {
+/// The checks every candidate passes before it goes live, in order: the SHA-256 pin (when
+/// set, before anything is compiled), loading ([`Runtime::load`]), and every canary
+/// ([`canary::CANARIES`]). [`PolicyStore::validate`], every swap, and `sidekill policy
+/// push` and `rollback` (before they write a module into a ConfigMap) run exactly this.
+///
+/// # Errors
+/// [`Error::Pin`], any load error of [`Runtime::load`], or [`Error::Canary`] for the
+/// first canary that fails.
+pub fn validate(runtime: &Runtime, pin: Option<&Sha256>, bytes: &[u8]) -> Result<Policy> {
     if let Some(expected) = pin {
         let found = Sha256::of(bytes);
         if found != *expected {

@@ -1,13 +1,14 @@
 //! `sidekill web`: serves the browser debugger (`web/`, assembled into `dist/web` by
 //! `web/build.sh`) from files embedded in the binary at build time, or from a folder.
 //!
-//! A deliberately small HTTP/1.1 server on std: GET and HEAD of static files, one thread
-//! per connection, `Connection: close`. The page itself makes no network call; it only
-//! needs the right content types (`application/wasm` for streaming compilation).
+//! Served by [`crate::http`]. The page itself makes no network call; it only needs the
+//! right content types (`application/wasm` for streaming compilation).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use crate::http::Response;
 
 mod files {
     include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
@@ -65,43 +66,14 @@ fn content_type(path: &str) -> &'static str {
 
 /// Serves the site on `listener` until the process ends.
 pub fn serve(listener: TcpListener, site: Site) {
-    for stream in listener.incoming().flatten() {
-        let site = site.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = answer(stream, &site) {
-                tracing::debug!(error = %e, "web request failed");
+    crate::http::serve(
+        listener,
+        Arc::new(move |path: &str| {
+            let path = if path.is_empty() { "index.html" } else { path };
+            match site.read(path) {
+                Some(body) => Response::ok(content_type(path), body),
+                None => Response::text("404 Not Found", "not found\n"),
             }
-        });
-    }
-}
-
-fn answer(mut stream: TcpStream, site: &Site) -> std::io::Result<()> {
-    let mut request_line = String::new();
-    BufReader::new(&stream).read_line(&mut request_line)?;
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let path = target
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("/")
-        .trim_start_matches('/');
-    let path = if path.is_empty() { "index.html" } else { path };
-    let (status, kind, body) = match (method, site.read(path)) {
-        ("GET" | "HEAD", Some(body)) => ("200 OK", content_type(path), body),
-        ("GET" | "HEAD", None) => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            b"GET or HEAD only\n".to_vec(),
-        ),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        stream.write_all(&body)?;
-    }
-    stream.flush()
+        }),
+    );
 }

@@ -1,18 +1,66 @@
 #!/usr/bin/env bash
-# One-shot for CI: builds the harness, starts it in a fresh run folder, runs smoke.sh, stops it.
-# The stand-in binary is used when SIDEKILL_STANDIN names one. Exit code: smoke.sh's (0 all
-# passed, 1 a check failed, 2 the harness did not start).
+# One-shot for CI: builds the harness, starts it in a fresh run folder, runs smoke.sh, then the
+# executor's end-to-end tests against the genuine kube-apiserver as sidekill's own
+# ServiceAccount with exactly deploy/'s RBAC (`cargo test -p sidekill --test it -- executor::`
+# with SIDEKILL_E2E=1; executor::rbac takes one permission of deploy/rbac.yaml away at a
+# time), and stops the harness, also when a step fails or the script is interrupted.
 #
 #   tests/k8s-harness/run.sh
+#
+# SIDEKILL_STANDIN names the stand-in binary behind the images' tools; without it, run.sh
+# builds crates/testcluster's (the executor's tests need the stand-in images). Cargo builds
+# reuse $CARGO_TARGET_DIR. Exit code: 0 all passed, 1 a check or a test failed, 2 the harness
+# (or what it needs) could not be built or started.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
 export K8S_HARNESS_DIR=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
+say() { printf 'k8s-harness: %s\n' "$*" >&2; }
+
 t0=$SECONDS
 K8S_HARNESS_BIN=$("$here/build.sh") || exit 2
-echo "k8s-harness: built in $((SECONDS - t0))s" >&2
+say "built in $((SECONDS - t0))s"
 export K8S_HARNESS_BIN
+if [ -z "${SIDEKILL_STANDIN:-}" ]; then
+  say "SIDEKILL_STANDIN is not set: building crates/testcluster's stand-in"
+  (cd "$repo" && cargo build --locked -q -p sidekill-testcluster --bins) || exit 2
+  target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') || exit 2
+  export SIDEKILL_STANDIN=$target_dir/debug/sidekill-standin
+fi
+
+# From here on the harness may be running: whatever happens, stop it.
+started=0
+cleanup() {
+  [ "$started" = 1 ] && "$here/stop.sh"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+started=1
 "$here/start.sh" || exit 2
-"$here/smoke.sh"
-code=$?
-"$here/stop.sh"
+. "$K8S_HARNESS_DIR/env.sh"
+
+code=0
+t=$SECONDS
+"$here/smoke.sh" || code=1
+say "smoke test: $([ $code = 0 ] && echo passed || echo FAILED) in $((SECONDS - t))s"
+
+# The executor end to end: the executor runs as sidekill (KUBECONFIG), fixtures are made as
+# the admin, pods name the node (no scheduler). Tests that need the test server's fault
+# injection print SKIPPED with the reason.
+t=$SECONDS
+say "executor end to end (cargo test -p sidekill --test it -- executor::) as $(basename "$K8S_HARNESS_SIDEKILL_KUBECONFIG")"
+if (cd "$repo" &&
+  SIDEKILL_E2E=1 \
+    KUBECONFIG=$K8S_HARNESS_SIDEKILL_KUBECONFIG \
+    SIDEKILL_E2E_ADMIN_KUBECONFIG=$K8S_HARNESS_ADMIN_KUBECONFIG \
+    SIDEKILL_E2E_NODE=$K8S_HARNESS_NODE \
+    cargo test --locked -p sidekill --test it -- executor::); then
+  say "executor end to end: passed in $((SECONDS - t))s"
+else
+  say "executor end to end: FAILED in $((SECONDS - t))s"
+  code=1
+fi
 exit $code

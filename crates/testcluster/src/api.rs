@@ -625,6 +625,16 @@ async fn write<K: Kind>(
         store.update(ns, name, |cur| {
             let v = serde_json::to_value(&*cur).map_err(ApiError::internal)?;
             let patched = patch::apply(ty, &v, &body)?;
+            // A patch that sets metadata.resourceVersion is a precondition, as in the real
+            // API server: it applies only to that version (optimistic concurrency).
+            if let Some(want) = patched
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+            {
+                if !want.is_empty() && Some(want) != cur.metadata().resource_version.as_deref() {
+                    return Err(ApiError::conflict(K::URL_PATH_SEGMENT, name));
+                }
+            }
             let mut new: K = serde_json::from_value(patched).map_err(|e| {
                 ApiError::invalid(
                     K::KIND,
@@ -736,7 +746,21 @@ impl Filter {
         if self.fields.is_empty() {
             return true;
         }
-        serde_json::to_value(o).is_ok_and(|v| self.fields.matches(&v))
+        // The name and namespace (what a watch of one object selects on) come from the
+        // metadata; other fields from the object as JSON, made once and only if needed.
+        // Serializing every object to compare a name made each list, and each change a
+        // field-selected watch sees, cost a whole-object serialization per object.
+        let m = o.metadata();
+        let mut json: Option<Option<Value>> = None;
+        self.fields.matches_by(|path| match path {
+            "metadata.name" => m.name.clone().unwrap_or_default(),
+            "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
+            _ => json
+                .get_or_insert_with(|| serde_json::to_value(o).ok())
+                .as_ref()
+                .map(|v| crate::selector::json_field(v, path))
+                .unwrap_or_default(),
+        })
     }
 }
 
@@ -762,7 +786,7 @@ fn list<K: Kind>(
     view: View,
 ) -> Result<Response<Body>, ApiError> {
     let filter = Filter::parse::<K>(q)?;
-    let (items, current) = store.list(ns);
+    let (items, current) = store.list(ns, |o| filter.matches(o));
     // resourceVersion semantics for lists: unset/"0" = current state; N = not older than N
     // (current state, or 504 when N is in the future); Exact = only the current version.
     let asked = q
@@ -812,7 +836,6 @@ fn list<K: Kind>(
                 ) > (a.as_str(), b.as_str())
             })
         })
-        .filter(|o| filter.matches(o))
         .collect();
     let limit: usize = q
         .get("limit")
@@ -936,6 +959,8 @@ fn watch<K: Kind>(
     let q2 = Query(q.0.clone());
     let mut shutdown = ctx.shutdown.clone();
     let interval = ctx.bookmark_interval;
+    let faults = ctx.faults.clone();
+    let generation = faults.watch_generation();
     tokio::spawn(async move {
         let mut start = match start {
             Ok(s) => s,
@@ -972,7 +997,11 @@ fn watch<K: Kind>(
         let mut tick = tokio::time::interval(interval);
         tick.tick().await;
         loop {
+            if faults.watch_generation() != generation {
+                return;
+            }
             tokio::select! {
+                _ = faults.watches_closed() => return,
                 r = start.rx.recv() => match r {
                     Ok(c) => {
                         if c.rv <= last_rv {

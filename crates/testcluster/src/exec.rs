@@ -6,7 +6,8 @@
 //! channel the client reads (stdout, else stderr, else error), as the kubelet does. `[255, 0]`
 //! (v5 only) closes stdin. When the command ends, the server sends the Status on channel 3 —
 //! `Success`, or `Failure`/`NonZeroExitCode` with the exit code as the `ExitCode` cause — then a
-//! close frame.
+//! close frame, and reads until the client's close (at most 1 s) before it drops the connection,
+//! so the Status is never lost to a reset.
 //!
 //! Failure modes: before the upgrade, the real API's 4xx Status (pod not found, container not
 //! valid, no stream asked for, no subprotocol in common). After it, a container with no running
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
 use hyper::header::{
@@ -50,6 +52,8 @@ const CLOSE: u8 = 255;
 
 /// How long output is still read after the command exited (a background process may hold it).
 const DRAIN: Duration = Duration::from_secs(2);
+/// How long the server waits for the client's close frame after its own (see [`close`]).
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The container an exec, attach or log request means, with the API server's errors.
 pub(crate) fn resolve_container(
@@ -219,6 +223,22 @@ fn normal_close() -> Message {
     }))
 }
 
+/// Ends the stream as the API server does: the close frame, then what the client still sends
+/// is read, up to its own close frame (at most [`CLOSE_WAIT`]), before the socket is dropped.
+/// A socket dropped with unread input is reset by the kernel, and a client that meets the reset
+/// first loses the Status sent just before it (kube-rs then reports a dropped connection).
+async fn close(sink: &mut SplitSink<Ws, Message>, source: &mut SplitStream<Ws>) {
+    let _ = sink.send(normal_close()).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = source.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// The Status for a command's exit code.
 pub(crate) fn exit_status(code: i32) -> Status {
     if code == 0 {
@@ -322,7 +342,7 @@ async fn run(ctx: Arc<Ctx>, ws: Ws, r: ExecRequest) {
                 ))),
             };
             let _ = sink.send(error_frame(&status)).await;
-            let _ = sink.send(normal_close()).await;
+            close(&mut sink, &mut source).await;
             return;
         }
     };
@@ -451,7 +471,7 @@ async fn run(ctx: Arc<Ctx>, ws: Ws, r: ExecRequest) {
     }
     let code = exit.unwrap_or(255);
     let _ = sink.send(error_frame(&exit_status(code))).await;
-    let _ = sink.send(normal_close()).await;
+    close(&mut sink, &mut source).await;
 }
 
 #[cfg(test)]

@@ -4,8 +4,11 @@
 //! endpoint, same token as the API). They apply to resource requests (`/api/v1/...` other than
 //! discovery), so clients keep their discovery and fail where a real outage would hit them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +29,10 @@ pub struct FaultRequest {
     /// Delete this pod (`namespace/name`, with its grace period) when the next exec into it starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_pod_on_exec: Option<String>,
+    /// End every open watch now, as an API server restart does; clients must re-watch
+    /// (and re-list when their version is too old).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_watches: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +48,9 @@ struct State {
 #[derive(Debug, Default)]
 pub struct Faults {
     state: Mutex<State>,
+    /// Bumped by [`Faults::close_watches`]; a watch that started under another value ends.
+    watch_generation: AtomicU64,
+    watches_closed: Notify,
 }
 
 impl Faults {
@@ -68,6 +78,23 @@ impl Faults {
         self.lock()
             .delete_on_exec
             .push((namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Ends every open watch now.
+    pub fn close_watches(&self) {
+        self.watch_generation.fetch_add(1, Ordering::SeqCst);
+        self.watches_closed.notify_waiters();
+    }
+
+    /// The current watch generation: a watch remembers it and ends when it changes.
+    pub(crate) fn watch_generation(&self) -> u64 {
+        self.watch_generation.load(Ordering::SeqCst)
+    }
+
+    /// Resolves at the next [`Faults::close_watches`] (check the generation as well: a
+    /// call between two polls is not remembered).
+    pub(crate) fn watches_closed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.watches_closed.notified()
     }
 
     /// Clears every pending fault.
@@ -98,6 +125,9 @@ impl Faults {
         if let Some(p) = &r.delete_pod_on_exec {
             let (ns, name) = p.split_once('/').unwrap_or(("default", p.as_str()));
             self.delete_pod_on_exec(ns, name);
+        }
+        if r.close_watches == Some(true) {
+            self.close_watches();
         }
     }
 
@@ -143,6 +173,7 @@ mod tests {
             fail_for_seconds: None,
             drop_exec_after_frames: None,
             delete_pod_on_exec: Some("ns/p".into()),
+            close_watches: None,
         });
         assert!(f.should_fail());
         assert!(f.should_fail());

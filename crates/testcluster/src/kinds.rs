@@ -141,6 +141,9 @@ impl Kind for Pod {
 
     fn prepare_create(&mut self) -> Result<(), ApiError> {
         name_and_generate("Pod", &mut self.metadata)?;
+        // Pods carry a generation (1.33+, for status.observedGeneration); events and
+        // configmaps have none on a real API server.
+        self.metadata.generation = Some(1);
         let name = name_of(&self.metadata);
         let Some(spec) = self.spec.as_mut() else {
             return Err(ApiError::invalid(
@@ -507,6 +510,11 @@ mod tests {
         .unwrap();
         p.prepare_create().unwrap();
         assert!(p.metadata.name.as_deref().unwrap().starts_with("job-"));
+        assert_eq!(p.metadata.generation, Some(1));
+        // As on kube-apiserver: events (and configmaps) carry no generation.
+        let mut e: Event = serde_json::from_value(json!({"metadata": {"name": "e"}})).unwrap();
+        e.prepare_create().unwrap();
+        assert_eq!(e.metadata.generation, None);
         let spec = p.spec.as_ref().unwrap();
         assert_eq!(spec.termination_grace_period_seconds, Some(30));
         assert_eq!(

@@ -156,25 +156,31 @@ impl FieldSelector {
         Ok(FieldSelector(reqs))
     }
 
-    /// Whether the object (as JSON) satisfies every requirement; a missing field reads as "".
-    pub fn matches(&self, obj: &serde_json::Value) -> bool {
-        self.0.iter().all(|(path, eq, want)| {
-            let mut cur = obj;
-            for part in path.split('.') {
-                cur = cur.get(part).unwrap_or(&serde_json::Value::Null);
-            }
-            let got = match cur {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            (got == *want) == *eq
-        })
+    /// Whether every requirement holds, `field(path)` giving each field's value as text (""
+    /// when missing). Lets a caller read the common fields without serializing the object.
+    pub fn matches_by(&self, mut field: impl FnMut(&str) -> String) -> bool {
+        self.0
+            .iter()
+            .all(|(path, eq, want)| (field(path) == *want) == *eq)
     }
 
     /// Whether the selector is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// A field of an object as JSON, by its dotted path, as text: "" when missing, strings as they
+/// are, other values as JSON.
+pub(crate) fn json_field(obj: &serde_json::Value, path: &str) -> String {
+    let mut cur = obj;
+    for part in path.split('.') {
+        cur = cur.get(part).unwrap_or(&serde_json::Value::Null);
+    }
+    match cur {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
     }
 }
 
@@ -224,7 +230,12 @@ mod tests {
             &["metadata.name", "status.phase"],
         )
         .unwrap();
-        assert!(s.matches(&obj));
+        assert!(s.matches_by(|path| json_field(&obj, path)));
+        assert!(!s.matches_by(|path| if path == "metadata.name" {
+            "q".into()
+        } else {
+            json_field(&obj, path)
+        }));
         let e = FieldSelector::parse("spec.foo=x", &["metadata.name"]).unwrap_err();
         assert_eq!(e.message, "field label not supported: spec.foo");
     }

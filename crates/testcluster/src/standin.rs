@@ -21,10 +21,13 @@
 //!   `comm` or argv\[0\] basename is NAME, so it finds shell scripts by their file name too.
 //!
 //! Every role prints a line when it starts and when it stops, so container logs tell the story.
+//! The lines that mark a moment someone may want to time (`main` finishing, `sidecar` and
+//! `stubborn` getting a signal) end with `(unix ms N)`: the wall clock in milliseconds since the
+//! Unix epoch, as `cargo bench -p sidekill --bench controller` reads them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -33,6 +36,13 @@ fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// Milliseconds since the Unix epoch, now (0 if the clock is before it).
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 fn signals() -> Signals {
@@ -123,7 +133,10 @@ fn sidecar(args: &[String]) {
     let mut sigs = signals();
     println!("sidecar: running as pid {}", std::process::id());
     if let Some(sig) = sigs.forever().next() {
-        println!("sidecar: got signal {sig}, exiting {code}");
+        println!(
+            "sidecar: got signal {sig}, exiting {code} (unix ms {})",
+            unix_ms()
+        );
         std::process::exit(code);
     }
 }
@@ -135,7 +148,10 @@ fn stubborn() {
         std::process::id()
     );
     for sig in sigs.forever() {
-        println!("stubborn: got signal {sig}, ignoring it");
+        println!(
+            "stubborn: got signal {sig}, ignoring it (unix ms {})",
+            unix_ms()
+        );
     }
 }
 
@@ -148,7 +164,7 @@ fn main_role(args: &[String]) {
         .unwrap_or(0);
     println!("main: working for {secs}s as pid {}", std::process::id());
     std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
-    println!("main: done, exiting {code}");
+    println!("main: done, exiting {code} (unix ms {})", unix_ms());
     std::process::exit(code);
 }
 

@@ -157,7 +157,6 @@ impl<K: ApiObject> Store<K> {
         meta.resource_version = Some(rv.to_string());
         meta.uid.get_or_insert_with(new_uid);
         meta.creation_timestamp.get_or_insert_with(now);
-        meta.generation.get_or_insert(1);
         inner.objects.insert(key, obj.clone());
         self.record(
             &mut inner,
@@ -179,14 +178,15 @@ impl<K: ApiObject> Store<K> {
             .cloned()
     }
 
-    /// Every object (in one namespace, or all), sorted by namespace and name, and the version of
-    /// this snapshot.
-    pub fn list(&self, namespace: Option<&str>) -> (Vec<K>, u64) {
+    /// The objects (in one namespace, or all) for which `pred` holds, sorted by namespace and
+    /// name, and the version of this snapshot. Only those are cloned: a list that keeps one pod
+    /// of a thousand (as a watch of one pod starts) must not copy the other 999.
+    pub fn list(&self, namespace: Option<&str>, pred: impl Fn(&K) -> bool) -> (Vec<K>, u64) {
         let inner = self.lock();
         let items = inner
             .objects
             .iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
+            .filter(|((ns, _), o)| namespace.is_none_or(|want| want == ns) && pred(o))
             .map(|(_, o)| o.clone())
             .collect();
         (items, self.current_rv())

@@ -5,6 +5,10 @@
 //! [`Exit`] code; errors that stop a command return [`Error`], which the binary prints
 //! and turns into exit code 2.
 
+#[cfg(feature = "configmap")]
+mod controller;
+#[cfg(feature = "demo")]
+mod demo;
 mod plan;
 mod policy_cmd;
 #[cfg(feature = "configmap")]
@@ -76,7 +80,9 @@ Environment:
                               debug, trace
   NO_COLOR                    when set, no colour even on a terminal
 
-No command needs a cluster: plans come from manifests on disk or standard input.";
+`plan`, `matrix`, `policy` and `web` need no cluster: plans come from manifests on disk
+or standard input. `stop` and `controller` act on a cluster (KUBECONFIG or the in-cluster
+service account); `demo` starts a local test cluster of its own.";
 
 /// Plans how to stop the sidecars of batch pods (Argo Workflows, Jobs), from manifests.
 #[derive(Debug, Parser)]
@@ -254,6 +260,16 @@ planned, verdict, stoppedAfterMs?, exitCode?, steps: [...], diagnostics}], diagn
     )]
     Stop(StopArgs),
 
+    /// Watch the controller stop sidecars on a local test cluster (needs root)
+    #[cfg(feature = "demo")]
+    #[command(long_about = demo::DEMO_ABOUT, after_long_help = demo::DEMO_HELP)]
+    Demo(demo::DemoArgs),
+
+    /// Watch batch pods and stop their sidecars once their main containers exit
+    #[cfg(feature = "configmap")]
+    #[command(long_about = controller::CONTROLLER_ABOUT, after_long_help = controller::CONTROLLER_HELP)]
+    Controller(controller::ControllerArgs),
+
     /// Serve the browser debugger on a local port
     #[command(long_about = "\
 Serve the browser debugger: a static page that runs the policy in the browser (the
@@ -332,7 +348,7 @@ pub struct StopArgs {
 }
 
 #[cfg(feature = "configmap")]
-fn parse_target(text: &str) -> std::result::Result<(String, String), String> {
+pub(crate) fn parse_target(text: &str) -> std::result::Result<(String, String), String> {
     match text.split_once('/') {
         Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
             Ok((ns.to_owned(), pod.to_owned()))
@@ -468,6 +484,75 @@ when the module would be accepted, 1 when it would be refused.")]
         #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
         sha256: Option<Sha256>,
     },
+
+    /// Put a module live in the ConfigMap a controller watches, keeping the old one
+    #[cfg(feature = "configmap")]
+    #[command(long_about = "\
+Put a policy module live in the ConfigMap a running controller watches (its ConfigMap
+source), keeping the module it replaces for `sidekill policy rollback`.
+
+X.wasm is first checked exactly as a hot swap checks it: loading (wasm magic, no
+imports, the ABI's exports and their types, ABI major version 1, under --timeout-ms and
+--memory-limit-mib), then every canary request. A module that would be refused is not
+written. Then ConfigMap NAMESPACE/NAME is read and written: the module goes under
+binaryData[KEY], the module it replaces under binaryData[KEY.previous], and the
+annotations sidekill.dev/KEY and sidekill.dev/KEY.previous record each module's name,
+version, sha256 and size as JSON. The ConfigMap is created when missing; a KEY that
+already holds these bytes is left alone. The controller swaps to the new module after
+its own checks.
+
+The write is conditional on the resourceVersion that was read. When someone else
+changed the ConfigMap meanwhile (another push), it is read again and the push retried,
+at most 5 times: the version the other writer made live becomes the previous one, so no
+version is lost. Both modules must fit in the API server's 1 MiB ConfigMap limit.
+RBAC: get, create and update on configmaps in NAMESPACE.
+
+Exit codes: 0 pushed (or already live); 1 the module would be refused, nothing was
+written; 2 error: an unreadable file, no usable kubeconfig, an API error, a ConfigMap
+that changed at every attempt.
+
+JSON output: {configmap, key, previousKey, action: created|pushed|unchanged,
+              live: {name, version, sha256, size}, previous: {...} | null,
+              resourceVersion, attempts}
+or, refused: {configmap, key, previousKey, action: \"refused\",
+              module: {file, sha256, size}, error, message}")]
+    Push {
+        /// The module
+        #[arg(value_name = "X.wasm")]
+        module: PathBuf,
+        /// The ConfigMap.
+        #[command(flatten)]
+        target: policy_cmd::ConfigMapArgs,
+    },
+
+    /// Make the previous module live again in a ConfigMap, after checking it
+    #[cfg(feature = "configmap")]
+    #[command(long_about = "\
+Swap the live and the previous modules of the ConfigMap a running controller watches:
+binaryData[KEY.previous] (kept by `sidekill policy push`) goes back under KEY, and the
+module it replaces under KEY.previous, with their annotations. Running it twice returns
+to where it started.
+
+The previous module is first checked exactly as a hot swap checks it (loading, then
+every canary request); one that would be refused is not written. The write is
+conditional on the resourceVersion that was read, and is not retried: when someone else
+changed the ConfigMap meanwhile, nothing is written and the command fails, so a push it
+did not see is never rolled back. RBAC: get and update on configmaps in NAMESPACE.
+
+Exit codes: 0 rolled back; 1 the previous module would be refused, nothing was written;
+2 error: no such ConfigMap, no KEY.previous in it, no usable kubeconfig, an API error,
+a ConfigMap changed meanwhile.
+
+JSON output: {configmap, key, previousKey, action: \"rolled-back\",
+              live: {name, version, sha256, size}, previous: {...} | null,
+              resourceVersion, attempts}
+or, refused: {configmap, key, previousKey, action: \"refused\", module: {key},
+              error, message}")]
+    Rollback {
+        /// The ConfigMap.
+        #[command(flatten)]
+        target: policy_cmd::ConfigMapArgs,
+    },
 }
 
 fn parse_sha256(text: &str) -> std::result::Result<Sha256, String> {
@@ -530,7 +615,19 @@ pub fn run(cli: &Cli) -> Result<Exit> {
             facts,
         }) => policy_cmd::diff(&mut ctx, old, new, files, facts),
         #[cfg(feature = "configmap")]
+        Command::Policy(PolicyCommand::Push { module, target }) => {
+            policy_cmd::push(&mut ctx, module, target)
+        }
+        #[cfg(feature = "configmap")]
+        Command::Policy(PolicyCommand::Rollback { target }) => {
+            policy_cmd::rollback(&mut ctx, target)
+        }
+        #[cfg(feature = "configmap")]
         Command::Stop(args) => stop::run(&mut ctx, args),
+        #[cfg(feature = "configmap")]
+        Command::Controller(args) => controller::run(&mut ctx, args),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(&mut ctx, args),
         Command::Web(args) => web(&mut ctx, args),
     }
 }

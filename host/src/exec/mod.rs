@@ -31,6 +31,7 @@
 //! sidekill never runs a step twice. Each step and its result also becomes a Kubernetes
 //! Event on the pod (`reason` `SidecarStep`, `SidecarStopped` or `SidecarStillRunning`).
 
+mod assess;
 mod run;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use assess::Assessment;
 pub use run::{describe_step, Executor};
 
 use crate::{Policy, PolicyStore};
@@ -61,9 +63,9 @@ pub enum Error {
     /// The policy module failed to plan the pod.
     #[error("the policy could not plan the pod: {source}")]
     Policy {
-        /// The host's error.
+        /// The host's error (boxed: it is large, and this path is rare).
         #[source]
-        source: crate::Error,
+        source: Box<crate::Error>,
     },
     /// The policy's answer lacks a field the executor needs.
     #[error("the policy's answer has no {field}")]
@@ -75,6 +77,32 @@ pub enum Error {
     #[error("kubeconfig: {message}")]
     Config {
         /// What went wrong.
+        message: String,
+    },
+    /// The API server answered 403: the identity sidekill runs as lacks an RBAC permission.
+    /// Never retried: a missing permission does not come back by waiting. The message names
+    /// the rule of `deploy/` that grants it ([`deploy_rule`]).
+    #[error(
+        "forbidden: sidekill's identity may not {verb} {resource} in namespace {namespace} \
+         ({what}); the API server said: {message}. {} grants it in ClusterRole sidekill with \
+         the rule `{}`: apply deploy/ (kubectl apply -k deploy/) or bind the identity to a \
+         role with that rule",
+        deploy_rule(.resource).0,
+        deploy_rule(.resource).1
+    )]
+    Forbidden {
+        /// The RBAC verb refused (`get`, `list`, `watch`, `patch`, `create`). For an exec,
+        /// whose WebSocket needs both `get` and `create` on `pods/exec`, the one a
+        /// SelfSubjectAccessReview finds missing, or `get and create`.
+        verb: &'static str,
+        /// The resource, with its subresource (`pods`, `pods/exec`, `events`, `pods/proxy`).
+        resource: &'static str,
+        /// The namespace of the call.
+        namespace: String,
+        /// What was being done.
+        what: String,
+        /// The API server's message (it names the user refused), or the HTTP status when
+        /// the answer carried no `Status`.
         message: String,
     },
 }
@@ -90,7 +118,32 @@ impl Error {
             Error::Policy { .. } => "policy",
             Error::Answer { .. } => "answer",
             Error::Config { .. } => "config",
+            Error::Forbidden { .. } => "forbidden",
         }
+    }
+}
+
+/// The rule of `deploy/` that grants `resource` (with its subresource: `pods`, `pods/exec`,
+/// `events`, `pods/proxy`) to sidekill: the file, and the rule as YAML (flow style), so that a
+/// 403 can say exactly what to apply. Checked against the files by this module's tests.
+pub fn deploy_rule(resource: &str) -> (&'static str, &'static str) {
+    match resource {
+        "pods/exec" => (
+            "deploy/rbac.yaml",
+            r#"{apiGroups: [""], resources: [pods/exec], verbs: [get, create]}"#,
+        ),
+        "events" => (
+            "deploy/rbac.yaml",
+            r#"{apiGroups: [""], resources: [events], verbs: [create]}"#,
+        ),
+        "pods/proxy" => (
+            "deploy/pods-proxy/kustomization.yaml",
+            r#"{apiGroups: [""], resources: [pods/proxy], verbs: [get, create]}"#,
+        ),
+        _ => (
+            "deploy/rbac.yaml",
+            r#"{apiGroups: [""], resources: [pods], verbs: [get, list, watch, patch]}"#,
+        ),
     }
 }
 
@@ -291,5 +344,51 @@ impl PodReport {
         self.containers
             .iter()
             .any(|c| c.verdict == Verdict::StillRunning)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every RBAC rule (an object with `resources` and `verbs`) in a parsed manifest,
+    /// including those inside a kustomization's patch text.
+    fn rules_in(v: &Value, out: &mut Vec<Value>) {
+        match v {
+            Value::Object(m) if m.contains_key("resources") && m.contains_key("verbs") => {
+                out.push(v.clone());
+            }
+            Value::Object(m) => m.values().for_each(|v| rules_in(v, out)),
+            Value::Array(a) => a.iter().for_each(|v| rules_in(v, out)),
+            Value::String(s) if s.contains("resources") => {
+                for doc in sidekill_policy::yaml::documents(s).unwrap_or_default() {
+                    rules_in(&doc, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A 403 names the rule of `deploy/` to apply: that rule must be in the file, or the
+    /// message would send people looking for a rule that is not there.
+    #[test]
+    fn forbidden_names_rules_that_are_in_deploy() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("host/ has a parent");
+        for resource in ["pods", "pods/exec", "events", "pods/proxy"] {
+            let (file, rule) = deploy_rule(resource);
+            let text = std::fs::read_to_string(root.join(file)).expect("deploy file");
+            let mut rules = Vec::new();
+            for doc in sidekill_policy::yaml::documents(&text).expect("YAML") {
+                rules_in(&doc, &mut rules);
+            }
+            let named = sidekill_policy::yaml::documents(rule).expect("the rule is YAML");
+            assert!(
+                rules.contains(&named[0]),
+                "{file} has no rule {rule} (for {resource}): {rules:?}"
+            );
+            assert!(rule.contains(&format!("[{resource}]")), "{rule}");
+        }
     }
 }

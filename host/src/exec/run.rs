@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, AttachParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -29,7 +32,7 @@ pub struct Executor {
 
 /// What a container's state is, as far as the executor cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     Running,
     Terminated(i32),
     /// Waiting, or no status yet.
@@ -38,7 +41,7 @@ enum State {
     Missing,
 }
 
-fn container_state(pod: &Pod, name: &str) -> State {
+pub(super) fn container_state(pod: &Pod, name: &str) -> State {
     let Some(st) = pod.status.as_ref() else {
         return State::Missing;
     };
@@ -73,6 +76,66 @@ fn is_transient(e: &kube::Error) -> bool {
 
 fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// The API server's message when it refused the call with 403, else `None`. An exec refused
+/// with a body that is not a `Status` (a proxy on the way) comes back from kube as a failed
+/// protocol switch with the HTTP status only, so both shapes count.
+fn forbidden_message(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => Some(s.message.clone()),
+        kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(
+            code,
+        )) if *code == http::StatusCode::FORBIDDEN => Some(code.to_string()),
+        _ => None,
+    }
+}
+
+/// [`Error::Forbidden`] for `verb` on `resource` in `namespace`.
+fn forbidden_error(
+    verb: &'static str,
+    resource: &'static str,
+    namespace: &str,
+    what: String,
+    message: String,
+) -> Error {
+    Error::Forbidden {
+        verb,
+        resource,
+        namespace: namespace.to_owned(),
+        what,
+        message,
+    }
+}
+
+/// [`Error::Forbidden`] when the API server refused the call with 403, else `None`.
+fn forbidden(
+    e: &kube::Error,
+    verb: &'static str,
+    resource: &'static str,
+    namespace: &str,
+    what: impl FnOnce() -> String,
+) -> Option<Error> {
+    forbidden_message(e).map(|m| forbidden_error(verb, resource, namespace, what(), m))
+}
+
+/// The watcher's error as [`Error::Forbidden`] when it is a 403 (of the list or of the watch).
+fn watch_forbidden(e: &watcher::Error, namespace: &str, name: &str) -> Option<Error> {
+    let what = || format!("watching pod {namespace}/{name}");
+    match e {
+        watcher::Error::InitialListFailed(e) => forbidden(e, "list", "pods", namespace, what),
+        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            forbidden(e, "watch", "pods", namespace, what)
+        }
+        watcher::Error::WatchError(s) if s.code == 403 => forbidden(
+            &kube::Error::Api(s.clone()),
+            "watch",
+            "pods",
+            namespace,
+            what,
+        ),
+        _ => None,
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -190,24 +253,28 @@ impl Executor {
         match self.retry("get pod", || api.get(name)).await {
             Ok(p) => Ok(Some(p)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(source) => Err(Error::Kube {
-                what: format!("getting pod {ns}/{name}"),
-                source,
-            }),
+            Err(source) => {
+                let what = || format!("getting pod {ns}/{name}");
+                Err(
+                    forbidden(&source, "get", "pods", ns, what).unwrap_or(Error::Kube {
+                        what: what(),
+                        source,
+                    }),
+                )
+            }
         }
     }
 
     /// Asks the policy for the pod's plan (the first subject of the answer).
-    fn plan(&self, pod: &Pod) -> Result<Value> {
+    pub(super) fn plan(&self, pod: &Pod) -> Result<Value> {
         let request = json!({
             "object": pod,
             "facts": {"podsProxy": self.options.pods_proxy},
         });
         let bytes = serde_json::to_vec(&request).map_err(|_| Error::Answer { field: "request" })?;
-        let answer = self
-            .planner
-            .plan(&bytes)
-            .map_err(|source| Error::Policy { source })?;
+        let answer = self.planner.plan(&bytes).map_err(|source| Error::Policy {
+            source: Box::new(source),
+        })?;
         answer.pointer("/subjects/0").cloned().ok_or(Error::Answer {
             field: "subjects[0]",
         })
@@ -318,15 +385,7 @@ impl Executor {
             return Err(Stop::Gone);
         };
         let key = format!("{DONE_ANNOTATION_PREFIX}{container}");
-        let mut done: BTreeSet<usize> = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(&key))
-            .and_then(|v| serde_json::from_str::<Vec<usize>>(v).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let mut done = done_steps(&pod, &container);
         if let State::Terminated(code) = container_state(&pod, &container) {
             report.exit_code = Some(code);
             report.verdict = if done.is_empty() {
@@ -560,10 +619,15 @@ impl Executor {
         {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Err(Stop::Gone),
-            Err(source) => Err(Stop::Err(Error::Kube {
-                what: format!("recording step {index} on pod {ns}/{name}"),
-                source,
-            })),
+            Err(source) => {
+                let what = || format!("recording step {index} on pod {ns}/{name}");
+                Err(Stop::Err(
+                    forbidden(&source, "patch", "pods", ns, what).unwrap_or(Error::Kube {
+                        what: what(),
+                        source,
+                    }),
+                ))
+            }
         }
     }
 
@@ -595,7 +659,12 @@ impl Executor {
         let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
         let pp = PostParams::default();
         if let Err(e) = self.retry("create event", || api.create(&pp, &ev)).await {
-            tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not record an event");
+            // Still not fatal, but a missing permission is named as such.
+            let error = forbidden(&e, "create", "events", ns, || {
+                format!("recording event {reason} on pod {ns}/{name}")
+            })
+            .map_or_else(|| e.to_string(), |f| f.to_string());
+            tracing::warn!(pod = %format!("{ns}/{name}"), %error, "could not record an event");
         }
     }
 
@@ -632,6 +701,11 @@ impl Executor {
                 Ok(watcher::Event::InitDone) => {}
                 Ok(watcher::Event::Delete(_)) => return Err(Stop::Gone),
                 Err(e) => {
+                    // A refused list or watch stays refused: waiting out the deadline (an
+                    // hour for an `await`) would only hide the missing permission.
+                    if let Some(err) = watch_forbidden(&e, ns, name) {
+                        return Err(Stop::Err(err));
+                    }
                     // The watcher recovers on the next poll; back off a little.
                     errors += 1;
                     tracing::debug!(error = %e, "watch error");
@@ -639,6 +713,40 @@ impl Executor {
                     tokio::time::sleep(pause).await;
                 }
             }
+        }
+    }
+
+    /// Which verbs on `pods/exec` the identity lacks in `ns`, for an exec refused at the
+    /// upgrade. A WebSocket exec is a GET, authorized as `get`, and kube-apiserver 1.35+ also
+    /// checks `create`, refusing with no reason ("is forbidden: "), so the answer may not say
+    /// which. Asked with SelfSubjectAccessReviews, which every authenticated identity may
+    /// make; a review that fails, or reviews that allow both, leave both named.
+    async fn exec_verbs_refused(&self, ns: &str) -> &'static str {
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let mut refused = Vec::new();
+        for verb in ["get", "create"] {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(ns.to_owned()),
+                        verb: Some(verb.to_owned()),
+                        resource: Some("pods".to_owned()),
+                        subresource: Some("exec".to_owned()),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SelfSubjectAccessReviewSpec::default()
+                },
+                ..SelfSubjectAccessReview::default()
+            };
+            match api.create(&PostParams::default(), &review).await {
+                Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
+                _ => refused.push(verb),
+            }
+        }
+        match refused[..] {
+            ["get"] => "get",
+            ["create"] => "create",
+            _ => "get and create",
         }
     }
 
@@ -662,6 +770,24 @@ impl Executor {
             match api.exec(name, argv.to_vec(), &ap).await {
                 Ok(p) => break p,
                 Err(e) => {
+                    // A refused exec ran nothing and will be refused again: stop with the
+                    // missing permission, before anything is recorded as done.
+                    if let Some(status) = forbidden_message(&e) {
+                        let verb = self.exec_verbs_refused(ns).await;
+                        return Err(Stop::Err(forbidden_error(
+                            verb,
+                            "pods/exec",
+                            ns,
+                            format!("exec into container {container} of pod {ns}/{name}"),
+                            // kube-apiserver's own `create` check gives no reason: it
+                            // ends "is forbidden: ".
+                            format!(
+                                "{}; an exec over WebSocket needs both get and create on \
+                                 pods/exec",
+                                status.trim_end_matches([' ', ':'])
+                            ),
+                        )));
+                    }
                     // Before the upgrade: what is the pod's state?
                     let pod = self.get(ns, name).await?;
                     let Some(pod) = pod else {
@@ -805,13 +931,42 @@ impl Executor {
                 }
                 Ok(("failed", e.to_string()))
             }
-            Ok(Err(e)) => Ok(("failed", e.to_string())),
+            Ok(Err(e)) => {
+                // RBAC's verb for the proxied method (the API server's own mapping).
+                let verb = match method {
+                    "GET" | "HEAD" => "get",
+                    "POST" => "create",
+                    "PUT" => "update",
+                    "PATCH" => "patch",
+                    "DELETE" => "delete",
+                    _ => "proxy",
+                };
+                match forbidden(&e, verb, "pods/proxy", ns, || {
+                    format!("{method} :{port}/{path} through pods/proxy of pod {ns}/{name}")
+                }) {
+                    Some(err) => Err(Stop::Err(err)),
+                    None => Ok(("failed", e.to_string())),
+                }
+            }
             Err(_) => Ok(("failed", "timed out".into())),
         }
     }
 }
 
-fn steps_of(stop: &Value) -> Vec<Value> {
+/// The step indices recorded as done on the pod for a container.
+pub(super) fn done_steps(pod: &Pod, container: &str) -> BTreeSet<usize> {
+    let key = format!("{DONE_ANNOTATION_PREFIX}{container}");
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&key))
+        .and_then(|v| serde_json::from_str::<Vec<usize>>(v).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+pub(super) fn steps_of(stop: &Value) -> Vec<Value> {
     stop.get("steps")
         .and_then(Value::as_array)
         .cloned()

@@ -421,6 +421,83 @@ fn policy_inspect_test_and_diff() {
     );
 }
 
+/// `policy push` and `rollback` check their arguments, then the module, before they
+/// touch a cluster; the round trip through a cluster is in `configmap`.
+#[cfg(feature = "configmap")]
+#[test]
+fn policy_push_checks_arguments_and_the_module_before_the_cluster() {
+    let t = Sidekill::new();
+    let out = t.run(&["policy", "push", "x.wasm", "--configmap", "nope"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("expected NAMESPACE/NAME, got `nope`"),
+        "{}",
+        stderr(&out)
+    );
+    for key in ["a/b", "policy.wasm.previous", "x-", ""] {
+        let out = t.run(&["policy", "rollback", "--configmap", "ns/cm", "--key", key]);
+        assert_eq!(code(&out), 2, "--key {key:?}");
+        assert!(
+            stderr(&out).contains("cannot be the policy key of a ConfigMap"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // The kubeconfig names nothing: the refusal comes before any cluster call.
+    let imports = t.write("imports.wasm", &wat("imports"));
+    let imports = imports.display().to_string();
+    let args = [
+        "--configmap",
+        "ns/cm",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+    ];
+    let out = t.run(&[&["policy", "push", &imports, "--format", "json"][..], &args].concat());
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let refused = json(&out);
+    assert_eq!(refused["action"], "refused");
+    assert_eq!(refused["error"], "imports");
+    assert_eq!(refused["previousKey"], "policy.wasm.previous");
+    let out = t.run(
+        &[
+            &["policy", "push", &imports, "--format", "table"][..],
+            &args,
+        ]
+        .concat(),
+    );
+    assert!(
+        stdout(&out).contains("configmap ns/cm was not changed"),
+        "{}",
+        stdout(&out)
+    );
+    // A good module gets as far as the kubeconfig: exit 2, naming the ConfigMap.
+    let good = t.write("good.wasm", sidekill::embedded::BYTES);
+    let good = good.display().to_string();
+    let out = t.run(&[&["policy", "push", &good][..], &args].concat());
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("configmap ns/cm: cannot connect to the cluster"),
+        "{}",
+        stderr(&out)
+    );
+    for command in ["push", "rollback"] {
+        let out = t.run(&["policy", command, "--help"]);
+        let help = stdout(&out);
+        for needle in [
+            "Exit codes: 0",
+            "resourceVersion",
+            "KEY.previous",
+            "JSON output",
+            "[env: KUBECONFIG",
+        ] {
+            assert!(
+                help.contains(needle),
+                "policy {command} --help lacks {needle:?}:\n{help}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_closed_stdout_is_not_an_error() {
     let t = Sidekill::new();

@@ -3,15 +3,26 @@
 //!   with a clear error, never a panic;
 //! - `swap`: the policy store under concurrent load, the file source, rollback;
 //! - `cache`: the precompiled-module cache on disk;
-//! - `configmap` (feature `configmap`): the ConfigMap source against a fake API server;
+//! - `configmap` (feature `configmap`, root): the ConfigMap source, `policy push` and
+//!   `policy rollback` against `crates/testcluster`;
 //! - `cli`: the real `sidekill` binary in a temporary directory;
-//! - `executor` (feature `configmap`, root): plans carried out against `crates/testcluster`.
+//! - `controller` (feature `configmap`, root): the controller against `crates/testcluster`;
+//! - `demo` (feature `demo`, root): `sidekill demo` as a newcomer runs it;
+//! - `executor` (feature `configmap`): plans carried out against `crates/testcluster` (root),
+//!   or a real cluster with `SIDEKILL_E2E=1` (see `cluster`);
+//! - `cluster`: where the executor's tests run, and their fixture helpers.
 
 mod cache;
 mod cli;
+#[cfg(feature = "configmap")]
+mod cluster;
 mod common;
 #[cfg(feature = "configmap")]
 mod configmap;
+#[cfg(feature = "configmap")]
+mod controller;
+#[cfg(feature = "demo")]
+mod demo;
 #[cfg(feature = "configmap")]
 mod executor;
 mod hostile;

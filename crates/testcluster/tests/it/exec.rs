@@ -279,3 +279,45 @@ async fn exec_errors_before_the_upgrade_are_status_objects() {
     );
     c.shutdown().await;
 }
+
+/// A failed exec (the command is not in the image) ends with its Status every time, never a
+/// reset connection: the server reads the client's close before it drops the socket, as the
+/// API server does (seen as a `dropped` SIGKILL step of the executor, never on the real one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_exec_always_delivers_its_status_before_closing() {
+    let c = cluster().await;
+    ready(&c).await;
+    let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
+    for attempt in 0..20 {
+        let ap = AttachParams::default()
+            .container("nosh")
+            .stdin(false)
+            .stdout(true)
+            .stderr(true);
+        let mut p = pods
+            .exec("sh", vec!["/bin/sh", "-c", "kill -9 1"], &ap)
+            .await
+            .expect("exec upgrade");
+        // As sidekill's executor does: output read while the stream runs, API calls between
+        // execs (pooled connections).
+        let out = p.stdout().map(|mut r| {
+            tokio::spawn(async move {
+                let mut s = String::new();
+                let _ = r.read_to_string(&mut s).await;
+                s
+            })
+        });
+        let status = p.take_status().expect("status");
+        let joined = p.join().await;
+        let st = status.await;
+        if let Some(out) = out {
+            out.abort();
+        }
+        pods.get("sh").await.expect("get");
+        assert!(
+            st.as_ref().and_then(|s| s.reason.as_deref()) == Some("InternalError"),
+            "attempt {attempt}: status {st:?}, join {joined:?}"
+        );
+    }
+    c.shutdown().await;
+}

@@ -1,0 +1,314 @@
+//! `sidekill controller`: watch batch pods and stop their sidecars, with a hot-swapped
+//! policy and health endpoints.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::stop::client;
+use super::{runtime, Context, Exit, PolicyArgs};
+use crate::controller::{self, Controller};
+use crate::error::{Error, Result};
+use crate::exec::{self, Executor};
+use crate::source::configmap::ConfigMapSource;
+use crate::source::file::FileWatcher;
+use crate::{embedded, PolicyStore};
+
+pub(super) const CONTROLLER_ABOUT: &str = "\
+Watch batch pods and stop their sidecars as soon as every main container has terminated.
+
+Pods are watched with kube's runtime watcher (re-list after 410 Gone, bookmarks, retries
+with backoff), one watch per --selector: by default Argo workflow pods
+(workflows.argoproj.io/workflow) and Job pods (batch.kubernetes.io/job-name). Each pod
+event is put to the policy module: when the plan is ready and a sidecar still runs with
+steps not yet done, the pod is claimed (annotation sidekill.dev/claim, written with the
+pod's resourceVersion so two controllers never both win) and its plan carried out as
+`sidekill stop` would: exec steps through pods/exec, HTTP steps through pods/proxy (only
+with --pods-proxy), each step recorded on the pod (sidekill.dev/done-<container>) so no
+step ever runs twice, even across restarts, and reported as an Event. A failed pod is
+retried with backoff.
+
+The policy is hot-swapped while the controller runs: --policy FILE is polled for changes;
+--policy-configmap NAMESPACE/NAME watches a ConfigMap's binaryData (key --policy-key).
+A new version goes live only after the load checks and the canary self-test pass (and
+--sha256, when given); a refused version is logged and the live one keeps serving. Plans
+in flight finish on the version they started with.
+
+Endpoints on --listen: /healthz (the event loop turns), /readyz (every watch has listed
+once), /metrics (Prometheus text: plans, containers, steps and failures by kind, watch
+errors, pods in flight, policy identity, switches and refusals).
+
+The first line of standard output is the endpoints' URL; logs go to standard error
+(SIDEKILL_LOG, default info). SIGTERM or Ctrl-C stops watching and waits up to
+--drain-seconds for plans in flight.";
+
+pub(super) const CONTROLLER_HELP: &str = "\
+Exit codes:
+  0  stopped by SIGTERM or Ctrl-C
+  2  error: bad arguments, no usable kubeconfig, the policy does not load, the listen
+     address cannot be bound
+
+RBAC (deploy/rbac.yaml): pods get/list/watch/patch, pods/exec get and create (the
+WebSocket exec needs both), events create,
+configmaps get/list/watch (for --policy-configmap); pods/proxy get only with
+--pods-proxy (deploy/pods-proxy).
+
+Environment:
+  KUBECONFIG                  kubeconfig file (--kubeconfig); else in-cluster config
+  SIDEKILL_POLICY             policy module file, watched (--policy)
+  SIDEKILL_POLICY_SHA256      required sha256 of every version (--sha256)
+  SIDEKILL_IDENTITY           name in claims (--identity)
+  SIDEKILL_LISTEN             endpoints' address (--listen)
+  SIDEKILL_LOG                log level on stderr (default info)";
+
+/// Options of `sidekill controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig file [default: in-cluster config]
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch only this namespace [default: every namespace]
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Label selector of the pods to watch (repeatable; one watch each)
+    #[arg(
+        long = "selector",
+        short = 'l',
+        value_name = "SELECTOR",
+        long_help = "Label selector of the pods to watch, such as \
+                     `workflows.argoproj.io/workflow` or `team=batch,job-name`. Repeatable: \
+                     one watch per selector. Default: `workflows.argoproj.io/workflow` and \
+                     `batch.kubernetes.io/job-name` (use `job-name` before Kubernetes 1.27)."
+    )]
+    pub selectors: Vec<String>,
+
+    /// Watch every pod (no label selector)
+    #[arg(long, conflicts_with = "selectors")]
+    pub all_pods: bool,
+
+    /// Which policy module to start with, and the pin every version must match.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Hot-swap the policy from this ConfigMap's binaryData
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = super::parse_target, conflicts_with = "policy")]
+    pub policy_configmap: Option<(String, String)>,
+
+    /// The binaryData key of --policy-configmap
+    #[arg(long, value_name = "KEY", default_value = "policy.wasm")]
+    pub policy_key: String,
+
+    /// Seconds between two looks at the --policy file
+    #[arg(long, value_name = "SECONDS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll_seconds: u64,
+
+    /// Address of /healthz, /readyz and /metrics; port 0 picks a free one
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "0.0.0.0:8080",
+        env = "SIDEKILL_LISTEN"
+    )]
+    pub listen: SocketAddr,
+
+    /// This controller's name in pod claims [default: sidekill-<hostname>-<pid>]
+    #[arg(long, value_name = "NAME", env = "SIDEKILL_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Seconds a claim on a pod lasts without renewal
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub claim_seconds: u64,
+
+    /// Pods handled at once
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub concurrency: u64,
+
+    /// sidekill may use the pods/proxy subresource (for HTTP stop endpoints)
+    #[arg(long)]
+    pub pods_proxy: bool,
+
+    /// Log what would run, and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Seconds to watch for termination after the last signal of a container
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub settle_seconds: u64,
+
+    /// Seconds to wait for plans in flight after SIGTERM
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub drain_seconds: u64,
+}
+
+fn boxed(e: exec::Error) -> Error {
+    Error::Executor {
+        source: Box::new(e),
+    }
+}
+
+/// Where the controller's policy versions come from.
+pub(crate) enum PolicySource {
+    /// The embedded module only.
+    Embedded,
+    /// A file, polled.
+    File(PathBuf, Duration),
+    /// A ConfigMap key, watched.
+    ConfigMap {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+}
+
+/// Everything a running controller needs, set up; shared with `sidekill demo`.
+pub(crate) struct Setup {
+    pub(crate) client: kube::Client,
+    pub(crate) store: Arc<PolicyStore>,
+    pub(crate) source: PolicySource,
+    pub(crate) executor: exec::Options,
+    pub(crate) controller: controller::Options,
+    pub(crate) listen: SocketAddr,
+}
+
+/// A controller started by [`start`]: its handle and where its endpoints are.
+pub(crate) struct Started {
+    pub(crate) controller: Arc<Controller>,
+    pub(crate) address: SocketAddr,
+    _file_watcher: Option<FileWatcher>,
+}
+
+/// Starts the policy source and the endpoints, and builds the controller (not yet run).
+pub(crate) fn start(setup: Setup) -> Result<Started> {
+    let Setup {
+        client,
+        store,
+        source,
+        executor,
+        controller: options,
+        listen,
+    } = setup;
+    let file_watcher = match source {
+        PolicySource::Embedded => None,
+        PolicySource::File(path, every) => {
+            Some(FileWatcher::spawn(Arc::clone(&store), path, every)?)
+        }
+        PolicySource::ConfigMap {
+            namespace,
+            name,
+            key,
+        } => {
+            let source = ConfigMapSource::new(client.clone(), &namespace, &name, &key);
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { source.run(store).await });
+            None
+        }
+    };
+    let executor = Executor::new(client.clone(), Arc::clone(&store) as _, executor);
+    let controller = Controller::new(client, executor, options);
+    let listener =
+        std::net::TcpListener::bind(listen).map_err(|e| Error::io(listen.to_string(), e))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::io(listen.to_string(), e))?;
+    controller::metrics::spawn_server(
+        listener,
+        controller.metrics(),
+        store,
+        Duration::from_secs(60),
+    )
+    .map_err(|e| Error::io("sidekill-health thread", e))?;
+    Ok(Started {
+        controller,
+        address,
+        _file_watcher: file_watcher,
+    })
+}
+
+/// Resolves when the process gets SIGTERM or SIGINT.
+pub(crate) async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> {
+    let runtime = runtime(ctx.global)?;
+    let (bytes, origin) = match &args.policy.policy {
+        Some(path) => (super::read_module(path)?, path.display().to_string()),
+        None => (embedded::BYTES.to_vec(), embedded::ORIGIN.to_string()),
+    };
+    let store = Arc::new(PolicyStore::new(
+        runtime,
+        args.policy.sha256,
+        &bytes,
+        &origin,
+    )?);
+    let source = match (&args.policy.policy, &args.policy_configmap) {
+        (Some(path), _) => PolicySource::File(path.clone(), Duration::from_secs(args.poll_seconds)),
+        (None, Some((namespace, name))) => PolicySource::ConfigMap {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            key: args.policy_key.clone(),
+        },
+        (None, None) => PolicySource::Embedded,
+    };
+    let mut options = controller::Options {
+        namespace: args.namespace.clone(),
+        claim_ttl: Duration::from_secs(args.claim_seconds),
+        ..controller::Options::default()
+    };
+    if args.all_pods {
+        options.selectors.clear();
+    } else if !args.selectors.is_empty() {
+        options.selectors = args.selectors.clone();
+    }
+    if let Some(identity) = &args.identity {
+        options.identity = identity.clone();
+    }
+    let executor = exec::Options {
+        dry_run: args.dry_run,
+        pods_proxy: args.pods_proxy,
+        settle: Duration::from_secs(args.settle_seconds),
+        concurrency: usize::try_from(args.concurrency).unwrap_or(8),
+        ..exec::Options::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    rt.block_on(async {
+        let client = client(args.kubeconfig.as_deref()).await.map_err(boxed)?;
+        let started = start(Setup {
+            client,
+            store,
+            source,
+            executor,
+            controller: options,
+            listen: args.listen,
+        })?;
+        writeln!(ctx.out, "http://{}/", started.address)
+            .and_then(|()| ctx.out.flush())
+            .map_err(|e| Error::io("standard output", e))?;
+        Arc::clone(&started.controller)
+            .run(terminated(), Duration::from_secs(args.drain_seconds))
+            .await
+            .map_err(boxed)
+    })?;
+    Ok(Exit::Ok)
+}

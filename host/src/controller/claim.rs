@@ -1,0 +1,197 @@
+//! Per-pod claims, so that several controllers (replicas, or an old and a new one during a
+//! rollout) never carry out the same pod's plan at once.
+//!
+//! A claim is the annotation `sidekill.dev/claim` = `{"holder": ID, "until": UNIX_MS}`,
+//! written with a merge patch that carries the pod's `metadata.resourceVersion`: the API
+//! server applies it only to that version of the pod (409 Conflict otherwise), so of two
+//! controllers racing for one pod exactly one wins. The holder renews the claim while
+//! its plan runs and removes it when done. A controller that dies leaves a claim that
+//! expires; another controller then takes the pod over and, thanks to the
+//! `sidekill.dev/done-*` record, carries on from the first step not yet done.
+//!
+//! Clocks: `until` is compared with the local clock, so controllers' clocks should agree
+//! to well within the claim's lifetime (NTP does).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{json, Value};
+
+/// The annotation holding a pod's claim.
+pub const CLAIM_ANNOTATION: &str = "sidekill.dev/claim";
+
+/// A claim as read from a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Who holds it.
+    pub holder: String,
+    /// When it expires, in milliseconds since the Unix epoch.
+    pub until_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Claim {
+    /// The pod's claim, if it has a readable one. An unreadable value counts as no claim:
+    /// it cannot name a live holder.
+    pub fn of(pod: &Pod) -> Option<Claim> {
+        let text = pod.metadata.annotations.as_ref()?.get(CLAIM_ANNOTATION)?;
+        let v: Value = serde_json::from_str(text).ok()?;
+        Some(Claim {
+            holder: v.get("holder")?.as_str()?.to_owned(),
+            until_ms: v.get("until")?.as_u64()?,
+        })
+    }
+
+    /// How long until it expires; `None` when it has.
+    pub fn remaining(&self, now_ms: u64) -> Option<Duration> {
+        (self.until_ms > now_ms).then(|| Duration::from_millis(self.until_ms - now_ms))
+    }
+}
+
+/// What an attempt to claim a pod found.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The claim is ours for the requested time.
+    Won,
+    /// Another holder's claim is live for this long.
+    Held {
+        /// The holder.
+        holder: String,
+        /// Time left on its claim.
+        remaining: Duration,
+    },
+    /// The pod changed since it was read (409): read it again and retry.
+    Stale,
+    /// The pod is gone.
+    Gone,
+}
+
+/// Claims `pod` for `holder` for `ttl`, unless another holder's claim is live.
+///
+/// # Errors
+/// An API error other than 404 and 409.
+pub async fn acquire(
+    api: &Api<Pod>,
+    pod: &Pod,
+    holder: &str,
+    ttl: Duration,
+) -> Result<Attempt, kube::Error> {
+    if let Some(claim) = Claim::of(pod) {
+        if claim.holder != holder {
+            if let Some(remaining) = claim.remaining(now_ms()) {
+                return Ok(Attempt::Held {
+                    holder: claim.holder,
+                    remaining,
+                });
+            }
+        }
+    }
+    write(api, pod, Some((holder, ttl))).await
+}
+
+/// Extends our claim on the pod (read fresh) by `ttl`. `Ok(false)` when the claim is no
+/// longer ours.
+///
+/// # Errors
+/// An API error other than 404 and 409.
+pub async fn renew(
+    api: &Api<Pod>,
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<bool, kube::Error> {
+    let pod = match api.get(name).await {
+        Ok(p) => p,
+        Err(e) if code(&e) == Some(404) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if Claim::of(&pod).is_none_or(|c| c.holder != holder) {
+        return Ok(false);
+    }
+    Ok(matches!(
+        write(api, &pod, Some((holder, ttl))).await?,
+        Attempt::Won
+    ))
+}
+
+/// Removes our claim from the pod, if it is still ours. A pod that is gone or changed
+/// meanwhile is left alone: the claim expires on its own.
+///
+/// # Errors
+/// An API error other than 404 and 409.
+pub async fn release(api: &Api<Pod>, name: &str, holder: &str) -> Result<(), kube::Error> {
+    let pod = match api.get(name).await {
+        Ok(p) => p,
+        Err(e) if code(&e) == Some(404) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if Claim::of(&pod).is_some_and(|c| c.holder == holder) {
+        write(api, &pod, None).await?;
+    }
+    Ok(())
+}
+
+fn code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Writes (or with `None` removes) the claim, conditional on the pod's resourceVersion.
+async fn write(
+    api: &Api<Pod>,
+    pod: &Pod,
+    claim: Option<(&str, Duration)>,
+) -> Result<Attempt, kube::Error> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let value = claim.map(|(holder, ttl)| {
+        let until = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        json!({"holder": holder, "until": until}).to_string()
+    });
+    let patch = json!({"metadata": {
+        "resourceVersion": pod.metadata.resource_version,
+        "annotations": {CLAIM_ANNOTATION: value},
+    }});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(Attempt::Won),
+        Err(e) if code(&e) == Some(409) => Ok(Attempt::Stale),
+        Err(e) if code(&e) == Some(404) => Ok(Attempt::Gone),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_with(annotation: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p",
+            "annotations": {CLAIM_ANNOTATION: annotation}}}))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_claim_is_read_and_expires() {
+        let c = Claim::of(&pod_with(r#"{"holder":"a","until":5000}"#)).expect("claim");
+        assert_eq!(c.holder, "a");
+        assert_eq!(c.remaining(4000), Some(Duration::from_secs(1)));
+        assert_eq!(c.remaining(5000), None);
+    }
+
+    #[test]
+    fn an_unreadable_claim_is_no_claim() {
+        assert_eq!(Claim::of(&pod_with("garbage")), None);
+        assert_eq!(Claim::of(&pod_with(r#"{"holder":"a"}"#)), None);
+    }
+}

@@ -1,0 +1,241 @@
+//! The controller's counters and its `/healthz`, `/readyz` and `/metrics` endpoints
+//! (Prometheus text format 0.0.4).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::exec::{PodReport, Verdict};
+use crate::http::Response;
+use crate::store::PolicyStore;
+
+use super::claim::now_ms;
+
+/// Counters the controller keeps; shared between its tasks and the HTTP endpoints.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Pod events seen from the watchers.
+    pub events: AtomicU64,
+    /// Watch errors (each is retried with backoff).
+    pub watch_errors: AtomicU64,
+    /// Pods whose plan is being carried out now.
+    pub in_flight: AtomicU64,
+    /// Every watcher has listed once.
+    pub synced: AtomicBool,
+    /// Unix milliseconds of the event loop's last turn: liveness.
+    pub heartbeat_ms: AtomicU64,
+    labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
+}
+
+impl Metrics {
+    /// Adds one to a labelled counter.
+    pub fn count(&self, family: &'static str, label: &str) {
+        self.add(family, label, 1);
+    }
+
+    /// Adds `n` to a labelled counter.
+    pub fn add(&self, family: &'static str, label: &str, n: u64) {
+        if let Ok(mut map) = self.labelled.lock() {
+            *map.entry((family, label.to_owned())).or_default() += n;
+        }
+    }
+
+    /// A labelled counter's value (0 when never counted).
+    pub fn get(&self, family: &'static str, label: &str) -> u64 {
+        self.labelled
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(family, label.to_owned())).copied())
+            .unwrap_or(0)
+    }
+
+    /// Counts what one carried-out plan did.
+    pub fn record(&self, report: &PodReport) {
+        let outcome = serde_json::to_value(&report.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.count(PLANS, &outcome);
+        for c in &report.containers {
+            let verdict = match c.verdict {
+                Verdict::Stopped => "stopped",
+                Verdict::AlreadyTerminated => "already-terminated",
+                Verdict::StillRunning => "still-running",
+                Verdict::NotRun => "not-run",
+            };
+            self.count(CONTAINERS, verdict);
+            for s in &c.steps {
+                self.count(STEPS, &s.result);
+            }
+            if let Some(ms) = c.stopped_after_ms {
+                self.add(STOP_MS_SUM, "", ms);
+                self.count(STOP_MS_COUNT, "");
+            }
+        }
+    }
+
+    /// The text of `/metrics`.
+    pub fn render(&self, store: &PolicyStore) -> String {
+        let mut s = String::new();
+        let gauge = |s: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        let counter = |s: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        let live = store.live();
+        let _ = writeln!(
+            s,
+            "# HELP sidekill_policy_info The live policy module.\n# TYPE sidekill_policy_info gauge\n\
+             sidekill_policy_info{{name=\"{}\",version=\"{}\",sha256=\"{}\",origin=\"{}\"}} 1",
+            escape(&live.policy.info().name),
+            escape(&live.policy.info().version),
+            live.policy.sha256(),
+            escape(&live.origin)
+        );
+        let stats = store.stats();
+        counter(
+            &mut s,
+            "sidekill_policy_switches_total",
+            "Policy versions that went live (rollbacks included).",
+            stats.switches,
+        );
+        counter(
+            &mut s,
+            "sidekill_policy_refusals_total",
+            "Policy candidates refused; the live version kept serving.",
+            stats.refusals,
+        );
+        counter(
+            &mut s,
+            "sidekill_pod_events_total",
+            "Pod events seen from the watchers.",
+            self.events.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut s,
+            "sidekill_watch_errors_total",
+            "Watch errors (each retried with backoff).",
+            self.watch_errors.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "sidekill_pods_in_flight",
+            "Pods whose plan is being carried out.",
+            self.in_flight.load(Ordering::Relaxed),
+        );
+        let map = self.labelled.lock().map(|m| m.clone()).unwrap_or_default();
+        for (family, label, help) in FAMILIES {
+            let _ = writeln!(s, "# HELP {family} {help}\n# TYPE {family} counter");
+            for ((f, value), n) in &map {
+                if *f == family {
+                    let _ = writeln!(s, "{family}{{{label}=\"{}\"}} {n}", escape(value));
+                }
+            }
+        }
+        for (name, help) in [
+            (
+                STOP_MS_SUM,
+                "Sum over stopped sidecars of milliseconds from the first signal to termination.",
+            ),
+            (
+                STOP_MS_COUNT,
+                "Stopped sidecars counted in sidekill_stop_milliseconds_sum.",
+            ),
+        ] {
+            counter(&mut s, name, help, self.get(name, ""));
+        }
+        s
+    }
+
+    /// Answers the controller's HTTP endpoints. Liveness fails when the event loop has not
+    /// turned for `stall`; readiness needs every watcher to have listed once.
+    pub fn endpoint(&self, store: &PolicyStore, path: &str, stall: Duration) -> Response {
+        match path {
+            "healthz" | "livez" => {
+                let idle = now_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed));
+                if u128::from(idle) > stall.as_millis() {
+                    Response::text(
+                        "503 Service Unavailable",
+                        format!("event loop stalled for {idle} ms\n"),
+                    )
+                } else {
+                    Response::text("200 OK", "ok\n")
+                }
+            }
+            "readyz" => {
+                if self.synced.load(Ordering::Relaxed) {
+                    Response::text("200 OK", "ok\n")
+                } else {
+                    Response::text(
+                        "503 Service Unavailable",
+                        "the pod watchers have not listed yet\n",
+                    )
+                }
+            }
+            "metrics" => Response::ok(
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.render(store),
+            ),
+            _ => Response::text("404 Not Found", "healthz, readyz or metrics\n"),
+        }
+    }
+}
+
+/// Plans carried out, by outcome.
+pub const PLANS: &str = "sidekill_plans_total";
+/// Containers handled, by verdict.
+pub const CONTAINERS: &str = "sidekill_containers_total";
+/// Steps, by result.
+pub const STEPS: &str = "sidekill_steps_total";
+/// Failures, by kind.
+pub const FAILURES: &str = "sidekill_failures_total";
+const STOP_MS_SUM: &str = "sidekill_stop_milliseconds_sum";
+const STOP_MS_COUNT: &str = "sidekill_stop_milliseconds_count";
+
+const FAMILIES: [(&str, &str, &str); 4] = [
+    (PLANS, "outcome", "Pod plans carried out, by outcome."),
+    (CONTAINERS, "verdict", "Sidecars handled, by verdict."),
+    (STEPS, "result", "Plan steps, by result."),
+    (
+        FAILURES,
+        "kind",
+        "Pods that failed (API or policy errors), by kind; each is retried.",
+    ),
+];
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves the endpoints on `listener` on a thread of its own.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn_server(
+    listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
+    store: Arc<PolicyStore>,
+    stall: Duration,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("sidekill-health".into())
+        .spawn(move || {
+            crate::http::serve(
+                listener,
+                Arc::new(move |path: &str| metrics.endpoint(&store, path, stall)),
+            );
+        })
+        .map(drop)
+}

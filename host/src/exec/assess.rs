@@ -1,0 +1,74 @@
+//! Whether a pod has work left, without touching the cluster: what the controller asks of
+//! every pod event before it spends an API call on it.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+use super::run::{container_state, done_steps, steps_of, State};
+use super::{Executor, Result};
+
+/// What the policy and the pod's own record say about a pod right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// The plan's readiness is `ready`: every main container has terminated.
+    pub ready: bool,
+    /// The plan's readiness reason, for logs.
+    pub reason: String,
+    /// Sidecars of the plan that are still running (or not yet started) and have steps
+    /// not yet recorded as done on the pod. Empty: nothing left to do.
+    pub pending: Vec<String>,
+}
+
+impl Assessment {
+    /// The executor has something to do for this pod now.
+    pub fn actionable(&self) -> bool {
+        self.ready && !self.pending.is_empty()
+    }
+}
+
+impl Executor {
+    /// Asks the policy for the pod's plan and compares it with the pod's status and its
+    /// `sidekill.dev/done-*` record. A sidecar whose every step is recorded is not pending,
+    /// even if it still runs: running its steps again is what the record forbids.
+    ///
+    /// # Errors
+    /// A policy that cannot plan the pod, or an answer without `plan.stops`.
+    pub fn assess(&self, pod: &Pod) -> Result<Assessment> {
+        let subject = self.plan(pod)?;
+        let readiness = subject.get("readiness");
+        let ready = readiness
+            .and_then(|r| r.get("state"))
+            .and_then(Value::as_str)
+            == Some("ready");
+        let reason = readiness
+            .and_then(|r| r.get("reason"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let stops = subject
+            .pointer("/plan/stops")
+            .and_then(Value::as_array)
+            .ok_or(super::Error::Answer {
+                field: "plan.stops",
+            })?;
+        let pending = stops
+            .iter()
+            .filter_map(|stop| {
+                let container = stop.get("container").and_then(Value::as_str)?;
+                if matches!(container_state(pod, container), State::Terminated(_)) {
+                    return None;
+                }
+                let steps = steps_of(stop).len();
+                let done = done_steps(pod, container);
+                (0..steps)
+                    .any(|i| !done.contains(&i))
+                    .then(|| container.to_owned())
+            })
+            .collect();
+        Ok(Assessment {
+            ready,
+            reason,
+            pending,
+        })
+    }
+}

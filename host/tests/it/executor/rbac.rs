@@ -1,0 +1,237 @@
+//! The executor with one permission of `deploy/rbac.yaml` taken away, on a real cluster (the
+//! test server has no RBAC): a call the API server refuses (403) ends the pod's plan with
+//! `Error::Forbidden`, which names the verb, the resource, the namespace and the rule of
+//! `deploy/rbac.yaml` that grants it; it is not retried, and a refused exec is not recorded as
+//! a step done. Events are best effort: without them the plan still runs.
+
+use serde_json::{json, Value};
+use sidekill::exec::Error;
+
+use super::*;
+use crate::cluster;
+use crate::common::repo_root;
+
+/// The permissions the executor needs, each taken away in turn.
+const NEEDED: [(&str, &str); 6] = [
+    ("get", "pods"),
+    ("list", "pods"),
+    ("watch", "pods"),
+    ("patch", "pods"),
+    // A WebSocket exec is authorized as `get`, and kube-apiserver 1.35+ also checks `create`.
+    ("get", "pods/exec"),
+    ("create", "pods/exec"),
+];
+
+/// The rules of `deploy/rbac.yaml`'s ClusterRole `sidekill`.
+fn deploy_rules() -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac.yaml");
+    let role = sidekill_policy::yaml::documents(&text)
+        .expect("rbac.yaml is YAML")
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "sidekill")
+        .expect("deploy/rbac.yaml has ClusterRole sidekill");
+    role["rules"].as_array().cloned().expect("rules")
+}
+
+/// `rules` without `verb` on `resource` (a rule left with no verb goes).
+fn without(rules: &[Value], verb: &str, resource: &str) -> Value {
+    let mut out = Vec::new();
+    let mut found = false;
+    for rule in rules {
+        let resources: Vec<&str> = rule["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !resources.contains(&resource) || !verbs.contains(&verb) {
+            out.push(rule.clone());
+            continue;
+        }
+        found = true;
+        // The other resources of the rule keep the verb.
+        let others: Vec<&str> = resources
+            .iter()
+            .copied()
+            .filter(|r| *r != resource)
+            .collect();
+        if !others.is_empty() {
+            let mut kept = rule.clone();
+            kept["resources"] = json!(others);
+            out.push(kept);
+        }
+        let fewer: Vec<&str> = verbs.iter().copied().filter(|v| *v != verb).collect();
+        if !fewer.is_empty() {
+            let mut kept = rule.clone();
+            kept["resources"] = json!([resource]);
+            kept["verbs"] = json!(fewer);
+            out.push(kept);
+        }
+    }
+    assert!(found, "deploy/rbac.yaml grants no {verb} on {resource}");
+    Value::Array(out)
+}
+
+fn case_name(verb: &str, resource: &str) -> String {
+    format!("minus-{verb}-{}", resource.replace('/', "-"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
+    if !cluster::real() {
+        cluster::skip(
+            "each_permission_of_deploy_taken_away_is_named_with_its_rule",
+            "the test server has no RBAC (it allows every request); set SIDEKILL_E2E=1",
+        );
+        return;
+    }
+    let c = Cluster::start("rbac").await;
+    let ns = c.namespace();
+    let rules = deploy_rules();
+    for (verb, resource) in NEEDED {
+        let name = case_name(verb, resource);
+        c.apply_yaml(&pod(&name, "", "'--seconds', '0'", SH_SIDECAR))
+            .await
+            .expect("apply");
+    }
+    for (verb, resource) in NEEDED {
+        let name = case_name(verb, resource);
+        main_done(&c, &name, &["proxy"]).await;
+        let kubeconfig = c.identity(&name, without(&rules, verb, resource)).await;
+        let client = sidekill::cli::stop::client(Some(&kubeconfig))
+            .await
+            .expect("client");
+        let started = Instant::now();
+        let err = executor(client, |_| {})
+            .stop_pod(ns, &name)
+            .await
+            .expect_err("a missing permission fails the plan");
+        let text = err.to_string();
+        eprintln!("without {verb} {resource}: {text}");
+        let Error::Forbidden {
+            verb: v,
+            resource: r,
+            namespace,
+            ..
+        } = &err
+        else {
+            panic!("without {verb} {resource}: not Forbidden: {err:?}");
+        };
+        assert_eq!((*v, *r, namespace.as_str()), (verb, resource, ns), "{text}");
+        let (granted_by, rule) = sidekill::exec::deploy_rule(resource);
+        assert_eq!(granted_by, "deploy/rbac.yaml", "{text}");
+        let named = sidekill_policy::yaml::documents(rule).expect("the rule is YAML");
+        assert!(
+            rules.contains(&named[0]),
+            "{rule} is not a rule of deploy/rbac.yaml: {rules:?}"
+        );
+        for part in [
+            format!("may not {verb} {resource} in namespace {ns}"),
+            format!("deploy/rbac.yaml grants it in ClusterRole sidekill with the rule `{rule}`"),
+        ] {
+            assert!(text.contains(&part), "{part:?} not in {text}");
+        }
+        assert_eq!(err.name(), "forbidden");
+        // Not retried until the backoff gives up: a 403 does not go away by waiting.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    // A refused exec ran nothing: nothing is recorded, the sidecar still runs, so a sidekill
+    // given the permission later runs the step.
+    for verb in ["get", "create"] {
+        let refused = case_name(verb, "pods/exec");
+        let p = c.pod(&refused).await.expect("pod");
+        assert!(
+            !p.metadata
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .contains_key("sidekill.dev/done-proxy"),
+            "{refused}: {:?}",
+            p.metadata.annotations
+        );
+        assert!(sidekill_testcluster::container_running(&p, "proxy"));
+        assert_eq!(c.events(&refused, "SidecarStep").await, 0);
+    }
+
+    // `sidekill stop` says the same and exits 2.
+    let kubeconfig = c
+        .identity("minus-exec-cli", without(&rules, "create", "pods/exec"))
+        .await;
+    let target = format!("{ns}/{}", case_name("create", "pods/exec"));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidekill"))
+        .args(["stop", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg(&target)
+        .env(
+            "SIDEKILL_CACHE_DIR",
+            std::env::temp_dir().join("sidekill-cli-test-cache"),
+        )
+        .env_remove("SIDEKILL_POLICY")
+        .output()
+        .await
+        .expect("run sidekill stop");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("sidekill stop {target}: {stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Said once, not once per link of the error chain.
+    assert_eq!(
+        stderr.matches("may not create pods/exec").count(),
+        1,
+        "{stderr}"
+    );
+    for part in [
+        format!("may not create pods/exec in namespace {ns}"),
+        "deploy/rbac.yaml grants it in ClusterRole sidekill".to_owned(),
+        "resources: [pods/exec], verbs: [get, create]".to_owned(),
+    ] {
+        assert!(stderr.contains(&part), "{part:?} not in {stderr}");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_events_the_plan_still_runs() {
+    if !cluster::real() {
+        cluster::skip(
+            "without_events_the_plan_still_runs",
+            "the test server has no RBAC (it allows every request); set SIDEKILL_E2E=1",
+        );
+        return;
+    }
+    let c = Cluster::start("noevents").await;
+    let ns = c.namespace();
+    let rules = deploy_rules();
+    c.apply_yaml(&pod("noev", "", "'--seconds', '0'", SH_SIDECAR))
+        .await
+        .expect("apply");
+    main_done(&c, "noev", &["proxy"]).await;
+    let kubeconfig = c
+        .identity("minus-events", without(&rules, "create", "events"))
+        .await;
+    let client = sidekill::cli::stop::client(Some(&kubeconfig))
+        .await
+        .expect("client");
+    let r = executor(client, |_| {})
+        .stop_pod(ns, "noev")
+        .await
+        .expect("events are best effort");
+    assert_eq!(verdict(&r, "proxy").verdict, Verdict::Stopped, "{r:#?}");
+    assert_eq!(c.events("noev", "SidecarStep").await, 0);
+    let p = c.pod("noev").await.expect("pod");
+    assert_eq!(
+        p.metadata.annotations.unwrap_or_default()["sidekill.dev/done-proxy"],
+        "[0]"
+    );
+    c.shutdown().await;
+}
