@@ -3,7 +3,9 @@
 # executor's end-to-end tests against the genuine kube-apiserver as sidekill's own
 # ServiceAccount with exactly deploy/'s RBAC (`cargo test -p sidekill --test it -- executor::`
 # with SIDEKILL_E2E=1; executor::rbac takes one permission of deploy/rbac.yaml away at a
-# time), and stops the harness, also when a step fails or the script is interrupted.
+# time), then controller.sh (`sidekill controller` as that ServiceAccount, hot-swapping its
+# policy from a ConfigMap pushed and rolled back by the admin), and stops the harness, also
+# when a step fails or the script is interrupted.
 #
 #   tests/k8s-harness/run.sh
 #
@@ -63,4 +65,9 @@ else
   say "executor end to end: FAILED in $((SECONDS - t))s"
   code=1
 fi
+
+# The controller as sidekill's ServiceAccount, hot-swapping its policy from a ConfigMap.
+t=$SECONDS
+"$here/controller.sh" || code=1
+say "controller: $([ $code = 0 ] && echo passed || echo FAILED) in $((SECONDS - t))s"
 exit $code
