@@ -825,7 +825,7 @@ impl Round {
 
 async fn throughput(bins: &Bins, args: &Args, concurrency: u64) -> Result<Report> {
     let (n, rounds) = (args.pods, args.rounds);
-    eprintln!("throughput: {n} pods x {rounds} rounds, --concurrency {concurrency}");
+    eprintln!("throughput: {n} pods, {rounds} round(s), --concurrency {concurrency}");
     let run = Run::start(bins, concurrency, &args.controller_args).await?;
     let result = throughput_run(&run, n, rounds, concurrency).await;
     run.finish(args.keep || result.as_ref().map_or(true, |r| r.problems));
@@ -949,10 +949,11 @@ async fn throughput_run(run: &Run, n: usize, rounds: usize, concurrency: u64) ->
         format!("{p50} / {p95} / {max}")
     };
     let mut out = format!(
-        "### Throughput: {n} pods × {rounds} rounds, `--concurrency {concurrency}`\n\n\
+        "### Throughput: {n} pods × {rounds} round{}, `--concurrency {concurrency}`\n\n\
          Load average (1, 5, 15 min): {load_start} at the start, {load_end} at the end.\n\n\
          | Round | {} containers running after | mains exited within | first main exit → last pod complete | pods/s | controller CPU per pod | controller VmRSS before → peak → after |\n\
          | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+        if rounds == 1 { "" } else { "s" },
         2 * n
     );
     for (i, r) in done.iter().enumerate() {

@@ -97,7 +97,9 @@ pub async fn acquire(
 }
 
 /// Extends our claim on the pod (read fresh) by `ttl`. `Ok(false)` when the claim is no
-/// longer ours.
+/// longer ours (another holder, no claim, or the pod is gone). A write that loses a race
+/// with another change to the pod (409) is retried on a fresh read: a busy pod does not
+/// lose its claim, only another holder takes it.
 ///
 /// # Errors
 /// An API error other than 404 and 409.
@@ -107,35 +109,52 @@ pub async fn renew(
     holder: &str,
     ttl: Duration,
 ) -> Result<bool, kube::Error> {
-    let pod = match api.get(name).await {
-        Ok(p) => p,
-        Err(e) if code(&e) == Some(404) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    if Claim::of(&pod).is_none_or(|c| c.holder != holder) {
-        return Ok(false);
+    for _ in 0..RACES {
+        let Some(pod) = read(api, name).await? else {
+            return Ok(false);
+        };
+        if Claim::of(&pod).is_none_or(|c| c.holder != holder) {
+            return Ok(false);
+        }
+        match write(api, &pod, Some((holder, ttl))).await? {
+            Attempt::Won => return Ok(true),
+            Attempt::Gone => return Ok(false),
+            Attempt::Stale | Attempt::Held { .. } => {}
+        }
     }
-    Ok(matches!(
-        write(api, &pod, Some((holder, ttl))).await?,
-        Attempt::Won
-    ))
+    // Still ours at the last read; the next renewal tries again well before it expires.
+    Ok(true)
 }
 
-/// Removes our claim from the pod, if it is still ours. A pod that is gone or changed
-/// meanwhile is left alone: the claim expires on its own.
+/// Removes our claim from the pod, if it is still ours. A pod that is gone is left alone;
+/// one that keeps changing under us past a few attempts keeps the claim until it expires.
 ///
 /// # Errors
 /// An API error other than 404 and 409.
 pub async fn release(api: &Api<Pod>, name: &str, holder: &str) -> Result<(), kube::Error> {
-    let pod = match api.get(name).await {
-        Ok(p) => p,
-        Err(e) if code(&e) == Some(404) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if Claim::of(&pod).is_some_and(|c| c.holder == holder) {
-        write(api, &pod, None).await?;
+    for _ in 0..RACES {
+        let Some(pod) = read(api, name).await? else {
+            return Ok(());
+        };
+        if Claim::of(&pod).is_none_or(|c| c.holder != holder) {
+            return Ok(());
+        }
+        if !matches!(write(api, &pod, None).await?, Attempt::Stale) {
+            return Ok(());
+        }
     }
     Ok(())
+}
+
+/// Attempts at a conditional write that keeps losing races with other writers.
+const RACES: usize = 5;
+
+async fn read(api: &Api<Pod>, name: &str) -> Result<Option<Pod>, kube::Error> {
+    match api.get(name).await {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if code(&e) == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn code(e: &kube::Error) -> Option<u16> {

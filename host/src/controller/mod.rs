@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 
 use crate::exec::{self, Executor, Outcome, PodReport};
 use claim::{now_ms, Attempt, Claim};
@@ -106,6 +106,9 @@ pub struct Controller {
     requeue: mpsc::UnboundedSender<Requeue>,
     requeued: Mutex<Option<mpsc::UnboundedReceiver<Requeue>>>,
     reports: broadcast::Sender<Arc<PodReport>>,
+    /// Pods past this point hold (or are taking) a claim: as many as the executor runs at
+    /// once, so queued pods hold no claim another replica could have served.
+    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -121,6 +124,7 @@ impl Controller {
     /// [`crate::PolicyStore`] for hot swaps) and options.
     pub fn new(client: kube::Client, executor: Executor, options: Options) -> Arc<Controller> {
         let (requeue, requeued) = mpsc::unbounded_channel();
+        let permits = Arc::new(Semaphore::new(executor.options().concurrency.max(1)));
         Arc::new(Controller {
             client,
             executor,
@@ -130,6 +134,7 @@ impl Controller {
             requeue,
             requeued: Mutex::new(Some(requeued)),
             reports: broadcast::channel(256).0,
+            permits,
         })
     }
 
@@ -325,7 +330,7 @@ impl Controller {
         );
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            this.handle(&pod, &uid, &ns, &name).await;
+            this.handle(&uid, &ns, &name).await;
             this.tracking().in_flight.remove(&uid);
             this.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         });
@@ -345,11 +350,22 @@ impl Controller {
         });
     }
 
-    async fn handle(&self, pod: &Pod, uid: &str, ns: &str, name: &str) {
+    async fn handle(&self, uid: &str, ns: &str, name: &str) {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let identity = &self.options.identity;
         let ttl = self.options.claim_ttl;
-        match claim::acquire(&api, pod, identity, ttl).await {
+        // The semaphore is never closed; without a permit, go on unbounded rather than stall.
+        let _permit = self.permits.acquire().await.ok();
+        // The pod may have changed while it queued: claim the version there is now.
+        let pod = match api.get_opt(name).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                self.failed(ns, name, uid, "get", &e.to_string());
+                return;
+            }
+        };
+        match claim::acquire(&api, &pod, identity, ttl).await {
             Ok(Attempt::Won) => {}
             Ok(Attempt::Held { holder, remaining }) => {
                 tracing::debug!(pod = %format!("{ns}/{name}"), %holder, "claimed by another controller");
@@ -389,6 +405,8 @@ impl Controller {
             None => {
                 tracing::warn!(pod = %format!("{ns}/{name}"), "lost the claim to another controller; stopped this plan");
                 self.metrics.count(metrics::FAILURES, "claim-lost");
+                // Whoever holds it now finishes the plan; if nobody does, look again.
+                self.schedule(ns, name, uid, self.options.claim_ttl);
             }
             Some(Err(e)) => self.failed(ns, name, uid, e.name(), &e.to_string()),
             Some(Ok(report)) => {

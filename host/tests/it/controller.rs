@@ -552,3 +552,62 @@ async fn the_controller_rides_out_an_api_outage_and_a_watch_too_old_to_resume() 
     drop(ctl);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_keeps_changing_does_not_cost_its_controller_the_claim() {
+    let c = cluster().await;
+    c.apply_yaml(&pod(
+        "busy",
+        "workflows.argoproj.io/workflow: wf",
+        "workflows.argoproj.io/kill-cmd-ign: '[\"sh\", \"-c\", \"kill -%d $(pidof sleep)\"]'",
+        1,
+        "{name: ign, image: alpine, command: [sh, -c, \"(trap '' TERM; exec sleep 1000) & echo running; wait $!; exit 0\"]}",
+    ))
+    .await
+    .expect("apply");
+    // Renewals every 0.4 s race with a writer patching the pod every 20 ms.
+    let ctl = Running::start(
+        c.kubeconfig_path(),
+        Setup {
+            identity: "ctl",
+            claim: Some(Duration::from_millis(1200)),
+            ..Setup::default()
+        },
+    );
+    let client = sidekill::cli::stop::client(Some(c.kubeconfig_path()))
+        .await
+        .expect("client");
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let writer = tokio::spawn(async move {
+        for i in 0u32.. {
+            let patch = serde_json::json!({"metadata": {"labels": {"tick": i.to_string()}}});
+            let _ = api
+                .patch("busy", &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    eventually(
+        "SIGKILL after the grace period",
+        Duration::from_secs(30),
+        || terminated(&c, "busy", "ign"),
+    )
+    .await;
+    writer.abort();
+    eventually("the record complete", Duration::from_secs(10), || {
+        annotations(&c, "busy")
+            .get("sidekill.dev/done-ign")
+            .map(String::as_str)
+            == Some("[0,1,2]")
+    })
+    .await;
+    assert_eq!(
+        ctl.metric("sidekill_failures_total{kind=\"claim-lost\"}"),
+        None,
+        "{}",
+        ctl.get("metrics").1
+    );
+    assert_eq!(events(client, "busy").await.len(), 2);
+    drop(ctl);
+    c.shutdown().await;
+}
