@@ -33,12 +33,17 @@
 //!   to the previous version.
 //! - [`source::file`]: a module file polled for changes; `source::configmap` (feature
 //!   `configmap`): a ConfigMap's `binaryData` key, watched with kube's runtime watcher.
-//! - [`cli`]: the `sidekill` command line (`plan`, `matrix`, `policy inspect|diff|test`).
+//! - [`cli`]: the `sidekill` command line (`plan`, `matrix`, `policy
+//!   inspect|diff|test|push|rollback`, `stop`, `controller`, `demo`, `web`).
+//! - `exec` and `controller` (feature `configmap`): carry plans out through `pods/exec`, and
+//!   watch pods to do it as soon as they are ready.
 //! - [`Error`]: one variant per failure, each with a stable [`Error::name`].
 //!
 //! # Features
-//! - `configmap` (default): `source::configmap`, with kube, k8s-openapi and tokio.
-//!   `--no-default-features` builds the command line and the file source without them.
+//! - `configmap` (default): `source::configmap`, `exec`, `controller`, and the `stop` and
+//!   `controller` commands, with kube, k8s-openapi and tokio. `--no-default-features` builds
+//!   the command line and the file source without them.
+//! - `demo` (default): `sidekill demo`, with the embedded test cluster (`crates/testcluster`).
 //!
 //! The default policy module is always embedded ([`embedded`]); `build.rs` builds it from
 //! `crates/policy-wasm` (it needs `rustup target add wasm32-unknown-unknown`) or takes

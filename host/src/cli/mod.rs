@@ -32,8 +32,8 @@ pub enum Exit {
     /// 0: done, nothing to report.
     Ok,
     /// 1: done, and something to report: a plan has a container that cannot be stopped,
-    /// `policy diff` found differences, `policy test` or `policy inspect` found a module
-    /// that would be refused.
+    /// `policy diff` found differences, `policy test`, `inspect`, `push` or `rollback`
+    /// found a module that would be refused, `stop` left a sidecar running.
     Report,
     /// 2: a usage or input error (bad arguments, unreadable file, invalid YAML or JSON,
     /// an object the policy cannot plan, a module that cannot be loaded).
@@ -63,8 +63,8 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  done, nothing to report
   1  done, something to report: a plan has a container that cannot be stopped,
-     `policy diff` found differences, `policy test`/`inspect` found a module that
-     would be refused
+     `policy diff` found differences, `policy test`/`inspect`/`push`/`rollback`
+     found a module that would be refused, `stop` left a sidecar running
   2  usage or input error: bad arguments, unreadable file, invalid YAML or JSON,
      an object the policy cannot plan, a policy module that cannot be loaded
 
@@ -234,7 +234,7 @@ stopped, and by which path. The matrix comes from the policy module; `--format j
 prints the module's answer unchanged: {\"columns\": [...], \"rows\": [...]}.")]
     Matrix(MatrixArgs),
 
-    /// Inspect, test and compare policy modules
+    /// Inspect, test, compare, publish and roll back policy modules
     #[command(subcommand)]
     Policy(PolicyCommand),
 
