@@ -18,22 +18,10 @@ run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
 . "$run/env.sh"
 sidekill=${SIDEKILL_BIN:-$(dirname "${SIDEKILL_STANDIN:-$K8S_HARNESS_STANDIN}")/sidekill}
 module_a=$repo/dist/raw/sidekill_policy.wasm
-k() { "$K8S_HARNESS_KUBECTL" "$@"; }
+. "$here/checks.sh"
 ns=k8s-harness-controller
 work=$(mktemp -d)
 controller_pid=
-passed=0 failed=0
-pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL  %s: %s\n' "$1" "$2"; }
-eventually() {
-  local limit=$1
-  shift
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.25
-  done
-}
 finish() {
   [ -n "$controller_pid" ] && kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null
   k delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1

@@ -23,23 +23,10 @@ if ! { [ -f "$run/env.sh" ] && . "$run/env.sh" && "$K8S_HARNESS_KUBECTL" get --r
   . "$run/env.sh"
   started=1
 fi
-k() { "$K8S_HARNESS_KUBECTL" "$@"; }
+. "$here/checks.sh"
 ns=k8s-harness-smoke
 kns=k8s-harness-kubectl
 watch_pid=
-passed=0 failed=0 skipped=0
-pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL  %s: %s\n' "$1" "$2"; }
-# eventually SECONDS CMD...: retries CMD every 0.25 s until it succeeds.
-eventually() {
-  local limit=$1
-  shift
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.25
-  done
-}
 jp() { k -n "$ns" get pod "$1" -o jsonpath="$2" 2>/dev/null; }
 finish() {
   [ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null
