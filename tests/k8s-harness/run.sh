@@ -46,8 +46,12 @@ started=1
 
 code=0
 t=$SECONDS
-"$here/smoke.sh" || code=1
-say "smoke test: $([ $code = 0 ] && echo passed || echo FAILED) in $((SECONDS - t))s"
+if "$here/smoke.sh"; then
+  say "smoke test: passed in $((SECONDS - t))s"
+else
+  say "smoke test: FAILED in $((SECONDS - t))s"
+  code=1
+fi
 
 # The executor end to end: the executor runs as sidekill (KUBECONFIG), fixtures are made as
 # the admin, pods name the node (no scheduler). Tests that need the test server's fault
@@ -68,6 +72,10 @@ fi
 
 # The controller as sidekill's ServiceAccount, hot-swapping its policy from a ConfigMap.
 t=$SECONDS
-"$here/controller.sh" || code=1
-say "controller: $([ $code = 0 ] && echo passed || echo FAILED) in $((SECONDS - t))s"
+if "$here/controller.sh"; then
+  say "controller: passed in $((SECONDS - t))s"
+else
+  say "controller: FAILED in $((SECONDS - t))s"
+  code=1
+fi
 exit $code

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -111,6 +112,8 @@ type launched struct {
 	waitOnce sync.Once
 	exit     Exit
 	exited   chan struct{}
+	// sigkilled is set once the agent has sent SIGKILL to PID 1 (which always kills it).
+	sigkilled atomic.Bool
 }
 
 // quirkWriter appends the container's stderr to its log and drops (but notes) unshare's own
@@ -122,11 +125,13 @@ type quirkWriter struct {
 }
 
 func (w *quirkWriter) Write(p []byte) (int, error) {
-	if strings.HasPrefix(string(p), unshareSigkillQuirk) {
+	if strings.Contains(string(p), unshareSigkillQuirk) {
 		w.mu.Lock()
 		w.seen = true
 		w.mu.Unlock()
-		return len(p), nil
+		if strings.HasPrefix(string(p), unshareSigkillQuirk) {
+			return len(p), nil
+		}
 	}
 	return w.f.Write(p)
 }
@@ -183,7 +188,10 @@ func (l *launched) reap() {
 	case st.Sys().(syscall.WaitStatus).Signaled():
 		sig := st.Sys().(syscall.WaitStatus).Signal()
 		l.exit = Exit{Code: 128 + int32(sig), Signal: int32(sig)}
-	case st.ExitCode() == 1 && l.stderr.sawQuirk():
+	// unshare exits 1 when its child died of SIGKILL; its message is the usual evidence, but a
+	// SIGKILL the agent sent itself is proof enough (the message can arrive split or joined
+	// with other output).
+	case st.ExitCode() == 1 && (l.stderr.sawQuirk() || l.sigkilled.Load()):
 		l.exit = Exit{Code: 137, Signal: int32(syscall.SIGKILL)}
 	default:
 		l.exit = Exit{Code: int32(st.ExitCode())}
@@ -203,6 +211,9 @@ func (l *launched) signal(sig syscall.Signal) {
 	target := l.pid1
 	if target == 0 {
 		target = l.launcher
+	}
+	if sig == syscall.SIGKILL {
+		l.sigkilled.Store(true)
 	}
 	_ = syscall.Kill(target, sig)
 }
