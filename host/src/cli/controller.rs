@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::stop::client;
+use super::stop::{boxed, client};
 use super::{runtime, Context, Exit, PolicyArgs};
 use crate::controller::{self, Controller};
 use crate::error::{Error, Result};
@@ -144,12 +144,6 @@ pub struct ControllerArgs {
     /// Seconds to wait for plans in flight after SIGTERM
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub drain_seconds: u64,
-}
-
-fn boxed(e: exec::Error) -> Error {
-    Error::Executor {
-        source: Box::new(e),
-    }
 }
 
 /// Where the controller's policy versions come from.

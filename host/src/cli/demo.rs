@@ -10,11 +10,11 @@ use clap::Args;
 use sidekill_testcluster::{ClusterConfig, TestCluster};
 
 use super::controller::{start, terminated, PolicySource, Setup};
-use super::stop::{client, render};
+use super::stop::{boxed, client, render};
 use super::{runtime, Context, Exit};
 use crate::controller;
 use crate::error::{Error, Result};
-use crate::exec::{self, PodReport, Verdict};
+use crate::exec::{self, PodReport};
 use crate::{embedded, PolicyStore};
 
 /// The sample pods (`host/demo/pods.yaml`).
@@ -58,12 +58,6 @@ pub struct DemoArgs {
     /// Keep the test cluster running afterwards (until Ctrl-C), for kubectl
     #[arg(long)]
     pub keep: bool,
-}
-
-fn boxed(e: exec::Error) -> Error {
-    Error::Executor {
-        source: Box::new(e),
-    }
 }
 
 fn demo_error(message: impl Into<String>) -> Error {
@@ -242,12 +236,7 @@ fn summary(reports: &BTreeMap<String, PodReport>, style: &crate::render::Style) 
     );
     for r in reports.values() {
         for c in &r.containers {
-            let result = match c.verdict {
-                Verdict::Stopped => "stopped",
-                Verdict::AlreadyTerminated => "already terminated",
-                Verdict::StillRunning => "still running",
-                Verdict::NotRun => "not run",
-            };
+            let result = c.verdict.name();
             let after = c
                 .stopped_after_ms
                 .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));

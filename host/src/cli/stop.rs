@@ -35,7 +35,8 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> exec::Result<kube::
     })
 }
 
-fn boxed(e: exec::Error) -> Error {
+/// An executor error as the command line's error.
+pub(super) fn boxed(e: exec::Error) -> Error {
     Error::Executor {
         source: Box::new(e),
     }

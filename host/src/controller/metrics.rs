@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::exec::{PodReport, Verdict};
+use crate::exec::PodReport;
 use crate::http::Response;
 use crate::store::PolicyStore;
 
@@ -53,19 +53,9 @@ impl Metrics {
 
     /// Counts what one carried-out plan did.
     pub fn record(&self, report: &PodReport) {
-        let outcome = serde_json::to_value(&report.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        self.count(PLANS, &outcome);
+        self.count(PLANS, report.outcome.name());
         for c in &report.containers {
-            let verdict = match c.verdict {
-                Verdict::Stopped => "stopped",
-                Verdict::AlreadyTerminated => "already-terminated",
-                Verdict::StillRunning => "still-running",
-                Verdict::NotRun => "not-run",
-            };
-            self.count(CONTAINERS, verdict);
+            self.count(CONTAINERS, c.verdict.name());
             for s in &c.steps {
                 self.count(STEPS, &s.result);
             }

@@ -36,7 +36,7 @@ use kube::Api;
 use tokio::sync::{broadcast, mpsc, Semaphore};
 
 use crate::exec::{self, Executor, Outcome, PodReport};
-use claim::{now_ms, Attempt, Claim};
+use claim::{now_ms, Attempt};
 pub use metrics::Metrics;
 
 /// The label selectors watched by default.
@@ -308,15 +308,6 @@ impl Controller {
         if assessment.pending.is_empty() {
             self.tracking().finished.insert(uid);
             return;
-        }
-        if let Some(c) = Claim::of(&pod) {
-            if c.holder != self.options.identity {
-                if let Some(remaining) = c.remaining(now_ms()) {
-                    tracing::debug!(pod = %format!("{ns}/{name}"), holder = %c.holder, "claimed by another controller");
-                    self.schedule(&ns, &name, &uid, remaining + Duration::from_millis(100));
-                    return;
-                }
-            }
         }
         if !self.tracking().in_flight.insert(uid.clone()) {
             return;

@@ -338,6 +338,30 @@ pub struct PodReport {
     pub diagnostics: Vec<Value>,
 }
 
+impl Outcome {
+    /// The outcome's name, as in JSON output and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::NotReady => "not-ready",
+            Outcome::DryRun => "dry-run",
+            Outcome::Gone => "gone",
+        }
+    }
+}
+
+impl Verdict {
+    /// The verdict's name, as in JSON output and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Stopped => "stopped",
+            Verdict::AlreadyTerminated => "already-terminated",
+            Verdict::StillRunning => "still-running",
+            Verdict::NotRun => "not-run",
+        }
+    }
+}
+
 impl PodReport {
     /// Whether some container is left running (a verdict `still-running`).
     pub fn left_running(&self) -> bool {

@@ -38,8 +38,8 @@ use sidekill_testcluster::{ClusterConfig, Faults, TestCluster};
 pub fn require_root() {
     assert!(
         rustix::process::geteuid().is_root(),
-        "the executor tests need root (CAP_SYS_ADMIN) for the test cluster's PID and mount \
-         namespaces: run `cargo test -p sidekill --test it executor` as root"
+        "these tests need root (CAP_SYS_ADMIN) for the test cluster's PID and mount \
+         namespaces: run `cargo test -p sidekill --test it` as root"
     );
 }
 

@@ -21,14 +21,8 @@ use sidekill::source::configmap::ConfigMapSource;
 use sidekill::{embedded, PolicyStore};
 use sidekill_testcluster::{container_running, ClusterConfig, TestCluster};
 
+use crate::cluster::require_root;
 use crate::common::{embedded_variant, runtime};
-
-fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "the controller tests need root (PID and mount namespaces for the test cluster)"
-    );
-}
 
 async fn cluster() -> TestCluster {
     require_root();

@@ -24,10 +24,7 @@ fn demo(wrapper: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_demo_stops_what_can_be_stopped_and_explains_the_rest() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "sidekill demo needs root (PID and mount namespaces)"
-    );
+    crate::cluster::require_root();
     let out = demo(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
