@@ -6,6 +6,8 @@ use alloc::vec::Vec;
 use serde::Serialize;
 
 use crate::argo;
+use crate::declare::{self, Declarations};
+use crate::diagnostics::{Code, Diagnostic, Severity};
 use crate::input::{Facts, Subject};
 use crate::pod::{Container, ContainerList, Pod};
 
@@ -21,7 +23,9 @@ pub enum Role {
     ArgoSupervisor,
     /// An Argo main container (`main`, or a `containerSet` container).
     ArgoMain,
-    /// A sidecar declared in the Workflow template and run by the emissary.
+    /// A sidecar declared in the Workflow template and run by the emissary, or, in a pod no
+    /// Argo runs, declared by an annotation, an env switch or the host's facts
+    /// ([`crate::declare`]).
     DeclaredSidecar,
     /// A sidecar added to the pod by an admission webhook or injector.
     InjectedSidecar,
@@ -162,6 +166,9 @@ pub struct PodClass {
     pub evidence: String,
     /// The containers whose end is the end of the pod's work.
     pub main_containers: Vec<String>,
+    /// Declarations naming missing containers, and contradictions.
+    #[serde(skip)]
+    pub notes: Vec<Diagnostic>,
 }
 
 /// Classifies every container of a subject, regular containers first, in pod order.
@@ -169,7 +176,7 @@ pub fn classify(subject: &Subject, facts: &Facts) -> (PodClass, Vec<Classified>)
     let pod = &subject.pod;
     let argo_evidence = argo::argo_pod_evidence(pod);
     let argo = argo_evidence.is_some();
-    let mains: Vec<String> = if let Some(names) = &facts.main_containers {
+    let mains: Vec<String> = if let (true, Some(names)) = (argo, &facts.main_containers) {
         names.clone()
     } else if let Some(names) = &subject.main_containers {
         names.clone()
@@ -179,20 +186,51 @@ pub fn classify(subject: &Subject, facts: &Facts) -> (PodClass, Vec<Classified>)
         Vec::new()
     };
     let regular = pod.containers.len();
-    let classified: Vec<Classified> = pod
+    let mut declared = if argo {
+        Declarations::default()
+    } else {
+        declare::declarations(pod, facts)
+    };
+    let mut classified: Vec<Classified> = pod
         .all_containers()
-        .map(|(list, c)| classify_one(pod, list, c, argo, &mains, regular))
+        .map(|(list, c)| classify_one(pod, list, c, argo, &mains, regular, &declared))
         .collect();
+    if !argo && !classified.iter().any(|c| c.role == Role::Workload) {
+        // Declarations that leave the pod no main container contradict the pod itself:
+        // the pod's end would have nothing to wait for. Keep the declared ones as main.
+        let names: Vec<String> = classified
+            .iter()
+            .filter(|c| c.role == Role::DeclaredSidecar)
+            .map(|c| c.name.clone())
+            .collect();
+        if !names.is_empty() {
+            declared.diagnostics.push(Diagnostic::new(
+                Code::DeclarationConflict,
+                Severity::Warning,
+                None,
+                format!("the declarations make every container of the pod a sidecar ({}), leaving nothing to wait for; they are kept as main containers", names.join(", ")),
+                "declare only the helper containers as sidecars, or list the main container",
+            ));
+            for c in classified
+                .iter_mut()
+                .filter(|c| c.role == Role::DeclaredSidecar)
+            {
+                c.role = Role::Workload;
+                c.evidence.push(ev(
+                    "declaration-ignored",
+                    "the declarations leave the pod no main container".into(),
+                ));
+            }
+        }
+    }
     let main_containers = if argo {
         mains
-    } else if mains.is_empty() {
+    } else {
         classified
             .iter()
             .filter(|c| c.role == Role::Workload)
             .map(|c| c.name.clone())
             .collect()
-    } else {
-        mains
     };
     let class = PodClass {
         argo,
@@ -200,6 +238,7 @@ pub fn classify(subject: &Subject, facts: &Facts) -> (PodClass, Vec<Classified>)
             "no Argo label, annotation or argoexec container: a plain Kubernetes pod".into()
         }),
         main_containers,
+        notes: declared.diagnostics,
     };
     (class, classified)
 }
@@ -215,6 +254,7 @@ fn classify_one(
     argo: bool,
     mains: &[String],
     regular_count: usize,
+    declared: &Declarations,
 ) -> Classified {
     let software = Software::detect(c);
     let injected = injector_of(pod, c, software);
@@ -269,53 +309,34 @@ fn classify_one(
             ));
             (Role::ArgoMain, None)
         }
-        ContainerList::Containers if !argo && mains.contains(&c.name) => {
-            evidence.push(ev(
-                "main-by-facts",
-                "named as a main container by the host's facts".into(),
-            ));
-            (Role::Workload, None)
+        ContainerList::Containers if !argo => {
+            plain_role(c, injected, regular_count, declared, &mut evidence)
         }
         ContainerList::Containers => match injected {
-            Some((injector, e)) if regular_count == 1 && !argo => {
-                evidence.push(e);
-                evidence.push(ev(
-                    "only-container",
-                    "the pod's only container: a proxy on its own (such as a gateway) is the workload, not a sidecar".into(),
-                ));
-                (Role::Workload, Some(injector))
-            }
             Some((injector, e)) => {
                 evidence.push(e);
                 (Role::InjectedSidecar, Some(injector))
             }
-            None if argo && argo::runs_under_emissary(c) => {
+            None if argo::runs_under_emissary(c) => {
                 evidence.push(ev(
                     "argo-declared",
                     "Argo pod; the emissary runs it (`argoexec emissary --`)".into(),
                 ));
                 (Role::DeclaredSidecar, None)
             }
-            None if argo && (c.mounts(argo::VAR_RUN_ARGO) || c.mounts(argo::ARGO_BIN)) => {
+            None if c.mounts(argo::VAR_RUN_ARGO) || c.mounts(argo::ARGO_BIN) => {
                 evidence.push(ev(
                     "argo-declared",
                     "Argo pod; it mounts Argo's executor volume".into(),
                 ));
                 (Role::DeclaredSidecar, None)
             }
-            None if argo => {
+            None => {
                 evidence.push(ev(
                     "not-argo-layout",
                     "Argo pod, but neither run by the emissary nor mounting /var/run/argo or /argo-bin: something other than Argo added it".into(),
                 ));
                 (Role::InjectedSidecar, Some(Injector::Unknown))
-            }
-            None => {
-                evidence.push(ev(
-                    "workload",
-                    "a container of a plain Kubernetes pod with no injector's marks".into(),
-                ));
-                (Role::Workload, None)
             }
         },
     };
@@ -327,6 +348,58 @@ fn classify_one(
         software,
         image: c.image.clone(),
         evidence,
+    }
+}
+
+/// The role of a regular container of a pod no Argo runs: declared main, injected,
+/// declared sidecar, left out of a main list, or the workload.
+fn plain_role(
+    c: &Container,
+    injected: Option<(Injector, Evidence)>,
+    regular_count: usize,
+    declared: &Declarations,
+    evidence: &mut Vec<Evidence>,
+) -> (Role, Option<Injector>) {
+    if let Some(e) = declared.mains.as_ref().and_then(|m| m.get(&c.name)) {
+        evidence.push(e.clone());
+        return (Role::Workload, None);
+    }
+    let declarations = declared.sidecars.get(&c.name);
+    match injected {
+        Some((injector, e)) if regular_count == 1 => {
+            evidence.push(e);
+            evidence.push(ev(
+                "only-container",
+                "the pod's only container: a proxy on its own (such as a gateway) is the workload, not a sidecar".into(),
+            ));
+            (Role::Workload, Some(injector))
+        }
+        Some((injector, e)) => {
+            evidence.push(e);
+            evidence.extend(declarations.into_iter().flatten().cloned());
+            (Role::InjectedSidecar, Some(injector))
+        }
+        None if declarations.is_some() => {
+            evidence.extend(declarations.into_iter().flatten().cloned());
+            (Role::DeclaredSidecar, None)
+        }
+        None if declared.mains.is_some() => {
+            evidence.push(ev(
+                "not-a-main-container",
+                format!(
+                    "{} lists the main containers, and not this one",
+                    declared.mains_source
+                ),
+            ));
+            (Role::DeclaredSidecar, None)
+        }
+        None => {
+            evidence.push(ev(
+                "workload",
+                "a container of a plain Kubernetes pod with no injector's marks".into(),
+            ));
+            (Role::Workload, None)
+        }
     }
 }
 

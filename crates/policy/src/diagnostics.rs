@@ -79,6 +79,22 @@ pub enum Code {
     Unsupported,
     /// A sidecar no known injector added; the default command is a guess.
     UnknownSidecar,
+    /// A sidecar or main-container declaration names a container the pod does not have.
+    DeclaredContainerMissing,
+    /// A declaration contradicts another source (another declaration, or the pod itself).
+    DeclarationConflict,
+    /// `restartPolicy: Never`: the sidecar's expected non-zero exit makes the pod `Failed`
+    /// (for a Job: a counted failure and a new pod that runs the main work again).
+    PodFailsOnExit,
+    /// `restartPolicy: OnFailure`: the kubelet restarts a sidecar that exits non-zero, so the
+    /// pod never completes.
+    SidecarRestarted,
+    /// Argo fails the step on a sidecar's exit code other than 0, 137 and 143.
+    ArgoStepFailsOnExit,
+    /// `restartPolicy: Always`: a long-running pod; nothing is stopped.
+    LongRunning,
+    /// A command expected to exit 0 was chosen over one expected to exit non-zero.
+    ExitZeroPreferred,
 }
 
 /// One diagnostic.

@@ -25,8 +25,11 @@ pub struct Facts {
     pub cluster_version: Option<(u32, u32)>,
     /// Whether the host may use the `pods/proxy` subresource (for HTTP stop steps).
     pub pods_proxy: bool,
-    /// Names of the main containers, overriding detection.
+    /// Names of the main containers, overriding detection: in a pod no Argo runs, every
+    /// other regular container no injector marked becomes a declared sidecar.
     pub main_containers: Option<Vec<String>>,
+    /// Names of containers the host declares sidecars (`sidekill plan --sidecar`).
+    pub sidecars: Option<Vec<String>>,
 }
 
 /// A request to the policy: one object and the host's facts.
@@ -104,21 +107,29 @@ fn facts(v: &Value) -> Result<Facts> {
             })
         }
     }
-    if let Some(list) = m.get("mainContainers").filter(|v| !v.is_null()) {
-        let names = as_array(list, "facts.mainContainers")?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_str().map(str::to_owned).ok_or(Error::Invalid {
-                    path: format!("facts.mainContainers[{i}]"),
-                    expected: "a container name",
-                    found: "another JSON value".into(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        facts.main_containers = Some(names);
-    }
+    facts.main_containers = names(m, "mainContainers")?;
+    facts.sidecars = names(m, "sidecars")?;
     Ok(facts)
+}
+
+/// An optional list of container names under `facts.<key>`.
+fn names(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>> {
+    let Some(list) = m.get(key).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let path = format!("facts.{key}");
+    as_array(list, &path)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_str().map(str::to_owned).ok_or(Error::Invalid {
+                path: format!("{path}[{i}]"),
+                expected: "a container name",
+                found: "another JSON value".into(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 fn parse_version(text: &str) -> Option<(u32, u32)> {

@@ -11,7 +11,7 @@
 //! let request = br#"{"object": {
 //!   "kind": "Pod", "metadata": {"name": "pi", "annotations": {
 //!     "sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"}},
-//!   "spec": {"containers": [
+//!   "spec": {"restartPolicy": "Never", "containers": [
 //!     {"name": "pi", "image": "perl"},
 //!     {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0", "args": ["proxy", "sidecar"]}]}}}"#;
 //! let answer = sidekill_policy::call(sidekill_policy::Call::Plan, request);
@@ -19,15 +19,23 @@
 //! let stop = &answer["ok"]["subjects"][0]["plan"]["stops"][0];
 //! assert_eq!(stop["container"], "istio-proxy");
 //! assert_eq!(stop["steps"][0]["action"]["argv"][0], "pilot-agent");
+//! // pilot-agent's quitquitquit exits 0, so the pod is predicted to succeed.
+//! assert_eq!(stop["steps"][0]["expectedExit"]["code"], 0);
+//! assert_eq!(answer["ok"]["subjects"][0]["plan"]["outcome"]["pod"]["phase"], "Succeeded");
 //! ```
 //!
 //! # Concepts
 //! - A **request** is a Kubernetes object (Pod, Job, CronJob, Deployment, ReplicaSet,
 //!   StatefulSet, DaemonSet, Argo Workflow, or a `List` of them) with optional **facts**
-//!   from the host: the Argo executor, the cluster version, whether `pods/proxy` may be used.
+//!   from the host: the Argo executor, the cluster version, whether `pods/proxy` may be used,
+//!   and the main containers or sidecars it declares.
 //! - Each object stands for one or more pods ([`input::subjects`]). Each pod gets a
 //!   [`plan::Report`]: the classification of every container with its evidence, the kill
 //!   command of every container, readiness, the support-matrix row, the plan and diagnostics.
+//! - Each stop step states the exit code it is expected to produce ([`outcome`]), and the
+//!   plan predicts each container's end, the pod's phase and, for Argo, the step's result
+//!   under the pod's `restartPolicy`. A long-running pod (`restartPolicy: Always`) is never
+//!   acted on.
 //! - [`call`] is the JSON entry point shared by every host: JSON in, an envelope out,
 //!   `{"ok": ...}` or `{"error": {"code", "message", "path"}}`. It never panics on input.
 //!
@@ -43,11 +51,13 @@ extern crate alloc;
 
 pub mod argo;
 pub mod classify;
+pub mod declare;
 pub mod diagnostics;
 pub mod error;
 pub mod input;
 pub mod killcmd;
 pub mod matrix;
+pub mod outcome;
 pub mod plan;
 pub mod pod;
 pub mod presets;

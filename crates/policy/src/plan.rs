@@ -13,6 +13,10 @@ use crate::diagnostics::{Code, Diagnostic, Severity};
 use crate::input::{Facts, Source, Subject};
 use crate::killcmd::{self, Problem};
 use crate::matrix::{matrix, Executor, Row};
+use crate::outcome::{
+    self, ExitCode, ExpectedExit, Outcome, Owner, OwnerKind, RestartPolicy, RestartPolicyUse,
+    StopExit,
+};
 use crate::pod::{Container, ContainerList, ContainerState, Pod};
 use crate::presets::{self, Action, Preset};
 
@@ -120,6 +124,9 @@ pub enum Step {
         signal_name: &'static str,
         /// The request.
         action: Action,
+        /// The exit code the container is expected to end with if this step stops it.
+        #[serde(rename = "expectedExit")]
+        expected_exit: ExpectedExit,
     },
     /// Watch the pod until the container terminates, for at most `seconds`.
     Wait {
@@ -162,6 +169,8 @@ pub struct Plan {
     pub stops: Vec<ContainerStop>,
     /// Containers left alone.
     pub skipped: Vec<Skip>,
+    /// The predicted end of each container, of the pod and of the Argo step.
+    pub outcome: Outcome,
 }
 
 /// The matrix row that applies to this pod.
@@ -190,6 +199,10 @@ pub struct PodSummary {
     pub evidence: String,
     /// The main containers.
     pub main_containers: Vec<String>,
+    /// The restart policy that applies, and where it comes from.
+    pub restart_policy: RestartPolicyUse,
+    /// What runs the pod: an Argo workflow, a Job, a long-running controller, or nothing.
+    pub owner: Owner,
 }
 
 /// Classification of one pod: the `classify` call's answer per pod.
@@ -226,8 +239,19 @@ pub struct Report {
 
 /// Classifies one pod.
 pub fn classify_subject(subject: &Subject, facts: &Facts) -> Classification {
+    classify_with_notes(subject, facts).0
+}
+
+/// Classifies one pod, with the declarations' diagnostics.
+fn classify_with_notes(subject: &Subject, facts: &Facts) -> (Classification, Vec<Diagnostic>) {
     let (class, containers) = classify(subject, facts);
-    Classification {
+    let restart_policy = outcome::restart_policy(subject, class.argo);
+    let owner = outcome::owner(
+        subject,
+        class.argo.then_some(class.evidence.as_str()),
+        restart_policy.policy,
+    );
+    let classification = Classification {
         source: subject.source.clone(),
         pod: PodSummary {
             name: subject.pod.name.clone(),
@@ -235,25 +259,34 @@ pub fn classify_subject(subject: &Subject, facts: &Facts) -> Classification {
             argo: class.argo,
             evidence: class.evidence,
             main_containers: class.main_containers,
+            restart_policy,
+            owner,
         },
         containers,
-    }
+    };
+    (classification, class.notes)
 }
 
 /// Plans one pod.
 pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
-    let Classification {
-        source,
-        pod: summary,
-        containers,
-    } = classify_subject(subject, facts);
+    let (
+        Classification {
+            source,
+            pod: summary,
+            containers,
+        },
+        declaration_notes,
+    ) = classify_with_notes(subject, facts);
+    let mut diagnostics = Vec::new();
     let pod = &subject.pod;
     let grace = pod
         .termination_grace_period_seconds
         .unwrap_or(DEFAULT_GRACE_SECONDS);
-    let mut diagnostics = Vec::new();
+    let policy = summary.restart_policy.policy;
+    let long_running = policy == Some(RestartPolicy::Always);
 
     let annotations = kill_cmd_annotations(pod, &containers, &mut diagnostics);
+    diagnostics.extend(declaration_notes);
     let mut commands = Vec::new();
     let mut command_notes = BTreeMap::new();
     for classified in containers
@@ -266,7 +299,7 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
         let (command, notes) = resolve_command(
             pod,
             c,
-            classified.software,
+            classified,
             annotations.get(c.name.as_str()),
             facts,
             grace,
@@ -275,8 +308,16 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
         commands.push(command);
     }
 
-    let readiness = readiness(pod, &summary.main_containers, summary.argo);
-    if readiness.state == ReadyState::NotReady {
+    let readiness = readiness(pod, &summary.main_containers, summary.argo, policy);
+    if long_running {
+        diagnostics.push(Diagnostic::new(
+            Code::LongRunning,
+            Severity::Info,
+            None,
+            format!("a long-running pod ({}): its containers are restarted whenever they exit, so it never completes and nothing is stopped", summary.restart_policy.evidence),
+            "nothing to do: sidekill only stops sidecars of batch pods (Jobs, Argo steps, pods with restartPolicy Never or OnFailure)",
+        ));
+    } else if readiness.state == ReadyState::NotReady {
         diagnostics.push(Diagnostic::new(
             Code::NotReady,
             Severity::Info,
@@ -296,7 +337,12 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
     let mut skipped = Vec::new();
     for classified in &containers {
         let name = classified.name.as_str();
-        if let Some(reason) = skip_reason(classified, pod) {
+        let reason = if long_running {
+            Some("long-running pod (restartPolicy Always): nothing is stopped")
+        } else {
+            skip_reason(classified, pod)
+        };
+        if let Some(reason) = reason {
             skipped.push(Skip {
                 container: name.into(),
                 reason,
@@ -311,6 +357,7 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
         };
         let mut notes = command_notes.remove(name).unwrap_or_default();
         let stop = stop_container(pod, c, classified, command, grace, wait_pending, &mut notes);
+        exit_notes(c, classified, &stop, &summary.owner, policy, &mut notes);
         diagnostics.extend(notes);
         stops.push(stop);
     }
@@ -371,6 +418,25 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
         .row(executor)
         .cloned()
         .unwrap_or_else(|| matrix().rows.remove(0));
+    let stop_exits: Vec<StopExit<'_>> = stops
+        .iter()
+        .filter_map(|s| {
+            let exit = s.steps.iter().find_map(|step| match step {
+                Step::Send {
+                    signal: SIGTERM,
+                    expected_exit,
+                    ..
+                } => Some(expected_exit),
+                _ => None,
+            })?;
+            Some(StopExit {
+                container: &s.container,
+                can_stop: s.verdict != Verdict::CannotStop,
+                exit,
+            })
+        })
+        .collect();
+    let outcome = outcome::predict(pod, &containers, &stop_exits, policy, summary.argo);
 
     Report {
         source,
@@ -387,6 +453,7 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
             grace_period_seconds: grace,
             stops,
             skipped,
+            outcome,
         },
         diagnostics,
     }
@@ -483,12 +550,44 @@ fn kill_cmd_annotations<'p>(
 fn resolve_command(
     pod: &Pod,
     c: &Container,
-    software: Option<Software>,
+    classified: &Classified,
     annotation: Option<&Result<Vec<String>, Problem>>,
     facts: &Facts,
     grace: i64,
 ) -> (KillCommand, Vec<Diagnostic>) {
+    let software = classified.software;
     let mut notes = Vec::new();
+    // When the annotation's command is expected to exit non-zero and a preset's to exit 0,
+    // the preset wins: the pod's result matters more than the command's origin. A command
+    // whose code is unknown is the user's choice and stays.
+    let annotation = match annotation {
+        Some(Ok(template)) => {
+            let argv = killcmd::render(template, SIGTERM);
+            let exit = outcome::expected_exit(
+                c,
+                classified,
+                CommandSource::Annotation,
+                None,
+                SIGTERM,
+                targets_pid1(&argv),
+            );
+            let preset_exits_zero = matches!(exit.code, ExitCode::Code(code) if code != 0)
+                && matches!(presets::preset_for(pod, c, software), Ok(Some(p)) if !matches!(p.action, Action::Http { .. }) || facts.pods_proxy);
+            if preset_exits_zero {
+                notes.push(Diagnostic::new(
+                    Code::ExitZeroPreferred,
+                    Severity::Info,
+                    Some(&c.name),
+                    format!("the kill-cmd annotation's command is expected to exit {} ({}); the preset's endpoint exits 0, so the preset is used", match exit.code { ExitCode::Code(code) => code, ExitCode::Unknown => 0 }, exit.why),
+                    "nothing to do, or remove the annotation",
+                ));
+                None
+            } else {
+                annotation
+            }
+        }
+        other => other,
+    };
     let fallback = argo_fallback(c);
     let argo_sigterm = match annotation {
         Some(Ok(template)) => Some(killcmd::render(template, SIGTERM)),
@@ -591,7 +690,13 @@ fn argo_fallback(c: &Container) -> (CommandSource, Vec<String>) {
     )
 }
 
-fn readiness(pod: &Pod, mains: &[String], argo: bool) -> Readiness {
+fn readiness(pod: &Pod, mains: &[String], argo: bool, policy: Option<RestartPolicy>) -> Readiness {
+    if policy == Some(RestartPolicy::Always) {
+        return Readiness {
+            state: ReadyState::NotReady,
+            reason: "a long-running pod (restartPolicy Always): its main containers are restarted, so it is never ready and nothing is stopped".into(),
+        };
+    }
     if !pod.has_status {
         return Readiness {
             state: ReadyState::Unknown,
@@ -606,12 +711,21 @@ fn readiness(pod: &Pod, mains: &[String], argo: bool) -> Readiness {
     }
     for name in mains {
         if let Some(ContainerState::Terminated { exit_code }) = pod.states.get(name) {
-            if *exit_code != 0 {
+            if *exit_code == 0 {
+                continue;
+            }
+            // A failed main is the end only when it will not be restarted: under OnFailure the
+            // kubelet runs it again, and stopping its proxy now would break the retry.
+            if policy == Some(RestartPolicy::Never) || pod.phase.as_deref() == Some("Failed") {
                 return Readiness {
                     state: ReadyState::Ready,
-                    reason: format!("main container `{name}` failed with exit code {exit_code}"),
+                    reason: format!("main container `{name}` failed with exit code {exit_code} and will not be restarted"),
                 };
             }
+            return Readiness {
+                state: ReadyState::NotReady,
+                reason: format!("main container `{name}` failed with exit code {exit_code}, and the kubelet restarts it (restartPolicy OnFailure)"),
+            };
         }
     }
     if let Some(running) = mains
@@ -676,10 +790,26 @@ fn stop_container(
             "nothing to do",
         ));
     }
+    let preset = command.preset.as_ref();
+    let pid1_of = |action: &Action| match action {
+        Action::Exec { argv } => targets_pid1(argv) || preset.is_some_and(|p| p.signals_pid1),
+        Action::Http { .. } => false,
+    };
+    let expected = |signal, action: &Action| {
+        outcome::expected_exit(
+            c,
+            classified,
+            command.source,
+            preset.map(|p| p.name),
+            signal,
+            pid1_of(action),
+        )
+    };
     steps.push(Step::Send {
         signal: SIGTERM,
         signal_name: "SIGTERM",
         action: command.sigterm.clone(),
+        expected_exit: expected(SIGTERM, &command.sigterm),
     });
     if let Some(sigkill) = &command.sigkill {
         steps.push(Step::Wait { seconds: grace });
@@ -687,6 +817,7 @@ fn stop_container(
             signal: SIGKILL,
             signal_name: "SIGKILL",
             action: sigkill.clone(),
+            expected_exit: expected(SIGKILL, sigkill),
         });
     }
 
@@ -834,5 +965,80 @@ fn native_notes(classified: &Classified, facts: &Facts, diagnostics: &mut Vec<Di
             format!("`{}` is a native sidecar: the kubelet stops it after the main containers exit, no kill needed", classified.name),
             "nothing to do",
         )),
+    }
+}
+
+/// The diagnostics of a stop whose expected exit code breaks the pod's result.
+fn exit_notes(
+    c: &Container,
+    classified: &Classified,
+    stop: &ContainerStop,
+    owner: &Owner,
+    policy: Option<RestartPolicy>,
+    notes: &mut Vec<Diagnostic>,
+) {
+    let Some(ExpectedExit {
+        code: ExitCode::Code(code),
+        why,
+    }) = stop.steps.iter().find_map(|s| match s {
+        Step::Send {
+            signal: SIGTERM,
+            expected_exit,
+            ..
+        } => Some(expected_exit),
+        _ => None,
+    })
+    else {
+        return;
+    };
+    if *code == 0 || stop.verdict == Verdict::CannotStop {
+        return;
+    }
+    let name = Some(c.name.as_str());
+    let fix = exit_zero_fix(c, classified.software);
+    match (owner.kind, policy) {
+        // argo-workflows workflow/controller/operator.go (inferFailedReason) ignores a
+        // sidecar's 137 and 143; any other code fails the step.
+        (OwnerKind::ArgoWorkflow, _) if *code == 137 || *code == 143 => {}
+        (OwnerKind::ArgoWorkflow, _) => notes.push(Diagnostic::new(
+            Code::ArgoStepFailsOnExit,
+            Severity::Error,
+            name,
+            format!("`{}` is expected to exit {code} ({why}); Argo ignores only a sidecar's 137 and 143, so the step fails", c.name),
+            fix,
+        )),
+        (_, Some(RestartPolicy::OnFailure)) => notes.push(Diagnostic::new(
+            Code::SidecarRestarted,
+            Severity::Error,
+            name,
+            format!("`{}` is expected to exit {code} ({why}); under restartPolicy OnFailure the kubelet restarts it, so the pod never completes", c.name),
+            fix,
+        )),
+        (kind, Some(RestartPolicy::Never)) => {
+            let then = if kind == OwnerKind::Job {
+                "the pod ends Failed: the Job counts a failure and, until its backoffLimit (default 6), creates a new pod that runs the main work again"
+            } else {
+                "the pod ends Failed"
+            };
+            notes.push(Diagnostic::new(
+                Code::PodFailsOnExit,
+                Severity::Error,
+                name,
+                format!("`{}` is expected to exit {code} ({why}); under restartPolicy Never {then}", c.name),
+                fix,
+            ));
+        }
+        _ => {}
+    }
+}
+
+/// How to make a sidecar's stop end in exit 0, for the software it runs.
+fn exit_zero_fix(c: &Container, software: Option<Software>) -> String {
+    let general = "run it as a native sidecar (an init container with restartPolicy: Always, Kubernetes 1.29+), whose exit code does not count, or use a stop method that ends in exit 0, such as swapping the container's image for one that exits 0";
+    match software {
+        Some(Software::CloudSqlProxyV2) => format!("add --exit-zero-on-sigterm to `{}`'s arguments, or --quitquitquit so the preset endpoint, which exits 0, is used; or {general}", c.name),
+        Some(Software::VaultAgent) => format!("set vault.hashicorp.com/agent-enable-quit: \"true\" so the preset quit endpoint, which exits 0, is used; or {general}"),
+        Some(Software::LinkerdProxy) => format!("set config.linkerd.io/proxy-admin-shutdown: enabled so the preset /shutdown endpoint, which exits 0, is used; or {general}"),
+        _ => format!("use a preset endpoint that exits 0 where the sidecar has one, or {general}"),
     }
 }

@@ -117,6 +117,12 @@ pub struct Pod {
     pub states: BTreeMap<String, ContainerState>,
     /// Whether the object carried any container status at all.
     pub has_status: bool,
+    /// `spec.restartPolicy`, when set.
+    pub restart_policy: Option<String>,
+    /// `status.phase`, when set.
+    pub phase: Option<String>,
+    /// `metadata.ownerReferences[].kind`.
+    pub owner_kinds: Vec<String>,
 }
 
 impl Pod {
@@ -140,6 +146,17 @@ impl Pod {
             pod.labels = string_map(meta.get("labels"), &format!("{meta_path}.labels"))?;
             pod.annotations =
                 string_map(meta.get("annotations"), &format!("{meta_path}.annotations"))?;
+            if let Some(owners) = meta.get("ownerReferences").filter(|v| !v.is_null()) {
+                let owners_path = format!("{meta_path}.ownerReferences");
+                for (i, owner) in as_array(owners, &owners_path)?.iter().enumerate() {
+                    let owner_path = format!("{owners_path}[{i}]");
+                    if let Some(kind) =
+                        opt_string(as_object(owner, &owner_path)?, "kind", &owner_path)?
+                    {
+                        pod.owner_kinds.push(kind);
+                    }
+                }
+            }
         }
         let spec_path = format!("{path}.spec");
         let spec = as_object(spec, &spec_path)?;
@@ -169,6 +186,7 @@ impl Pod {
         }
         pod.share_process_namespace =
             opt_bool(spec, "shareProcessNamespace", &spec_path)?.unwrap_or(false);
+        pod.restart_policy = opt_string(spec, "restartPolicy", &spec_path)?;
         if let Some(sc) = spec.get("securityContext").filter(|v| !v.is_null()) {
             let sc_path = format!("{spec_path}.securityContext");
             let sc = as_object(sc, &sc_path)?;
@@ -178,6 +196,7 @@ impl Pod {
         if let Some(status) = status.filter(|v| !v.is_null()) {
             let status_path = format!("{path}.status");
             let status = as_object(status, &status_path)?;
+            pod.phase = opt_string(status, "phase", &status_path)?;
             for key in ["initContainerStatuses", "containerStatuses"] {
                 if let Some(list) = status.get(key).filter(|v| !v.is_null()) {
                     let list_path = format!("{status_path}.{key}");

@@ -86,6 +86,53 @@ fn project(subject: &Value, expect: &Value) -> Value {
         .collect();
     diagnostics.sort();
     out.insert("diagnostics".into(), json!(diagnostics));
+    // Outcomes (issue 12): only when the expectation has them. `phase` is the pod's predicted
+    // phase, `argoStep` the Argo step's, `exits` each stop's SIGTERM expected exit code and
+    // `results` each container's predicted result.
+    let outcome = &subject["plan"]["outcome"];
+    if expect.get("phase").is_some() {
+        out.insert("phase".into(), outcome["pod"]["phase"].clone());
+    }
+    if expect.get("argoStep").is_some() {
+        out.insert("argoStep".into(), outcome["argoStep"]["phase"].clone());
+    }
+    if expect.get("exits").is_some() {
+        let exits: Map<String, Value> = subject["plan"]["stops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["container"].as_str().unwrap().to_string(),
+                    s["steps"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|st| st["signal"] == 15)
+                        .map(|st| st["expectedExit"]["code"].clone())
+                        .unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        out.insert("exits".into(), Value::Object(exits));
+    }
+    if expect.get("results").is_some() {
+        let results: Map<String, Value> = outcome["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["container"].as_str().unwrap().to_string(),
+                    c["result"].clone(),
+                )
+            })
+            .collect();
+        out.insert("results".into(), Value::Object(results));
+    }
+    if expect.get("owner").is_some() {
+        out.insert("owner".into(), subject["pod"]["owner"]["kind"].clone());
+    }
     // Kill commands: only for the containers the expectation names.
     for (key, field) in [
         ("commands", "sigterm"),
