@@ -65,8 +65,11 @@ export interface Facts {
   clusterVersion?: string | null;
   /** Whether the host may use the `pods/proxy` subresource (HTTP stop steps). Default false. */
   podsProxy?: boolean | null;
-  /** Names of the main containers, overriding detection. */
+  /** Names of the main containers, overriding detection. In a pod no Argo runs, every other
+   * regular container no injector marked becomes a declared sidecar. */
   mainContainers?: string[] | null;
+  /** Names of containers declared sidecars by the host (`--sidecar`). ABI 1.2. */
+  sidecars?: string[] | null;
 }
 
 /** An Argo executor, or `none` for a pod no Argo executor runs. */
@@ -103,6 +106,44 @@ export interface PodSummary {
   /** Why it is or is not an Argo pod. */
   evidence: string;
   mainContainers: string[];
+  /** The restart policy that applies and where it comes from. ABI 1.2. */
+  restartPolicy: { policy: RestartPolicy | null; evidence: string };
+  /** What runs the pod. ABI 1.2. */
+  owner: { kind: "argo-workflow" | "job" | "long-running" | "pod"; evidence: string };
+}
+
+/** A pod's `restartPolicy`. */
+export type RestartPolicy = "Never" | "OnFailure" | "Always";
+
+/** An exit code, or `"unknown"` when the policy cannot know it. */
+export type ExitCode = number | "unknown";
+
+/** The exit code a stop step is expected to make the container end with, and why. ABI 1.2. */
+export interface ExpectedExit {
+  code: ExitCode;
+  why: string;
+}
+
+/** A predicted end of a pod or an Argo step. */
+export interface Prediction {
+  phase: "Succeeded" | "Failed" | "NeverCompletes" | "Unknown";
+  why: string;
+}
+
+/** The predicted end of one container. */
+export interface ContainerOutcome {
+  container: string;
+  exitCode: ExitCode;
+  result: "main" | "succeeds" | "fails" | "restarted" | "keeps-running" | "not-counted" | "unknown";
+  why: string;
+}
+
+/** The predicted end of the pod once the plan has run. ABI 1.2. */
+export interface Outcome {
+  pod: Prediction;
+  /** Argo pods only: the step's result (`inferFailedReason`). */
+  argoStep?: Prediction;
+  containers: ContainerOutcome[];
 }
 
 /** What a container is, as far as stopping it goes. */
@@ -230,7 +271,7 @@ export interface MatrixUse {
 /** One step of a container's stop. */
 export type Step =
   | { step: "await"; container: string }
-  | { step: "send"; signal: number; signalName: string; action: Action }
+  | { step: "send"; signal: number; signalName: string; action: Action; expectedExit: ExpectedExit }
   | { step: "wait"; seconds: number };
 
 /** The stop of one container. */
@@ -255,6 +296,8 @@ export interface Plan {
   /** In order. */
   stops: ContainerStop[];
   skipped: Skip[];
+  /** ABI 1.2. */
+  outcome: Outcome;
 }
 
 /** A stable diagnostic code. */
@@ -288,7 +331,14 @@ export type DiagnosticCode =
   | "no-grace-period"
   | "not-ready"
   | "unsupported"
-  | "unknown-sidecar";
+  | "unknown-sidecar"
+  | "declared-container-missing"
+  | "declaration-conflict"
+  | "pod-fails-on-exit"
+  | "sidecar-restarted"
+  | "argo-step-fails-on-exit"
+  | "long-running"
+  | "exit-zero-preferred";
 
 /** What will go wrong (or differently) when a plan runs, and how to fix it. */
 export interface Diagnostic {
