@@ -421,8 +421,14 @@ pub struct FactsArgs {
     pub pods_proxy: bool,
 
     /// Name of a main container, overriding detection (repeatable)
+    ///
+    /// In a pod no Argo runs, every other container no injector marked becomes a sidecar.
     #[arg(long = "main-container", value_name = "NAME")]
     pub main_containers: Vec<String>,
+
+    /// Name of a container to treat as a sidecar (repeatable)
+    #[arg(long = "sidecar", value_name = "NAME")]
+    pub sidecars: Vec<String>,
 }
 
 /// Options of `matrix`.

@@ -22,6 +22,9 @@ pub(crate) fn facts(args: &FactsArgs) -> Value {
     if !args.main_containers.is_empty() {
         facts.insert("mainContainers".into(), json!(args.main_containers));
     }
+    if !args.sidecars.is_empty() {
+        facts.insert("sidecars".into(), json!(args.sidecars));
+    }
     Value::Object(facts)
 }
 
