@@ -5,7 +5,12 @@
 //! `$CARGO_TARGET_DIR/embedded-policy` when `CARGO_TARGET_DIR` is set, otherwise
 //! `<target>/embedded-policy` next to the outer build's profile directories (or
 //! `$OUT_DIR/embedded-policy` when the layout is not the usual one). The module is copied
-//! to `$OUT_DIR/sidekill_policy.wasm`, which `src/embedded.rs` includes.
+//! to `$OUT_DIR/sidekill_policy.wasm`, which `src/embedded.rs` includes. It is built with the
+//! `yaml` feature (the optional `sidekill_documents` export), because `sidekill web` serves it
+//! to the debugger page with the page's sources from `web/` (`$OUT_DIR/web_files.rs`).
+//!
+//! The wasm32 target comes from `rust-toolchain.toml`; when the toolchain lacks it, the build
+//! adds it through rustup (see [`ensure_target_installed`]).
 //!
 //! The `wasm` profile optimises for size (`opt-level = "z"`), which suits the module the
 //! polyglot loaders and the browser download. The native host runs every decision through
@@ -45,13 +50,17 @@ fn run() -> Result<(), String> {
         .ok_or("host/ has no parent directory")?
         .to_path_buf();
     let embedded = out_dir.join("sidekill_policy.wasm");
-    embed_web(&workspace, &out_dir)?;
+    build_module(&workspace, &out_dir, &embedded)?;
+    embed_web(&workspace, &out_dir, &embedded)
+}
 
+/// Builds (or copies) the policy module to `embedded`.
+fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(), String> {
     println!("cargo:rerun-if-env-changed=SIDEKILL_POLICY_WASM");
     if let Some(prebuilt) = env::var_os("SIDEKILL_POLICY_WASM") {
         let prebuilt = PathBuf::from(prebuilt);
         println!("cargo:rerun-if-changed={}", prebuilt.display());
-        std::fs::copy(&prebuilt, &embedded).map_err(|e| {
+        std::fs::copy(&prebuilt, embedded).map_err(|e| {
             format!(
                 "SIDEKILL_POLICY_WASM={}: cannot copy: {e}",
                 prebuilt.display()
@@ -74,11 +83,11 @@ fn run() -> Result<(), String> {
     println!("cargo:rerun-if-env-changed=SIDEKILL_POLICY_OPT_LEVEL");
     let opt_level = env::var("SIDEKILL_POLICY_OPT_LEVEL").unwrap_or_else(|_| "3".into());
 
-    check_target_installed()?;
+    ensure_target_installed()?;
 
     let target_dir = match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir).join("embedded-policy"),
-        None => outer_target_dir(&out_dir)
+        None => outer_target_dir(out_dir)
             .map(|dir| dir.join("embedded-policy"))
             .unwrap_or_else(|| out_dir.join("embedded-policy")),
     };
@@ -96,6 +105,9 @@ fn run() -> Result<(), String> {
             TARGET,
             "--profile",
             PROFILE,
+            // The raw ABI plus `sidekill_documents`, which the debugger page reads YAML with.
+            "--features",
+            "yaml",
         ])
         .arg("--target-dir")
         .arg(&target_dir)
@@ -126,7 +138,7 @@ fn run() -> Result<(), String> {
         ));
     }
     let built = target_dir.join(TARGET).join(PROFILE).join(ARTIFACT);
-    std::fs::copy(&built, &embedded)
+    std::fs::copy(&built, embedded)
         .map_err(|e| format!("cannot copy {} to OUT_DIR: {e}", built.display()))?;
     Ok(())
 }
@@ -144,8 +156,38 @@ fn outer_target_dir(out_dir: &Path) -> Option<PathBuf> {
     Some(build.parent()?.parent()?.to_path_buf())
 }
 
-/// Fails with the command to run when the wasm32 standard library is not installed.
-fn check_target_installed() -> Result<(), String> {
+/// Makes sure the wasm32 standard library is there. `rust-toolchain.toml` declares the target,
+/// but rustup installs a toolchain file's targets only with the toolchain itself: on a machine
+/// that already has the toolchain (a Rust image, CI), nothing adds the target before this build
+/// needs it. So the build adds it through rustup, which is what ran this cargo
+/// (`RUSTUP_TOOLCHAIN` names the toolchain), and fails with the command to run otherwise.
+fn ensure_target_installed() -> Result<(), String> {
+    if target_installed()? {
+        return Ok(());
+    }
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        println!(
+            "cargo:warning=adding the {TARGET} target to toolchain {} (rust-toolchain.toml declares it; the embedded policy module is built for it)",
+            toolchain.to_string_lossy()
+        );
+        let rustup = env::var_os("RUSTUP").unwrap_or_else(|| "rustup".into());
+        let status = Command::new(rustup)
+            .args(["target", "add", TARGET, "--toolchain"])
+            .arg(&toolchain)
+            .status();
+        if matches!(status, Ok(s) if s.success()) && target_installed()? {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "the {TARGET} target is not installed, and sidekill embeds its policy module \
+         built for it.\n       Run: rustup target add {TARGET}\n       \
+         (or set SIDEKILL_POLICY_WASM=/path/to/sidekill_policy.wasm to embed a prebuilt module)"
+    ))
+}
+
+/// Whether the active toolchain's sysroot has the wasm32 standard library.
+fn target_installed() -> Result<bool, String> {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = Command::new(rustc)
         .args(["--print", "sysroot"])
@@ -156,42 +198,42 @@ fn check_target_installed() -> Result<(), String> {
         .join("lib/rustlib")
         .join(TARGET)
         .join("lib");
-    let installed = std::fs::read_dir(&lib)
+    Ok(std::fs::read_dir(&lib)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
                 .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
         })
-        .unwrap_or(false);
-    if installed {
-        Ok(())
-    } else {
-        Err(format!(
-            "the {TARGET} target is not installed, and sidekill embeds its policy module \
-             built for it.\n       Run: rustup target add {TARGET}\n       \
-             (or set SIDEKILL_POLICY_WASM=/path/to/sidekill_policy.wasm to embed a prebuilt module)"
-        ))
-    }
+        .unwrap_or(false))
 }
 
-/// Writes `$OUT_DIR/web_files.rs`: the debugger page (`dist/web`, made by `web/build.sh`, or
-/// `$SIDEKILL_WEB_DIST`) as a list of (path, bytes) that `sidekill web` serves. Without a
-/// built page the list is empty and `sidekill web` says how to build it.
-fn embed_web(workspace: &Path, out_dir: &Path) -> Result<(), String> {
-    println!("cargo:rerun-if-env-changed=SIDEKILL_WEB_DIST");
-    let dir = env::var_os("SIDEKILL_WEB_DIST")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("dist/web"));
-    println!("cargo:rerun-if-changed={}", dir.display());
+/// Writes `$OUT_DIR/web_files.rs`: the debugger page as a list of (path, bytes) that
+/// `sidekill web` serves: the page's sources from `web/` (the files `web/build.sh` copies) and,
+/// as `sidekill_policy.wasm`, the very module this binary embeds. So a plain `cargo build`
+/// serves the page, and the page decides with the same module as the binary.
+fn embed_web(workspace: &Path, out_dir: &Path, module: &Path) -> Result<(), String> {
+    let web = workspace.join("web");
+    println!("cargo:rerun-if-changed={}", web.display());
     let mut files = Vec::new();
-    if dir.join("index.html").is_file() {
-        collect_files(&dir, &dir, &mut files)?;
+    for entry in read_dir(&web)? {
+        let name = entry.to_string_lossy().into_owned();
+        if name == "index.html" || name.ends_with(".js") || name.ends_with(".css") {
+            files.push((name.clone(), web.join(&name)));
+        }
     }
+    for entry in read_dir(&web.join("examples"))? {
+        let name = entry.to_string_lossy().into_owned();
+        if name.ends_with(".yaml") || name == "index.json" {
+            files.push((format!("examples/{name}"), web.join("examples").join(&name)));
+        }
+    }
+    files.push(("sidekill_policy.wasm".into(), module.to_path_buf()));
     files.sort();
     let mut code = String::from("/// The debugger page's files, by path relative to its root.\npub static FILES: &[(&str, &[u8])] = &[\n");
     for (relative, absolute) in &files {
         code.push_str(&format!(
-            "    ({relative:?}, include_bytes!({absolute:?})),\n"
+            "    ({relative:?}, include_bytes!({:?})),\n",
+            absolute.display().to_string()
         ));
     }
     code.push_str("];\n");
@@ -199,18 +241,15 @@ fn embed_web(workspace: &Path, out_dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write web_files.rs: {e}"))
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
+/// The names of the files (not folders) in `dir`.
+fn read_dir(dir: &Path) -> Result<Vec<std::ffi::OsString>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut names = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
-        if path.is_dir() {
-            collect_files(root, &path, out)?;
-        } else if let Ok(relative) = path.strip_prefix(root) {
-            out.push((
-                relative.to_string_lossy().replace('\\', "/"),
-                path.to_string_lossy().into_owned(),
-            ));
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if entry.path().is_file() {
+            names.push(entry.file_name());
         }
     }
-    Ok(())
+    Ok(names)
 }

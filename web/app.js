@@ -6,7 +6,7 @@
 // Performance marks: `sidekill:policy-ready` once the module is instantiated and
 // `sidekill:first-plan` once the first plan is on screen (relative to navigation start).
 
-import init, { plan, matrix, policyInfo, parseDocuments, callJson } from './pkg/sidekill_policy.js';
+import init, { plan, matrix, policyInfo, parseDocuments, callJson } from './policy.js';
 import { h, replace } from './dom.js';
 import { renderSubject, renderMatrix, renderDiagnostics, subjectTitle, verdictBadge, severityBadge, actionShell } from './render.js';
 import { encodeState, decodeState } from './share.js';

@@ -288,10 +288,6 @@ pub enum Error {
         value: String,
     },
 
-    /// `sidekill web` has no page to serve.
-    #[error("this binary was built without the debugger page: run web/build.sh and rebuild sidekill, or pass --dir dist/web")]
-    NoPage,
-
     /// A file could not be read or written.
     #[error("{}", .path.display())]
     Io {
@@ -378,7 +374,6 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::BadDigest { .. } => "bad_digest",
             Error::Io { .. } => "io",
-            Error::NoPage => "no_page",
             Error::Engine { .. } => "engine",
             Error::Syntax { .. } => "syntax",
             Error::Executor { .. } => "executor",
@@ -401,7 +396,6 @@ impl Error {
                 | Error::Conflict { .. }
                 | Error::BadDigest { .. }
                 | Error::Io { .. }
-                | Error::NoPage
                 | Error::Engine { .. }
                 | Error::Syntax { .. }
         )

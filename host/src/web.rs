@@ -1,5 +1,6 @@
-//! `sidekill web`: serves the browser debugger (`web/`, assembled into `dist/web` by
-//! `web/build.sh`) from files embedded in the binary at build time, or from a folder.
+//! `sidekill web`: serves the browser debugger from files embedded in the binary at build
+//! time (`web/`'s sources and the binary's own policy module, see `build.rs`), or from a
+//! folder such as `dist/web` (`web/build.sh`).
 //!
 //! Served by [`crate::http`]. The page itself makes no network call; it only needs the
 //! right content types (`application/wasm` for streaming compilation).
@@ -24,11 +25,6 @@ pub enum Site {
 }
 
 impl Site {
-    /// Whether the binary was built with the page embedded.
-    pub fn embedded_available() -> bool {
-        !files::FILES.is_empty()
-    }
-
     fn read(&self, path: &str) -> Option<Vec<u8>> {
         match self {
             Site::Embedded => files::FILES

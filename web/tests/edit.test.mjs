@@ -124,7 +124,7 @@ describe('editing a JSON input', () => {
     // The seed's sh-kill case as `kubectl get pod -o json` prints it.
     const yaml = example('seed-sh-kill.yaml');
     const json = await page.evaluate(async (text) => {
-      const { parseDocuments } = await import('./pkg/sidekill_policy.js');
+      const { parseDocuments } = await import('./policy.js');
       return JSON.stringify(parseDocuments(text).ok[0], null, 4);
     }, yaml);
     await pasteInput(page, json);

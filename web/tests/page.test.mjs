@@ -172,7 +172,7 @@ describe('the page', () => {
     const texts = files.map((f) => readFileSync(f, 'utf8'));
     const failures = await page.evaluate(async (all) => {
       const { toYamlDocuments } = await import('./yaml-emit.js');
-      const { parseDocuments } = await import('./pkg/sidekill_policy.js');
+      const { parseDocuments } = await import('./policy.js');
       const out = [];
       all.forEach((text, i) => {
         const docs = parseDocuments(text).ok;

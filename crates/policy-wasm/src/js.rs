@@ -73,7 +73,7 @@ pub fn policy_info() -> JsValue {
 /// deeper than 128 levels.
 #[wasm_bindgen(js_name = parseDocuments, unchecked_return_type = "Result<JsonValue[]>")]
 pub fn parse_documents(text: &str) -> JsValue {
-    envelope(documents_answer(text))
+    envelope(sidekill_policy::yaml::documents_envelope(text))
 }
 
 /// The raw ABI's call, with JSON text in and out: `call` is `plan`, `classify`, `matrix` or
@@ -127,34 +127,6 @@ fn answer_value(call: Call, request: &JsValue) -> Vec<u8> {
             None,
         ),
     }
-}
-
-/// `parseDocuments`' envelope. The YAML error's position goes in `line` and `column` as well
-/// as in the message, so the page can point at it. Written by hand to keep the raw module's
-/// key order (code, message, ...): `json!` would sort the keys.
-fn documents_answer(text: &str) -> Vec<u8> {
-    let error = match sidekill_policy::yaml::documents(text) {
-        Ok(documents) => {
-            return serde_json::to_vec(&serde_json::json!({ "ok": documents })).unwrap_or_else(
-                |_| sidekill_policy::error_envelope("internal", "serialization failed", None),
-            )
-        }
-        Err(error) => error,
-    };
-    let position = match error {
-        // 0 means the parser gave no position: leave the fields out rather than lie.
-        sidekill_policy::Error::Yaml { line, column, .. } if line > 0 => {
-            format!(r#","line":{line},"column":{column}"#)
-        }
-        _ => String::new(),
-    };
-    // A JSON string's Display is its quoted, escaped JSON text.
-    let message = serde_json::Value::from(error.to_string());
-    format!(
-        r#"{{"error":{{"code":"{}","message":{message}{position}}}}}"#,
-        error.code()
-    )
-    .into_bytes()
 }
 
 /// The envelope as a JavaScript object.

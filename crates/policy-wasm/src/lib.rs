@@ -28,6 +28,9 @@
 //! - `js` (off): the wasm-bindgen functions of `js.rs` (`plan`, `classify`, `matrix`,
 //!   `policyInfo`, `parseDocuments`, `callJson`) with TypeScript types, instead of the raw
 //!   ABI. It turns on the core's `yaml` feature for `parseDocuments`.
+//! - `yaml` (off): the raw module plus the optional export `sidekill_documents` (YAML in,
+//!   the documents as JSON out). The `sidekill` binary embeds this build and serves it to the
+//!   debugger page, so a plain `cargo build` has everything the page needs.
 //!
 //! On targets other than wasm32 the crate is empty: its tests load the built module.
 

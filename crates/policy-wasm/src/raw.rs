@@ -23,7 +23,9 @@ const MAX_REQUEST: u32 = 8 << 20;
 static ALLOCATOR: SizeClasses = SizeClasses::new();
 
 /// A panic is a bug in the core (it answers bad input with an error envelope): trap, which
-/// every runtime reports, without std's formatting machinery.
+/// every runtime reports, without std's formatting machinery. (With the `yaml` feature std is
+/// linked, for libyaml, and its handler aborts with the same trap.)
+#[cfg(not(feature = "yaml"))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     core::arch::wasm32::unreachable()
@@ -140,7 +142,28 @@ pub extern "C" fn sidekill_policy_info() -> u32 {
     store(sidekill_policy::call(Call::Info, &[]))
 }
 
+/// Reads every YAML or JSON document in `[ptr, ptr+len)`; returns the answer's address.
+/// Only in modules built with the `yaml` feature (docs/ABI.md: optional exports).
+#[cfg(feature = "yaml")]
+#[no_mangle]
+pub extern "C" fn sidekill_documents(ptr: u32, len: u32) -> u32 {
+    answer_with(ptr, len, |bytes| match core::str::from_utf8(bytes) {
+        Ok(text) => sidekill_policy::yaml::documents_envelope(text),
+        Err(e) => {
+            let error = sidekill_policy::Error::Utf8 {
+                offset: e.valid_up_to(),
+            };
+            sidekill_policy::error_envelope(error.code(), &format!("{error}"), None)
+        }
+    })
+}
+
 fn answer_request(call: Call, ptr: u32, len: u32) -> u32 {
+    answer_with(ptr, len, |bytes| sidekill_policy::call(call, bytes))
+}
+
+/// Runs `answer` on the request in `[ptr, ptr+len)`, or answers why there is none.
+fn answer_with(ptr: u32, len: u32, answer: impl FnOnce(&[u8]) -> Vec<u8>) -> u32 {
     let answer = if len > MAX_REQUEST {
         sidekill_policy::error_envelope(
             "request_too_large",
@@ -149,7 +172,7 @@ fn answer_request(call: Call, ptr: u32, len: u32) -> u32 {
         )
     } else {
         with_state(|s| match request(s, ptr, len) {
-            Some(bytes) => sidekill_policy::call(call, bytes),
+            Some(bytes) => answer(bytes),
             None => sidekill_policy::error_envelope(
                 "bad_pointer",
                 &format!("[{ptr}, {ptr}+{len}) is not inside a buffer from sidekill_alloc"),

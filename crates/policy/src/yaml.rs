@@ -42,3 +42,34 @@ pub fn documents(text: &str) -> Result<Vec<Value>> {
     }
     Ok(out)
 }
+
+/// [`documents`] as the ABI's envelope: `{"ok": [document, ...]}`, or
+/// `{"error": {"code": "invalid_yaml", "message", "line", "column"}}` with the 1-based
+/// position of the problem (left out when the parser gave none). The raw module's
+/// `sidekill_documents` and the JavaScript build's `parseDocuments` both answer with it.
+///
+/// Written by hand to keep the ABI's key order (code, message, ...): `json!` would sort keys.
+pub fn documents_envelope(text: &str) -> Vec<u8> {
+    let error = match documents(text) {
+        Ok(documents) => {
+            return serde_json::to_vec(&serde_json::json!({ "ok": documents })).unwrap_or_else(
+                |_| crate::error_envelope("internal", "serialization failed", None),
+            )
+        }
+        Err(error) => error,
+    };
+    let position = match error {
+        // 0 means the parser gave no position: leave the fields out rather than lie.
+        Error::Yaml { line, column, .. } if line > 0 => {
+            alloc::format!(r#","line":{line},"column":{column}"#)
+        }
+        _ => String::new(),
+    };
+    // A JSON string's Display is its quoted, escaped JSON text.
+    let message = Value::from(error.to_string());
+    alloc::format!(
+        r#"{{"error":{{"code":"{}","message":{message}{position}}}}}"#,
+        error.code()
+    )
+    .into_bytes()
+}

@@ -641,8 +641,7 @@ pub fn run(cli: &Cli) -> Result<Exit> {
 fn web(ctx: &mut Context<'_>, args: &WebArgs) -> Result<Exit> {
     let site = match &args.dir {
         Some(dir) => crate::web::Site::Folder(dir.clone()),
-        None if crate::web::Site::embedded_available() => crate::web::Site::Embedded,
-        None => return Err(Error::NoPage),
+        None => crate::web::Site::Embedded,
     };
     let address = std::net::SocketAddr::new(args.bind, args.port);
     let listener =
