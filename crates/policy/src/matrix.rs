@@ -164,7 +164,7 @@ pub fn matrix() -> Matrix {
             row(
                 Executor::None,
                 "no Argo (Job or plain pod; sidekill alone)",
-                Cell { method: Method::NotApplicable, path: "no declared sidecars without Argo" },
+                Cell { method: Method::KubectlExec, path: "pods/exec, as for injected sidecars: declared by sidekill.dev/sidecars or sidekill.dev/main-containers, a peer controller's annotation, a kill-cmd annotation, OpenKruise's env or the host's facts" },
                 INJECTED_EXEC,
             ),
         ],
