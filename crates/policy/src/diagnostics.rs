@@ -59,7 +59,9 @@ pub enum Code {
     StopSignalNotUsed,
     /// A preset needs a feature of the sidecar that is not enabled.
     PresetNeedsFeature,
-    /// A preset's HTTP step needs `pods/proxy`, which the host may not use.
+    /// A preset's HTTP step needs `pods/proxy`, which the host may not use. Not emitted from
+    /// ABI 1.3: every known quit endpoint refuses callers outside the pod, so no step goes
+    /// through `pods/proxy` (see [`Code::LoopbackOnly`]).
     PodsProxyNotAllowed,
     /// The preset does not apply because the container's command was overridden.
     PresetCommandOverridden,
@@ -95,6 +97,18 @@ pub enum Code {
     LongRunning,
     /// A command expected to exit 0 was chosen over one expected to exit non-zero.
     ExitZeroPreferred,
+    /// The quit endpoint accepts only callers inside the pod: `pods/proxy` cannot reach it,
+    /// so the request runs from inside the pod's network namespace.
+    LoopbackOnly,
+    /// The container is stopped by swapping its image for the nop.
+    ImageSwap,
+    /// Image swap is allowed but would not end in exit 0, so it is not used.
+    ImageSwapRefused,
+    /// The container is stopped by an ephemeral quitter container.
+    EphemeralQuitter,
+    /// Only the ephemeral quitter could reach the sidecar's quit endpoint, and the host may
+    /// not use it.
+    QuitterNotAllowed,
 }
 
 /// One diagnostic.

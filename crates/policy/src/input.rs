@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 use crate::matrix::Executor;
+use crate::method::StopMethods;
 use crate::pod::{as_array, as_object, opt_string, req_string, Pod};
 
 /// Facts the host knows and the object does not say.
@@ -30,6 +31,8 @@ pub struct Facts {
     pub main_containers: Option<Vec<String>>,
     /// Names of containers the host declares sidecars (`sidekill plan --sidecar`).
     pub sidecars: Option<Vec<String>>,
+    /// The stop methods the host may use besides `pods/exec`, with their images.
+    pub stop_methods: StopMethods,
 }
 
 /// A request to the policy: one object and the host's facts.
@@ -109,7 +112,44 @@ fn facts(v: &Value) -> Result<Facts> {
     }
     facts.main_containers = names(m, "mainContainers")?;
     facts.sidecars = names(m, "sidecars")?;
+    if let Some(methods) = m.get("stopMethods").filter(|v| !v.is_null()) {
+        let methods = as_object(methods, "facts.stopMethods")?;
+        facts.stop_methods = StopMethods {
+            image_swap: allowance(methods, "imageSwap")?,
+            ephemeral: allowance(methods, "ephemeral")?,
+        };
+    }
     Ok(facts)
+}
+
+/// `facts.stopMethods.<key>`, `{"allowed": bool, "image": "..."}`: the image when the method
+/// is allowed. An allowed method without an image is an error: its steps need one.
+fn allowance(m: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    let Some(v) = m.get(key).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let path = format!("facts.stopMethods.{key}");
+    let method = as_object(v, &path)?;
+    let allowed = match method.get("allowed") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(Error::Invalid {
+                path: format!("{path}.allowed"),
+                expected: "a boolean",
+                found: "another JSON value".into(),
+            })
+        }
+    };
+    let image = opt_string(method, "image", &path)?.filter(|i| !i.trim().is_empty());
+    match (allowed, image) {
+        (false, _) => Ok(None),
+        (true, Some(image)) => Ok(Some(image)),
+        (true, None) => Err(Error::Missing {
+            path: format!("{path}.image"),
+            expected: "the image reference to use when the method is allowed",
+        }),
+    }
 }
 
 /// An optional list of container names under `facts.<key>`.

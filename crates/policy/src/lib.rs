@@ -28,7 +28,11 @@
 //! - A **request** is a Kubernetes object (Pod, Job, CronJob, Deployment, ReplicaSet,
 //!   StatefulSet, DaemonSet, Argo Workflow, or a `List` of them) with optional **facts**
 //!   from the host: the Argo executor, the cluster version, whether `pods/proxy` may be used,
-//!   and the main containers or sidecars it declares.
+//!   the main containers or sidecars it declares, and the stop methods it may use besides
+//!   `pods/exec` (image swap, the ephemeral quitter; [`method`]).
+//! - Each sidecar's stop has a **method** chosen from what the pod allows, what the host
+//!   may do and the expected exit code: a command inside the container, image swap to the
+//!   nop image ([`nop`]), an ephemeral quitter, or none, with the evidence for the choice.
 //! - Each object stands for one or more pods ([`input::subjects`]). Each pod gets a
 //!   [`plan::Report`]: the classification of every container with its evidence, the kill
 //!   command of every container, readiness, the support-matrix row, the plan and diagnostics.
@@ -54,9 +58,12 @@ pub mod classify;
 pub mod declare;
 pub mod diagnostics;
 pub mod error;
+pub mod image;
 pub mod input;
 pub mod killcmd;
 pub mod matrix;
+pub mod method;
+pub mod nop;
 pub mod outcome;
 pub mod plan;
 pub mod pod;
@@ -113,6 +120,13 @@ pub struct Info {
     pub features: Vec<&'static str>,
     /// FNV-1a 64 of the built-in presets' names and sources, in hex: changes when a preset does.
     pub presets_hash: String,
+    /// Every path at which the nop image must hold the nop binary ([`nop::NOP_PATHS`]): the
+    /// image builder reads it from here, so image swap's exit prediction holds.
+    pub nop_paths: &'static [&'static str],
+    /// The `PATH` the nop image must set ([`nop::NOP_PATH_ENV`]).
+    pub nop_path_env: &'static str,
+    /// Where the quitter image holds the quitter binary, its ENTRYPOINT ([`method::QUITTER_PATH`]).
+    pub quitter_path: &'static str,
 }
 
 /// Plans every pod of a request.
@@ -162,9 +176,14 @@ pub fn info() -> Info {
             "presets",
             "argo-workflows",
             "native-sidecars",
-            "pods-proxy"
+            "pods-proxy",
+            "image-swap",
+            "ephemeral-quitter"
         ],
         presets_hash: alloc::format!("{hash:016x}"),
+        nop_paths: &nop::NOP_PATHS,
+        nop_path_env: nop::NOP_PATH_ENV,
+        quitter_path: method::QUITTER_PATH,
     }
 }
 

@@ -351,8 +351,22 @@ pub fn expected_exit(
             _ => sigterm_exit(software, c).unwrap_or_else(|| unknown("the preset's program is not known to exit with a given code")),
         };
     }
+    if source == CommandSource::ImageSwap {
+        // The container's last state is the nop's; the sidecar's own code goes to lastState.
+        return known(0, "the kubelet stops the container from outside and starts the nop image in its place, which exits 0 (tektoncd/pipeline pkg/pod/entrypoint.go StopSidecars; kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions restarts a container whose image changed)");
+    }
     if signal == SIGKILL && (targets_pid1 || source == CommandSource::Argoexec) {
         return dropped();
+    }
+    if source == CommandSource::Quitter {
+        // The quitter signals the sidecar's process by name; outside PID 1's own namespace
+        // (shareProcessNamespace) SIGKILL is delivered and the runtime reports 128+9.
+        if signal == SIGKILL {
+            return known(137, "SIGKILL kills the process, which the runtime reports as 128+9 (runc libcontainer/utils/utils.go ExitStatus)");
+        }
+        return sigterm_exit(software, c).unwrap_or_else(|| {
+            unknown("the quitter sends SIGTERM to the sidecar's process: what it exits with depends on its handler, which is not known")
+        });
     }
     let emissary = source == CommandSource::Argoexec && classified.role == Role::DeclaredSidecar;
     if emissary {

@@ -13,12 +13,14 @@ use crate::diagnostics::{Code, Diagnostic, Severity};
 use crate::input::{Facts, Source, Subject};
 use crate::killcmd::{self, Problem};
 use crate::matrix::{matrix, Executor, Row};
+use crate::method::{self, Action, Method, MethodKind};
+use crate::nop::{self, SwapExit};
 use crate::outcome::{
     self, ExitCode, ExpectedExit, Outcome, Owner, OwnerKind, RestartPolicy, RestartPolicyUse,
     StopExit,
 };
 use crate::pod::{Container, ContainerList, ContainerState, Pod};
-use crate::presets::{self, Action, Preset};
+use crate::presets::{self, Endpoint, Preset};
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -41,6 +43,10 @@ pub enum CommandSource {
     Argoexec,
     /// `/bin/sh -c 'kill -%d 1'`.
     Default,
+    /// The nop image swapped in for the container's own ([`crate::nop`]).
+    ImageSwap,
+    /// sidekill's quitter, in an ephemeral container.
+    Quitter,
 }
 
 /// How one container would be signalled, whether or not sidekill stops it.
@@ -127,6 +133,9 @@ pub enum Step {
         /// The exit code the container is expected to end with if this step stops it.
         #[serde(rename = "expectedExit")]
         expected_exit: ExpectedExit,
+        /// The HTTP endpoint the request calls, when it is one, with who may reach it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        endpoint: Option<Endpoint>,
     },
     /// Watch the pod until the container terminates, for at most `seconds`.
     Wait {
@@ -144,9 +153,11 @@ pub struct ContainerStop {
     pub group: Group,
     /// Where the command comes from.
     pub source: CommandSource,
+    /// The stop method, and why it was chosen.
+    pub method: Method,
     /// How sure the plan is.
     pub verdict: Verdict,
-    /// The steps, in order.
+    /// The steps, in order; empty when no method can stop the container.
     pub steps: Vec<Step>,
 }
 
@@ -289,6 +300,7 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
     diagnostics.extend(declaration_notes);
     let mut commands = Vec::new();
     let mut command_notes = BTreeMap::new();
+    let mut quit_presets = BTreeMap::new();
     for classified in containers
         .iter()
         .filter(|c| c.list == ContainerList::Containers)
@@ -296,15 +308,12 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
         let Some(c) = pod.container(&classified.name) else {
             continue;
         };
-        let (command, notes) = resolve_command(
-            pod,
-            c,
-            classified,
-            annotations.get(c.name.as_str()),
-            facts,
-            grace,
-        );
+        let (command, notes, quit) =
+            resolve_command(pod, c, classified, annotations.get(c.name.as_str()), grace);
         command_notes.insert(c.name.clone(), notes);
+        if let Some(quit) = quit {
+            quit_presets.insert(c.name.clone(), quit);
+        }
         commands.push(command);
     }
 
@@ -356,7 +365,19 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
             continue;
         };
         let mut notes = command_notes.remove(name).unwrap_or_default();
-        let stop = stop_container(pod, c, classified, command, grace, wait_pending, &mut notes);
+        let stop = stop_container(
+            &StopInput {
+                pod,
+                c,
+                classified,
+                command,
+                quit: quit_presets.get(name),
+                facts,
+                grace,
+                wait_pending,
+            },
+            &mut notes,
+        );
         exit_notes(c, classified, &stop, &summary.owner, policy, &mut notes);
         diagnostics.extend(notes);
         stops.push(stop);
@@ -545,16 +566,16 @@ fn kill_cmd_annotations<'p>(
     parsed
 }
 
-/// The command chain: annotation, preset, argoexec, default. Returns the command and the
-/// notes that matter if the container is stopped.
+/// The command chain: annotation, preset, argoexec, default. Returns the command, the notes
+/// that matter if the container is stopped, and the preset whose endpoint only the quitter
+/// can call (its image has no client for it).
 fn resolve_command(
     pod: &Pod,
     c: &Container,
     classified: &Classified,
     annotation: Option<&Result<Vec<String>, Problem>>,
-    facts: &Facts,
     grace: i64,
-) -> (KillCommand, Vec<Diagnostic>) {
+) -> (KillCommand, Vec<Diagnostic>, Option<Preset>) {
     let software = classified.software;
     let mut notes = Vec::new();
     // When the annotation's command is expected to exit non-zero and a preset's to exit 0,
@@ -572,7 +593,7 @@ fn resolve_command(
                 targets_pid1(&argv),
             );
             let preset_exits_zero = matches!(exit.code, ExitCode::Code(code) if code != 0)
-                && matches!(presets::preset_for(pod, c, software), Ok(Some(p)) if !matches!(p.action, Action::Http { .. }) || facts.pods_proxy);
+                && matches!(presets::preset_for(pod, c, software), Ok(Some(p)) if p.action.is_some());
             if preset_exits_zero {
                 notes.push(Diagnostic::new(
                     Code::ExitZeroPreferred,
@@ -594,6 +615,7 @@ fn resolve_command(
         Some(Err(_)) => None,
         None => Some(killcmd::render(&fallback.1, SIGTERM)),
     };
+    let mut quit = None;
     let (source, preset, action) = match annotation {
         Some(Ok(template)) => (
             CommandSource::Annotation,
@@ -603,22 +625,13 @@ fn resolve_command(
             },
         ),
         _ => match presets::preset_for(pod, c, software) {
-            Ok(Some(preset))
-                if matches!(preset.action, Action::Http { .. }) && !facts.pods_proxy =>
-            {
-                notes.push(Diagnostic::new(
-                    Code::PodsProxyNotAllowed,
-                    Severity::Warning,
-                    Some(&c.name),
-                    format!("the {} preset is an HTTP request through pods/proxy, which the host may not use; falling back to exec", preset.name),
-                    "grant pods/proxy (deploy/ overlay) and run with pods/proxy allowed",
-                ));
-                (fallback.0, None, Action::Exec { argv: fallback.1 })
-            }
-            Ok(Some(preset)) => {
-                let action = preset.action.clone();
-                (CommandSource::Preset, Some(preset), action)
-            }
+            Ok(Some(preset)) => match preset.action.clone() {
+                Some(action) => (CommandSource::Preset, Some(preset), action),
+                None => {
+                    quit = Some(preset);
+                    (fallback.0, None, Action::Exec { argv: fallback.1 })
+                }
+            },
             Ok(None) => (fallback.0, None, Action::Exec { argv: fallback.1 }),
             Err(note) => {
                 notes.push(note);
@@ -630,7 +643,7 @@ fn resolve_command(
         Action::Exec { argv } => Action::Exec {
             argv: killcmd::render(argv, signal),
         },
-        http => http.clone(),
+        other => other.clone(),
     };
     let command = KillCommand {
         container: c.name.clone(),
@@ -665,7 +678,7 @@ fn resolve_command(
             ));
         }
     }
-    (command, notes)
+    (command, notes, quit)
 }
 
 /// Argo's own fallback when no annotation applies: argoexec when mounted (`/argo-bin` wins),
@@ -761,15 +774,63 @@ fn is_shell(program: &str) -> bool {
     )
 }
 
-fn stop_container(
-    pod: &Pod,
-    c: &Container,
-    classified: &Classified,
-    command: &KillCommand,
+/// What [`stop_container`] decides from.
+struct StopInput<'a> {
+    pod: &'a Pod,
+    c: &'a Container,
+    classified: &'a Classified,
+    /// The command inside the container.
+    command: &'a KillCommand,
+    /// The preset whose endpoint only the quitter can call.
+    quit: Option<&'a Preset>,
+    facts: &'a Facts,
     grace: i64,
     wait_pending: bool,
-    notes: &mut Vec<Diagnostic>,
-) -> ContainerStop {
+}
+
+/// The method picked for one container.
+enum Pick<'a> {
+    /// The resolved command, through `pods/exec`.
+    Exec(String),
+    /// Image swap to this nop image, at this index of `spec.containers`.
+    Swap {
+        image: &'a str,
+        index: usize,
+        why: String,
+    },
+    /// The quitter calls the preset's loopback endpoint.
+    QuitHttp {
+        image: &'a str,
+        preset: &'a Preset,
+        endpoint: &'a Endpoint,
+    },
+    /// The quitter signals the sidecar's process by name.
+    QuitSignal { image: &'a str, process: String },
+    /// Nothing the host may do stops it.
+    Refuse,
+}
+
+/// Plans the stop of one container, choosing its method.
+///
+/// The order, first that applies: the kill-cmd annotation or a preset that runs inside the
+/// container (the user's choice, and commands known to stop the sidecar); another command
+/// inside the container known to end it with exit 0; image swap when allowed and the nop is
+/// predicted to exit 0 (it needs nothing inside the container and leaves nothing behind);
+/// the ephemeral quitter calling a preset's loopback endpoint, then signalling the sidecar's
+/// process by name; the command inside the container whatever its exit; nothing. A command
+/// that cannot work (a shell the image lacks, `kill 1` when PID 1 is the pod's pause) is
+/// never planned.
+fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> ContainerStop {
+    let StopInput {
+        pod,
+        c,
+        classified,
+        command,
+        quit,
+        facts,
+        grace,
+        wait_pending,
+    } = *input;
     let name = Some(c.name.as_str());
     let software = classified.software;
     let group = if software.is_some_and(Software::is_network_proxy) {
@@ -793,7 +854,7 @@ fn stop_container(
     let preset = command.preset.as_ref();
     let pid1_of = |action: &Action| match action {
         Action::Exec { argv } => targets_pid1(argv) || preset.is_some_and(|p| p.signals_pid1),
-        Action::Http { .. } => false,
+        Action::ImageSwap { .. } | Action::Ephemeral { .. } => false,
     };
     let expected = |signal, action: &Action| {
         outcome::expected_exit(
@@ -805,23 +866,13 @@ fn stop_container(
             pid1_of(action),
         )
     };
-    steps.push(Step::Send {
-        signal: SIGTERM,
-        signal_name: "SIGTERM",
-        action: command.sigterm.clone(),
-        expected_exit: expected(SIGTERM, &command.sigterm),
-    });
-    if let Some(sigkill) = &command.sigkill {
-        steps.push(Step::Wait { seconds: grace });
-        steps.push(Step::Send {
-            signal: SIGKILL,
-            signal_name: "SIGKILL",
-            action: sigkill.clone(),
-            expected_exit: expected(SIGKILL, sigkill),
-        });
-    }
-
-    let mut verdict = match command.source {
+    let argv: &[String] = match &command.sigterm {
+        Action::Exec { argv } => argv,
+        Action::ImageSwap { .. } | Action::Ephemeral { .. } => &[],
+    };
+    let pid1 = pid1_of(&command.sigterm);
+    let exec_exit = expected(SIGTERM, &command.sigterm);
+    let exec_verdict = match command.source {
         CommandSource::Preset => Verdict::Stops,
         CommandSource::Argoexec if classified.role == Role::DeclaredSidecar => Verdict::Stops,
         CommandSource::Default | CommandSource::Argoexec if presets::handles_sigterm(software) => {
@@ -829,39 +880,386 @@ fn stop_container(
         }
         _ => Verdict::MayStop,
     };
-    let argv: &[String] = match &command.sigterm {
-        Action::Exec { argv } => argv,
-        Action::Http { .. } => &[],
-    };
-    let no_shell = presets::known_without_shell(c, software);
-    if let (Some(why), Some(program)) = (no_shell, argv.first()) {
-        if is_shell(program) {
-            verdict = Verdict::CannotStop;
-            let fix = if software == Some(Software::LinkerdProxy) {
-                "set config.linkerd.io/proxy-admin-shutdown: enabled and allow pods/proxy, or use linkerd's native sidecar mode (Kubernetes 1.29+)".to_string()
-            } else {
-                format!("set workflows.argoproj.io/kill-cmd-{} to a program the image has, or run the sidecar as a native sidecar (Kubernetes 1.29+)", c.name)
-            };
-            notes.push(Diagnostic::new(
-                Code::NoShell,
-                Severity::Error,
-                name,
-                format!("`{program}` does not exist in image {} ({why}): the exec exits 127 and nothing is signalled", c.image),
-                fix,
-            ));
+
+    // Why the command inside the container cannot work, or is not the best choice.
+    let missing_shell = presets::known_without_shell(c, software)
+        .and_then(|why| argv.first().filter(|p| is_shell(p)).map(|p| (p, why)));
+    let hits_pause = pid1 && pod.share_process_namespace;
+    let exec_usable = missing_shell.is_none() && !hits_pause;
+    let exec_problem = if let Some((program, why)) = missing_shell {
+        format!("`{program}` does not exist in image {} ({why})", c.image)
+    } else if hits_pause {
+        "shareProcessNamespace is true, so PID 1 is the pod's pause process: `kill 1` would tear down the whole pod".into()
+    } else {
+        match exec_exit.code {
+            ExitCode::Code(code) => format!(
+                "the command inside the container is expected to end it with exit {code} ({})",
+                exec_exit.why
+            ),
+            ExitCode::Unknown => format!(
+                "the exit code of the command inside the container is not known ({})",
+                exec_exit.why
+            ),
         }
-    }
-    let pid1 = targets_pid1(argv) || command.preset.as_ref().is_some_and(|p| p.signals_pid1);
-    if pid1 && pod.share_process_namespace {
-        verdict = Verdict::CannotStop;
+    };
+
+    let swap = facts
+        .stop_methods
+        .image_swap
+        .as_deref()
+        .map(|image| (image, nop::swap_exit(c)));
+    let index = pod.containers.iter().position(|x| x.name == c.name);
+    let quitter = facts.stop_methods.ephemeral.as_deref();
+    let quit_endpoint = quit.and_then(|p| p.endpoint.as_ref().map(|e| (p, e)));
+    let process = signal_target(pod, c, software);
+
+    let pick = if exec_usable
+        && matches!(
+            command.source,
+            CommandSource::Annotation | CommandSource::Preset
+        ) {
+        Pick::Exec(match preset {
+            Some(p) => format!(
+                "the {} preset runs inside the container with a program its image has",
+                p.name
+            ),
+            None => "the kill-cmd annotation's command: the user's choice".into(),
+        })
+    } else if exec_usable && exec_exit.code == ExitCode::Code(0) && exec_verdict == Verdict::Stops {
+        Pick::Exec(format!(
+            "the command inside the container stops it with exit 0 ({})",
+            exec_exit.why
+        ))
+    } else if let (Some((image, SwapExit::Zero(why))), Some(index)) = (&swap, index) {
+        Pick::Swap {
+            image,
+            index,
+            why: format!("{exec_problem}; image swap needs nothing inside the container: {why}"),
+        }
+    } else if let (Some(image), Some((preset, endpoint))) = (quitter, quit_endpoint) {
+        Pick::QuitHttp {
+            image,
+            preset,
+            endpoint,
+        }
+    } else if let (Some(image), Some(process)) = (quitter, process.clone()) {
+        Pick::QuitSignal { image, process }
+    } else if exec_usable {
+        Pick::Exec(format!(
+            "{exec_problem}; no other method is allowed and predicted to end in exit 0"
+        ))
+    } else {
+        Pick::Refuse
+    };
+
+    // Image swap was allowed, but would not end in exit 0: say why it is not used.
+    if let (Some((_, SwapExit::Fails(why) | SwapExit::Unknown(why))), false) = (
+        &swap,
+        matches!(pick, Pick::Exec(_)) && exec_usable && exec_verdict == Verdict::Stops,
+    ) {
         notes.push(Diagnostic::new(
-            Code::SharedProcessNamespace,
-            Severity::Error,
+            Code::ImageSwapRefused,
+            Severity::Warning,
             name,
-            "shareProcessNamespace is true, so PID 1 is the pod's pause process, not this sidecar: `kill 1` signals the wrong process".into(),
-            format!("set workflows.argoproj.io/kill-cmd-{} to [\"sh\",\"-c\",\"kill -%d $(pidof <process>)\"]", c.name),
+            format!("image swap is not used for `{}`: {why}", c.name),
+            "run the sidecar without `command`, or with a `command[0]` among the nop image's paths (sidekill_policy_info nopPaths)",
         ));
     }
+    // An endpoint only the quitter can call, and the quitter is not allowed.
+    if let (Some((preset, endpoint)), None, false) =
+        (quit_endpoint, quitter, matches!(pick, Pick::Swap { .. }))
+    {
+        notes.push(Diagnostic::new(
+            Code::QuitterNotAllowed,
+            Severity::Warning,
+            name,
+            format!(
+                "the {} preset's endpoint {} {}:{}{} accepts only callers inside the pod, and {}: only sidekill's ephemeral quitter can call it, which the host may not use",
+                preset.name,
+                endpoint.method,
+                endpoint.host,
+                endpoint.port,
+                endpoint.path,
+                preset.no_client.as_deref().unwrap_or("the image has no program to call it")
+            ),
+            "opt in to the ephemeral quitter and grant pods/ephemeralcontainers (deploy/ overlay), or allow image swap (patch on pods and a nop image)",
+        ));
+    }
+
+    let (method, source, verdict) = match pick {
+        Pick::Exec(evidence) => {
+            let endpoint = preset.and_then(|p| p.endpoint.clone());
+            steps.push(Step::Send {
+                signal: SIGTERM,
+                signal_name: "SIGTERM",
+                action: command.sigterm.clone(),
+                expected_exit: exec_exit,
+                endpoint: endpoint.clone(),
+            });
+            if let Some(sigkill) = &command.sigkill {
+                steps.push(Step::Wait { seconds: grace });
+                steps.push(Step::Send {
+                    signal: SIGKILL,
+                    signal_name: "SIGKILL",
+                    action: sigkill.clone(),
+                    expected_exit: expected(SIGKILL, sigkill),
+                    endpoint: endpoint.clone(),
+                });
+            }
+            exec_notes(pod, c, classified, command, pid1, exec_verdict, notes);
+            if let (Some(endpoint), true) = (&endpoint, facts.pods_proxy) {
+                loopback_note(c, endpoint, notes);
+            }
+            (
+                Method {
+                    kind: MethodKind::Exec,
+                    evidence,
+                },
+                command.source,
+                exec_verdict,
+            )
+        }
+        Pick::Swap { image, index, why } => {
+            steps.push(Step::Send {
+                signal: SIGTERM,
+                signal_name: "SIGTERM",
+                action: Action::ImageSwap {
+                    container_index: index,
+                    image: image.into(),
+                },
+                expected_exit: outcome::expected_exit(
+                    c,
+                    classified,
+                    CommandSource::ImageSwap,
+                    None,
+                    SIGTERM,
+                    false,
+                ),
+                endpoint: None,
+            });
+            if grace > 0 {
+                steps.push(Step::Wait { seconds: grace });
+            }
+            notes.push(Diagnostic::new(
+                Code::ImageSwap,
+                Severity::Info,
+                name,
+                format!("`{}` is stopped by patching spec.containers[{index}].image to the nop image {image}: the kubelet runs the preStop hook, stops the container from outside (SIGTERM, the grace period, then SIGKILL, which works on a PID 1 without handlers, without a shell and for any user), then starts the nop, which exits 0. Needs patch on pods", c.name),
+                "nothing to do: the container's status shows the nop's exit, the sidecar's own goes to lastState",
+            ));
+            (
+                Method {
+                    kind: MethodKind::ImageSwap,
+                    evidence: why,
+                },
+                CommandSource::ImageSwap,
+                Verdict::Stops,
+            )
+        }
+        Pick::QuitHttp {
+            image,
+            preset,
+            endpoint,
+        } => {
+            steps.push(Step::Send {
+                signal: SIGTERM,
+                signal_name: "SIGTERM",
+                action: Action::Ephemeral {
+                    target_container_name: c.name.clone(),
+                    image: image.into(),
+                    argv: method::quitter_http(endpoint),
+                    run_as_user: None,
+                },
+                expected_exit: outcome::expected_exit(
+                    c,
+                    classified,
+                    CommandSource::Quitter,
+                    Some(preset.name),
+                    SIGTERM,
+                    false,
+                ),
+                endpoint: Some(endpoint.clone()),
+            });
+            if grace > 0 {
+                steps.push(Step::Wait { seconds: grace });
+            }
+            ephemeral_note(c, image, None, notes);
+            later_hooks_notes(c, notes);
+            if facts.pods_proxy {
+                loopback_note(c, endpoint, notes);
+            }
+            let evidence = format!(
+                "the {} preset's endpoint {} {}:{}{} accepts only callers inside the pod, and {}; the ephemeral quitter shares the pod's network and makes the request",
+                preset.name,
+                endpoint.method,
+                endpoint.host,
+                endpoint.port,
+                endpoint.path,
+                preset.no_client.as_deref().unwrap_or("the image has no program to call it")
+            );
+            (
+                Method {
+                    kind: MethodKind::Ephemeral,
+                    evidence,
+                },
+                CommandSource::Quitter,
+                Verdict::Stops,
+            )
+        }
+        Pick::QuitSignal { image, process } => {
+            let shared = pod.share_process_namespace;
+            let run_as_user = c.run_as_user.or(pod.pod_run_as_user);
+            let send = |signal, signal_name| Step::Send {
+                signal,
+                signal_name,
+                action: Action::Ephemeral {
+                    target_container_name: c.name.clone(),
+                    image: image.into(),
+                    argv: method::quitter_signal(signal, &process),
+                    run_as_user,
+                },
+                expected_exit: outcome::expected_exit(
+                    c,
+                    classified,
+                    CommandSource::Quitter,
+                    None,
+                    signal,
+                    !shared,
+                ),
+                endpoint: None,
+            };
+            steps.push(send(SIGTERM, "SIGTERM"));
+            if grace > 0 {
+                steps.push(Step::Wait { seconds: grace });
+                // Outside PID 1's own namespace SIGKILL is delivered; inside it is dropped.
+                if shared {
+                    steps.push(send(SIGKILL, "SIGKILL"));
+                }
+            }
+            ephemeral_note(c, image, Some(&process), notes);
+            later_hooks_notes(c, notes);
+            let verdict = if shared || presets::handles_sigterm(software) {
+                Verdict::Stops
+            } else {
+                Verdict::MayStop
+            };
+            (
+                Method {
+                    kind: MethodKind::Ephemeral,
+                    evidence: format!("{exec_problem}; the ephemeral quitter signals the process `{process}` by name"),
+                },
+                CommandSource::Quitter,
+                verdict,
+            )
+        }
+        Pick::Refuse => {
+            let missing = missing_methods(
+                swap.as_ref(),
+                quitter,
+                quit_endpoint.is_some(),
+                process.is_some(),
+            );
+            let (code, message) = match missing_shell {
+                Some((program, why)) => (
+                    Code::NoShell,
+                    format!("`{program}` does not exist in image {} ({why}): an exec would exit 127 and signal nothing, so nothing is planned", c.image),
+                ),
+                None => (
+                    Code::SharedProcessNamespace,
+                    "shareProcessNamespace is true, so PID 1 is the pod's pause process, not this sidecar: `kill 1` would make pause exit and tear down the whole pod, so nothing is planned".into(),
+                ),
+            };
+            let fix = if software == Some(Software::LinkerdProxy) {
+                format!("{missing}; or set config.linkerd.io/proxy-admin-shutdown: enabled, or use linkerd's native sidecar mode (Kubernetes 1.29+)")
+            } else {
+                format!("{missing}; or set workflows.argoproj.io/kill-cmd-{} to a program the image has that signals the sidecar's own process, or run it as a native sidecar (Kubernetes 1.29+)", c.name)
+            };
+            notes.push(Diagnostic::new(code, Severity::Error, name, message, fix));
+            if classified.injector == Some(Injector::Unknown) {
+                unknown_sidecar_note(c, notes);
+            }
+            (
+                Method {
+                    kind: MethodKind::None,
+                    evidence: format!("{exec_problem}, and {missing}"),
+                },
+                command.source,
+                Verdict::CannotStop,
+            )
+        }
+    };
+    ContainerStop {
+        container: c.name.clone(),
+        group,
+        source,
+        method,
+        verdict,
+        steps,
+    }
+}
+
+/// The process the quitter can signal by name: the known software's, or the program the
+/// container's `command` runs. A shell is not a target (it may be anywhere in the pod), nor a
+/// name another container of the pod also runs when the pod shares one PID namespace.
+fn signal_target(pod: &Pod, c: &Container, software: Option<Software>) -> Option<String> {
+    let name = presets::process_name(software)
+        .map(String::from)
+        .or_else(|| {
+            c.command
+                .first()
+                .and_then(|p| p.rsplit('/').next())
+                .filter(|p| !p.is_empty() && !is_shell(p))
+                .map(String::from)
+        })?;
+    let shared_with_another = pod.share_process_namespace
+        && pod.containers.iter().any(|other| {
+            other.name != c.name
+                && other
+                    .command
+                    .first()
+                    .and_then(|p| p.rsplit('/').next())
+                    .is_some_and(|p| p == name)
+        });
+    (!shared_with_another).then_some(name)
+}
+
+/// What the host would need to stop a container nothing it may do can stop.
+fn missing_methods(
+    swap: Option<&(&str, SwapExit)>,
+    quitter: Option<&str>,
+    endpoint: bool,
+    process: bool,
+) -> String {
+    let swap = match swap {
+        None => {
+            "image swap is not allowed (facts.stopMethods.imageSwap: patch on pods and a nop image)"
+                .into()
+        }
+        Some((_, SwapExit::Fails(why) | SwapExit::Unknown(why))) => {
+            format!("image swap would not end in exit 0 ({why})")
+        }
+        Some((_, SwapExit::Zero(_))) => "image swap is allowed".into(),
+    };
+    let quitter = match quitter {
+        None => "the ephemeral quitter is not allowed (facts.stopMethods.ephemeral: opt in, pods/ephemeralcontainers and a quitter image)",
+        Some(_) if !endpoint && !process => "the quitter has no endpoint to call and no process it can signal by name",
+        Some(_) => "the quitter is allowed",
+    };
+    format!("{swap}; {quitter}")
+}
+
+/// The diagnostics of a command run inside the container.
+fn exec_notes(
+    pod: &Pod,
+    c: &Container,
+    classified: &Classified,
+    command: &KillCommand,
+    pid1: bool,
+    verdict: Verdict,
+    notes: &mut Vec<Diagnostic>,
+) {
+    let name = Some(c.name.as_str());
+    let software = classified.software;
     if pid1
         && matches!(
             command.source,
@@ -877,17 +1275,13 @@ fn stop_container(
             "check that PID 1 runs as the container's user, or use a preset or HTTP endpoint that needs no signal",
         ));
     }
-    if pid1
-        && !presets::handles_sigterm(software)
-        && classified.role == Role::InjectedSidecar
-        && verdict != Verdict::CannotStop
-    {
+    if pid1 && !presets::handles_sigterm(software) && classified.role == Role::InjectedSidecar {
         notes.push(Diagnostic::new(
             Code::SigtermNeedsHandler,
             Severity::Warning,
             name,
             "PID 1 of a container ignores SIGTERM unless its program installs a handler (a shell script or `sleep` does not), so SIGTERM may do nothing".into(),
-            "run the process under an init such as tini or dumb-init, or signal the real process with [\"sh\",\"-c\",\"kill -%d $(pidof <process>)\"]",
+            "allow image swap (the kubelet stops the container from outside), run the process under an init such as tini or dumb-init, or signal the real process with [\"sh\",\"-c\",\"kill -%d $(pidof <process>)\"]",
         ));
     }
     if pid1 && command.sigkill.is_some() {
@@ -901,16 +1295,25 @@ fn stop_container(
             severity,
             name,
             "the SIGKILL step cannot stop PID 1: the kernel drops signals sent from inside a PID namespace to its init unless it has a handler, and SIGKILL cannot have one. If SIGTERM did not stop it, the container keeps running until the pod is deleted".into(),
-            "make SIGTERM work (a handler, tini, or a preset endpoint), or use a native sidecar, which the kubelet kills from outside",
+            "make SIGTERM work (a handler, tini, or a preset endpoint), allow image swap, or use a native sidecar: the kubelet kills from outside",
         ));
     }
+    later_hooks_notes(c, notes);
+    if classified.injector == Some(Injector::Unknown) {
+        unknown_sidecar_note(c, notes);
+    }
+}
+
+/// preStop and stopSignal are the kubelet's: a stop that bypasses it does not use them.
+fn later_hooks_notes(c: &Container, notes: &mut Vec<Diagnostic>) {
+    let name = Some(c.name.as_str());
     if c.has_pre_stop {
         notes.push(Diagnostic::new(
             Code::PreStopNotRun,
             Severity::Warning,
             name,
-            "the container has a preStop hook, but an exec'd kill does not run it (only the kubelet does, when it stops a container)".into(),
-            format!("put the hook's command in workflows.argoproj.io/kill-cmd-{}, or use a native sidecar", c.name),
+            "the container has a preStop hook, but a stop from inside the pod does not run it (only the kubelet does, when it stops a container, as with image swap)".into(),
+            format!("put the hook's command in workflows.argoproj.io/kill-cmd-{}, allow image swap, or use a native sidecar", c.name),
         ));
     }
     if let Some(signal) = &c.stop_signal {
@@ -919,33 +1322,56 @@ fn stop_container(
             Severity::Warning,
             name,
             format!(
-                "lifecycle.stopSignal is {signal}, but the plan sends SIGTERM and SIGKILL by exec"
+                "lifecycle.stopSignal is {signal}, but the plan sends SIGTERM and SIGKILL from inside the pod"
             ),
             format!(
-                "put a command sending {signal} in workflows.argoproj.io/kill-cmd-{}",
+                "put a command sending {signal} in workflows.argoproj.io/kill-cmd-{}, or allow image swap",
                 c.name
             ),
         ));
     }
-    if classified.injector == Some(Injector::Unknown) {
-        notes.push(Diagnostic::new(
-            Code::UnknownSidecar,
-            Severity::Info,
-            name,
-            "no known injector marked this container; the default kill command is a guess".into(),
-            format!(
-                "if it needs another stop command, set workflows.argoproj.io/kill-cmd-{}",
-                c.name
-            ),
-        ));
+}
+
+fn unknown_sidecar_note(c: &Container, notes: &mut Vec<Diagnostic>) {
+    notes.push(Diagnostic::new(
+        Code::UnknownSidecar,
+        Severity::Info,
+        Some(c.name.as_str()),
+        "no known injector marked this container; the default kill command is a guess".into(),
+        format!(
+            "if it needs another stop command, set workflows.argoproj.io/kill-cmd-{}",
+            c.name
+        ),
+    ));
+}
+
+/// The ephemeral quitter's costs and limits.
+fn ephemeral_note(c: &Container, image: &str, signal: Option<&str>, notes: &mut Vec<Diagnostic>) {
+    let signal_rule = match signal {
+        Some(process) => format!(" It signals `{process}` from inside the sidecar's PID namespace, so the PID 1 rule holds: where the sidecar is PID 1 there, only a signal it handles works and SIGKILL is dropped; it needs the sidecar's uid or CAP_KILL."),
+        None => String::new(),
+    };
+    notes.push(Diagnostic::new(
+        Code::EphemeralQuitter,
+        Severity::Info,
+        Some(c.name.as_str()),
+        format!("`{}` is stopped by an ephemeral container running sidekill's quitter ({image}) with targetContainerName `{}`, which shares the pod's network and the sidecar's PID namespace. It needs pods/ephemeralcontainers; it stays in the pod spec for good (ephemeral containers can only be added); admission policies (Pod Security, policy engines) may refuse it.{signal_rule}", c.name, c.name),
+        "if admission refuses it, allow image swap instead",
+    ));
+}
+
+/// An HTTP endpoint `pods/proxy` cannot reach, when the host may use `pods/proxy`.
+fn loopback_note(c: &Container, endpoint: &Endpoint, notes: &mut Vec<Diagnostic>) {
+    if !endpoint.loopback_only {
+        return;
     }
-    ContainerStop {
-        container: c.name.clone(),
-        group,
-        source: command.source,
-        verdict,
-        steps,
-    }
+    notes.push(Diagnostic::new(
+        Code::LoopbackOnly,
+        Severity::Info,
+        Some(c.name.as_str()),
+        format!("pods/proxy is allowed, but {} {}:{}{} accepts only callers inside the pod ({}), so the request is made from inside the pod's network namespace", endpoint.method, endpoint.host, endpoint.port, endpoint.path, endpoint.access),
+        "nothing to do",
+    ));
 }
 
 fn native_notes(classified: &Classified, facts: &Facts, diagnostics: &mut Vec<Diagnostic>) {

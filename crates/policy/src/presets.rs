@@ -11,26 +11,31 @@ use serde::Serialize;
 
 use crate::classify::Software;
 use crate::diagnostics::{Code, Diagnostic, Severity};
+use crate::image;
+use crate::method::Action;
 use crate::pod::{Container, Pod};
 
-/// How a stop request reaches the sidecar.
+/// An HTTP endpoint that stops a sidecar, and who may call it.
+///
+/// Every known quit endpoint accepts only callers inside the pod: it binds loopback or checks
+/// the peer address. `pods/proxy` reaches the pod from the API server's address, so no
+/// preset goes through it; the request runs inside the pod's network namespace, from a
+/// program of the image or from the ephemeral quitter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Action {
-    /// Run an argv in the container through `pods/exec`. `%d` stands for the signal.
-    Exec {
-        /// The argv template.
-        argv: Vec<String>,
-    },
-    /// An HTTP request to a port of the pod through the `pods/proxy` subresource.
-    Http {
-        /// The HTTP method.
-        method: &'static str,
-        /// The pod's port.
-        port: u16,
-        /// The request path.
-        path: &'static str,
-    },
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The HTTP method.
+    pub method: &'static str,
+    /// The address the request goes to, from inside the pod.
+    pub host: &'static str,
+    /// The port.
+    pub port: u16,
+    /// The request path.
+    pub path: &'static str,
+    /// Whether only a caller on the pod's loopback can reach it.
+    pub loopback_only: bool,
+    /// Why, with the source of the access rule.
+    pub access: &'static str,
 }
 
 /// A preset stop command.
@@ -40,11 +45,18 @@ pub struct Preset {
     pub name: &'static str,
     /// Where the command is documented.
     pub source: &'static str,
-    /// What it does.
-    pub action: Action,
+    /// The command run inside the container, when its image has a program that can do it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// The HTTP endpoint the preset calls, when it stops the sidecar through one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
     /// Whether the command signals the container's PID 1 (so a SIGKILL through it is dropped).
     #[serde(skip)]
     pub signals_pid1: bool,
+    /// Why the image has no program to call the endpoint, when `action` is absent.
+    #[serde(skip)]
+    pub no_client: Option<String>,
 }
 
 /// Names and sources of every preset, for `policy_info`'s preset hash.
@@ -56,20 +68,21 @@ pub const CATALOGUE: [(&str, &str); 5] = [
     ("kuma-sidecar", KUMA_SOURCE),
 ];
 
-const ISTIO_SOURCE: &str = "istio/istio pilot/cmd/pilot-agent (`pilot-agent request POST quitquitquit` ends pilot-agent and Envoy); argo-workflows docs/sidecar-injection.md";
-const VAULT_SOURCE: &str = "hashicorp/vault-k8s agent-inject annotations (`vault.hashicorp.com/agent-enable-quit` enables the agent API's POST /agent/v1/quit on the cache listener, port 8200 unless `vault.hashicorp.com/agent-cache-listener-port`)";
-const CLOUD_SQL_SOURCE: &str = "GoogleCloudPlatform/cloud-sql-proxy v2 README (`--quitquitquit` enables POST /quitquitquit on the localhost-only admin server, `--admin-port`, default 9091)";
-const LINKERD_SOURCE: &str = "linkerd/linkerd2 proxy config (`config.linkerd.io/proxy-admin-shutdown: enabled` turns on POST /shutdown on the admin server, port 4191 unless `config.linkerd.io/admin-port`)";
-const KUMA_SOURCE: &str = "kumahq/kuma injector (the injected preStop hook runs `killall -USR2 kuma-dp`; the kuma-dp image has busybox on PATH and no /bin/sh); kuma-dp exits on SIGTERM";
+// Each source names the code that decides what the preset relies on (docs/sidecar-facts.md).
+const ISTIO_SOURCE: &str = "istio/istio pilot/cmd/pilot-agent/app/request.go (`pilot-agent request POST quitquitquit` posts to Envoy's admin on localhost:15000, a 404 counts as success: pilot/pkg/request/command.go); Envoy's admin binds loopback (tools/packaging/common/envoy_bootstrap.json); pilot-agent then exits 0 (pkg/istio-agent/agent.go, pilot/cmd/pilot-agent/app/cmd.go); /usr/local/bin/pilot-agent is in the default and -distroless proxyv2 images (pilot/docker/Dockerfile.proxyv2)";
+const VAULT_SOURCE: &str = "hashicorp/vault-k8s agent-inject/agent/config.go (makeCacheListener binds 127.0.0.1:<port>, 8200 unless vault.hashicorp.com/agent-cache-listener-port; agent-enable-quit turns on agent_api enable_quit) and hashicorp/vault command/agent.go (handleQuit: POST /agent/v1/quit, 404 when off); the Alpine image has busybox wget (Dockerfile, FROM alpine:3)";
+const CLOUD_SQL_SOURCE: &str = "GoogleCloudPlatform/cloud-sql-proxy cmd/root.go (--quitquitquit or CSQL_PROXY_QUITQUITQUIT enables /quitquitquit on the admin server bound to localhost:<--admin-port, 9091>; the `shutdown` subcommand from v2.20.0 posts to it); Dockerfile (distroless static: no shell, no HTTP client), Dockerfile.alpine (busybox wget), Dockerfile.bookworm (no wget or curl)";
+const LINKERD_SOURCE: &str = "linkerd/linkerd2-proxy linkerd/app/admin/src/server.rs (POST /shutdown: 403 unless the caller is loopback, 404 unless enabled; always enabled before proxy v2.236.0 = Linkerd 2.16, then LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED, from config.linkerd.io/proxy-admin-shutdown: enabled); linkerd/linkerd-await src/main.rs (`--shutdown` posts to localhost:<--port>/shutdown after its command), /usr/lib/linkerd/linkerd-await and /bin/sleep are in every proxy image (linkerd/linkerd2 Dockerfile-proxy)";
+const KUMA_SOURCE: &str = "kumahq/kuma app/kuma-dp/cmd/run.go (SIGTERM drains Envoy for the drain time, 30 s by default, then kuma-dp exits 0); tools/releases/dockerfiles/base.Dockerfile (distroless :debug-nonroot: busybox at /busybox/busybox, no /bin/sh); `killall` signals kuma-dp by name, so it never hits another PID 1";
 
 /// Images of these tags carry a shell; the default tags of the same software do not.
 const SHELL_TAGS: [&str; 4] = ["alpine", "bullseye", "bookworm", "buster"];
 
 /// Whether the image is known to have no `/bin/sh`, with the reason.
 pub fn known_without_shell(c: &Container, software: Option<Software>) -> Option<&'static str> {
-    let tag = c.image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+    let tag = image::tag(&c.image);
     match software {
-        Some(Software::LinkerdProxy) => Some("linkerd2-proxy images are built from scratch with no shell"),
+        Some(Software::LinkerdProxy) => Some("linkerd2-proxy images are distroless or Wolfi images with no shell"),
         Some(Software::KumaDp) => Some("the kuma-dp image is distroless: busybox lives in /busybox, /bin/sh does not exist"),
         Some(Software::Argoexec) => Some("argoexec images are distroless (gcr.io/distroless/static)"),
         Some(Software::IstioProxy) if tag.contains("distroless") => Some("the distroless proxyv2 image has no shell"),
@@ -100,6 +113,19 @@ pub fn handles_sigterm(software: Option<Software>) -> bool {
     )
 }
 
+/// The name the known software's process has in `/proc/<pid>/comm`, for a signal by name.
+pub fn process_name(software: Option<Software>) -> Option<&'static str> {
+    match software? {
+        Software::IstioProxy => Some("pilot-agent"),
+        Software::LinkerdProxy => Some("linkerd2-proxy"),
+        Software::KumaDp => Some("kuma-dp"),
+        Software::VaultAgent => Some("vault"),
+        Software::CloudSqlProxyV2 => Some("cloud-sql-proxy"),
+        Software::CloudSqlProxyV1 => Some("cloud_sql_proxy"),
+        _ => None,
+    }
+}
+
 /// The preset for a container, or a diagnostic explaining why its preset does not apply.
 pub fn preset_for(
     pod: &Pod,
@@ -122,13 +148,16 @@ pub fn preset_for(
                     "set workflows.argoproj.io/kill-cmd-istio-proxy to a command that stops what the container runs",
                 ));
             }
+            // pilot-agent is the HTTP client in both the default and the -distroless image.
             Ok(Some(Preset {
                 name: "istio-proxy",
                 source: ISTIO_SOURCE,
-                action: Action::Exec {
+                action: Some(Action::Exec {
                     argv: strings(&["pilot-agent", "request", "POST", "quitquitquit"]),
-                },
+                }),
+                endpoint: Some(loopback(15000, "/quitquitquit", "Envoy's admin listens on localhost only (istio/istio tools/packaging/common/envoy_bootstrap.json); pilot-agent's own /quitquitquit on 15020 answers 403 to callers that are not loopback (pilot/cmd/pilot-agent/status/server.go handleQuit)")),
                 signals_pid1: false,
+                no_client: None,
             }))
         }
         Some(Software::VaultAgent) => {
@@ -149,53 +178,79 @@ pub fn preset_for(
                 .get("vault.hashicorp.com/agent-cache-listener-port")
                 .and_then(|p| p.parse::<u16>().ok())
                 .unwrap_or(8200);
-            // The listener binds 127.0.0.1, out of reach of pods/proxy; the agent image has busybox wget.
+            let endpoint = loopback(port, "/agent/v1/quit", "the injected agent's listener binds 127.0.0.1 (hashicorp/vault-k8s agent-inject/agent/config.go makeCacheListener)");
+            // The UBI variant is built on ubi-minimal; whether it has wget or curl is not known.
+            let ubi = c.image.contains("ubi");
             Ok(Some(Preset {
                 name: "vault-agent",
                 source: VAULT_SOURCE,
-                action: Action::Exec {
-                    argv: wget_post(port, "/agent/v1/quit"),
-                },
+                action: (!ubi).then(|| Action::Exec {
+                    argv: wget_post(&endpoint),
+                }),
+                endpoint: Some(endpoint),
                 signals_pid1: false,
+                no_client: ubi.then(|| "the UBI image of Vault is not known to have wget or curl (hashicorp/vault Dockerfile, ubi target)".into()),
             }))
         }
         Some(Software::CloudSqlProxyV2) => {
-            if !c.argv().any(|a| a == "--quitquitquit") {
+            let enabled = c
+                .argv()
+                .any(|a| a == "--quitquitquit" || a == "--quitquitquit=true")
+                || c.env_value("CSQL_PROXY_QUITQUITQUIT") == Some("true");
+            if !enabled {
                 return Err(needs_feature(
                     name,
                     "the Cloud SQL proxy's quit endpoint is off",
-                    "the container argument --quitquitquit",
+                    "the container argument --quitquitquit (or env CSQL_PROXY_QUITQUITQUIT=true)",
                 ));
             }
-            if known_without_shell(c, software).is_some() {
-                // The admin server binds localhost, out of reach of pods/proxy too.
-                return Err(needs_feature(
-                    name,
-                    "the quit endpoint listens on localhost only and this distroless image has no HTTP client to call it",
-                    "an -alpine, -bullseye or -bookworm image of the proxy",
-                ));
-            }
-            let port = flag_value(c, "--admin-port")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(9091);
+            let port_flag = flag_value(c, "--admin-port").or(c.env_value("CSQL_PROXY_ADMIN_PORT"));
+            let port = port_flag.and_then(|p| p.parse().ok()).unwrap_or(9091);
+            let endpoint = loopback(port, "/quitquitquit", "the admin server binds localhost:<--admin-port> (GoogleCloudPlatform/cloud-sql-proxy cmd/root.go startHTTPServer)");
+            let tag = image::tag(&c.image);
+            let (action, no_client) = if image::version(tag).is_some_and(|v| v >= (2, 20, 0)) {
+                // `shutdown` posts to 127.0.0.1:<--admin-port>/quitquitquit (cmd/root.go, #2514).
+                let mut argv = strings(&["/cloud-sql-proxy", "shutdown"]);
+                if port != 9091 {
+                    argv.extend([String::from("--admin-port"), port.to_string()]);
+                }
+                (Some(Action::Exec { argv }), None)
+            } else if tag.contains("alpine") {
+                (
+                    Some(Action::Exec {
+                        argv: wget_post(&endpoint),
+                    }),
+                    None,
+                )
+            } else {
+                let variant = if tag.contains("bookworm") || tag.contains("bullseye") {
+                    "the -bookworm and -bullseye images install no wget or curl (Dockerfile.bookworm)"
+                } else {
+                    "the default image is distroless (gcr.io/distroless/static:nonroot): no shell, no wget, no curl"
+                };
+                let version = if image::version(tag).is_some() {
+                    "the image is older than v2.20.0, which added the `shutdown` subcommand"
+                } else {
+                    "the image tag does not give the version, so the `shutdown` subcommand (v2.20.0+) cannot be assumed"
+                };
+                (None, Some(format!("{version}, and {variant}")))
+            };
             Ok(Some(Preset {
                 name: "cloud-sql-proxy",
                 source: CLOUD_SQL_SOURCE,
-                action: Action::Exec {
-                    argv: wget_post(port, "/quitquitquit"),
-                },
+                action,
+                endpoint: Some(endpoint),
                 signals_pid1: false,
+                no_client,
             }))
         }
         Some(Software::LinkerdProxy) => {
-            let enabled = pod
-                .annotations
-                .get("config.linkerd.io/proxy-admin-shutdown")
-                .map(String::as_str)
-                == Some("enabled")
-                || c.env_value("LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED") == Some("true");
-            if !enabled {
-                return Err(needs_feature(name, "linkerd-proxy's /shutdown endpoint is off (LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED is not true)", "config.linkerd.io/proxy-admin-shutdown: enabled"));
+            if let Err(why) = linkerd_shutdown_enabled(pod, c) {
+                return Err(needs_feature(
+                    name,
+                    &why,
+                    "config.linkerd.io/proxy-admin-shutdown: enabled",
+                ));
             }
             let port = pod
                 .annotations
@@ -207,27 +262,98 @@ pub fn preset_for(
                         .and_then(|(_, p)| p.parse().ok())
                 })
                 .unwrap_or(4191);
+            let endpoint = loopback(port, "/shutdown", "linkerd2-proxy answers 403 to a caller that is not loopback (linkerd/linkerd2-proxy linkerd/app/admin/src/server.rs client_is_localhost)");
+            // linkerd-await skips its readiness wait and the shutdown when either is set
+            // (linkerd/linkerd-await src/main.rs); the exec inherits the container's env.
+            let await_disabled = ["LINKERD_AWAIT_DISABLED", "LINKERD_DISABLED"]
+                .into_iter()
+                .find(|k| c.env.iter().any(|(name, _)| name == k));
+            let action = match await_disabled {
+                Some(_) => None,
+                None => Some(Action::Exec {
+                    argv: [
+                        "/usr/lib/linkerd/linkerd-await".into(),
+                        "--port".into(),
+                        port.to_string(),
+                        "--shutdown".into(),
+                        "--".into(),
+                        "/bin/sleep".into(),
+                        "0".into(),
+                    ]
+                    .into(),
+                }),
+            };
             Ok(Some(Preset {
                 name: "linkerd-proxy",
                 source: LINKERD_SOURCE,
-                action: Action::Http {
-                    method: "POST",
-                    port,
-                    path: "/shutdown",
-                },
+                action,
+                endpoint: Some(endpoint),
                 signals_pid1: false,
+                no_client: await_disabled.map(|k| format!("the container sets {k}, so linkerd-await skips the shutdown request, and the image has no other HTTP client")),
             }))
         }
         Some(Software::KumaDp) => Ok(Some(Preset {
             name: "kuma-sidecar",
             source: KUMA_SOURCE,
-            action: Action::Exec {
-                argv: strings(&["killall", "-%d", "kuma-dp"]),
-            },
-            // kuma-dp is the container's PID 1.
-            signals_pid1: true,
+            action: Some(Action::Exec {
+                argv: strings(&["/busybox/busybox", "killall", "-%d", "kuma-dp"]),
+            }),
+            endpoint: None,
+            // kuma-dp is the container's PID 1 unless the pod shares one PID namespace, where
+            // PID 1 is pause and killall's target is kuma-dp itself.
+            signals_pid1: !pod.share_process_namespace,
+            no_client: None,
         })),
         _ => Ok(None),
+    }
+}
+
+/// Whether linkerd-proxy's `/shutdown` is on, or why it is off.
+///
+/// linkerd/linkerd2-proxy 49336fd7c (release/v2.236.0, shipped in Linkerd 2.16 and
+/// edge-24.6.2) made the endpoint switchable and off by default; before, it was always on.
+/// From that release the injector always renders LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED
+/// (linkerd/linkerd2 charts/partials/templates/_proxy.tpl), so a proxy without the variable
+/// and with a tag that does not give the version is taken to be an older one.
+fn linkerd_shutdown_enabled(pod: &Pod, c: &Container) -> Result<(), String> {
+    let annotation = pod
+        .annotations
+        .get("config.linkerd.io/proxy-admin-shutdown")
+        .map(String::as_str);
+    let env = c.env_value("LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED");
+    let from_2_16 = linkerd_from_2_16(image::tag(&c.image));
+    match (from_2_16, env) {
+        (Some(false), _) => Ok(()),
+        (_, Some("true")) => Ok(()),
+        (_, Some(value)) => Err(format!("linkerd-proxy's /shutdown endpoint is off: LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED is `{value}` (from Linkerd 2.16 the endpoint is off by default)")),
+        (Some(true), None) if annotation == Some("enabled") => Ok(()),
+        (Some(true), None) => Err("linkerd-proxy's /shutdown endpoint is off: from Linkerd 2.16 it is off by default and the pod does not set config.linkerd.io/proxy-admin-shutdown: enabled".into()),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Whether a proxy image tag is Linkerd 2.16 or later (`Some(true)`), earlier (`Some(false)`),
+/// or does not say (`None`). Stable and enterprise tags carry the Linkerd version; edge tags
+/// are dated releases, and edge-24.6.2 is the first with the switch.
+fn linkerd_from_2_16(tag: &str) -> Option<bool> {
+    for prefix in ["stable-", "enterprise-", "version-"] {
+        if let Some(rest) = tag.strip_prefix(prefix) {
+            let (major, minor, _) = image::version(rest)?;
+            return Some((major, minor) >= (2, 16));
+        }
+    }
+    let rest = tag.strip_prefix("edge-")?;
+    Some(image::version(rest)? >= (24, 6, 2))
+}
+
+fn loopback(port: u16, path: &'static str, access: &'static str) -> Endpoint {
+    Endpoint {
+        method: "POST",
+        host: "127.0.0.1",
+        port,
+        path,
+        loopback_only: true,
+        access,
     }
 }
 
@@ -241,10 +367,14 @@ fn needs_feature(container: Option<&str>, what: &str, setting: &str) -> Diagnost
     )
 }
 
-fn wget_post(port: u16, path: &str) -> Vec<String> {
+/// A busybox `wget` POST with an empty body.
+fn wget_post(endpoint: &Endpoint) -> Vec<String> {
     strings(&["wget", "-q", "-O-", "--post-data="])
         .into_iter()
-        .chain([format!("http://127.0.0.1:{port}{path}")])
+        .chain([format!(
+            "http://{}:{}{}",
+            endpoint.host, endpoint.port, endpoint.path
+        )])
         .collect()
 }
 
@@ -266,4 +396,18 @@ fn flag_value<'c>(c: &'c Container, flag: &str) -> Option<&'c str> {
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linkerd_versions_from_tags() {
+        assert_eq!(linkerd_from_2_16("stable-2.14.10"), Some(false));
+        assert_eq!(linkerd_from_2_16("enterprise-2.16.0"), Some(true));
+        assert_eq!(linkerd_from_2_16("edge-24.6.1"), Some(false));
+        assert_eq!(linkerd_from_2_16("edge-24.6.2"), Some(true));
+        assert_eq!(linkerd_from_2_16("test-inject-proxy-version"), None);
+    }
 }

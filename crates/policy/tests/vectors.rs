@@ -34,6 +34,27 @@ fn step_text(step: &Value) -> String {
                     action["port"],
                     action["path"].as_str().unwrap()
                 ),
+                Some("image-swap") => format!(
+                    "send {} image-swap containers[{}] {}",
+                    step["signal"],
+                    action["containerIndex"],
+                    action["image"].as_str().unwrap()
+                ),
+                Some("ephemeral") => {
+                    let argv: Vec<&str> = action["argv"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a.as_str().unwrap())
+                        .collect();
+                    format!(
+                        "send {} ephemeral @{} {} {}",
+                        step["signal"],
+                        action["targetContainerName"].as_str().unwrap(),
+                        action["image"].as_str().unwrap(),
+                        argv.join(" ")
+                    )
+                }
                 other => panic!("unknown action {other:?}"),
             }
         }
@@ -129,6 +150,53 @@ fn project(subject: &Value, expect: &Value) -> Value {
             })
             .collect();
         out.insert("results".into(), Value::Object(results));
+    }
+    // Stop methods (issue 13): only when the expectation has them. `methods` is each stop's
+    // method kind, `endpoints` the endpoint its SIGTERM step calls, with its access rule.
+    if expect.get("methods").is_some() {
+        let methods: Map<String, Value> = subject["plan"]["stops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["container"].as_str().unwrap().to_string(),
+                    s["method"]["kind"].clone(),
+                )
+            })
+            .collect();
+        out.insert("methods".into(), Value::Object(methods));
+    }
+    if expect.get("endpoints").is_some() {
+        let endpoints: Map<String, Value> = subject["plan"]["stops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| {
+                let step = s["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|st| st["signal"] == 15)?;
+                let e = step.get("endpoint")?;
+                let access = if e["loopbackOnly"] == true {
+                    "loopback-only"
+                } else {
+                    "any"
+                };
+                Some((
+                    s["container"].as_str().unwrap().to_string(),
+                    json!(format!(
+                        "{} {}:{}{} {access}",
+                        e["method"].as_str().unwrap(),
+                        e["host"].as_str().unwrap(),
+                        e["port"],
+                        e["path"].as_str().unwrap()
+                    )),
+                ))
+            })
+            .collect();
+        out.insert("endpoints".into(), Value::Object(endpoints));
     }
     if expect.get("owner").is_some() {
         out.insert("owner".into(), subject["pod"]["owner"]["kind"].clone());
