@@ -952,11 +952,12 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
         Pick::Refuse
     };
 
+    // A command inside the container that stops the sidecar, or image swap, settles it: the
+    // methods it made unnecessary are not worth a warning.
+    let settled = matches!(pick, Pick::Swap { .. })
+        || matches!(pick, Pick::Exec(_)) && exec_verdict == Verdict::Stops;
     // Image swap was allowed, but would not end in exit 0: say why it is not used.
-    if let (Some((_, SwapExit::Fails(why) | SwapExit::Unknown(why))), false) = (
-        &swap,
-        matches!(pick, Pick::Exec(_)) && exec_usable && exec_verdict == Verdict::Stops,
-    ) {
+    if let (Some((_, SwapExit::Fails(why) | SwapExit::Unknown(why))), false) = (&swap, settled) {
         notes.push(Diagnostic::new(
             Code::ImageSwapRefused,
             Severity::Warning,
@@ -966,9 +967,7 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
         ));
     }
     // An endpoint only the quitter can call, and the quitter is not allowed.
-    if let (Some((preset, endpoint)), None, false) =
-        (quit_endpoint, quitter, matches!(pick, Pick::Swap { .. }))
-    {
+    if let (Some((preset, endpoint)), None, false) = (quit_endpoint, quitter, settled) {
         notes.push(Diagnostic::new(
             Code::QuitterNotAllowed,
             Severity::Warning,
