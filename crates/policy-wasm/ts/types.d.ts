@@ -70,6 +70,14 @@ export interface Facts {
   mainContainers?: string[] | null;
   /** Names of containers declared sidecars by the host (`--sidecar`). ABI 1.2. */
   sidecars?: string[] | null;
+  /** Stop methods the host may use besides `pods/exec`, with their images. ABI 1.3. Absent or
+   * not allowed: not used. An allowed method without `image` is a `missing_field` error. */
+  stopMethods?: {
+    /** Image swap to the nop image: needs patch on pods. */
+    imageSwap?: { allowed: boolean; image?: string } | null;
+    /** The ephemeral quitter: opt-in, needs pods/ephemeralcontainers. */
+    ephemeral?: { allowed: boolean; image?: string } | null;
+  } | null;
 }
 
 /** An Argo executor, or `none` for a pod no Argo executor runs. */
@@ -201,16 +209,36 @@ export interface Classification {
 /** How a stop request reaches a sidecar. `%d` in an argv stands for the signal number. */
 export type Action =
   | { kind: "exec"; argv: string[] }
-  | { kind: "http"; method: string; port: number; path: string };
+  /** Not produced from ABI 1.3: no known quit endpoint answers a caller outside the pod. */
+  | { kind: "http"; method: string; port: number; path: string }
+  /** ABI 1.3: JSON-patch `spec.containers[containerIndex].image` to the nop image. */
+  | { kind: "image-swap"; containerIndex: number; image: string }
+  /** ABI 1.3: add an ephemeral container running `argv` with `targetContainerName`. */
+  | { kind: "ephemeral"; targetContainerName: string; image: string; argv: string[]; runAsUser?: number };
 
-/** Where a kill command comes from. */
-export type CommandSource = "annotation" | "preset" | "argoexec" | "default";
+/** Where a kill command comes from. `image-swap` and `quitter` (ABI 1.3) only on stops. */
+export type CommandSource = "annotation" | "preset" | "argoexec" | "default" | "image-swap" | "quitter";
+
+/** An HTTP endpoint a stop request calls from inside the pod, and who may reach it. ABI 1.3. */
+export interface Endpoint {
+  method: string;
+  host: string;
+  port: number;
+  path: string;
+  /** Only a caller on the pod's loopback reaches it: pods/proxy cannot. */
+  loopbackOnly: boolean;
+  /** Why, with the source of the access rule. */
+  access: string;
+}
 
 /** A preset stop command for known software, with the source that documents it. */
 export interface Preset {
   name: string;
   source: string;
-  action: Action;
+  /** The command inside the container (absent only when the image has no client; ABI 1.3). */
+  action?: Action;
+  /** ABI 1.3. */
+  endpoint?: Endpoint;
 }
 
 /** How one container would be signalled. */
@@ -271,7 +299,7 @@ export interface MatrixUse {
 /** One step of a container's stop. */
 export type Step =
   | { step: "await"; container: string }
-  | { step: "send"; signal: number; signalName: string; action: Action; expectedExit: ExpectedExit }
+  | { step: "send"; signal: number; signalName: string; action: Action; expectedExit: ExpectedExit; endpoint?: Endpoint }
   | { step: "wait"; seconds: number };
 
 /** The stop of one container. */
@@ -280,7 +308,10 @@ export interface ContainerStop {
   /** Proxies are stopped after the other sidecars. */
   group: "sidecar" | "proxy";
   source: CommandSource;
+  /** The stop method and why it was chosen. ABI 1.3. */
+  method: { kind: "exec" | "image-swap" | "ephemeral" | "none"; evidence: string };
   verdict: "stops" | "may-stop" | "cannot-stop";
+  /** Empty when no method the host may use can stop it (`method.kind` is `none`). */
   steps: Step[];
 }
 
@@ -338,7 +369,12 @@ export type DiagnosticCode =
   | "sidecar-restarted"
   | "argo-step-fails-on-exit"
   | "long-running"
-  | "exit-zero-preferred";
+  | "exit-zero-preferred"
+  | "loopback-only"
+  | "image-swap"
+  | "image-swap-refused"
+  | "ephemeral-quitter"
+  | "quitter-not-allowed";
 
 /** What will go wrong (or differently) when a plan runs, and how to fix it. */
 export interface Diagnostic {
@@ -368,4 +404,11 @@ export interface PolicyInfo {
   features: string[];
   /** FNV-1a 64 of the built-in presets, in hex: changes when a preset does. */
   presetsHash: string;
+  /** Every path at which the nop image must hold the nop binary; the first is its
+   * ENTRYPOINT. ABI 1.3. */
+  nopPaths: string[];
+  /** The PATH the nop image must set. ABI 1.3. */
+  nopPathEnv: string;
+  /** Where the quitter image holds the quitter binary, its ENTRYPOINT. ABI 1.3. */
+  quitterPath: string;
 }

@@ -97,7 +97,7 @@ fn reports_abi_1_0() {
             .expect("no trap")
     };
     assert_eq!(version(&mut store, "sidekill_abi_major"), 1);
-    assert_eq!(version(&mut store, "sidekill_abi_minor"), 2);
+    assert_eq!(version(&mut store, "sidekill_abi_minor"), 3);
 }
 
 #[test]
