@@ -118,6 +118,17 @@ mod tests {
     }
 
     #[test]
+    fn nop_paths_are_absolute_unique_and_on_the_path_env() {
+        for (i, path) in NOP_PATHS.iter().enumerate() {
+            assert!(path.starts_with('/'), "{path}");
+            assert!(!NOP_PATHS[..i].contains(path), "{path} twice");
+        }
+        // The ENTRYPOINT first: the image builder reads it from nopPaths[0].
+        assert_eq!(NOP_PATHS[0], "/nop");
+        assert!(NOP_PATH_ENV.split(':').all(|d| d.starts_with('/')));
+    }
+
+    #[test]
     fn no_command_runs_the_nop() {
         assert!(matches!(swap_exit(&container(&[], &[])), SwapExit::Zero(_)));
     }

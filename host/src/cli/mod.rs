@@ -429,6 +429,29 @@ pub struct FactsArgs {
     /// Name of a container to treat as a sidecar (repeatable)
     #[arg(long = "sidecar", value_name = "NAME")]
     pub sidecars: Vec<String>,
+
+    /// Plan image swap to this nop image (needs patch on pods)
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        long_help = "Allow image swap, with this nop image: a sidecar is stopped by patching \
+                     its image to the nop, which the kubelet stops from outside and which \
+                     exits 0. Needs patch on pods. Passed as facts.stopMethods.imageSwap. \
+                     Default: not allowed."
+    )]
+    pub nop_image: Option<String>,
+
+    /// Plan the ephemeral quitter with this image (opt-in)
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        long_help = "Allow the ephemeral quitter, with this image: an ephemeral container \
+                     that calls a loopback-only quit endpoint or signals the sidecar by \
+                     name. Needs pods/ephemeralcontainers; the container stays in the pod \
+                     spec and admission may refuse it. Passed as \
+                     facts.stopMethods.ephemeral. Default: not allowed."
+    )]
+    pub quitter_image: Option<String>,
 }
 
 /// Options of `matrix`.

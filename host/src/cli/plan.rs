@@ -25,6 +25,16 @@ pub(crate) fn facts(args: &FactsArgs) -> Value {
     if !args.sidecars.is_empty() {
         facts.insert("sidecars".into(), json!(args.sidecars));
     }
+    let mut methods = Map::new();
+    if let Some(image) = &args.nop_image {
+        methods.insert("imageSwap".into(), json!({"allowed": true, "image": image}));
+    }
+    if let Some(image) = &args.quitter_image {
+        methods.insert("ephemeral".into(), json!({"allowed": true, "image": image}));
+    }
+    if !methods.is_empty() {
+        facts.insert("stopMethods".into(), Value::Object(methods));
+    }
     Value::Object(facts)
 }
 
