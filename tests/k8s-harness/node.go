@@ -58,6 +58,11 @@ func runNode(args []string) int {
 	imagesDir := fs.String("images", "", "folder holding images.yaml (tests/images) (required)")
 	standin := fs.String("standin", os.Getenv("SIDEKILL_STANDIN"), "the sidekill-standin binary behind the images' tools [$SIDEKILL_STANDIN]")
 	workers := fs.Int("workers", 2, "pod sync workers")
+	var ociImages []string
+	fs.Func("oci-image", "NAME=TARBALL: run image NAME from this OCI image tarball, with a service-account identity (identity.go); repeatable", func(v string) error {
+		ociImages = append(ociImages, v)
+		return nil
+	})
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -76,6 +81,7 @@ func runNode(args []string) int {
 		kubeconfig: *kubeconfig, name: *name, nodeIP: *nodeIP, port: *port,
 		tlsCert: *tlsCert, tlsKey: *tlsKey, clientCA: *clientCA, stateDir: *stateDir,
 		imagesDir: *imagesDir, standin: *standin, workers: *workers, verbose: *verbose,
+		ociImages: ociImages,
 	}); err != nil {
 		fmt.Fprintf(os.Stderr, "node: %v\n", err)
 		return 1
@@ -88,6 +94,7 @@ type nodeOptions struct {
 	port                                int
 	tlsCert, tlsKey, clientCA, stateDir string
 	imagesDir, standin                  string
+	ociImages                           []string
 	workers                             int
 	verbose                             bool
 }
@@ -140,6 +147,13 @@ func serveNode(o nodeOptions) error {
 	if err != nil {
 		return err
 	}
+	identity, err := newPodIdentity(client, restCfg.Host, o.stateDir)
+	if err != nil {
+		return err
+	}
+	if err := identity.loadOCIImages(catalogue, o.ociImages); err != nil {
+		return err
+	}
 
 	// virtual-kubelet builds a default client from $KUBECONFIG before taking ours: point it there.
 	_ = os.Setenv("KUBECONFIG", o.kubeconfig)
@@ -153,7 +167,7 @@ func serveNode(o nodeOptions) error {
 
 	rt := node.New(node.Config{
 		NodeName: o.name, NodeIP: o.nodeIP, StateDir: o.stateDir, Images: catalogue,
-		Tools: tools, Client: client, Recorder: recorder,
+		Tools: tools, Client: client, Recorder: recorder, Prepare: identity.prepare,
 	})
 	defer rt.Shutdown(10 * time.Second)
 

@@ -4,8 +4,10 @@
 # ServiceAccount with exactly deploy/'s RBAC (`cargo test -p sidekill --test it -- executor::`
 # with SIDEKILL_E2E=1; executor::rbac takes one permission of deploy/rbac.yaml away at a
 # time), then controller.sh (`sidekill controller` as that ServiceAccount, hot-swapping its
-# policy from a ConfigMap pushed and rolled back by the admin), and stops the harness, also
-# when a step fails or the script is interrupted.
+# policy from a ConfigMap pushed and rolled back by the admin), then chart.sh (charts/sidekill
+# installed with helm; its Deployment runs the controller image's binary on the node, as the
+# chart's ServiceAccount) when SIDEKILL_IMAGE_TAR names the image (scripts/build-image), and
+# stops the harness, also when a step fails or the script is interrupted.
 #
 #   tests/k8s-harness/run.sh
 #
@@ -39,6 +41,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# The controller image, run by the node for chart.sh.
+if [ -n "${SIDEKILL_IMAGE_TAR:-}" ]; then
+  [ -f "$SIDEKILL_IMAGE_TAR" ] || { say "SIDEKILL_IMAGE_TAR=$SIDEKILL_IMAGE_TAR: no such file (scripts/build-image)"; exit 2; }
+  export K8S_HARNESS_OCI_IMAGES="${K8S_HARNESS_OCI_IMAGES:-} sidekill=$SIDEKILL_IMAGE_TAR"
+fi
 
 started=1
 "$here/start.sh" || exit 2
@@ -77,5 +85,17 @@ if "$here/controller.sh"; then
 else
   say "controller: FAILED in $((SECONDS - t))s"
   code=1
+fi
+# charts/sidekill: helm lint and template, then installed; the controller image stops a sidecar.
+if [ -n "${SIDEKILL_IMAGE_TAR:-}" ]; then
+  t=$SECONDS
+  if "$here/chart.sh"; then
+    say "chart: passed in $((SECONDS - t))s"
+  else
+    say "chart: FAILED in $((SECONDS - t))s"
+    code=1
+  fi
+else
+  say "chart: not run (SIDEKILL_IMAGE_TAR is not set: scripts/build-image makes the image)"
 fi
 exit $code

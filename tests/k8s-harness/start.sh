@@ -18,6 +18,10 @@
 #   SIDEKILL_STANDIN   the sidekill-standin binary (crates/testcluster) behind the images' tools;
 #                      without it only the tool-less images (shell: alpine, busybox, ...) run
 #   SIDEKILL_KUBECTL   a kubectl to use (default: kubectl.sh finds or installs kubectl 1.37)
+#   K8S_HARNESS_OCI_IMAGES  space-separated NAME=TARBALL: OCI image tarballs the node runs as
+#                      image NAME (e.g. sidekill=dist/image/sidekill-image.tar, which chart.sh
+#                      needs), with a ServiceAccount token and CA as a kubelet mounts them
+#                      (identity.go)
 #
 # deploy/ is applied as its README says (`kubectl apply -k deploy/`; `-f` when it has no
 # kustomization.yaml). Its Deployment cannot run here (no scheduler, no such image): its pod
@@ -202,6 +206,9 @@ if [ -n "${SIDEKILL_STANDIN:-}" ]; then
 else
   say "SIDEKILL_STANDIN is not set: images with stand-in tools will fail to start"
 fi
+for image in ${K8S_HARNESS_OCI_IMAGES:-}; do
+  node_args+=(--oci-image "$image")
+done
 start node "${node_args[@]}"
 node_ready() {
   alive node || return 1

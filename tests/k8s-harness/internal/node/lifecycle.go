@@ -331,6 +331,17 @@ func (n *Runtime) run(rt *podRT) {
 			rt.setContainer(e.c.Name, e.init, func(cs *corev1.ContainerStatus) { cs.State = waiting("ErrImagePull", msg) })
 			continue
 		}
+		if n.cfg.Prepare != nil {
+			prepared, err := n.cfg.Prepare(pod, e.c, img)
+			if err != nil {
+				missing = true
+				msg := err.Error()
+				n.event(rt, corev1.EventTypeWarning, "Failed", fieldPath(e.c, e.init), "Error: %s", msg)
+				rt.setContainer(e.c.Name, e.init, func(cs *corev1.ContainerStatus) { cs.State = waiting("CreateContainerConfigError", msg) })
+				continue
+			}
+			img = prepared
+		}
 		imgs[e.c.Name] = img
 		n.event(rt, corev1.EventTypeNormal, "Pulled", fieldPath(e.c, e.init), "Container image %q already present on machine", e.c.Image)
 	}

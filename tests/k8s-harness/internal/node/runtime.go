@@ -60,6 +60,12 @@ type Config struct {
 	Recorder record.EventRecorder
 	// Backoff is the first restart delay; it doubles up to 8 times that. Default 1 s.
 	Backoff time.Duration
+	// Prepare, when set, is called once per container of a starting pod with the image Images
+	// found, and returns the image to run it from; it may set env entries on c (the pod is a
+	// copy). An error leaves the container waiting (CreateContainerConfigError), as a kubelet
+	// that cannot mount a volume does. The node uses it to give OCI images a service-account
+	// identity (tests/k8s-harness/identity.go).
+	Prepare func(pod *corev1.Pod, c *corev1.Container, img *images.Image) (*images.Image, error)
 }
 
 // Runtime runs the pods bound to this node. It implements virtual-kubelet's Provider.

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# charts/sidekill on the genuine kube-apiserver: the controller the chart's Deployment runs is the
+# controller image's own binary, started by the node as a kubelet would (the pod's args, the
+# ServiceAccount's bound token and CA under /var/run/secrets/kubernetes.io/serviceaccount,
+# KUBERNETES_SERVICE_HOST/PORT: tests/k8s-harness/identity.go), and it stops a pod's sidecar.
+#   1. helm lint, and helm template of the defaults and of every value family (file and
+#      ConfigMap policy, one namespace with a Role, pods/proxy, ServiceMonitor), each accepted by
+#      the apiserver (server-side dry run; the ServiceMonitor's CRD is not installed: client side);
+#   2. helm install (release `chart`, namespace sidekill-chart) with the image pinned by digest,
+#      the embedded policy pinned by its sha256 and nodeName set (the harness has no scheduler);
+#   3. the Deployment's pod runs, /readyz answers on the chart's port;
+#   4. a Job pod's main container exits; its sidecar is stopped, and the claim names the
+#      chart's pod (SIDEKILL_IDENTITY from the Downward API): the pod did it, as the chart's
+#      ServiceAccount (no other identity is in its root);
+#   5. helm uninstall removes the Deployment and its pod.
+# Needs a harness started with the image (K8S_HARNESS_OCI_IMAGES=sidekill=TARBALL, which run.sh
+# sets from SIDEKILL_IMAGE_TAR), helm (helm.sh), the image's digest file (beside the tarball)
+# and a sidekill binary for the embedded policy's sha256 ($SIDEKILL_BIN, default next to
+# $SIDEKILL_STANDIN). Prints one line per check; exit 0 when all passed, 1 otherwise.
+#
+#   SIDEKILL_IMAGE_TAR=dist/image/sidekill-image.tar tests/k8s-harness/chart.sh
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
+. "$run/env.sh"
+. "$here/checks.sh"
+chart=$repo/charts/sidekill
+tarball=${SIDEKILL_IMAGE_TAR:-$repo/dist/image/sidekill-image.tar}
+sidekill=${SIDEKILL_BIN:-$(dirname "${SIDEKILL_STANDIN:-$K8S_HARNESS_STANDIN}")/sidekill}
+release=chart rns=sidekill-chart ns=k8s-harness-chart
+work=$(mktemp -d)
+export KUBECONFIG=$K8S_HARNESS_ADMIN_KUBECONFIG
+finish() {
+  "${helm:-true}" uninstall "$release" -n "$rns" --wait --timeout 60s >/dev/null 2>&1
+  k delete namespace "$ns" "$rns" --ignore-not-found --wait=false >/dev/null 2>&1
+  rm -rf "$work"
+  echo "chart: $passed passed, $failed failed"
+  [ $failed = 0 ]
+}
+trap 'finish; exit $?' EXIT
+
+helm=$("$here/helm.sh") || { fail "helm" "tests/k8s-harness/helm.sh could not build helm"; exit 1; }
+for f in "$tarball" "${tarball%.tar}.digest" "$sidekill"; do
+  [ -e "$f" ] || { fail "prerequisites" "$f is missing (scripts/build-image; cargo build -p sidekill)"; exit 1; }
+done
+digest=$(cat "${tarball%.tar}.digest")
+policy_sha=$("$sidekill" --version | sed -n 's/.*embedded policy sha256 \([0-9a-f]\{64\}\).*/\1/p')
+[ -n "$policy_sha" ] || fail "sidekill --version" "no embedded policy sha256 in: $("$sidekill" --version)"
+
+# 1. lint and render.
+if "$helm" lint --strict "$chart" >"$work/lint" 2>&1; then pass "helm lint --strict"; else fail "helm lint" "$(cat "$work/lint")"; fi
+variants=(
+  "defaults|"
+  "policy from a file|--set policy.source=file --set policy.file.volume.configMap.name=my-policy --set policy.sha256=$policy_sha"
+  "embedded policy, one namespace (Role), selectors, pods/proxy|--set policy.source=embedded --set watch.namespace=batch --set watch.selectors={team=a,job-name} --set rbac.podsProxy=true --set concurrency=4 --set replicas=2"
+  "image by digest, no probes, resources|--set image.digest=$digest --set livenessProbe.enabled=false --set readinessProbe.enabled=false --set resources.limits.memory=128Mi"
+)
+for v in "${variants[@]}"; do
+  label=${v%%|*} args=${v#*|}
+  # shellcheck disable=SC2086
+  if "$helm" template "$release" "$chart" -n "$rns" $args >"$work/render.yaml" 2>"$work/render.err" &&
+    k apply --dry-run=server -f "$work/render.yaml" >"$work/apply.out" 2>&1; then
+    pass "helm template ($label): the apiserver accepts it (dry run)"
+  else
+    fail "helm template ($label)" "$(cat "$work/render.err" "$work/apply.out" | tail -5)"
+  fi
+done
+if "$helm" template "$release" "$chart" -n "$rns" --set serviceMonitor.enabled=true >"$work/sm.yaml" 2>&1 &&
+  grep -q '^kind: ServiceMonitor' "$work/sm.yaml" && grep -q '^kind: Service$' "$work/sm.yaml"; then
+  pass "helm template (serviceMonitor.enabled): a Service and a ServiceMonitor"
+else
+  fail "ServiceMonitor" "$(tail -5 "$work/sm.yaml")"
+fi
+if ! "$helm" template "$release" "$chart" --set policy.source=nope >/dev/null 2>"$work/bad" &&
+  grep -q "policy.source must be embedded, file or configmap" "$work/bad"; then
+  pass "helm template refuses an unknown policy.source"
+else
+  fail "bad policy.source" "$(cat "$work/bad")"
+fi
+
+# 2. install: the image by digest, the embedded policy pinned, bound to the harness node.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+k delete namespace "$ns" --ignore-not-found --timeout=60s >/dev/null 2>&1
+if "$helm" install "$release" "$chart" -n "$rns" --create-namespace \
+  --set image.digest="$digest" --set policy.source=embedded --set policy.sha256="$policy_sha" \
+  --set nodeName="$K8S_HARNESS_NODE" --set port="$port" --set claimSeconds=10 \
+  --wait --timeout 120s >"$work/install" 2>&1; then
+  pass "helm install (image sidekill@$digest, policy pinned to ${policy_sha:0:12}…): Deployment available"
+else
+  fail "helm install" "$(tail -5 "$work/install"; k -n "$rns" get pods -o wide; k -n "$rns" get events | tail -5)"
+fi
+pod=$(k -n "$rns" get pods -l app.kubernetes.io/instance=$release -o jsonpath='{.items[0].metadata.name}' 2>/dev/null)
+image=$(k -n "$rns" get pod "$pod" -o jsonpath='{.spec.containers[0].image}' 2>/dev/null)
+running() { [ -n "$(k -n "$rns" get pod "$pod" -o jsonpath='{.status.containerStatuses[0].state.running.startedAt}')" ]; }
+if [ -n "$pod" ] && eventually 30 running; then
+  pass "the chart's pod $pod runs $image"
+else
+  fail "controller pod" "$(k -n "$rns" get pods -o yaml | tail -30)"
+fi
+
+# 3. its endpoints, on the host network.
+if eventually 30 curl -fsS "http://127.0.0.1:$port/readyz"; then
+  pass "/readyz answers on :$port (its watches listed as the chart's ServiceAccount)"
+else
+  fail "readyz" "$(k -n "$rns" logs "$pod" --tail 20 2>&1)"
+fi
+if k -n "$rns" logs "$pod" 2>/dev/null | grep -q "$policy_sha\|${policy_sha:0:12}" ||
+  curl -fsS "http://127.0.0.1:$port/metrics" | grep -q "sidekill_policy_info{.*sha256=\"$policy_sha\""; then
+  pass "it serves the pinned embedded policy"
+else
+  fail "policy" "$(curl -fsS "http://127.0.0.1:$port/metrics" | grep policy_info)"
+fi
+
+# 4. a Job pod's sidecar.
+k create namespace "$ns" >/dev/null
+k -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: step
+  labels: {batch.kubernetes.io/job-name: chart-check}
+spec:
+  nodeName: $K8S_HARNESS_NODE
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  containers:
+  - {name: main, image: sidekill.test/main, args: [--seconds, "2"]}
+  - {name: proxy, image: alpine, command: [sh, -c, "trap 'exit 0' TERM; echo running; while true; do sleep 0.1; done"]}
+YAML
+proxy_exit() { k -n "$ns" get pod step -o jsonpath='{.status.containerStatuses[?(@.name=="proxy")].state.terminated.exitCode}'; }
+stopped() { [ -n "$(proxy_exit)" ]; }
+if eventually 60 stopped; then
+  pass "the chart's controller stopped the Job pod's sidecar (exit $(proxy_exit))"
+else
+  fail "sidecar stopped" "$(k -n "$ns" get pod step -o yaml | tail -20; k -n "$rns" logs "$pod" --tail 20)"
+fi
+claim=$(k -n "$ns" get pod step -o jsonpath='{.metadata.annotations.sidekill\.dev/claim}')
+done_list=$(k -n "$ns" get pod step -o jsonpath='{.metadata.annotations.sidekill\.dev/done-proxy}')
+if [ "$done_list" = "[0]" ] && [[ $claim == *"$pod"* ]]; then
+  pass "recorded by the chart's pod (claim $claim, done-proxy $done_list)"
+else
+  fail "record" "claim=$claim done-proxy=$done_list (want the pod $pod)"
+fi
+
+# 5. uninstall.
+if "$helm" uninstall "$release" -n "$rns" --wait --timeout 60s >"$work/uninstall" 2>&1 &&
+  eventually 30 sh -c "! \"$K8S_HARNESS_KUBECTL\" -n $rns get pod $pod"; then
+  pass "helm uninstall: the controller's pod is gone"
+else
+  fail "uninstall" "$(cat "$work/uninstall"; k -n "$rns" get pods)"
+fi
