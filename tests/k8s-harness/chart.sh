@@ -14,9 +14,9 @@
 #      ServiceAccount (no other identity is in its root);
 #   5. helm uninstall removes the Deployment and its pod.
 # Needs a harness started with the image (K8S_HARNESS_OCI_IMAGES=sidekill=TARBALL, which run.sh
-# sets from SIDEKILL_IMAGE_TAR), helm (helm.sh), the image's digest file (beside the tarball)
-# and a sidekill binary for the embedded policy's sha256 ($SIDEKILL_BIN, default next to
-# $SIDEKILL_STANDIN). Prints one line per check; exit 0 when all passed, 1 otherwise.
+# sets from SIDEKILL_IMAGE_TAR), helm (helm.sh) and the image's digest file (beside the
+# tarball). The embedded policy's sha256 is what the image's own binary says in --version.
+# Prints one line per check; exit 0 when all passed, 1 otherwise.
 #
 #   SIDEKILL_IMAGE_TAR=dist/image/sidekill-image.tar tests/k8s-harness/chart.sh
 set -uo pipefail
@@ -27,7 +27,6 @@ run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
 . "$here/checks.sh"
 chart=$repo/charts/sidekill
 tarball=${SIDEKILL_IMAGE_TAR:-$repo/dist/image/sidekill-image.tar}
-sidekill=${SIDEKILL_BIN:-$(dirname "${SIDEKILL_STANDIN:-$K8S_HARNESS_STANDIN}")/sidekill}
 release=chart rns=sidekill-chart ns=k8s-harness-chart
 work=$(mktemp -d)
 export KUBECONFIG=$K8S_HARNESS_ADMIN_KUBECONFIG
@@ -41,12 +40,26 @@ finish() {
 trap 'finish; exit $?' EXIT
 
 helm=$("$here/helm.sh") || { fail "helm" "tests/k8s-harness/helm.sh could not build helm"; exit 1; }
-for f in "$tarball" "${tarball%.tar}.digest" "$sidekill"; do
-  [ -e "$f" ] || { fail "prerequisites" "$f is missing (scripts/build-image; cargo build -p sidekill)"; exit 1; }
+for f in "$tarball" "${tarball%.tar}.digest"; do
+  [ -e "$f" ] || { fail "prerequisites" "$f is missing (scripts/build-image)"; exit 1; }
 done
 digest=$(cat "${tarball%.tar}.digest")
-policy_sha=$("$sidekill" --version | sed -n 's/.*embedded policy sha256 \([0-9a-f]\{64\}\).*/\1/p')
-[ -n "$policy_sha" ] || fail "sidekill --version" "no embedded policy sha256 in: $("$sidekill" --version)"
+# The image's /sidekill (static: it runs here as it is), from the layer the manifest names.
+python3 - "$tarball" "$work/sidekill" <<'PY'
+import gzip, io, json, os, sys, tarfile
+outer = tarfile.open(sys.argv[1])
+read = lambda name: outer.extractfile(name).read()
+index = json.loads(read("index.json"))
+manifest = json.loads(read("blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))
+for layer in manifest["layers"]:
+    inner = tarfile.open(fileobj=io.BytesIO(gzip.decompress(read("blobs/sha256/" + layer["digest"].split(":")[1]))))
+    if "sidekill" in inner.getnames():
+        open(sys.argv[2], "wb").write(inner.extractfile("sidekill").read())
+        os.chmod(sys.argv[2], 0o755)
+PY
+version=$("$work/sidekill" --version 2>&1)
+policy_sha=$(sed -n 's/.*embedded policy sha256 \([0-9a-f]\{64\}\).*/\1/p' <<<"$version")
+[ -n "$policy_sha" ] || fail "the image's sidekill --version" "no embedded policy sha256 in: $version"
 
 # 1. lint and render.
 if "$helm" lint --strict "$chart" >"$work/lint" 2>&1; then pass "helm lint --strict"; else fail "helm lint" "$(cat "$work/lint")"; fi
