@@ -117,7 +117,14 @@ fn hex_id() -> String {
     format!("{a}{b}")
 }
 
-/// How a container's exit decides a restart.
+/// How a container's exit decides a restart, as the kubelet decides it (k8s.io/kubernetes
+/// v1.37.2 pkg/kubelet/container/helpers.go ShouldContainerBeRestarted: `Never` never,
+/// `OnFailure` unless the exit code is 0, `Always` always). While it backs off the container is
+/// `Waiting` with reason `CrashLoopBackOff` and the message of
+/// pkg/kubelet/kuberuntime/kuberuntime_manager.go doBackOff, its end kept in `lastState`, and
+/// `restartCount` grows when the next instance starts. The kubelet's back-off starts at 10 s
+/// and doubles up to MaxCrashLoopBackOff, 5 min (pkg/kubelet/kubelet.go); here it is
+/// `restart_backoff` (1 s), doubling up to 8 times that, so tests see a restart in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Restart {
     Always,

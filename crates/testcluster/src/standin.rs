@@ -17,6 +17,12 @@
 //! - `pilot-agent request METHOD PATH`: sends that request to the admin port and prints the body;
 //!   exits 0 on a 2xx answer, 255 with `Error: ...` otherwise (as the real agent does).
 //!
+//! - `cloud-sql-proxy [--exit-zero-on-sigterm] [--quitquitquit] [--admin-port P] INSTANCE...`:
+//!   the Cloud SQL Auth Proxy v2's exit codes. SIGTERM exits 143, or 0 with
+//!   `--exit-zero-on-sigterm` (or `CSQL_PROXY_EXIT_ZERO_ON_SIGTERM=true`); SIGINT exits 130;
+//!   with `--quitquitquit`, `POST /quitquitquit` on 127.0.0.1:P (default 9091) answers and
+//!   exits 0.
+//!
 //! - `pidof [-s] [-o PID] NAME...`: busybox's pidof (as in Alpine images): matches a process whose
 //!   `comm` or argv\[0\] basename is NAME, so it finds shell scripts by their file name too.
 //!
@@ -135,6 +141,49 @@ fn sidecar(args: &[String]) {
     if let Some(sig) = sigs.forever().next() {
         println!(
             "sidecar: got signal {sig}, exiting {code} (unix ms {})",
+            unix_ms()
+        );
+        std::process::exit(code);
+    }
+}
+
+/// The Cloud SQL Auth Proxy v2 as far as its exit codes go, from its source
+/// (GoogleCloudPlatform/cloud-sql-proxy v2, `cmd/root.go` and `cmd/errors.go`):
+/// - `runSignalWrapper` turns SIGTERM into `errSigTerm` (exit code 143), or `errSigTermZero`
+///   (exit code 0) when `--exit-zero-on-sigterm` (env `CSQL_PROXY_EXIT_ZERO_ON_SIGTERM`) is set;
+///   SIGINT into `errSigInt` (130).
+/// - `--quitquitquit` adds `/quitquitquit` to the admin server (`--admin-port`, default 9091,
+///   which listens on localhost only); a POST (or GET) there sends `errQuitQuitQuit`, code 0
+///   ("This error guarantees a clean exit").
+///
+/// The proxy itself connects to nothing here: the instance arguments are accepted and ignored.
+fn cloud_sql_proxy(args: &[String]) {
+    let zero_on_sigterm = args
+        .iter()
+        .any(|a| a == "--exit-zero-on-sigterm" || a == "--exit-zero-on-sigterm=true")
+        || std::env::var("CSQL_PROXY_EXIT_ZERO_ON_SIGTERM").as_deref() == Ok("true");
+    if args.iter().any(|a| a == "--quitquitquit") {
+        let port = flag(args, "--admin-port")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(9091);
+        serve(port, |method, path| match (method, path) {
+            ("POST" | "GET", "/quitquitquit") => (200, "", true),
+            _ => (404, "404 page not found\n", false),
+        });
+    }
+    let mut sigs = signals();
+    println!(
+        "cloud-sql-proxy: The proxy has started successfully and is ready for new connections! (pid {})",
+        std::process::id()
+    );
+    if let Some(sig) = sigs.forever().next() {
+        let code = match sig {
+            SIGTERM if zero_on_sigterm => 0,
+            SIGTERM => 143,
+            _ => 130,
+        };
+        println!(
+            "cloud-sql-proxy: got signal {sig}, exiting {code} (unix ms {})",
             unix_ms()
         );
         std::process::exit(code);
@@ -292,7 +341,14 @@ fn pidof(args: &[String]) {
 }
 
 /// The stand-in roles, by the name they run as.
-pub const ROLES: &[&str] = &["sidecar", "stubborn", "main", "pilot-agent", "pidof"];
+pub const ROLES: &[&str] = &[
+    "sidecar",
+    "stubborn",
+    "main",
+    "pilot-agent",
+    "cloud-sql-proxy",
+    "pidof",
+];
 
 /// If this process runs as a stand-in (argv\[0\]'s file name is one of [`ROLES`], or it is
 /// `sidekill-standin ROLE ...`), runs that role and exits; otherwise returns.
@@ -318,6 +374,7 @@ pub fn main_if_standin() {
         "stubborn" => stubborn(),
         "main" => main_role(&args),
         "pilot-agent" => pilot_agent(&args),
+        "cloud-sql-proxy" => cloud_sql_proxy(&args),
         "pidof" => pidof(&args),
         _ => return,
     }

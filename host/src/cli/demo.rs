@@ -27,13 +27,16 @@ cluster of your own.
 The demo starts sidekill's test API server on 127.0.0.1 (the Kubernetes wire protocol:
 watch, patch, events, pods/exec over WebSocket), whose containers are real processes,
 each in its own PID and mount namespaces, so PID 1 follows the kernel's rules. It creates
-six sample pods whose main containers exit after two seconds, with the sidecars found in
+eight sample pods whose main containers exit after two seconds, with the sidecars found in
 batch pods: an Istio proxy (stopped through pilot-agent's /quitquitquit), a shell-based
 sidecar (the default `kill 1`), one that ignores SIGTERM (SIGKILL after the grace period,
 through a `pidof` annotation),
 one whose PID 1 is a wrapper script (the `pidof entrypoint.sh` annotation), one without
-/bin/sh (cannot be stopped by exec: the diagnostic says why and how to fix it) and a
-PID 1 without a signal handler (the kernel ignores even SIGKILL from inside: reported).
+/bin/sh (cannot be stopped by exec: the diagnostic says why and how to fix it), a
+PID 1 without a signal handler (the kernel ignores even SIGKILL from inside: reported),
+and two Job pods with a Cloud SQL proxy, which exits 143 on SIGTERM: one succeeds only
+because the plan prefers the proxy's /quitquitquit (exit 0), the other, without that
+endpoint, ends Failed as predicted, with the fix.
 
 It then runs the controller, with the built-in policy, exactly as `sidekill controller`
 runs in a cluster, and prints each pod's report as its plan finishes: every step, its
@@ -66,13 +69,20 @@ fn demo_error(message: impl Into<String>) -> Error {
     }
 }
 
-/// The sample pods, with a free port for the Istio stand-in's admin endpoint.
+/// The sample pods, with free ports for the Istio and Cloud SQL proxy stand-ins' admin
+/// endpoints (every container shares the machine's network).
 fn sample_pods() -> Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| Error::io("choosing a port for the Istio stand-in", e))?
-        .port();
-    Ok(PODS.replace("\"ISTIO_ADMIN_PORT\"", &format!("\"{port}\"")))
+    let free = |what: &str| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| Error::io(format!("choosing a port for the {what} stand-in"), e))
+    };
+    let istio = free("Istio")?;
+    let csql = free("Cloud SQL proxy")?;
+    Ok(PODS
+        .replace("\"ISTIO_ADMIN_PORT\"", &format!("\"{istio}\""))
+        .replace("\"CSQL_ADMIN_PORT\"", &format!("\"{csql}\"")))
 }
 
 pub(super) fn run(ctx: &mut Context<'_>, args: &DemoArgs) -> Result<Exit> {
@@ -224,26 +234,46 @@ async fn demo(
     Ok(reports.into_values().collect())
 }
 
-/// One line per sidecar: what happened and how fast.
+/// One line per sidecar: what happened, how fast, and the result next to the prediction: the
+/// sidecar's exit code and the pod's end (`Succeeded`, `Failed`, `NeverCompletes`).
 fn summary(reports: &BTreeMap<String, PodReport>, style: &crate::render::Style) -> String {
     use std::fmt::Write as _;
+    let predicted = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "?".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
     let mut s = String::new();
     let _ = writeln!(s, "{}", style.bold("Summary"));
     let _ = writeln!(
         s,
-        "  {:<28} {:<16} {:<12} {:<20} after first signal",
-        "pod", "sidecar", "plan", "result"
+        "  {:<26} {:<16} {:<11} {:<19} {:<16} {:<32} after first signal",
+        "pod", "sidecar", "plan", "result", "exit (predicted)", "pod end (predicted)"
     );
     for r in reports.values() {
+        let end = r.end.as_deref().unwrap_or("-");
+        let pod_predicted = exec::predicted_phase(&r.prediction).unwrap_or("?");
+        let mark = match r.end_matches {
+            Some(true) => " ✓",
+            Some(false) => " ✗",
+            None => "",
+        };
+        let pod_end = format!("{end} ({pod_predicted}){mark}");
         for c in &r.containers {
             let result = c.verdict.name();
+            let exit = format!(
+                "{} ({})",
+                c.exit_code
+                    .map_or_else(|| "-".to_owned(), |code| code.to_string()),
+                predicted(&c.predicted_exit)
+            );
             let after = c
                 .stopped_after_ms
                 .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
             let _ = writeln!(
                 s,
-                "  {:<28} {:<16} {:<12} {:<20} {after}",
-                r.name, c.container, c.planned, result
+                "  {:<26} {:<16} {:<11} {:<19} {:<16} {:<32} {after}",
+                r.name, c.container, c.planned, result, exit, pod_end
             );
         }
     }

@@ -117,11 +117,31 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
             Verdict::Stopped => style.green("stopped"),
             Verdict::AlreadyTerminated => style.green("already terminated"),
             Verdict::StillRunning => style.red("still running"),
+            Verdict::Restarted => style.red("restarted by the kubelet"),
             Verdict::NotRun => style.dim("not run"),
         };
         let mut extra = String::new();
         if let Some(code) = c.exit_code {
             let _ = write!(extra, ", exit code {code}");
+            match &c.predicted_exit {
+                serde_json::Value::Null => {}
+                p => {
+                    let predicted = p.as_str().map_or_else(|| p.to_string(), str::to_owned);
+                    let mark = match c.exit_matches {
+                        Some(true) => style.green(" as predicted"),
+                        Some(false) => style.red(" NOT as predicted"),
+                        None => String::new(),
+                    };
+                    let _ = write!(extra, " (predicted {predicted}{mark})");
+                }
+            }
+        }
+        if c.verdict == Verdict::Restarted {
+            let _ = write!(
+                extra,
+                ", restart count {}: left alone",
+                c.restart_count.unwrap_or(0)
+            );
         }
         if let Some(ms) = c.stopped_after_ms {
             let _ = write!(extra, ", {ms} ms after the first signal");
@@ -160,8 +180,20 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
                 }
             }
         }
-        if c.verdict == Verdict::StillRunning || report.outcome != Outcome::Done {
-            for d in &c.diagnostics {
+        let outcome_codes = [
+            "pod-fails-on-exit",
+            "sidecar-restarted",
+            "argo-step-fails-on-exit",
+        ];
+        let bad_end = matches!(report.end.as_deref(), Some("Failed" | "NeverCompletes"))
+            || c.verdict == Verdict::Restarted;
+        if c.verdict == Verdict::StillRunning || report.outcome != Outcome::Done || bad_end {
+            let shown = |d: &&serde_json::Value| {
+                c.verdict == Verdict::StillRunning
+                    || report.outcome != Outcome::Done
+                    || outcome_codes.contains(&d["code"].as_str().unwrap_or(""))
+            };
+            for d in c.diagnostics.iter().filter(shown) {
                 let _ = writeln!(
                     s,
                     "    {} {}: {}\n      fix: {}",
@@ -172,6 +204,35 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
                 );
             }
         }
+    }
+    if let Some(end) = &report.end {
+        let predicted = exec::predicted_phase(&report.prediction).unwrap_or("nothing");
+        let shown = match report.end_matches {
+            Some(true) => style.green(&format!("{end}, as predicted")),
+            Some(false) => style.red(&format!("{end}, NOT as predicted ({predicted})")),
+            None => format!("{end} (predicted {predicted})"),
+        };
+        let _ = writeln!(
+            s,
+            "  {} {shown}{}",
+            style.bold("pod end:"),
+            report
+                .phase
+                .as_deref()
+                .filter(|p| *p != end)
+                .map(|p| format!(", phase {p}"))
+                .unwrap_or_default()
+        );
+        if let Some(why) = report
+            .prediction
+            .pointer("/pod/why")
+            .and_then(|w| w.as_str())
+        {
+            let _ = writeln!(s, "    {}", style.dim(&format!("prediction: {why}")));
+        }
+    }
+    if let Some(job) = &report.job {
+        let _ = writeln!(s, "  {}", job.describe());
     }
     s
 }

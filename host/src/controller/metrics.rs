@@ -54,6 +54,15 @@ impl Metrics {
     /// Counts what one carried-out plan did.
     pub fn record(&self, report: &PodReport) {
         self.count(PLANS, report.outcome.name());
+        if let Some(end) = &report.end {
+            self.count(POD_ENDS, end);
+            let matched = match report.end_matches {
+                Some(true) => "match",
+                Some(false) => "mismatch",
+                None => "unknown",
+            };
+            self.count(PREDICTIONS, matched);
+        }
         for c in &report.containers {
             self.count(CONTAINERS, c.verdict.name());
             for s in &c.steps {
@@ -188,11 +197,26 @@ pub const CONTAINERS: &str = "sidekill_containers_total";
 pub const STEPS: &str = "sidekill_steps_total";
 /// Failures, by kind.
 pub const FAILURES: &str = "sidekill_failures_total";
+/// Pods whose plan ran, by how they ended (`Succeeded`, `Failed`, `NeverCompletes`,
+/// `Running` when not ended within the executor's `outcome_timeout`).
+pub const POD_ENDS: &str = "sidekill_pods_by_phase_total";
+/// Pods whose plan ran, by whether their end was the predicted one.
+pub const PREDICTIONS: &str = "sidekill_pod_predictions_total";
 const STOP_MS_SUM: &str = "sidekill_stop_milliseconds_sum";
 const STOP_MS_COUNT: &str = "sidekill_stop_milliseconds_count";
 
-const FAMILIES: [(&str, &str, &str); 4] = [
+const FAMILIES: [(&str, &str, &str); 6] = [
     (PLANS, "outcome", "Pod plans carried out, by outcome."),
+    (
+        POD_ENDS,
+        "phase",
+        "Pods whose plan ran, by final phase (NeverCompletes: a sidecar restarted or left running).",
+    ),
+    (
+        PREDICTIONS,
+        "result",
+        "Pods whose plan ran, by whether the final phase was the predicted one.",
+    ),
     (CONTAINERS, "verdict", "Sidecars handled, by verdict."),
     (STEPS, "result", "Plan steps, by result."),
     (

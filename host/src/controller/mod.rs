@@ -409,10 +409,21 @@ impl Controller {
                     .filter(|c| c.verdict == exec::Verdict::Stopped)
                     .map(|c| c.container.as_str())
                     .collect();
+                let restarted: Vec<&str> = report
+                    .containers
+                    .iter()
+                    .filter(|c| c.verdict == exec::Verdict::Restarted)
+                    .map(|c| c.container.as_str())
+                    .collect();
+                let end = report.end.as_deref().unwrap_or("-");
+                let predicted = exec::predicted_phase(&report.prediction).unwrap_or("-");
                 if report.left_running() {
-                    tracing::warn!(pod = %format!("{ns}/{name}"), ?stopped, "plan done; a sidecar is still running (see the pod's events)");
+                    tracing::warn!(pod = %format!("{ns}/{name}"), ?stopped, end, predicted, "plan done; a sidecar is still running (see the pod's events)");
+                } else if !restarted.is_empty() || report.end_matches == Some(false) {
+                    // Restarted sidecars are left alone (the record keeps them finished).
+                    tracing::warn!(pod = %format!("{ns}/{name}"), ?stopped, ?restarted, end, predicted, job = ?report.job.as_ref().map(exec::JobReport::describe), "plan done; see the pod's PodOutcome event");
                 } else {
-                    tracing::info!(pod = %format!("{ns}/{name}"), outcome = ?report.outcome, ?stopped, "plan done");
+                    tracing::info!(pod = %format!("{ns}/{name}"), outcome = ?report.outcome, ?stopped, end, predicted, job = ?report.job.as_ref().map(exec::JobReport::describe), "plan done");
                 }
                 if matches!(report.outcome, Outcome::Done | Outcome::Gone) {
                     self.tracking().finished.insert(uid.to_owned());

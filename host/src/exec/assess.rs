@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::run::{container_state, done_steps, steps_of, State};
+use super::run::{container_state, done_steps, restarted_before, steps_of, State};
 use super::{Executor, Result};
 
 /// What the policy and the pod's own record say about a pod right now.
@@ -29,7 +29,8 @@ impl Assessment {
 impl Executor {
     /// Asks the policy for the pod's plan and compares it with the pod's status and its
     /// `sidekill.dev/done-*` record. A sidecar whose every step is recorded is not pending,
-    /// even if it still runs: running its steps again is what the record forbids.
+    /// even if it still runs: running its steps again is what the record forbids. Nor is one
+    /// the kubelet restarted after a step of sidekill's: stopping it again would loop.
     ///
     /// # Errors
     /// A policy that cannot plan the pod, or an answer without `plan.stops`.
@@ -60,6 +61,12 @@ impl Executor {
                 }
                 let steps = steps_of(stop).len();
                 let done = done_steps(pod, container);
+                // Restarted by the kubelet after sidekill's stop: the new instance is left
+                // alone, whatever the record says (an older sidekill recorded only the steps
+                // it ran).
+                if !done.is_empty() && restarted_before(pod, container).is_some() {
+                    return None;
+                }
                 (0..steps)
                     .any(|i| !done.contains(&i))
                     .then(|| container.to_owned())

@@ -16,11 +16,20 @@
 //!   [`Options::settle`] after the last send). No fixed sleeps.
 //! - `await`: watches until the named container terminates (at most [`Options::await_timeout`]).
 //!
+//! - after the plan: the pod is watched (at most [`Options::outcome_timeout`]) until its phase
+//!   is final, or until it is clear it never will be (a sidecar restarted by the kubelet, or left
+//!   running). The report puts each container's actual exit code and the pod's end next to the
+//!   plan's prediction (`plan.outcome`), and for a Job's pod the Job's conditions and counts,
+//!   when sidekill may read the Job (`get` on `jobs`; without it the report says so).
+//!
 //! # Failure modes
 //! - Transient API errors (HTTP 5xx and 429, connection errors) are retried with exponential
 //!   backoff ([`Options::retries`] attempts, starting at [`Options::backoff`]).
 //! - An exec that answers "container not found" or finds the container not running: that
 //!   container's job is done. A pod that answers 404: the whole pod is done ([`Outcome::Gone`]).
+//! - A sidecar that the kubelet restarts after its stop (`restartPolicy: OnFailure` and a
+//!   non-zero exit) is [`Verdict::Restarted`], with its restart count; every step of it is then
+//!   recorded as done, so neither this executor nor a controller stops the new instance again.
 //! - An exec connection that drops mid-stream: the step counts as run (its result
 //!   `dropped`), the container's state decides what comes next; it is never re-run.
 //!
@@ -40,7 +49,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use assess::Assessment;
-pub use run::{describe_step, Executor};
+pub use run::{describe_step, predicted_phase, Executor};
 
 use crate::{Policy, PolicyStore};
 
@@ -136,6 +145,10 @@ pub fn deploy_rule(resource: &str) -> (&'static str, &'static str) {
             "deploy/rbac.yaml",
             r#"{apiGroups: [""], resources: [events], verbs: [create]}"#,
         ),
+        "jobs" => (
+            "deploy/rbac.yaml",
+            r#"{apiGroups: [batch], resources: [jobs], verbs: [get]}"#,
+        ),
         "pods/proxy" => (
             "deploy/pods-proxy/kustomization.yaml",
             r#"{apiGroups: [""], resources: [pods/proxy], verbs: [get, create]}"#,
@@ -216,6 +229,10 @@ pub struct Options {
     pub backoff: Duration,
     /// Pods handled at once by one executor. Default 8.
     pub concurrency: usize,
+    /// After the plan, how long to watch for the pod's final phase and its Job's condition,
+    /// for the report. The watch ends early once the end is known: a final phase, or a sidecar
+    /// restarted or left running (the pod never completes). Default 10 s.
+    pub outcome_timeout: Duration,
 }
 
 impl Default for Options {
@@ -232,6 +249,7 @@ impl Default for Options {
             retries: 6,
             backoff: Duration::from_millis(200),
             concurrency: 8,
+            outcome_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -260,6 +278,10 @@ pub enum Verdict {
     AlreadyTerminated,
     /// Every step ran and it is still running.
     StillRunning,
+    /// It terminated after sidekill's steps and the kubelet restarted it (a non-zero exit
+    /// under `restartPolicy: OnFailure`); [`ContainerReport::restart_count`] is the evidence.
+    /// Never stopped again: the new instance is left alone.
+    Restarted,
     /// Nothing was run (dry run, not ready, or the pod went away first).
     NotRun,
 }
@@ -308,9 +330,23 @@ pub struct ContainerReport {
     /// Milliseconds from the first send to the container's termination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_after_ms: Option<u64>,
-    /// Exit code of the terminated container.
+    /// Exit code of the terminated container (of the instance sidekill stopped, when the
+    /// kubelet restarted it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The exit code the plan predicted (`plan.outcome.containers[].exitCode`: a number or
+    /// `"unknown"`; null when the answer has no outcome).
+    pub predicted_exit: Value,
+    /// The plan's predicted result for the container (`succeeds`, `fails`, `restarted`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_result: Option<String>,
+    /// Whether the actual exit code is the predicted one; `None` when either is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_matches: Option<bool>,
+    /// The container's restart count when the report was made (the evidence of
+    /// [`Verdict::Restarted`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<i32>,
     /// The steps.
     pub steps: Vec<StepReport>,
     /// The plan's diagnostics for this container (when it is still running).
@@ -336,6 +372,73 @@ pub struct PodReport {
     pub containers: Vec<ContainerReport>,
     /// Every diagnostic of the plan.
     pub diagnostics: Vec<Value>,
+    /// The plan's prediction (`plan.outcome`: `pod`, `containers`, `argoStep`); null when the
+    /// answer has none (a policy older than ABI 1.2).
+    pub prediction: Value,
+    /// The pod's phase when the report was made (after the plan, see
+    /// [`Options::outcome_timeout`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// How the pod ended, in the prediction's terms: `Succeeded`, `Failed`, `NeverCompletes`
+    /// (a sidecar was restarted or left running), or `Running` (not ended within
+    /// [`Options::outcome_timeout`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Whether [`PodReport::end`] is the predicted phase; `None` when the prediction is
+    /// `Unknown` or the pod had not ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_matches: Option<bool>,
+    /// The pod's Job, for a Job's pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobReport>,
+}
+
+/// A Job's pod's Job, as the report shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobReport {
+    /// The Job's name (from the pod's owner reference, else its `job-name` label).
+    pub name: String,
+    /// Whether sidekill could read the Job.
+    pub visible: bool,
+    /// The Job's conditions whose status is `True` (`Complete`, `Failed`, `SuccessCriteriaMet`,
+    /// `FailureTarget`, ...), each as `Type` or `Type (Reason)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
+    /// `status.succeeded`.
+    pub succeeded: i32,
+    /// `status.failed`.
+    pub failed: i32,
+    /// `status.active`.
+    pub active: i32,
+    /// Why the Job is not visible (404, 403 and what grants it), when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl JobReport {
+    /// One line: `Job etl: Complete, succeeded 1, failed 0, active 0`.
+    pub fn describe(&self) -> String {
+        if !self.visible {
+            return format!(
+                "Job {}: not visible ({})",
+                self.name,
+                self.note.as_deref().unwrap_or("?")
+            );
+        }
+        format!(
+            "Job {}: {}, succeeded {}, failed {}, active {}",
+            self.name,
+            if self.conditions.is_empty() {
+                "no condition yet".to_owned()
+            } else {
+                self.conditions.join(", ")
+            },
+            self.succeeded,
+            self.failed,
+            self.active
+        )
+    }
 }
 
 impl Outcome {
@@ -357,6 +460,7 @@ impl Verdict {
             Verdict::Stopped => "stopped",
             Verdict::AlreadyTerminated => "already-terminated",
             Verdict::StillRunning => "still-running",
+            Verdict::Restarted => "restarted",
             Verdict::NotRun => "not-run",
         }
     }
@@ -400,7 +504,7 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("host/ has a parent");
-        for resource in ["pods", "pods/exec", "events", "pods/proxy"] {
+        for resource in ["pods", "pods/exec", "events", "pods/proxy", "jobs"] {
             let (file, rule) = deploy_rule(resource);
             let text = std::fs::read_to_string(root.join(file)).expect("deploy file");
             let mut rules = Vec::new();

@@ -9,7 +9,8 @@ use futures_util::StreamExt;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::api::{Api, AttachParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{json, Value};
@@ -17,8 +18,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Semaphore;
 
 use super::{
-    ContainerReport, Error, Options, Outcome, Planner, PodReport, Result, StepReport, Verdict,
-    DONE_ANNOTATION_PREFIX,
+    ContainerReport, Error, JobReport, Options, Outcome, Planner, PodReport, Result, StepReport,
+    Verdict, DONE_ANNOTATION_PREFIX,
 };
 
 /// Carries out pods' plans. Cheap to clone; clones share the concurrency bound.
@@ -64,6 +65,92 @@ pub(super) fn container_state(pod: &Pod, name: &str) -> State {
             }
         }
     }
+}
+
+fn status_of<'p>(pod: &'p Pod, name: &str) -> Option<&'p ContainerStatus> {
+    let st = pod.status.as_ref()?;
+    st.container_statuses
+        .iter()
+        .flatten()
+        .chain(st.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+/// The running instance of a container (its `containerID`), to tell its end from a later
+/// instance's.
+pub(super) fn running_instance(pod: &Pod, name: &str) -> Option<String> {
+    let cs = status_of(pod, name)?;
+    cs.state.as_ref()?.running.as_ref()?;
+    cs.container_id.clone()
+}
+
+/// How a container's instance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct End {
+    /// Its exit code.
+    pub code: i32,
+    /// The kubelet restarts it, or has: the container's current state is another instance (or
+    /// the back-off before it), and the ended instance is its `lastState`.
+    pub restarted: bool,
+    /// The container's restart count now.
+    pub restart_count: i32,
+}
+
+/// Whether `instance` of the container has ended (any instance, when `None`). The kubelet keeps
+/// an instance's end in `state.terminated` when it is not restarted, and in
+/// `lastState.terminated` once it restarts the container (CrashLoopBackOff while it backs off,
+/// then the new instance running): pkg/kubelet/kubelet_pods.go convertToAPIContainerStatuses.
+pub(super) fn ended(pod: &Pod, name: &str, instance: Option<&str>) -> Option<End> {
+    let cs = status_of(pod, name)?;
+    if let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+        let ours = match (instance, t.container_id.as_deref()) {
+            (Some(i), Some(id)) => i == id,
+            _ => true,
+        };
+        return Some(End {
+            code: t.exit_code,
+            restarted: !ours,
+            restart_count: cs.restart_count,
+        });
+    }
+    let instance = instance?;
+    let last = cs.last_state.as_ref()?.terminated.as_ref()?;
+    (last.container_id.as_deref() == Some(instance)).then_some(End {
+        code: last.exit_code,
+        restarted: true,
+        restart_count: cs.restart_count,
+    })
+}
+
+/// The container's restart count and the exit code of its last ended instance, when the
+/// kubelet has restarted it at least once.
+pub(super) fn restarted_before(pod: &Pod, name: &str) -> Option<(i32, i32)> {
+    let cs = status_of(pod, name)?;
+    let last = cs.last_state.as_ref()?.terminated.as_ref()?;
+    Some((cs.restart_count, last.exit_code))
+}
+
+/// The plan's predicted pod phase (`plan.outcome.pod.phase`), if the answer has one.
+pub fn predicted_phase(prediction: &Value) -> Option<&str> {
+    prediction.pointer("/pod/phase").and_then(Value::as_str)
+}
+
+/// The name of a Job's pod's Job: its controller owner reference of kind Job, else its
+/// `batch.kubernetes.io/job-name` or `job-name` label.
+fn job_name(pod: &Pod) -> Option<String> {
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "Job" && o.api_version.starts_with("batch/"))
+        .map(|o| o.name.clone());
+    owner.or_else(|| {
+        let labels = pod.metadata.labels.as_ref()?;
+        ["batch.kubernetes.io/job-name", "job-name"]
+            .iter()
+            .find_map(|l| labels.get(*l).cloned())
+    })
 }
 
 fn is_transient(e: &kube::Error) -> bool {
@@ -296,12 +383,21 @@ impl Executor {
             policy: self.planner.version(),
             containers: Vec::new(),
             diagnostics: Vec::new(),
+            prediction: Value::Null,
+            phase: None,
+            end: None,
+            end_matches: None,
+            job: None,
         };
         let Some(pod) = self.get(namespace, name).await? else {
             return Ok(report);
         };
         let subject = self.plan(&pod)?;
         report.readiness = subject.get("readiness").cloned().unwrap_or(Value::Null);
+        report.prediction = subject
+            .pointer("/plan/outcome")
+            .cloned()
+            .unwrap_or(Value::Null);
         report.diagnostics = subject
             .get("diagnostics")
             .and_then(Value::as_array)
@@ -320,7 +416,24 @@ impl Executor {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
+            let predicted = report
+                .prediction
+                .get("containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|c| c.get("container").and_then(Value::as_str) == Some(&container));
             report.containers.push(ContainerReport {
+                predicted_exit: predicted
+                    .and_then(|p| p.get("exitCode"))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                predicted_result: predicted
+                    .and_then(|p| p.get("result"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                exit_matches: None,
+                restart_count: None,
                 planned: stop
                     .get("verdict")
                     .and_then(Value::as_str)
@@ -368,7 +481,178 @@ impl Executor {
                 Err(Stop::Err(e)) => return Err(e),
             }
         }
+        match self.observe(namespace, name, &uid, &mut report).await {
+            Ok(()) => {}
+            Err(Stop::Gone) => report.outcome = Outcome::Gone,
+            Err(Stop::Err(e)) => return Err(e),
+        }
         Ok(report)
+    }
+
+    /// After the plan: watches the pod until its end is known (a final phase; or a sidecar
+    /// restarted, whose new instance has started, or left running: the pod never completes),
+    /// at most [`Options::outcome_timeout`]; then fills in the report's phase, end, each
+    /// container's exit code and restart count against the prediction, and the Job; and records
+    /// the comparison as an Event (`PodOutcome`).
+    async fn observe(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        report: &mut PodReport,
+    ) -> Result<(), Stop> {
+        let left_running = report.left_running();
+        let restarted: Vec<(String, i32)> = report
+            .containers
+            .iter()
+            .filter(|c| c.verdict == Verdict::Restarted)
+            .map(|c| (c.container.clone(), c.restart_count.unwrap_or(0)))
+            .collect();
+        // A restarted sidecar is settled once its next instance is counted (the kubelet counts
+        // a restart when it starts the new instance: kuberuntime_container.go startContainer).
+        let settled = |p: &Pod| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            matches!(phase, Some("Succeeded" | "Failed"))
+                || left_running
+                || (!restarted.is_empty()
+                    && restarted.iter().all(|(c, before)| {
+                        status_of(p, c).is_some_and(|cs| cs.restart_count > *before)
+                    }))
+        };
+        let (pod, _) = self
+            .watch_until(ns, name, self.options.outcome_timeout, settled)
+            .await?;
+        let pod = match pod {
+            Some(p) => p,
+            None => self.get(ns, name).await?.ok_or(Stop::Gone)?,
+        };
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".into());
+        let end = match phase.as_str() {
+            "Succeeded" | "Failed" => phase.clone(),
+            _ if left_running || !restarted.is_empty() => "NeverCompletes".into(),
+            _ => "Running".into(),
+        };
+        report.end_matches = match (predicted_phase(&report.prediction), end.as_str()) {
+            (None | Some("Unknown"), _) | (_, "Running") => None,
+            (Some(p), e) => Some(p == e),
+        };
+        report.phase = Some(phase);
+        report.end = Some(end);
+        for c in &mut report.containers {
+            if let Some(cs) = status_of(&pod, &c.container) {
+                c.restart_count = Some(cs.restart_count);
+            }
+            if c.exit_code.is_none() {
+                if let Some(e) = ended(&pod, &c.container, None) {
+                    c.exit_code = Some(e.code);
+                }
+            }
+            c.exit_matches = match (c.exit_code, c.predicted_exit.as_i64()) {
+                (Some(actual), Some(predicted)) => Some(i64::from(actual) == predicted),
+                _ => None,
+            };
+        }
+        if let Some(job) = job_name(&pod) {
+            report.job = Some(self.job(ns, &job, report.end.as_deref()).await);
+        }
+        let mut parts = vec![format!(
+            "pod {} (predicted {})",
+            report.end.as_deref().unwrap_or("?"),
+            predicted_phase(&report.prediction).unwrap_or("nothing")
+        )];
+        for c in &report.containers {
+            if let Some(code) = c.exit_code {
+                parts.push(format!(
+                    "{} exit {code} (predicted {}){}",
+                    c.container,
+                    match &c.predicted_exit {
+                        Value::Null => "nothing".to_owned(),
+                        Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    },
+                    if c.verdict == Verdict::Restarted {
+                        format!(", restarted ({} restarts)", c.restart_count.unwrap_or(0))
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        }
+        if let Some(job) = &report.job {
+            parts.push(job.describe());
+        }
+        let kind = if report.end_matches == Some(false) {
+            "Warning"
+        } else {
+            "Normal"
+        };
+        self.event(ns, name, uid, kind, "PodOutcome", &parts.join("; "))
+            .await;
+        Ok(())
+    }
+
+    /// The pod's Job as the report shows it, polled (at most [`Options::outcome_timeout`])
+    /// until the Job controller has counted the pod's end: a terminal condition (`Complete`,
+    /// `Failed`), or the pod among `failed` when it failed. A Job sidekill may not read, or
+    /// that is not there, is reported as not visible: the report is best effort.
+    async fn job(&self, ns: &str, name: &str, end: Option<&str>) -> JobReport {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let deadline = tokio::time::Instant::now() + self.options.outcome_timeout;
+        let mut report = JobReport {
+            name: name.to_owned(),
+            ..JobReport::default()
+        };
+        loop {
+            match self.retry("get job", || api.get(name)).await {
+                Ok(job) => {
+                    let status = job.status.unwrap_or_default();
+                    report.visible = true;
+                    report.note = None;
+                    report.conditions = status
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .filter(|c| c.status == "True")
+                        .map(|c| match &c.reason {
+                            Some(r) if !r.is_empty() => format!("{} ({r})", c.type_),
+                            _ => c.type_.clone(),
+                        })
+                        .collect();
+                    report.succeeded = status.succeeded.unwrap_or(0);
+                    report.failed = status.failed.unwrap_or(0);
+                    report.active = status.active.unwrap_or(0);
+                    let terminal = report
+                        .conditions
+                        .iter()
+                        .any(|c| c.starts_with("Complete") || c.starts_with("Failed"));
+                    let counted = end == Some("Failed") && report.failed > 0;
+                    if terminal || counted || !matches!(end, Some("Succeeded" | "Failed")) {
+                        return report;
+                    }
+                }
+                Err(e) => {
+                    report.visible = false;
+                    report.note = Some(match forbidden_message(&e) {
+                        Some(m) => format!(
+                            "{m}; {} grants it with the rule `{}`",
+                            super::deploy_rule("jobs").0,
+                            super::deploy_rule("jobs").1
+                        ),
+                        None if is_not_found(&e) => format!("job {ns}/{name} not found"),
+                        None => e.to_string(),
+                    });
+                    return report;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return report;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn stop_container(
@@ -400,6 +684,24 @@ impl Executor {
             }
             return Ok(());
         }
+        // Restarted by the kubelet after an earlier stop of sidekill's (a step is recorded):
+        // the instance sidekill stopped has ended, and the new one is left alone.
+        if !done.is_empty() {
+            if let Some((restarts, code)) = restarted_before(&pod, &container) {
+                report.exit_code = Some(code);
+                report.restart_count = Some(restarts);
+                report.verdict = Verdict::Restarted;
+                for (index, step) in steps.iter().enumerate() {
+                    report
+                        .steps
+                        .push(step_report(index, step, "skipped-restarted"));
+                }
+                return Ok(());
+            }
+        }
+        // The instance this plan stops: its end, not a later instance's, is what is awaited.
+        let instance = running_instance(&pod, &container);
+        let instance = instance.as_deref();
         let mut first_send: Option<Instant> = None;
         let mut index = 0;
         while index < steps.len() {
@@ -421,7 +723,7 @@ impl Executor {
                         .and_then(Value::as_str)
                         .unwrap_or_default();
                     match self
-                        .watch_terminated(ns, name, target, self.options.await_timeout)
+                        .watch_terminated(ns, name, target, None, self.options.await_timeout)
                         .await?
                     {
                         Some(_) => sr.result = "terminated".into(),
@@ -490,13 +792,24 @@ impl Executor {
                         .and_then(|s| s.get("seconds").and_then(Value::as_u64))
                         .map_or(self.options.settle, Duration::from_secs);
                     let ended = self
-                        .watch_terminated(ns, name, &container, deadline)
+                        .watch_terminated(ns, name, &container, instance, deadline)
                         .await?;
                     sr.millis = millis(started.elapsed());
-                    if let Some(code) = ended {
+                    if let Some(end) = ended {
                         sr.terminated_after_ms = Some(millis(started.elapsed()));
                         report.steps.push(sr);
-                        self.finish(ns, name, uid, report, first_send, code).await;
+                        self.finish(
+                            ns,
+                            name,
+                            uid,
+                            report,
+                            first_send,
+                            end,
+                            &key,
+                            &mut done,
+                            steps.len(),
+                        )
+                        .await?;
                         return Ok(());
                     }
                     report.steps.push(sr);
@@ -513,14 +826,25 @@ impl Executor {
                 "wait" => {
                     let secs = step.get("seconds").and_then(Value::as_u64).unwrap_or(0);
                     match self
-                        .watch_terminated(ns, name, &container, Duration::from_secs(secs))
+                        .watch_terminated(ns, name, &container, instance, Duration::from_secs(secs))
                         .await?
                     {
-                        Some(code) => {
+                        Some(end) => {
                             sr.result = "terminated".into();
                             sr.millis = millis(started.elapsed());
                             report.steps.push(sr);
-                            self.finish(ns, name, uid, report, first_send, code).await;
+                            self.finish(
+                                ns,
+                                name,
+                                uid,
+                                report,
+                                first_send,
+                                end,
+                                &key,
+                                &mut done,
+                                steps.len(),
+                            )
+                            .await?;
                             return Ok(());
                         }
                         None => sr.result = "timeout".into(),
@@ -537,8 +861,19 @@ impl Executor {
         let Some(pod) = self.get(ns, name).await? else {
             return Err(Stop::Gone);
         };
-        if let State::Terminated(code) = container_state(&pod, &container) {
-            self.finish(ns, name, uid, report, first_send, code).await;
+        if let Some(end) = ended(&pod, &container, instance) {
+            self.finish(
+                ns,
+                name,
+                uid,
+                report,
+                first_send,
+                end,
+                &key,
+                &mut done,
+                steps.len(),
+            )
+            .await?;
             return Ok(());
         }
         report.verdict = Verdict::StillRunning;
@@ -567,6 +902,11 @@ impl Executor {
         Ok(())
     }
 
+    /// The container's instance ended after sidekill's steps: stopped, or restarted by the
+    /// kubelet. A restarted container gets every step recorded as done, so that the record
+    /// keeps it finished: no later plan stops the new instance (which would loop, stop after
+    /// restart, for as long as the pod lives).
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         ns: &str,
@@ -574,11 +914,52 @@ impl Executor {
         uid: &str,
         report: &mut ContainerReport,
         first_send: Option<Instant>,
-        code: i32,
-    ) {
-        report.verdict = Verdict::Stopped;
-        report.exit_code = Some(code);
+        end: End,
+        key: &str,
+        done: &mut BTreeSet<usize>,
+        steps: usize,
+    ) -> Result<(), Stop> {
+        report.exit_code = Some(end.code);
         report.stopped_after_ms = first_send.map(|t| millis(t.elapsed()));
+        let after = report
+            .stopped_after_ms
+            .map(|m| format!(" {m} ms after the first signal"))
+            .unwrap_or_default();
+        if end.restarted {
+            report.verdict = Verdict::Restarted;
+            report.restart_count = Some(end.restart_count);
+            let missing: Vec<usize> = (0..steps).filter(|i| !done.contains(i)).collect();
+            if !missing.is_empty() {
+                self.record_all(ns, name, key, done, &missing).await?;
+            }
+            let fixes: Vec<String> = report
+                .diagnostics
+                .iter()
+                .filter(|d| d.get("code").and_then(Value::as_str) == Some("sidecar-restarted"))
+                .filter_map(|d| d.get("fix").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            self.event(
+                ns,
+                name,
+                uid,
+                "Warning",
+                "SidecarRestarted",
+                &format!(
+                    "container {} exited {}{after} and the kubelet restarted it (restart count {});                      sidekill leaves the new instance alone{}",
+                    report.container,
+                    end.code,
+                    end.restart_count,
+                    if fixes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; fix: {}", fixes.join("; "))
+                    }
+                ),
+            )
+            .await;
+            return Ok(());
+        }
+        report.verdict = Verdict::Stopped;
         self.event(
             ns,
             name,
@@ -586,15 +967,12 @@ impl Executor {
             "Normal",
             "SidecarStopped",
             &format!(
-                "container {} terminated with exit code {code}{}",
-                report.container,
-                report
-                    .stopped_after_ms
-                    .map(|m| format!(" {m} ms after the first signal"))
-                    .unwrap_or_default()
+                "container {} terminated with exit code {}{after}",
+                report.container, end.code
             ),
         )
         .await;
+        Ok(())
     }
 
     /// Records a step as done in the container's annotation (merge patch).
@@ -606,7 +984,20 @@ impl Executor {
         done: &mut BTreeSet<usize>,
         index: usize,
     ) -> Result<(), Stop> {
-        done.insert(index);
+        self.record_all(ns, name, key, done, &[index]).await
+    }
+
+    /// Records steps as done in the container's annotation, in one merge patch.
+    async fn record_all(
+        &self,
+        ns: &str,
+        name: &str,
+        key: &str,
+        done: &mut BTreeSet<usize>,
+        indices: &[usize],
+    ) -> Result<(), Stop> {
+        let index = indices.first().copied().unwrap_or(0);
+        done.extend(indices.iter().copied());
         let list: Vec<usize> = done.iter().copied().collect();
         let value = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
         let patch = json!({"metadata": {"annotations": {key: value}}});
@@ -668,34 +1059,56 @@ impl Executor {
         }
     }
 
-    /// Watches the pod until `container` terminates (its exit code), or `timeout` passes
-    /// (`None`). A pod that goes away is [`Stop::Gone`].
+    /// Watches the pod until `instance` of `container` ends (any instance when `None`), or
+    /// `timeout` passes (`None`). A pod that goes away is [`Stop::Gone`].
     async fn watch_terminated(
         &self,
         ns: &str,
         name: &str,
         container: &str,
+        instance: Option<&str>,
         timeout: Duration,
-    ) -> Result<Option<i32>, Stop> {
+    ) -> Result<Option<End>, Stop> {
+        let (pod, matched) = self
+            .watch_until(ns, name, timeout, |p| {
+                ended(p, container, instance).is_some()
+            })
+            .await?;
+        Ok(pod
+            .filter(|_| matched)
+            .and_then(|p| ended(&p, container, instance)))
+    }
+
+    /// Watches the pod until `done(pod)` holds (the pod, `true`) or `timeout` passes (the last
+    /// version seen, if any, and `false`). A pod that goes away is [`Stop::Gone`].
+    async fn watch_until(
+        &self,
+        ns: &str,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&Pod) -> bool,
+    ) -> Result<(Option<Pod>, bool), Stop> {
         let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let stream = watcher::watcher(self.pods(ns), cfg);
         let mut stream = std::pin::pin!(stream);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut seen_in_init = false;
         let mut errors = 0u32;
+        let mut last = None;
         loop {
             let next = tokio::time::timeout_at(deadline, stream.next()).await;
             let Ok(Some(ev)) = next else {
-                return Ok(None);
+                return Ok((last, false));
             };
             match ev {
                 Ok(watcher::Event::Init) => seen_in_init = false,
                 Ok(watcher::Event::InitApply(p) | watcher::Event::Apply(p)) => {
                     seen_in_init = true;
                     errors = 0;
-                    if let State::Terminated(code) = container_state(&p, container) {
-                        return Ok(Some(code));
+                    if done(&p) {
+                        return Ok((Some(p), true));
                     }
+                    last = Some(p);
                 }
                 Ok(watcher::Event::InitDone) if !seen_in_init => return Err(Stop::Gone),
                 Ok(watcher::Event::InitDone) => {}

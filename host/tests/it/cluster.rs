@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
@@ -191,6 +192,51 @@ impl Cluster {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// Creates a `batch/v1` Job from YAML in [`Cluster::namespace`], its pod template on
+    /// `SIDEKILL_E2E_NODE` when that is set. Only on a real cluster: the test server serves no
+    /// `batch` API group (docs/test-apiserver.md), so there is no Job controller to run it.
+    pub async fn create_job(&self, yaml: &str) -> Result<(), String> {
+        let Cluster::Real(r) = self else {
+            return Err("the test server has no Job controller".into());
+        };
+        let docs = sidekill_policy::yaml::documents(yaml).map_err(|e| e.to_string())?;
+        for mut doc in docs {
+            doc["metadata"]["namespace"] = json!(r.namespace);
+            if let Some(node) = &r.node {
+                doc["spec"]["template"]["spec"]["nodeName"] = json!(node);
+            }
+            let job: Job = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+            Api::<Job>::namespaced(r.admin.clone(), &r.namespace)
+                .create(&PostParams::default(), &job)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// A Job now, as the admin reads it (`None` on the test server, or when it is not there).
+    pub async fn job(&self, name: &str) -> Option<Job> {
+        let Cluster::Real(r) = self else {
+            return None;
+        };
+        Api::<Job>::namespaced(r.admin.clone(), &r.namespace)
+            .get_opt(name)
+            .await
+            .expect("get job as admin")
+    }
+
+    /// Every pod the Job controller made for a Job (label `batch.kubernetes.io/job-name`).
+    pub async fn pods_of_job(&self, job: &str) -> Vec<Pod> {
+        let Cluster::Real(r) = self else {
+            return Vec::new();
+        };
+        Api::<Pod>::namespaced(r.admin.clone(), &r.namespace)
+            .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+            .await
+            .expect("list pods as admin")
+            .items
     }
 
     /// The pod now, as the API returns it.

@@ -40,7 +40,7 @@ fn the_demo_stops_what_can_be_stopped_and_explains_the_rest() {
             c["planned"].as_str().unwrap_or_default().to_owned(),
         )
     };
-    assert_eq!(reports.len(), 6, "{reports:#?}");
+    assert_eq!(reports.len(), 8, "{reports:#?}");
     for pod in [
         "istio-job",
         "argo-step-shell-sidecar",
@@ -65,6 +65,28 @@ fn the_demo_stops_what_can_be_stopped_and_explains_the_rest() {
     };
     assert!(codes("argo-step-distroless").contains(&"no-shell".to_owned()));
     assert!(codes("argo-step-pid1-no-handler").contains(&"pid1-ignores-sigkill".to_owned()));
+    // The Job that succeeds only because the plan chose the proxy's endpoint (exit 0) over
+    // SIGTERM (exit 143), and the same Job without the endpoint: Failed, as predicted, with
+    // the fix (issue 12).
+    let report = |pod: &str| reports.iter().find(|r| r["name"] == pod).expect("report");
+    let quit = report("sql-job-quitquitquit");
+    assert_eq!(verdict("sql-job-quitquitquit").0, "stopped");
+    assert_eq!(
+        quit["containers"][0]["steps"][0]["step"]["action"]["argv"][0], "wget",
+        "{quit:#?}"
+    );
+    assert_eq!(quit["containers"][0]["exitCode"], 0, "{quit:#?}");
+    assert_eq!(quit["end"], "Succeeded", "{quit:#?}");
+    assert_eq!(quit["endMatches"], true, "{quit:#?}");
+    let sigterm = report("sql-job-sigterm");
+    assert_eq!(sigterm["containers"][0]["exitCode"], 143, "{sigterm:#?}");
+    assert_eq!(
+        sigterm["prediction"]["pod"]["phase"], "Failed",
+        "{sigterm:#?}"
+    );
+    assert_eq!(sigterm["end"], "Failed", "{sigterm:#?}");
+    assert_eq!(sigterm["endMatches"], true, "{sigterm:#?}");
+    assert!(codes("sql-job-sigterm").contains(&"pod-fails-on-exit".to_owned()));
     // SIGKILL came after the 3 s grace period, not before.
     let ignores = reports
         .iter()

@@ -4,6 +4,7 @@
 //! sidekill's ServiceAccount with exactly `deploy/`'s RBAC). `rbac`: the same executor with one
 //! permission of `deploy/` taken away.
 
+mod outcome;
 mod rbac;
 
 use std::sync::Arc;

@@ -432,7 +432,13 @@ func (n *Runtime) Shutdown(limit time.Duration) {
 	}
 }
 
-// restart says when a container runs again after it ended.
+// restart says when a container runs again after it ended, as the kubelet decides it
+// (k8s.io/kubernetes v1.37.2 pkg/kubelet/container/helpers.go ShouldContainerBeRestarted: Never
+// never, OnFailure unless the exit code is 0, Always always). While it backs off the container is
+// Waiting/CrashLoopBackOff with doBackOff's message (pkg/kubelet/kuberuntime/kuberuntime_manager.go),
+// its end kept in lastState, and restartCount grows when the next instance starts. The kubelet
+// backs off from 10 s doubling to MaxCrashLoopBackOff, 5 min (pkg/kubelet/kubelet.go); this
+// node from Config.Backoff (1 s) doubling to 8 times that, so tests see a restart in seconds.
 type restart int
 
 const (
