@@ -207,6 +207,65 @@ pub enum Error {
         found: String,
     },
 
+    /// The module is over a bound checked before compilation (size, functions, locals,
+    /// globals, data, ...): compiling or instantiating it could cost the host minutes or
+    /// gigabytes. See [`crate::limits::ModuleLimits`].
+    #[error("the module has {found} {limit}, over the limit of {max}; it is refused before compilation")]
+    ModuleLimit {
+        /// Which bound: `module_bytes`, `functions`, `locals`, `globals`, ...
+        limit: &'static str,
+        /// What the module has.
+        found: u64,
+        /// The bound.
+        max: u64,
+    },
+
+    /// The module comes with no signature, and neither a pin nor `--allow-unsigned` lets
+    /// it in.
+    #[error("the module (sha256 {sha256}) is not signed, matches no pinned sha256, and unsigned modules are not allowed (--allow-unsigned)")]
+    Unsigned {
+        /// The module's digest.
+        sha256: String,
+    },
+
+    /// The module's signature does not verify with any trusted key.
+    #[error("the signature of the module (sha256 {sha256}) does not verify with any of the {keys} trusted key{}", if *.keys == 1 { "" } else { "s" })]
+    BadSignature {
+        /// The module's digest.
+        sha256: String,
+        /// How many keys were tried.
+        keys: usize,
+    },
+
+    /// A signing or verifying key, or a signature, cannot be read.
+    #[error("{what}: {reason}")]
+    KeyFormat {
+        /// The file or the value: `key cosign.pub`, `signature X.wasm.sig`, ...
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The compiled-module cache is not private to this user: its code could be replaced.
+    #[error("the compiled-module cache {} is {reason}; it must be owned by this user and writable by no one else", .path.display())]
+    UnsafeCache {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong: `owned by uid 0`, `writable by group or others`, ...
+        reason: String,
+    },
+
+    /// An answer is over what the host parses: too deep, or too many values.
+    #[error("`{call}` answered a JSON value with {what}, over the host's limit of {max}")]
+    AnswerTooComplex {
+        /// The export whose answer it is.
+        call: &'static str,
+        /// What is over: `nesting depth 10000`, `2000000 values`.
+        what: String,
+        /// The limit.
+        max: u64,
+    },
+
     /// A canary request failed during the self-test before a swap.
     #[error("canary `{canary}` failed{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Canary {
@@ -364,6 +423,12 @@ impl Error {
             Error::BadAnswer { .. } => "bad_answer",
             Error::Policy { .. } => "policy",
             Error::Pin { .. } => "pin",
+            Error::ModuleLimit { .. } => "module_limit",
+            Error::Unsigned { .. } => "unsigned",
+            Error::BadSignature { .. } => "bad_signature",
+            Error::KeyFormat { .. } => "key_format",
+            Error::UnsafeCache { .. } => "unsafe_cache",
+            Error::AnswerTooComplex { .. } => "answer_too_complex",
             Error::Canary { .. } => "canary",
             Error::MissingKey { .. } => "missing_key",
             Error::NoPrevious => "no_previous",
@@ -395,6 +460,8 @@ impl Error {
                 | Error::NoPreviousModule { .. }
                 | Error::Conflict { .. }
                 | Error::BadDigest { .. }
+                | Error::KeyFormat { .. }
+                | Error::UnsafeCache { .. }
                 | Error::Io { .. }
                 | Error::Engine { .. }
                 | Error::Syntax { .. }

@@ -59,13 +59,16 @@ pub mod diff;
 pub mod digest;
 pub mod embedded;
 pub mod error;
+pub mod escape;
 #[cfg(feature = "configmap")]
 pub mod exec;
 pub mod http;
 pub mod input;
+pub mod limits;
 pub mod policy;
 pub mod render;
 pub mod runtime;
+pub mod signature;
 pub mod source;
 pub mod store;
 pub mod web;

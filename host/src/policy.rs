@@ -1,14 +1,17 @@
 //! One loaded policy module and the calls into it.
 //!
-//! Every call runs in a fresh [`Store`] instantiated from a reused [`InstancePre`]: no
-//! state survives from one call to the next, a call that fails (deadline, memory limit,
+//! Every call runs in a fresh [`Store`] instantiated from a reused [`InstancePre`], from
+//! the module's pristine state (its memory is a copy-on-write image of the data segments,
+//! in a pooled slot): no state survives from one call to the next, so one pod's request
+//! can never appear in the next pod's answer, and a module cannot count its calls to pass
+//! the canaries and turn hostile afterwards. `sidekill_reset` is never called: the host
+//! does not rely on the module to forget. A call that fails (deadline, memory limit,
 //! trap, a lying `sidekill_result_len`) only loses its own store, and calls on the same
 //! [`Policy`] run in parallel from any number of threads.
 //!
 //! The protocol is the raw ABI of `docs/ABI.md`: `p = sidekill_alloc(n)`, write the request
 //! at `p`, `r = sidekill_plan(p, n)`, copy `memory[r .. r + sidekill_result_len()]` out.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,7 +23,7 @@ use wasmtime::{
 
 use crate::digest::Sha256;
 use crate::error::{boxed, Error, Import, Result};
-use crate::runtime::{check_magic, Clock, Runtime, Sandbox, WARM_CALLS_MAX, WARM_MEMORY_MAX};
+use crate::runtime::{check_magic, Clock, Runtime, Sandbox};
 
 /// The ABI major version this host speaks.
 pub const ABI_MAJOR: i32 = 1;
@@ -74,7 +77,6 @@ struct Exports {
     abi_major: ModuleExport,
     abi_minor: ModuleExport,
     alloc: ModuleExport,
-    reset: ModuleExport,
     result_len: ModuleExport,
     plan: ModuleExport,
     classify: ModuleExport,
@@ -92,8 +94,6 @@ pub struct Policy {
     size: usize,
     abi: AbiVersion,
     info: PolicyInfo,
-    /// Warm instances, reset and ready for the next call.
-    idle: Mutex<Vec<Session>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -127,6 +127,20 @@ impl Policy {
             return Err(Error::Imports { imports });
         }
         check_exports(&module)?;
+        // An initial memory over the limit is refused here, by the same error a
+        // `memory.grow` past it gets (the pooling allocator would refuse it later, less
+        // clearly).
+        if let Some(wasmtime::ExternType::Memory(memory)) = module.get_export("memory") {
+            let wanted = memory.minimum().saturating_mul(65_536);
+            let limit = runtime.limits().memory;
+            if wanted > u64::try_from(limit).unwrap_or(u64::MAX) {
+                return Err(Error::MemoryLimit {
+                    call: "instantiate",
+                    wanted: usize::try_from(wanted).unwrap_or(usize::MAX),
+                    limit,
+                });
+            }
+        }
         let export = |name: &'static str| {
             module.get_export_index(name).ok_or(Error::MissingExport {
                 name,
@@ -138,7 +152,6 @@ impl Policy {
             abi_major: export("sidekill_abi_major")?,
             abi_minor: export("sidekill_abi_minor")?,
             alloc: export("sidekill_alloc")?,
-            reset: export("sidekill_reset")?,
             result_len: export("sidekill_result_len")?,
             plan: export("sidekill_plan")?,
             classify: export("sidekill_classify")?,
@@ -165,7 +178,6 @@ impl Policy {
                 features: Vec::new(),
                 presets_hash: String::new(),
             },
-            idle: Mutex::new(Vec::new()),
         };
         policy.abi = policy.read_abi()?;
         if policy.abi.major != ABI_MAJOR {
@@ -212,34 +224,16 @@ impl Policy {
     /// Runs one call and returns the answer envelope's bytes as the module wrote them:
     /// `{"ok": ...}` or `{"error": {...}}`. `Matrix` and `Info` ignore `request`.
     ///
-    /// The call runs in a warm instance when one is idle (reset with `sidekill_reset`
-    /// after its previous call), else in a fresh store; see [`Config::warm_instances`].
+    /// The call runs in a fresh instance, from the module's pristine state, under the
+    /// limits; the CPU-time budget starts before instantiation, so a module whose
+    /// instantiation is slow pays for it from the call's budget.
     ///
     /// # Errors
     /// Any call error: [`Error::Deadline`], [`Error::StartDeadline`],
     /// [`Error::MemoryLimit`], [`Error::Trap`], [`Error::AllocFailed`],
     /// [`Error::ResultTooLarge`], [`Error::ResultOutOfBounds`], [`Error::Wasm`].
-    ///
-    /// [`Config::warm_instances`]: crate::Config::warm_instances
     pub fn call(&self, call: Call, request: &[u8]) -> Result<Vec<u8>> {
-        let warm = self.lock_idle().pop();
-        let mut session = match warm {
-            Some(session) => session,
-            None => self.session()?,
-        };
-        let result = self.call_in(&mut session, call, request);
-        if result.is_ok() {
-            self.park(session);
-        }
-        result
-    }
-
-    fn call_in(&self, session: &mut Session, call: Call, request: &[u8]) -> Result<Vec<u8>> {
-        if session.calls > 0 {
-            let ticks = session.store.data_mut().begin();
-            session.store.set_epoch_deadline(ticks);
-        }
-        session.calls += 1;
+        let mut session = self.session()?;
         let name = export_name(call);
         let export = match call {
             Call::Plan => &self.exports.plan,
@@ -259,33 +253,6 @@ impl Policy {
             }
         };
         session.read_answer(name, ptr, self.runtime.limits().max_answer)
-    }
-
-    /// Keeps a session that served a call without error for the next call, after a reset.
-    fn park(&self, mut session: Session) {
-        let keep = self.runtime.warm_instances();
-        if keep == 0 || session.calls >= WARM_CALLS_MAX || self.lock_idle().len() >= keep {
-            return;
-        }
-        let reset = session.reset.clone();
-        if session
-            .run("sidekill_reset", |store| reset.call(store, ()))
-            .is_err()
-            || session.memory.data_size(&session.store) > WARM_MEMORY_MAX
-        {
-            return;
-        }
-        let mut idle = self.lock_idle();
-        if idle.len() < keep {
-            idle.push(session);
-        }
-    }
-
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
-        // Sessions are pushed and popped whole; a panic cannot leave the list half-updated.
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs one call and unwraps the envelope: the value under `ok`.
@@ -314,8 +281,8 @@ impl Policy {
         self.answer(Call::Matrix, b"")
     }
 
-    /// Instantiates the module in a fresh store (never a warm one) and reads its ABI
-    /// version: the fixed cost of a call in a fresh store, as the benchmarks measure it.
+    /// Instantiates the module in a fresh store and reads its ABI version: the fixed cost
+    /// of a call, as the benchmarks measure it.
     ///
     /// # Errors
     /// A call error, as for [`Policy::call`].
@@ -358,7 +325,6 @@ impl Policy {
         };
         let alloc = func(&self.exports.alloc, "sidekill_alloc")?;
         let result_len = func(&self.exports.result_len, "sidekill_result_len")?;
-        let reset = func(&self.exports.reset, "sidekill_reset")?;
         let wrong = |name, expected| Error::ExportType {
             name,
             expected,
@@ -370,33 +336,25 @@ impl Policy {
         let result_len = result_len
             .typed::<(), i32>(&store)
             .map_err(|_| wrong("sidekill_result_len", "func() -> i32"))?;
-        let reset = reset
-            .typed::<(), ()>(&store)
-            .map_err(|_| wrong("sidekill_reset", "func()"))?;
         Ok(Session {
             store,
             instance,
             memory,
             alloc,
             result_len,
-            reset,
             limits: *self.runtime.limits(),
-            calls: 0,
         })
     }
 }
 
-/// A store with an instance, fresh or warm.
+/// A fresh store with a fresh instance: one call's whole life.
 struct Session {
     store: Store<Sandbox>,
     instance: Instance,
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     result_len: TypedFunc<(), i32>,
-    reset: TypedFunc<(), ()>,
     limits: crate::runtime::Limits,
-    /// Calls served, the current one included.
-    calls: u32,
 }
 
 impl Session {
@@ -512,8 +470,67 @@ fn fault(
     }
 }
 
-/// The value under `ok`, or the error envelope as [`Error::Policy`].
+/// Deepest nesting of arrays and objects the host parses in an answer.
+pub const ANSWER_DEPTH: u64 = 64;
+/// Most JSON values (array elements, object members, containers) the host parses in one
+/// answer. A parsed value costs the host tens of bytes however small it is in the answer,
+/// so an answer of 16 MiB of `[0,0,0,...]` would cost hundreds of MB to parse and render;
+/// it is refused after one pass over its bytes instead. The embedded policy's largest
+/// answers (a Workflow of many templates) have a few thousand.
+pub const ANSWER_VALUES: u64 = 100_000;
+
+/// Counts an answer's nesting depth and values in one pass, without allocating, and
+/// refuses one over [`ANSWER_DEPTH`] or [`ANSWER_VALUES`].
+///
+/// # Errors
+/// [`Error::AnswerTooComplex`].
+pub fn check_answer(call: &'static str, bytes: &[u8]) -> Result<()> {
+    let (mut depth, mut values, mut in_string, mut escaped) = (0u64, 0u64, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                values += 1;
+                if depth > ANSWER_DEPTH {
+                    return Err(Error::AnswerTooComplex {
+                        call,
+                        what: format!("nesting deeper than {ANSWER_DEPTH}"),
+                        max: ANSWER_DEPTH,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' => values += 1,
+            _ => {}
+        }
+    }
+    if values > ANSWER_VALUES {
+        return Err(Error::AnswerTooComplex {
+            call,
+            what: format!("{values} values"),
+            max: ANSWER_VALUES,
+        });
+    }
+    Ok(())
+}
+
+/// The value under `ok`, or the error envelope as [`Error::Policy`]. The answer is first
+/// checked with [`check_answer`], so what it costs the host to parse is bounded.
+///
+/// # Errors
+/// [`Error::AnswerTooComplex`], [`Error::BadAnswer`] or [`Error::Policy`].
 pub fn unwrap_envelope(call: &'static str, bytes: &[u8]) -> Result<Value> {
+    check_answer(call, bytes)?;
     let bad = |reason: String| Error::BadAnswer { call, reason };
     let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON ({e})")))?;
     let Value::Object(mut envelope) = value else {

@@ -26,11 +26,19 @@
 //! Compiled modules are cached in memory by the SHA-256 of their bytes (the 16 most
 //! recently used, [`Config::memory_cache_entries`]). With [`Config::cache_dir`], compiled code is also written to disk with
 //! [`Module::serialize`] and read back with [`Module::deserialize_file`] by later
-//! processes, which skips Cranelift entirely. The directory is created with mode 0700; it
-//! must be writable only by the user sidekill runs as, because wasmtime trusts the code
-//! it deserializes (see [`Runtime::compile`]). A corrupt, stale or incompatible cache
-//! file is ignored and rewritten; a cache directory that cannot be written to only costs
-//! the recompilation (logged at `warn`).
+//! processes, which skips Cranelift entirely. wasmtime trusts the code it deserializes, so
+//! the directory is created with mode 0700, and a directory (at [`Runtime::new`]) or an
+//! entry (when read) that another user owns or that group or others may write is refused
+//! ([`Error::UnsafeCache`]). Each entry starts with a header naming the SHA-256 of the
+//! module it was compiled from and the engine's configuration hash: an entry renamed to
+//! another module's name is ignored, never run under that module's hash. A corrupt,
+//! stale, foreign or incompatible cache file is ignored (logged at `warn`) and rewritten;
+//! a cache directory that cannot be written to only costs the recompilation.
+//!
+//! # Compile bounds
+//! Before a module is compiled its contents are checked against [`ModuleLimits`] (size,
+//! functions, locals, body size, globals, data): a compile bomb is refused after one
+//! linear parse instead of costing the live controller minutes of CPU and gigabytes.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -43,6 +51,7 @@ use wasmtime::{Engine, Module, ResourceLimiter};
 
 use crate::digest::Sha256;
 use crate::error::{boxed, Error, Result};
+use crate::limits::ModuleLimits;
 use crate::policy::Policy;
 
 /// How many compiled modules the in-memory cache keeps by default.
@@ -89,35 +98,37 @@ impl Default for Limits {
 pub struct Config {
     /// Limits for every call.
     pub limits: Limits,
+    /// Bounds on a module's contents, checked before it is compiled. Default
+    /// [`ModuleLimits::default`]: 16 MiB, 20,000 functions, 1,000 globals, ...
+    pub module_limits: ModuleLimits,
     /// Where compiled modules are kept across processes. Default: none (memory only).
-    /// The directory is created when missing.
+    /// The directory is created (mode 0700) when missing. [`Runtime::new`] fails with
+    /// [`Error::UnsafeCache`] when it is not owned by the current user or is writable by
+    /// group or others: compiled code read from it runs without further checks.
     pub cache_dir: Option<PathBuf>,
     /// How many compiled modules the in-memory cache keeps, least recently used out
     /// first. Default [`MODULE_CACHE_ENTRIES`]; 0 keeps none.
     pub memory_cache_entries: usize,
-    /// How many idle instances each policy keeps warm for reuse. Default
-    /// [`WARM_INSTANCES`]. After a successful call the instance is reset with
-    /// `sidekill_reset` and kept, unless this many are idle already, its memory grew
-    /// past [`WARM_MEMORY_MAX`] or it has served [`WARM_CALLS_MAX`] calls. An instance
-    /// whose call failed (trap, deadline, memory limit, bad answer address) is never
-    /// reused. 0 runs every call in a fresh store.
-    pub warm_instances: usize,
+    /// How many instances may be alive at once across every policy of this runtime
+    /// (the pooling allocator's slots). Default [`INSTANCE_SLOTS`]. Every call runs in a
+    /// fresh instance, so this bounds the calls in flight; one more fails with
+    /// [`Error::Wasm`] (`instantiate`). 0 uses on-demand allocation (no pool: each call
+    /// maps a new memory, about 3x slower).
+    pub instance_slots: u32,
 }
 
-/// Idle instances kept per policy by default.
-pub const WARM_INSTANCES: usize = 4;
-/// An instance whose memory grew past this is dropped after its call.
-pub const WARM_MEMORY_MAX: usize = 16 << 20;
-/// An instance is dropped after this many calls.
-pub const WARM_CALLS_MAX: u32 = 10_000;
+/// Pooling allocator slots by default: well above the controller's `--concurrency`
+/// (default 8, at most 1,024 pods handled at once, each with one call at a time).
+pub const INSTANCE_SLOTS: u32 = 1_100;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             limits: Limits::default(),
+            module_limits: ModuleLimits::default(),
             cache_dir: None,
             memory_cache_entries: MODULE_CACHE_ENTRIES,
-            warm_instances: WARM_INSTANCES,
+            instance_slots: INSTANCE_SLOTS,
         }
     }
 }
@@ -132,7 +143,7 @@ struct Inner {
     engine: Engine,
     limits: Limits,
     tick: Duration,
-    warm_instances: usize,
+    module_limits: ModuleLimits,
     cache: Mutex<Vec<(Sha256, Module)>>,
     cache_entries: usize,
     cache_dir: Option<PathBuf>,
@@ -155,8 +166,31 @@ impl Runtime {
     /// [`Error::Engine`] when wasmtime refuses the configuration, [`Error::Io`] when the
     /// ticker thread cannot be started.
     pub fn new(config: Config) -> Result<Runtime> {
+        if let Some(dir) = &config.cache_dir {
+            create_private_dir(dir).map_err(|e| Error::io(dir, e))?;
+            check_private(dir)?;
+        }
         let mut wasm = wasmtime::Config::new();
         wasm.epoch_interruption(true);
+        // Every call gets a fresh instance (no state survives between calls, see
+        // `Policy::call`); the pool keeps memory slots mapped and resets them to the
+        // module's copy-on-write image, so a fresh instance costs little more than a reused one.
+        wasm.memory_init_cow(true);
+        if config.instance_slots > 0 {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_core_instances(config.instance_slots)
+                .total_memories(config.instance_slots)
+                .total_tables(config.instance_slots.saturating_mul(4))
+                .max_tables_per_module(4)
+                .max_memories_per_module(1)
+                .table_elements(TABLE_ELEMENTS)
+                .max_memory_size(config.limits.memory)
+                // Pages a call touched are zeroed in place rather than unmapped, up to
+                // this much per slot: cheaper than fresh page faults on the next call.
+                .linear_memory_keep_resident(1 << 20)
+                .table_keep_resident(64 << 10);
+            wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&wasm).map_err(|e| Error::Engine { source: boxed(e) })?;
         let timeout = config.limits.timeout.max(Duration::from_millis(1));
         let wall_timeout = config.limits.wall_timeout.max(timeout);
@@ -171,7 +205,7 @@ impl Runtime {
                     ..config.limits
                 },
                 tick,
-                warm_instances: config.warm_instances,
+                module_limits: config.module_limits,
                 cache: Mutex::new(Vec::new()),
                 cache_entries: config.memory_cache_entries,
                 cache_dir: config.cache_dir,
@@ -205,14 +239,18 @@ impl Runtime {
     }
 
     /// Compiles a module's bytes, or returns the cached compilation for the same SHA-256.
+    /// Before anything is compiled, the bytes are checked against the
+    /// [`ModuleLimits`](crate::limits::ModuleLimits) (size, functions, locals, globals,
+    /// data), so a compile bomb costs one linear parse and a refusal.
     ///
     /// # Errors
-    /// [`Error::Empty`], [`Error::NotWasm`] or [`Error::Compile`].
+    /// [`Error::Empty`], [`Error::NotWasm`], [`Error::ModuleLimit`] or [`Error::Compile`].
     pub fn compile(&self, bytes: &[u8], sha256: &Sha256) -> Result<Module> {
         check_magic(bytes)?;
         if let Some(module) = self.cached(sha256) {
             return Ok(module);
         }
+        crate::limits::check(bytes, &self.inner.module_limits)?;
         let module = match self.read_disk(sha256) {
             Some(module) => module,
             None => {
@@ -243,8 +281,9 @@ impl Runtime {
         self.inner.tick
     }
 
-    pub(crate) fn warm_instances(&self) -> usize {
-        self.inner.warm_instances
+    /// The bounds checked before a module is compiled.
+    pub fn module_limits(&self) -> &ModuleLimits {
+        &self.inner.module_limits
     }
 
     pub(crate) fn sandbox(&self) -> Sandbox {
@@ -292,13 +331,26 @@ impl Runtime {
         if !path.is_file() {
             return None;
         }
-        // SAFETY: `deserialize_file` runs the machine code in the file without checking
-        // it. The file was written by `write_disk` (an engine-compatible `serialize` output
-        // named after the source's SHA-256 and the engine's compatibility hash) into a
-        // directory created with mode 0700; the documented contract of `Config::cache_dir`
-        // is that only sidekill's user can write there. wasmtime checks the header and
-        // refuses files from another version or configuration, which we treat as a miss.
-        match unsafe { Module::deserialize_file(&self.inner.engine, &path) } {
+        let bytes = match check_private(&path).and_then(|()| {
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        }) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e.report(), "ignoring a disk cache entry");
+                return None;
+            }
+        };
+        let Some(code) = strip_header(&bytes, sha256, self.engine_hash()) else {
+            tracing::warn!(path = %path.display(), "ignoring a disk cache entry made for another module or engine");
+            return None;
+        };
+        // SAFETY: `deserialize` runs the machine code in `code` without checking it. The
+        // file is owned by this user and writable by no one else (`check_private`, as is
+        // its directory, checked in `Runtime::new`), and its header names the SHA-256 of
+        // the module it was compiled from and this engine's configuration hash: a file
+        // renamed from another module's entry, or written by another engine, is refused
+        // above. wasmtime checks its own header too, which we treat as a miss.
+        match unsafe { Module::deserialize(&self.inner.engine, code) } {
             Ok(module) => {
                 tracing::debug!(path = %path.display(), "compiled module read from the disk cache");
                 Some(module)
@@ -310,20 +362,52 @@ impl Runtime {
         }
     }
 
+    fn engine_hash(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        hasher.finish()
+    }
+
     fn write_disk(&self, sha256: &Sha256, module: &Module) {
         let Some(path) = self.disk_path(sha256) else {
             return;
         };
-        if let Err(e) = write_cache_file(&path, module) {
+        if let Err(e) = write_cache_file(&path, sha256, self.engine_hash(), module) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the disk cache entry");
         }
     }
 }
 
-fn write_cache_file(path: &Path, module: &Module) -> std::result::Result<(), String> {
+/// The first bytes of every disk cache entry, followed by the module's SHA-256 (32 bytes)
+/// and the engine hash (8 bytes, little endian), then wasmtime's serialized module.
+const CACHE_MAGIC: &[u8; 16] = b"sidekill-cwasm-1";
+
+fn header(sha256: &Sha256, engine: u64) -> Vec<u8> {
+    let mut out = CACHE_MAGIC.to_vec();
+    out.extend_from_slice(&sha256.0);
+    out.extend_from_slice(&engine.to_le_bytes());
+    out
+}
+
+/// The compiled code of a cache entry, when its header names this module and engine.
+fn strip_header<'b>(bytes: &'b [u8], sha256: &Sha256, engine: u64) -> Option<&'b [u8]> {
+    let expected = header(sha256, engine);
+    bytes.strip_prefix(expected.as_slice())
+}
+
+fn write_cache_file(
+    path: &Path,
+    sha256: &Sha256,
+    engine: u64,
+    module: &Module,
+) -> std::result::Result<(), String> {
     let dir = path.parent().ok_or("no parent directory")?;
     create_private_dir(dir).map_err(|e| e.to_string())?;
-    let bytes = module.serialize().map_err(|e| e.to_string())?;
+    let mut bytes = header(sha256, engine);
+    bytes.extend_from_slice(&module.serialize().map_err(|e| e.to_string())?);
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name()
@@ -331,11 +415,52 @@ fn write_cache_file(path: &Path, module: &Module) -> std::result::Result<(), Str
             .unwrap_or("module"),
         std::process::id()
     ));
-    std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let _ = std::fs::remove_file(&tmp);
+    let written = options
+        .open(&tmp)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, &bytes));
+    written.map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         e.to_string()
     })
+}
+
+/// Refuses a cache directory or file that another user owns or that group or others may
+/// write: whoever can write there chooses the native code sidekill runs.
+fn check_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+        let unsafe_cache = |reason: String| Error::UnsafeCache {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if meta.file_type().is_symlink() {
+            return Err(unsafe_cache("a symbolic link".into()));
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(unsafe_cache(format!(
+                "owned by uid {}, not this user (uid {me})",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(unsafe_cache(format!(
+                "writable by group or others (mode {:o})",
+                meta.mode() & 0o7777
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

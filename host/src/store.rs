@@ -4,8 +4,9 @@
 //! read lock held for a few nanoseconds; a call in flight keeps its `Arc` and finishes on
 //! the version it started with, whatever swaps happen meanwhile.
 //!
-//! A candidate goes live only after it passes, in order: the SHA-256 pin (when set, before
-//! anything is compiled), loading ([`Runtime::load`]: wasm magic, compilation, no
+//! A candidate goes live only after it passes, in order: the [`Trust`] check (before
+//! anything is compiled: its sha256 is pinned, or its signature verifies with a trusted
+//! key, or unsigned modules are allowed; see [`crate::signature`]), loading ([`Runtime::load`]: wasm magic, compilation, no
 //! imports, the ABI's exports and types, ABI major version), and the canary self-test
 //! ([`canary::run_all`]). A candidate that fails is refused: the live version keeps
 //! serving and the refusal is logged at `warn` with the reason's stable name. Every
@@ -21,6 +22,7 @@ use crate::digest::Sha256;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::runtime::Runtime;
+use crate::signature::{Admission, Trust};
 
 /// A version the store serves, with where it came from.
 #[derive(Debug, Clone)]
@@ -40,8 +42,8 @@ impl Version {
 fn describe(policy: &Policy, origin: &str) -> String {
     format!(
         "{} {} sha256:{} from {origin}",
-        policy.info().name,
-        policy.info().version,
+        crate::escape::text(&policy.info().name),
+        crate::escape::text(&policy.info().version),
         policy.sha256().short()
     )
 }
@@ -79,7 +81,7 @@ struct State {
 /// Holds the live policy version and swaps it atomically.
 pub struct PolicyStore {
     runtime: Runtime,
-    pin: Option<Sha256>,
+    trust: Trust,
     state: RwLock<State>,
     switches: AtomicU64,
     refusals: AtomicU64,
@@ -90,13 +92,16 @@ impl std::fmt::Debug for PolicyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyStore")
             .field("live", &self.live().describe())
-            .field("pin", &self.pin)
+            .field("trust", &self.trust)
             .finish_non_exhaustive()
     }
 }
 
 impl PolicyStore {
-    /// A store serving `bytes` once they pass the same validation as any swap.
+    /// A store serving `bytes` once they pass the same validation as any swap. `pin`,
+    /// when given, is the only sha256 a module from outside may have; without it every
+    /// module is let in unsigned ([`Trust::allow_all`]). The embedded module is always
+    /// let in. Use [`PolicyStore::with_trust`] for signed modules.
     ///
     /// # Errors
     /// As [`PolicyStore::validate`].
@@ -106,18 +111,40 @@ impl PolicyStore {
         bytes: &[u8],
         origin: &str,
     ) -> Result<PolicyStore> {
-        let policy = validate(&runtime, pin.as_ref(), bytes)?;
+        let trust = Trust {
+            pins: pin.into_iter().collect(),
+            allow_unsigned: pin.is_none(),
+            ..Trust::default()
+        };
+        PolicyStore::with_trust(runtime, trust, bytes, None, origin)
+    }
+
+    /// A store that lets in only what `trust` admits, serving `bytes` (with their raw
+    /// `signature`, when one travels with them) once they pass the same validation as any
+    /// swap.
+    ///
+    /// # Errors
+    /// As [`PolicyStore::validate_signed`].
+    pub fn with_trust(
+        runtime: Runtime,
+        trust: Trust,
+        bytes: &[u8],
+        signature: Option<&[u8]>,
+        origin: &str,
+    ) -> Result<PolicyStore> {
+        let (policy, admission) = admit(&runtime, &trust, bytes, signature)?;
         tracing::info!(
             event = "load",
             origin,
-            name = %policy.info().name,
-            version = %policy.info().version,
+            name = %crate::escape::text(&policy.info().name),
+            version = %crate::escape::text(&policy.info().version),
             sha256 = %policy.sha256(),
+            admission = %admission,
             "policy loaded"
         );
         Ok(PolicyStore {
             runtime,
-            pin,
+            trust,
             state: RwLock::new(State {
                 live: Version {
                     policy: Arc::new(policy),
@@ -152,9 +179,14 @@ impl PolicyStore {
         &self.runtime
     }
 
-    /// The SHA-256 every version must have, when pinned.
+    /// The first sha256 of the allowlist, when there is one.
     pub fn pin(&self) -> Option<&Sha256> {
-        self.pin.as_ref()
+        self.trust.pins.first()
+    }
+
+    /// Who may put a module live.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     /// Switch, refusal and rollback counts.
@@ -166,39 +198,61 @@ impl PolicyStore {
         }
     }
 
-    /// Validates a candidate without installing it.
+    /// Validates an unsigned candidate without installing it.
     ///
     /// # Errors
-    /// [`Error::Pin`], any load error of [`Runtime::load`], or [`Error::Canary`] for the
-    /// first canary that fails.
+    /// As [`PolicyStore::validate_signed`].
     pub fn validate(&self, bytes: &[u8]) -> Result<Policy> {
-        validate(&self.runtime, self.pin.as_ref(), bytes)
+        self.validate_signed(bytes, None)
     }
 
-    /// Validates a candidate and makes it live. A candidate with the live SHA-256 changes
-    /// nothing ([`Swap::Unchanged`]).
+    /// Validates a candidate and its raw `signature` without installing it.
     ///
     /// # Errors
-    /// As [`PolicyStore::validate`]; the live version is left serving and the refusal is
-    /// logged.
+    /// [`Error::Unsigned`], [`Error::BadSignature`] or [`Error::Pin`] from the trust
+    /// check, any load error of [`Runtime::load`], or [`Error::Canary`] for the first
+    /// canary that fails.
+    pub fn validate_signed(&self, bytes: &[u8], signature: Option<&[u8]>) -> Result<Policy> {
+        admit(&self.runtime, &self.trust, bytes, signature).map(|(policy, _)| policy)
+    }
+
+    /// Validates an unsigned candidate and makes it live, as [`PolicyStore::propose_signed`].
+    ///
+    /// # Errors
+    /// As [`PolicyStore::propose_signed`].
     pub fn propose(&self, bytes: &[u8], origin: &str) -> Result<Swap> {
+        self.propose_signed(bytes, None, origin)
+    }
+
+    /// Validates a candidate (with its raw `signature`, when one travels with it) and makes
+    /// it live. A candidate with the live SHA-256 changes nothing ([`Swap::Unchanged`]).
+    ///
+    /// # Errors
+    /// As [`PolicyStore::validate_signed`]; the live version is left serving and the
+    /// refusal is logged.
+    pub fn propose_signed(
+        &self,
+        bytes: &[u8],
+        signature: Option<&[u8]>,
+        origin: &str,
+    ) -> Result<Swap> {
         let sha256 = Sha256::of(bytes);
         let live = self.live();
         if *live.policy.sha256() == sha256 {
             return Ok(Swap::Unchanged(live));
         }
-        match self.validate(bytes) {
+        match self.validate_signed(bytes, signature) {
             Ok(policy) => Ok(self.install(policy, origin)),
             Err(error) => {
                 self.refusals.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     event = "refuse",
                     reason = error.name(),
-                    error = %error.report(),
+                    error = %crate::escape::text(&error.report().to_string()),
                     origin,
                     candidate.sha256 = %sha256,
-                    live.name = %live.policy.info().name,
-                    live.version = %live.policy.info().version,
+                    live.name = %crate::escape::text(&live.policy.info().name),
+                    live.version = %crate::escape::text(&live.policy.info().version),
                     live.sha256 = %live.policy.sha256(),
                     live.origin = %live.origin,
                     "policy candidate refused; the live version keeps serving"
@@ -260,12 +314,12 @@ impl PolicyStore {
 fn log_switch(event: &'static str, from: &Version, to: &Version) {
     tracing::info!(
         event,
-        old.name = %from.policy.info().name,
-        old.version = %from.policy.info().version,
+        old.name = %crate::escape::text(&from.policy.info().name),
+        old.version = %crate::escape::text(&from.policy.info().version),
         old.sha256 = %from.policy.sha256(),
         old.origin = %from.origin,
-        new.name = %to.policy.info().name,
-        new.version = %to.policy.info().version,
+        new.name = %crate::escape::text(&to.policy.info().name),
+        new.version = %crate::escape::text(&to.policy.info().version),
         new.sha256 = %to.policy.sha256(),
         new.origin = %to.origin,
         "policy {event}: {} -> {}",
@@ -292,12 +346,38 @@ pub fn validate(runtime: &Runtime, pin: Option<&Sha256>, bytes: &[u8]) -> Result
             });
         }
     }
+    load_and_test(runtime, bytes)
+}
+
+/// The checks every candidate of a store passes, in order: `trust` (before anything is
+/// compiled), loading ([`Runtime::load`]), and every canary. Returns how it was let in.
+///
+/// # Errors
+/// [`Error::Unsigned`], [`Error::BadSignature`], [`Error::Pin`], any load error of
+/// [`Runtime::load`], or [`Error::Canary`] for the first canary that fails.
+pub fn admit(
+    runtime: &Runtime,
+    trust: &Trust,
+    bytes: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<(Policy, Admission)> {
+    let admission = trust.admit(bytes, signature)?;
+    if admission == Admission::Unsigned {
+        tracing::warn!(
+            sha256 = %Sha256::of(bytes),
+            "an unsigned policy module is let in (--allow-unsigned)"
+        );
+    }
+    Ok((load_and_test(runtime, bytes)?, admission))
+}
+
+fn load_and_test(runtime: &Runtime, bytes: &[u8]) -> Result<Policy> {
     let policy = runtime.load(bytes)?;
     for canary in &canary::CANARIES {
         if let Err(e) = canary::run(&policy, canary) {
             tracing::debug!(
-                name = %policy.info().name,
-                version = %policy.info().version,
+                name = %crate::escape::text(&policy.info().name),
+                version = %crate::escape::text(&policy.info().version),
                 sha256 = %policy.sha256(),
                 canary = canary.name,
                 "canary failed"

@@ -34,9 +34,12 @@ retried with backoff.
 
 The policy is hot-swapped while the controller runs: --policy FILE is polled for changes;
 --policy-configmap NAMESPACE/NAME watches a ConfigMap's binaryData (key --policy-key).
-A new version goes live only after the load checks and the canary self-test pass (and
---sha256, when given); a refused version is logged and the live one keeps serving. Plans
-in flight finish on the version they started with.
+A module from outside is code from outside: it goes live only when its sha256 is pinned
+(--pin, --sha256), or its signature (FILE.sig beside the file, or the ConfigMap key
+KEY.sig; `sidekill policy sign`, or `cosign sign-blob`) verifies with a --trusted-key,
+or --allow-unsigned is given; then the load checks and the canary self-test must pass. A
+refused version is logged and the live one keeps serving. The embedded module is trusted
+as part of the binary. Plans in flight finish on the version they started with.
 
 Endpoints on --listen: /healthz (the event loop turns), /readyz (every watch has listed
 once), /metrics (Prometheus text: plans, containers, steps and failures by kind, watch
@@ -60,7 +63,8 @@ configmaps get/list/watch (for --policy-configmap); pods/proxy get only with
 Environment:
   KUBECONFIG                  kubeconfig file (--kubeconfig); else in-cluster config
   SIDEKILL_POLICY             policy module file, watched (--policy)
-  SIDEKILL_POLICY_SHA256      required sha256 of every version (--sha256)
+  SIDEKILL_POLICY_SHA256      a pinned sha256 (--sha256; more with --pin)
+  SIDEKILL_TRUSTED_KEYS       trusted public key files, comma-separated (--trusted-key)
   SIDEKILL_IDENTITY           name in claims (--identity)
   SIDEKILL_LISTEN             endpoints' address (--listen)
   SIDEKILL_LOG                log level on stderr (default info)";
@@ -103,6 +107,33 @@ pub struct ControllerArgs {
     /// The binaryData key of --policy-configmap
     #[arg(long, value_name = "KEY", default_value = "policy.wasm")]
     pub policy_key: String,
+
+    /// Trust modules signed by this public key (PEM; repeatable)
+    #[arg(
+        long = "trusted-key",
+        value_name = "FILE",
+        env = "SIDEKILL_TRUSTED_KEYS",
+        value_delimiter = ',',
+        long_help = "A public key (SubjectPublicKeyInfo PEM, ECDSA P-256 or Ed25519: \
+                     `sidekill policy keygen`, `cosign generate-key-pair`) whose signatures \
+                     let a module go live. Repeatable. Mount it from a Secret: never put it \
+                     in the policy ConfigMap, whose writers it guards against."
+    )]
+    pub trusted_keys: Vec<PathBuf>,
+
+    /// Let this module sha256 go live unsigned (repeatable; with hot swap)
+    #[arg(long = "pin", value_name = "HEX", value_parser = super::parse_sha256)]
+    pub pins: Vec<crate::Sha256>,
+
+    /// Let modules that are neither signed nor pinned go live (not recommended)
+    #[arg(
+        long,
+        long_help = "Let a module go live without a signature or a pin. Anyone who can \
+                     write the policy ConfigMap (or the --policy file) then chooses what \
+                     sidekill runs in every watched pod. Ignored when a pin is given. A \
+                     signature that does not verify is refused even so."
+    )]
+    pub allow_unsigned: bool,
 
     /// Seconds between two looks at the --policy file
     #[arg(long, value_name = "SECONDS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -242,14 +273,37 @@ pub(crate) async fn terminated() {
 
 pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> {
     let runtime = runtime(ctx.global)?;
-    let (bytes, origin) = match &args.policy.policy {
-        Some(path) => (super::read_module(path)?, path.display().to_string()),
-        None => (embedded::BYTES.to_vec(), embedded::ORIGIN.to_string()),
+    let (bytes, signature, origin) = match &args.policy.policy {
+        Some(path) => (
+            super::read_module(path)?,
+            crate::source::file::read_signature(path)?,
+            path.display().to_string(),
+        ),
+        None => (embedded::BYTES.to_vec(), None, embedded::ORIGIN.to_string()),
     };
-    let store = Arc::new(PolicyStore::new(
+    let trust = crate::signature::Trust {
+        keys: args
+            .trusted_keys
+            .iter()
+            .map(|path| crate::signature::PublicKey::from_file(path))
+            .collect::<Result<_>>()?,
+        pins: args.policy.sha256.iter().chain(&args.pins).copied().collect(),
+        allow_unsigned: args.allow_unsigned,
+    };
+    let hot_swap = args.policy.policy.is_some() || args.policy_configmap.is_some();
+    if hot_swap && trust.keys.is_empty() && trust.pins.is_empty() && !trust.allow_unsigned {
+        return Err(Error::KeyFormat {
+            what: "--policy / --policy-configmap".into(),
+            reason: "a module from outside needs --trusted-key (signed modules), --pin \
+                     (modules by sha256) or, knowingly, --allow-unsigned"
+                .into(),
+        });
+    }
+    let store = Arc::new(PolicyStore::with_trust(
         runtime,
-        args.policy.sha256,
+        trust,
         &bytes,
+        signature.as_deref(),
         &origin,
     )?);
     let source = match (&args.policy.policy, &args.policy_configmap) {

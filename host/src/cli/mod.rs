@@ -549,6 +549,9 @@ or, refused: {configmap, key, previousKey, action: \"refused\",
         /// The module
         #[arg(value_name = "X.wasm")]
         module: PathBuf,
+        /// Its signature, written under KEY.sig [default: X.wasm.sig when it exists]
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
         /// The ConfigMap.
         #[command(flatten)]
         target: policy_cmd::ConfigMapArgs,
@@ -581,6 +584,64 @@ or, refused: {configmap, key, previousKey, action: \"refused\", module: {key},
         /// The ConfigMap.
         #[command(flatten)]
         target: policy_cmd::ConfigMapArgs,
+    },
+
+    /// Module signatures: keygen, sign, verify.
+    #[command(flatten)]
+    Sign(SignCommand),
+}
+
+/// `sidekill policy keygen | sign | verify`: module signatures (see `crate::signature`).
+#[derive(Debug, Subcommand)]
+pub enum SignCommand {
+    /// Make an ECDSA P-256 key pair: PREFIX.key (PKCS#8 PEM) and PREFIX.pub
+    #[command(long_about = "\
+Make an ECDSA P-256 key pair, the kind `cosign generate-key-pair` makes: PREFIX.key, the
+private key as unencrypted PKCS#8 PEM (mode 0600: keep it out of the cluster), and
+PREFIX.pub, the public key as SubjectPublicKeyInfo PEM, which the controller trusts with
+--trusted-key (mounted from a Secret). Existing files are not overwritten.")]
+    Keygen {
+        /// Where to write PREFIX.key and PREFIX.pub
+        #[arg(long, value_name = "PREFIX", default_value = "sidekill-policy")]
+        out: PathBuf,
+    },
+
+    /// Sign a module: writes X.wasm.sig (base64 ECDSA P-256/SHA-256, as cosign)
+    #[command(long_about = "\
+Sign a module with a PKCS#8 PEM private key (ECDSA P-256 or Ed25519; from `sidekill policy
+keygen` or `openssl genpkey`). The signature is base64 of the ASN.1 DER ECDSA signature
+over the module's bytes with SHA-256, the format of `cosign sign-blob`, so `cosign
+verify-blob --key PREFIX.pub --signature X.wasm.sig --insecure-ignore-tlog=true X.wasm`
+accepts it. cosign's own encrypted private keys are not read: sign with cosign itself
+then (its signatures verify here).")]
+    Sign {
+        /// The module
+        #[arg(value_name = "X.wasm")]
+        module: PathBuf,
+        /// The private key (PKCS#8 PEM)
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the signature [default: X.wasm.sig]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+
+    /// Check a module's signature with public keys, as the controller will
+    #[command(long_about = "\
+Check a module's signature (base64, X.wasm.sig by default; `cosign sign-blob` output
+works) with one or more public keys (SubjectPublicKeyInfo PEM: `sidekill policy keygen`,
+`cosign generate-key-pair`). Exit code 0 when a key verifies it, 1 when none does, 2 when
+a file cannot be read.")]
+    Verify {
+        /// The module
+        #[arg(value_name = "X.wasm")]
+        module: PathBuf,
+        /// A trusted public key (PEM; repeatable)
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// The signature [default: X.wasm.sig]
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
     },
 }
 
@@ -644,9 +705,22 @@ pub fn run(cli: &Cli) -> Result<Exit> {
             facts,
         }) => policy_cmd::diff(&mut ctx, old, new, files, facts),
         #[cfg(feature = "configmap")]
-        Command::Policy(PolicyCommand::Push { module, target }) => {
-            policy_cmd::push(&mut ctx, module, target)
+        Command::Policy(PolicyCommand::Push {
+            module,
+            signature,
+            target,
+        }) => policy_cmd::push(&mut ctx, module, signature.as_deref(), target),
+        Command::Policy(PolicyCommand::Sign(SignCommand::Keygen { out })) => {
+            policy_cmd::keygen(&mut ctx, out)
         }
+        Command::Policy(PolicyCommand::Sign(SignCommand::Sign { module, key, out })) => {
+            policy_cmd::sign(&mut ctx, module, key, out.as_deref())
+        }
+        Command::Policy(PolicyCommand::Sign(SignCommand::Verify {
+            module,
+            keys,
+            signature,
+        })) => policy_cmd::verify(&mut ctx, module, keys, signature.as_deref()),
         #[cfg(feature = "configmap")]
         Command::Policy(PolicyCommand::Rollback { target }) => {
             policy_cmd::rollback(&mut ctx, target)
@@ -729,9 +803,9 @@ pub fn runtime(global: &Global) -> Result<Runtime> {
     })
 }
 
-/// Reads a module file.
+/// Reads a module file, refusing one over 16 MiB without reading it whole.
 pub(crate) fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    crate::limits::read_module(path)
 }
 
 /// The module `--policy` names, or the embedded one, checked against `--sha256`.

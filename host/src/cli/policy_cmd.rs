@@ -19,6 +19,13 @@ fn error_value(e: &Error) -> Value {
     json!({"error": e.name(), "message": e.report().to_string()})
 }
 
+/// A module's string (name, version, export name, error message) made safe for a
+/// terminal: control characters and bidi overrides escaped ([`crate::escape`]). JSON
+/// output needs no escaping (serde_json escapes control characters).
+fn safe(text: &str) -> String {
+    crate::escape::text(text).into_owned()
+}
+
 pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
     let bytes = read_module(path)?;
     let runtime = ctx.runtime()?;
@@ -64,10 +71,10 @@ pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
     if let Ok(policy) = &found.load {
         let info = policy.info();
         kv.row(vec!["abi".into(), policy.abi().to_string()]);
-        kv.row(vec!["name".into(), info.name.clone()]);
-        kv.row(vec!["version".into(), info.version.clone()]);
-        kv.row(vec!["features".into(), info.features.join(", ")]);
-        kv.row(vec!["presets hash".into(), info.presets_hash.clone()]);
+        kv.row(vec!["name".into(), safe(&info.name)]);
+        kv.row(vec!["version".into(), safe(&info.version)]);
+        kv.row(vec!["features".into(), safe(&info.features.join(", "))]);
+        kv.row(vec!["presets hash".into(), safe(&info.presets_hash)]);
         kv.row(vec![
             "load".into(),
             format!(
@@ -89,7 +96,7 @@ pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
         let _ = writeln!(text, "  none");
     }
     for import in &found.imports {
-        let _ = writeln!(text, "  {}", s.red(&import.to_string()));
+        let _ = writeln!(text, "  {}", s.red(&safe(&import.to_string())));
     }
     let _ = writeln!(
         text,
@@ -98,7 +105,7 @@ pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
     );
     let mut exports = Table::new(&["NAME", "TYPE"]);
     for (name, ty) in &found.exports {
-        exports.row(vec![name.clone(), ty.clone()]);
+        exports.row(vec![safe(name), ty.clone()]);
     }
     text.push_str(&exports.render(2, &s));
     match &found.load {
@@ -110,7 +117,7 @@ pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
                 text,
                 "\n{} {} ({})",
                 s.red("refused:"),
-                e.report(),
+                safe(&e.report().to_string()),
                 e.name()
             );
         }
@@ -151,8 +158,8 @@ pub(super) fn test(ctx: &mut Context<'_>, path: &Path, pin: Option<&Sha256>) -> 
                     "load".into(),
                     Ok(format!(
                         "{} {}, ABI {}, no imports, every ABI export",
-                        policy.info().name,
-                        policy.info().version,
+                        safe(&policy.info().name),
+                        safe(&policy.info().version),
                         policy.abi()
                     )),
                     Some(ms),
@@ -213,7 +220,7 @@ pub(super) fn test(ctx: &mut Context<'_>, path: &Path, pin: Option<&Sha256>) -> 
                     text,
                     "  {} {name}: {} ({}){time}",
                     s.red("FAIL"),
-                    e.report(),
+                    safe(&e.report().to_string()),
                     e.name()
                 );
             }
@@ -296,12 +303,12 @@ pub(super) fn diff(
     let mut text = format!(
         "{} {} {} (sha256 {})\n{} {} {} (sha256 {})\n\n",
         s.bold("old"),
-        old.info().name,
-        old.info().version,
+        safe(&old.info().name),
+        safe(&old.info().version),
         old.sha256().short(),
         s.bold("new"),
-        new.info().name,
-        new.info().version,
+        safe(&new.info().name),
+        safe(&new.info().version),
         new.sha256().short()
     );
     for (doc, changes) in &results {
@@ -326,6 +333,7 @@ pub(super) fn diff(
                     text
                 }
             };
+            let short = |v: &Option<Value>| safe(&short(v));
             let line = match c.op() {
                 "added" => s.green(&format!("+ {}: {}", c.path, short(&c.new))),
                 "removed" => s.red(&format!("- {}: {}", c.path, short(&c.old))),
@@ -409,13 +417,22 @@ mod publish {
         previous_key, Action, Candidate, ModuleId, PolicyConfigMap, Published,
     };
 
-    /// `sidekill policy push X.wasm --configmap NAMESPACE/NAME`.
+    /// `sidekill policy push X.wasm [--signature X.wasm.sig] --configmap NAMESPACE/NAME`.
+    /// The signature (`--signature`, else `X.wasm.sig` when it exists) goes under
+    /// `KEY.sig`, where the controller looks for it.
     pub(in crate::cli) fn push(
         ctx: &mut Context<'_>,
         module: &Path,
+        signature: Option<&Path>,
         target: &ConfigMapArgs,
     ) -> Result<Exit> {
         let bytes = read_module(module)?;
+        let beside = crate::source::file::signature_path(module);
+        let signature = match signature {
+            Some(path) => Some(crate::limits::read_capped(path, 64 << 10)?),
+            None if beside.is_file() => Some(crate::limits::read_capped(&beside, 64 << 10)?),
+            None => None,
+        };
         let (sha256, size) = (Sha256::of(&bytes), bytes.len());
         let runtime = ctx.runtime()?;
         let candidate = match Candidate::validate(&runtime, bytes) {
@@ -431,6 +448,10 @@ mod publish {
                 return refused(ctx, target, about, &what, &e);
             }
             Err(e) => return Err(e),
+        };
+        let candidate = match signature {
+            Some(text) => candidate.with_signature(text)?,
+            None => candidate,
         };
         let published = in_cluster(target, &runtime, |configmap, runtime| async move {
             configmap.push(runtime, &candidate).await
@@ -520,7 +541,7 @@ mod publish {
             let text = format!(
                 "{} {what} would be refused by a hot swap: {} ({})\nconfigmap {namespace}/{name} was not changed\n",
                 s.red("refused:"),
-                error.report(),
+                crate::escape::text(&error.report().to_string()),
                 error.name()
             );
             ctx.print(&text)?;
@@ -599,3 +620,140 @@ mod publish {
 
 #[cfg(feature = "configmap")]
 pub(super) use publish::{push, rollback};
+
+/// `sidekill policy keygen --out PREFIX`: writes `PREFIX.key` (PKCS#8 PEM, mode 0600) and
+/// `PREFIX.pub` (SubjectPublicKeyInfo PEM), ECDSA P-256 as cosign's keys.
+pub(super) fn keygen(ctx: &mut Context<'_>, prefix: &Path) -> Result<Exit> {
+    let (key, pem) = crate::signature::SigningKey::generate()?;
+    let (private, public) = (with_suffix(prefix, ".key"), with_suffix(prefix, ".pub"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&private)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, pem.as_bytes()))
+        .map_err(|e| Error::io(&private, e))?;
+    std::fs::write(&public, key.public().to_pem()).map_err(|e| Error::io(&public, e))?;
+    let out = json!({
+        "privateKey": private.display().to_string(),
+        "publicKey": public.display().to_string(),
+        "algorithm": key.public().algorithm().as_str(),
+        "fingerprint": key.public().fingerprint(),
+    });
+    if ctx.json {
+        ctx.json_out(&out)?;
+    } else {
+        let text = format!(
+            "{} wrote {} (keep it secret) and {} ({}, fingerprint {})\n",
+            ctx.style.green("ok:"),
+            private.display(),
+            public.display(),
+            key.public().algorithm().as_str(),
+            key.public().fingerprint()
+        );
+        ctx.print(&text)?;
+    }
+    Ok(Exit::Ok)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// `sidekill policy sign X.wasm --key KEY [--out X.wasm.sig]`.
+pub(super) fn sign(
+    ctx: &mut Context<'_>,
+    module: &Path,
+    key: &Path,
+    out: Option<&Path>,
+) -> Result<Exit> {
+    let bytes = read_module(module)?;
+    let key = crate::signature::SigningKey::from_file(key)?;
+    let signature = key.sign(&bytes)?;
+    let out = out.map_or_else(|| crate::source::file::signature_path(module), Path::to_path_buf);
+    std::fs::write(&out, &signature).map_err(|e| Error::io(&out, e))?;
+    let sha256 = Sha256::of(&bytes);
+    if ctx.json {
+        ctx.json_out(&json!({
+            "file": module.display().to_string(),
+            "sha256": sha256.to_string(),
+            "signature": out.display().to_string(),
+            "key": key.public().fingerprint(),
+        }))?;
+    } else {
+        let text = format!(
+            "{} signed {} (sha256 {}) with key {}: {}\n",
+            ctx.style.green("ok:"),
+            module.display(),
+            sha256,
+            key.public().fingerprint(),
+            out.display()
+        );
+        ctx.print(&text)?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// `sidekill policy verify X.wasm --key PUB... [--signature X.wasm.sig]`: exit 0 when a
+/// key verifies the signature, 1 when none does.
+pub(super) fn verify(
+    ctx: &mut Context<'_>,
+    module: &Path,
+    keys: &[std::path::PathBuf],
+    signature: Option<&Path>,
+) -> Result<Exit> {
+    let bytes = read_module(module)?;
+    let keys = keys
+        .iter()
+        .map(|k| crate::signature::PublicKey::from_file(k))
+        .collect::<Result<Vec<_>>>()?;
+    let sig_path =
+        signature.map_or_else(|| crate::source::file::signature_path(module), Path::to_path_buf);
+    let text = crate::limits::read_capped(&sig_path, 64 << 10)?;
+    let raw = crate::signature::decode_signature(&text, &format!("signature {}", sig_path.display()))?;
+    let trust = crate::signature::Trust {
+        keys,
+        ..crate::signature::Trust::default()
+    };
+    let sha256 = Sha256::of(&bytes);
+    // The embedded module's bytes are trusted by the store, but `verify` checks the
+    // signature itself: it answers "is this signature good", whatever the module.
+    let verdict = trust
+        .keys
+        .iter()
+        .find(|k| k.verifies(&bytes, &raw))
+        .map(|k| k.fingerprint())
+        .ok_or(Error::BadSignature {
+            sha256: sha256.to_string(),
+            keys: trust.keys.len(),
+        });
+    let exit = if verdict.is_ok() { Exit::Ok } else { Exit::Report };
+    if ctx.json {
+        let mut out = json!({
+            "file": module.display().to_string(),
+            "sha256": sha256.to_string(),
+            "signature": sig_path.display().to_string(),
+            "verified": verdict.is_ok(),
+        });
+        match &verdict {
+            Ok(key) => out["key"] = json!(key),
+            Err(e) => out["error"] = error_value(e),
+        }
+        ctx.json_out(&out)?;
+    } else {
+        let text = match &verdict {
+            Ok(key) => format!(
+                "{} {} (sha256 {}) is signed by key {key}\n",
+                ctx.style.green("verified:"),
+                module.display(),
+                sha256
+            ),
+            Err(e) => format!("{} {} ({})\n", ctx.style.red("refused:"), e, e.name()),
+        };
+        ctx.print(&text)?;
+    }
+    Ok(exit)
+}

@@ -6,7 +6,10 @@
 //! last one seen they are proposed to the [`PolicyStore`] on a blocking thread (loading
 //! compiles, which can take a few hundred milliseconds).
 //!
-//! Only `binaryData[key]` is read. The module a push replaced (`<key>.previous`, see
+//! Only `binaryData[key]` and its signature are read: `binaryData[key.sig]` or
+//! `data[key.sig]` ([`signature_key`]; base64 text, as `sidekill policy sign` and `cosign
+//! sign-blob` write it). The signature is checked against the keys configured on the
+//! controller, never against anything in the ConfigMap. The module a push replaced (`<key>.previous`, see
 //! below), the annotations and every other key are ignored, so a ConfigMap written by
 //! [`PolicyConfigMap`] goes live with its new module, never the previous one.
 //!
@@ -83,7 +86,7 @@ pub struct ConfigMapSource {
     name: String,
     key: String,
     origin: String,
-    seen: Option<Sha256>,
+    seen: Option<(Sha256, Option<Sha256>)>,
 }
 
 impl std::fmt::Debug for ConfigMapSource {
@@ -131,6 +134,30 @@ impl ConfigMapSource {
             })
     }
 
+    /// The raw signature beside the module in one ConfigMap version, when there is one.
+    ///
+    /// # Errors
+    /// [`Error::KeyFormat`] when it is not base64.
+    pub fn signature(&self, configmap: &ConfigMap) -> Result<Option<Vec<u8>>> {
+        let key = signature_key(&self.key);
+        let text = configmap
+            .binary_data
+            .as_ref()
+            .and_then(|data| data.get(&key))
+            .map(|bytes| bytes.0.clone())
+            .or_else(|| {
+                configmap
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get(&key))
+                    .map(|text| text.as_bytes().to_vec())
+            });
+        text.map(|text| {
+            crate::signature::decode_signature(&text, &format!("{} key {key}", self.origin))
+        })
+        .transpose()
+    }
+
     /// Handles one ConfigMap version: proposes its module when its SHA-256 is new.
     /// `Ok(None)` when the bytes were seen already. Blocks while the candidate is
     /// validated; [`ConfigMapSource::run`] calls it on a blocking thread.
@@ -139,12 +166,16 @@ impl ConfigMapSource {
     /// [`Error::MissingKey`], or the store's refusal.
     pub fn apply(&mut self, store: &PolicyStore, configmap: &ConfigMap) -> Result<Option<Swap>> {
         let bytes = self.module_bytes(configmap)?;
-        let sha256 = Sha256::of(bytes);
-        if self.seen == Some(sha256) {
+        let signature = self.signature(configmap)?;
+        // A signature added after its module is a change too.
+        let seen = (Sha256::of(bytes), signature.as_deref().map(Sha256::of));
+        if self.seen == Some(seen) {
             return Ok(None);
         }
-        self.seen = Some(sha256);
-        store.propose(bytes, &self.origin).map(Some)
+        self.seen = Some(seen);
+        store
+            .propose_signed(bytes, signature.as_deref(), &self.origin)
+            .map(Some)
     }
 
     /// Watches the ConfigMap and proposes every new module to `store`. Runs until the
@@ -216,6 +247,11 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// The key that keeps the module the one under `key` replaced: `<key>.previous`.
 pub fn previous_key(key: &str) -> String {
     format!("{key}{PREVIOUS_SUFFIX}")
+}
+
+/// The key of the signature of the module under `data_key`: `<data_key>.sig`.
+pub fn signature_key(data_key: &str) -> String {
+    format!("{data_key}.sig")
 }
 
 /// The annotation that records the identity of the module under `data_key`:
@@ -327,6 +363,8 @@ impl std::fmt::Display for ModuleId {
 pub struct Candidate {
     bytes: Vec<u8>,
     id: ModuleId,
+    /// The signature file's text (base64), written beside the module.
+    signature: Option<Vec<u8>>,
 }
 
 impl Candidate {
@@ -339,7 +377,22 @@ impl Candidate {
     pub fn validate(runtime: &Runtime, bytes: Vec<u8>) -> Result<Candidate> {
         let policy = crate::store::validate(runtime, None, &bytes)?;
         let id = ModuleId::of(&policy, bytes.len());
-        Ok(Candidate { bytes, id })
+        Ok(Candidate {
+            bytes,
+            id,
+            signature: None,
+        })
+    }
+
+    /// The candidate with its signature (a `.sig` file's base64 text), which a push writes
+    /// under `<key>.sig` ([`signature_key`]) for the controller to verify.
+    ///
+    /// # Errors
+    /// [`Error::KeyFormat`] when `text` is not base64.
+    pub fn with_signature(mut self, text: Vec<u8>) -> Result<Candidate> {
+        crate::signature::decode_signature(&text, "signature")?;
+        self.signature = Some(text);
+        Ok(self)
     }
 
     /// Who the module is.
@@ -549,8 +602,10 @@ impl PolicyConfigMap {
         candidate: &Candidate,
     ) -> Result<Published> {
         let live = snapshot.bytes(&self.key);
+        let same_signature =
+            snapshot.bytes(&signature_key(&self.key)) == candidate.signature.as_deref();
         let previous = match live {
-            Some(bytes) if Sha256::of(bytes) == candidate.id.sha256 => {
+            Some(bytes) if Sha256::of(bytes) == candidate.id.sha256 && same_signature => {
                 let previous = match snapshot.bytes(&self.previous_key) {
                     Some(bytes) => Some(
                         self.identify(runtime, bytes, snapshot.annotation(&self.previous_key))
@@ -566,10 +621,27 @@ impl PolicyConfigMap {
                     attempts: 1,
                 });
             }
+            // The same module with a new signature: only the signature changes.
+            Some(bytes) if Sha256::of(bytes) == candidate.id.sha256 => {
+                match snapshot.bytes(&self.previous_key) {
+                    Some(previous) => Some((
+                        previous.to_vec(),
+                        self.identify(runtime, previous, snapshot.annotation(&self.previous_key))
+                            .await,
+                        snapshot
+                            .bytes(&signature_key(&self.previous_key))
+                            .map(<[u8]>::to_vec),
+                    )),
+                    None => None,
+                }
+            }
             Some(bytes) => Some((
                 bytes.to_vec(),
                 self.identify(runtime, bytes, snapshot.annotation(&self.key))
                     .await,
+                snapshot
+                    .bytes(&signature_key(&self.key))
+                    .map(<[u8]>::to_vec),
             )),
             None => None,
         };
@@ -604,14 +676,20 @@ impl PolicyConfigMap {
             });
         };
         let (runtime_copy, bytes) = (runtime.clone(), previous.to_vec());
-        let candidate = self
+        let mut candidate = self
             .blocking(move || Candidate::validate(&runtime_copy, bytes))
             .await??;
+        candidate.signature = snapshot
+            .bytes(&signature_key(&self.previous_key))
+            .map(<[u8]>::to_vec);
         let replaced = match snapshot.bytes(&self.key) {
             Some(bytes) => Some((
                 bytes.to_vec(),
                 self.identify(runtime, bytes, snapshot.annotation(&self.key))
                     .await,
+                snapshot
+                    .bytes(&signature_key(&self.key))
+                    .map(<[u8]>::to_vec),
             )),
             None => None,
         };
@@ -620,12 +698,13 @@ impl PolicyConfigMap {
     }
 
     /// Writes `candidate` under the key and `previous` (or nothing) under
-    /// `<key>.previous`, conditional on the snapshot's version.
+    /// `<key>.previous`, each with its signature under `.sig` when it has one,
+    /// conditional on the snapshot's version.
     async fn store(
         &self,
         snapshot: &Snapshot,
         candidate: &Candidate,
-        previous: Option<(Vec<u8>, ModuleId)>,
+        previous: Option<(Vec<u8>, ModuleId, Option<Vec<u8>>)>,
         action: Action,
     ) -> Result<Published> {
         let mut configmap = snapshot.configmap.clone().unwrap_or_else(|| ConfigMap {
@@ -643,18 +722,29 @@ impl PolicyConfigMap {
             .get_or_insert_with(BTreeMap::new);
         data.insert(self.key.clone(), ByteString(candidate.bytes.clone()));
         notes.insert(annotation(&self.key), candidate.id.to_json().to_string());
+        let set = |data: &mut BTreeMap<String, ByteString>, key: String, value: Option<Vec<u8>>| {
+            match value {
+                Some(value) => data.insert(key, ByteString(value)),
+                None => data.remove(&key),
+            };
+        };
+        set(data, signature_key(&self.key), candidate.signature.clone());
         let previous_id = match previous {
-            Some((bytes, id)) => {
+            Some((bytes, id, signature)) => {
                 data.insert(self.previous_key.clone(), ByteString(bytes));
                 notes.insert(annotation(&self.previous_key), id.to_json().to_string());
+                set(data, signature_key(&self.previous_key), signature);
                 Some(id)
             }
             None => {
                 data.remove(&self.previous_key);
+                set(data, signature_key(&self.previous_key), None);
                 notes.remove(&annotation(&self.previous_key));
                 None
             }
         };
+        // A signature left in `data` by hand would shadow none of these: the source reads
+        // `binaryData` first.
         let params = PostParams {
             field_manager: Some("sidekill".into()),
             ..PostParams::default()

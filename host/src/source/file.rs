@@ -7,8 +7,14 @@
 //! file changes. A missing or unreadable file is logged once and the live version keeps
 //! serving.
 //!
-//! Write a new module with write-to-temporary-then-rename: a poll that reads a
-//! half-written file gets a refused candidate (logged), and the next change is picked up.
+//! The module's signature, when it has one, is the file beside it with `.sig` appended
+//! (`policy.wasm.sig`: base64, as `sidekill policy sign` and `cosign sign-blob` write it);
+//! a change of either file is a change. A module over 16 MiB is refused without being read
+//! whole ([`Error::ModuleLimit`]).
+//!
+//! Write a new module with write-to-temporary-then-rename, its signature first: a poll
+//! that reads a half-written file gets a refused candidate (logged), and the next change
+//! is picked up.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -24,6 +30,28 @@ use crate::store::{PolicyStore, Swap};
 struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
+    signature: Option<(Option<SystemTime>, u64)>,
+}
+
+/// `X.wasm.sig` for `X.wasm`: where a module file's signature is.
+pub fn signature_path(module: &Path) -> PathBuf {
+    let mut name = module.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// Reads a module's signature file when there is one: `Ok(None)` when it is missing.
+///
+/// # Errors
+/// [`Error::Io`] when it exists but cannot be read, [`Error::KeyFormat`] when it is not
+/// base64.
+pub fn read_signature(module: &Path) -> Result<Option<Vec<u8>>> {
+    let path = signature_path(module);
+    match crate::limits::read_capped(&path, 64 << 10) {
+        Ok(text) => crate::signature::decode_signature(&text, &format!("signature {}", path.display())).map(Some),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// A module file, polled for changes.
@@ -31,7 +59,7 @@ struct Stamp {
 pub struct FileSource {
     path: PathBuf,
     stamp: Option<Stamp>,
-    seen: Option<Sha256>,
+    seen: Option<(Sha256, Option<Sha256>)>,
     failing: bool,
 }
 
@@ -76,19 +104,25 @@ impl FileSource {
         let stamp = Stamp {
             modified: meta.modified().ok(),
             len: meta.len(),
+            signature: std::fs::metadata(signature_path(&self.path))
+                .ok()
+                .map(|m| (m.modified().ok(), m.len())),
         };
         if self.stamp == Some(stamp) {
             return Ok(None);
         }
-        let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let bytes = crate::limits::read_module(&self.path)?;
+        let signature = read_signature(&self.path)?;
         self.stamp = Some(stamp);
-        let sha256 = Sha256::of(&bytes);
-        if self.seen == Some(sha256) {
+        let seen = (Sha256::of(&bytes), signature.as_deref().map(Sha256::of));
+        if self.seen == Some(seen) {
             return Ok(None);
         }
-        self.seen = Some(sha256);
+        self.seen = Some(seen);
         let origin = self.path.display().to_string();
-        store.propose(&bytes, &origin).map(Some)
+        store
+            .propose_signed(&bytes, signature.as_deref(), &origin)
+            .map(Some)
     }
 }
 

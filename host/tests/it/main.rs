@@ -10,7 +10,10 @@
 //! - `demo` (feature `demo`, root): `sidekill demo` as a newcomer runs it;
 //! - `executor` (feature `configmap`): plans carried out against `crates/testcluster` (root),
 //!   or a real cluster with `SIDEKILL_E2E=1` (see `cluster`);
-//! - `cluster`: where the executor's tests run, and their fixture helpers.
+//! - `cluster`: where the executor's tests run, and their fixture helpers;
+//! - `sandbox_edges`: issue 17, the module trusted no further than the sandbox (signatures,
+//!   the cache, pristine state per call, compile bounds, answer cost);
+//! - `fuzz`: proptest targets through wasmtime (`PROPTEST_CASES` bounds their time).
 
 mod cache;
 mod cli;
@@ -25,5 +28,7 @@ mod controller;
 mod demo;
 #[cfg(feature = "configmap")]
 mod executor;
+mod fuzz;
 mod hostile;
+mod sandbox_edges;
 mod swap;

@@ -1,0 +1,28 @@
+;; Issue 17, "a module that is benign for 8 calls passed every canary and then turned
+;; hostile": it counts its plan calls in a global and, from the 9th on, answers `hostile`.
+;; With a fresh instance per call every call is its first.
+(module
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{\"ok\":{\"name\":\"bomb\",\"version\":\"0.0.1\",\"features\":[],\"presetsHash\":\"0\"}}")
+  (data (i32.const 1536) "{\"ok\":\"benign\"}")
+  (data (i32.const 1600) "{\"ok\":\"hostile\"}")
+  (global $len (mut i32) (i32.const 0))
+  (global $calls (mut i32) (i32.const 0))
+  (func (export "sidekill_abi_major") (result i32) i32.const 1)
+  (func (export "sidekill_abi_minor") (result i32) i32.const 0)
+  (func (export "sidekill_alloc") (param $len i32) (result i32) i32.const 4096)
+  (func (export "sidekill_free") (param i32 i32))
+  (func (export "sidekill_reset"))
+  (func (export "sidekill_result_len") (result i32) global.get $len)
+  (func (export "sidekill_policy_info") (result i32)
+    (global.set $len (i32.const 72)) (i32.const 1024))
+  (func (export "sidekill_matrix") (result i32)
+    (global.set $len (i32.const 72)) (i32.const 1024))
+  (func $plan (result i32)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (if (result i32) (i32.gt_u (global.get $calls) (i32.const 8))
+      (then (global.set $len (i32.const 16)) (i32.const 1600))
+      (else (global.set $len (i32.const 15)) (i32.const 1536))))
+  (func (export "sidekill_plan") (param i32 i32) (result i32) (call $plan))
+  (func (export "sidekill_classify") (param i32 i32) (result i32) (call $plan))
+)
