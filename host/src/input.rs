@@ -5,8 +5,16 @@
 //! JSON indented with tabs works, and errors are JSON's). Anything else is read as YAML with
 //! [`sidekill_policy::yaml::documents`] (multi-document, empty documents skipped). Errors
 //! name the file, the line and the column.
+//!
+//! What one input may cost is bounded before it is parsed: at most
+//! [`sidekill_policy::yaml::MAX_TEXT`] bytes are read (a larger file is refused by its size,
+//! unread), at most [`sidekill_policy::yaml::MAX_DOCUMENTS`] documents are taken, nesting is
+//! checked in one pass before the YAML parser runs, and a key given twice in one mapping is
+//! an error, in JSON as in YAML (kubectl's strict decoding).
 
 use std::io::Read;
+
+use sidekill_policy::yaml::{Strict, MAX_DOCUMENTS, MAX_TEXT};
 
 use serde_json::Value;
 
@@ -51,15 +59,50 @@ impl Document {
 /// line and column when it is not YAML or JSON.
 pub fn read(file: &str) -> Result<Vec<Document>> {
     let text = if file == STDIN {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::io("standard input", e))?;
-        text
+        read_capped(file, std::io::stdin())?
     } else {
-        std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?
+        let handle = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+        let size = handle.metadata().map_err(|e| Error::io(file, e))?.len();
+        if size > MAX_TEXT as u64 {
+            return Err(too_large(file, size));
+        }
+        read_capped(file, handle)?
     };
     parse(file, &text)
+}
+
+/// The text of `reader`, refused past [`MAX_TEXT`] bytes without reading further.
+fn read_capped(file: &str, reader: impl Read) -> Result<String> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_TEXT as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(file, e))?;
+    if bytes.len() > MAX_TEXT {
+        return Err(too_large(file, bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Error::io(
+            file,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        )
+    })
+}
+
+fn too_large(file: &str, size: u64) -> Error {
+    let shown = if size > MAX_TEXT as u64 {
+        format!("more than {MAX_TEXT}")
+    } else {
+        size.to_string()
+    };
+    Error::Syntax {
+        file: file.to_string(),
+        line: 0,
+        column: 0,
+        message: format!(
+            "the input is {shown} bytes; at most {MAX_TEXT} are read (split it into smaller files)"
+        ),
+    }
 }
 
 /// Parses the text of a manifest file.
@@ -89,10 +132,20 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Document>> {
 }
 
 fn json_stream(text: &str) -> serde_json::Result<Vec<Value>> {
-    serde_json::Deserializer::from_str(text)
-        .into_iter::<Value>()
-        .filter(|v| !matches!(v, Ok(Value::Null)))
-        .collect()
+    let mut values = Vec::new();
+    for value in serde_json::Deserializer::from_str(text).into_iter::<Strict>() {
+        let Strict(value) = value?;
+        if value.is_null() {
+            continue;
+        }
+        if values.len() == MAX_DOCUMENTS {
+            return Err(serde_json::Error::io(std::io::Error::other(format!(
+                "more than {MAX_DOCUMENTS} documents in one text"
+            ))));
+        }
+        values.push(value);
+    }
+    Ok(values)
 }
 
 fn yaml(file: &str, text: &str) -> Result<Vec<Value>> {
@@ -126,6 +179,25 @@ fn strip_position(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_by_its_size_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        let file = std::fs::File::create(&path).unwrap();
+        // Sparse: its size says 25 MB, and reading it would take as much memory.
+        file.set_len(25 << 20).unwrap();
+        let start = std::time::Instant::now();
+        let err = read(path.to_str().unwrap()).unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert!(err.to_string().contains("at most 8388608"), "{err}");
+    }
+
+    #[test]
+    fn json_keys_given_twice_are_an_error() {
+        let err = parse("x.json", r#"{"kind": "Pod", "kind": "Job"}"#).unwrap_err();
+        assert!(err.to_string().contains("duplicate key `kind`"), "{err}");
+    }
 
     #[test]
     fn multi_document_yaml_gives_one_document_per_object() {

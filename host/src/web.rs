@@ -60,9 +60,43 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// Headers on every answer. The page's own Content-Security-Policy is the `<meta>` tag of
+/// `index.html`; a browser enforces both, and only a header can forbid framing.
+const HEADERS: [(&str, &str); 4] = [
+    (
+        "Content-Security-Policy",
+        "frame-ancestors 'none'; object-src 'none'; base-uri 'none'",
+    ),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+];
+
+/// The `Host` values a browser sends for `listener`, when it listens on loopback: anything
+/// else is a DNS-rebinding page, refused. Listening on another address is the user's choice
+/// to serve other machines, under names sidekill cannot know, so no check then.
+fn allowed_hosts(listener: &TcpListener) -> Option<Vec<String>> {
+    let local = listener.local_addr().ok()?;
+    if !local.ip().is_loopback() {
+        return None;
+    }
+    let port = local.port();
+    Some(vec![
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        local.to_string(),
+    ])
+}
+
 /// Serves the site on `listener` until the process ends.
 pub fn serve(listener: TcpListener, site: Site) {
-    crate::http::serve(
+    let options = crate::http::Options {
+        allowed_hosts: allowed_hosts(&listener),
+        headers: HEADERS.to_vec(),
+        ..crate::http::Options::default()
+    };
+    crate::http::serve_with(
         listener,
         Arc::new(move |path: &str| {
             let path = if path.is_empty() { "index.html" } else { path };
@@ -71,5 +105,6 @@ pub fn serve(listener: TcpListener, site: Site) {
                 None => Response::text("404 Not Found", "not found\n"),
             }
         }),
+        options,
     );
 }

@@ -23,7 +23,11 @@ fn deep_flow_nesting_is_refused_at_once() {
         let text = format!("a: {}1{}", "[".repeat(depth), "]".repeat(depth));
         let start = Instant::now();
         let (line, column, message) = yaml_error(&text);
-        assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
         assert!(message.contains("nested deeper than 128"), "{message}");
         // The 129th `[` is at column 3 + 129.
         assert_eq!((line, column), (1, 3 + MAX_DEPTH + 1));
@@ -35,13 +39,21 @@ fn deep_compact_sequences_are_refused_at_once() {
     let text = format!("{}x\n", "- ".repeat(50_000));
     let start = Instant::now();
     let (_, _, message) = yaml_error(&text);
-    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(message.contains("nested deeper"), "{message}");
 }
 
 #[test]
 fn nesting_at_the_limit_and_brackets_in_strings_are_fine() {
-    let text = format!("a: {}1{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+    let text = format!(
+        "a: {}1{}",
+        "[".repeat(MAX_DEPTH - 1),
+        "]".repeat(MAX_DEPTH - 1)
+    );
     assert_eq!(documents(&text).map(|d| d.len()), Ok(1));
     let quoted = format!(
         "a: '{}'\nb: \"{}\"\nc: it's {} # {}\n",
@@ -71,8 +83,7 @@ fn a_text_over_the_cap_is_refused_before_parsing() {
 
 #[test]
 fn a_key_twice_in_one_mapping_is_an_error_with_its_place() {
-    let (line, _, message) =
-        yaml_error("kind: Pod\nmetadata:\n  name: a\n  name: b\nspec: {}\n");
+    let (line, _, message) = yaml_error("kind: Pod\nmetadata:\n  name: a\n  name: b\nspec: {}\n");
     assert!(message.contains("duplicate key `name`"), "{message}");
     // serde_yaml_ng places a custom error at the last event it read: the first `name` or the
     // second, never elsewhere.

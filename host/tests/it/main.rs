@@ -6,6 +6,8 @@
 //! - `configmap` (feature `configmap`, root): the ConfigMap source, `policy push` and
 //!   `policy rollback` against `crates/testcluster`;
 //! - `cli`: the real `sidekill` binary in a temporary directory;
+//! - `http`: the HTTP server of `sidekill web` and the controller's health endpoints, under
+//!   hostile clients;
 //! - `controller` (feature `configmap`, root): the controller against `crates/testcluster`;
 //! - `demo` (feature `demo`, root): `sidekill demo` as a newcomer runs it;
 //! - `executor` (feature `configmap`): plans carried out against `crates/testcluster` (root),
@@ -30,5 +32,6 @@ mod demo;
 mod executor;
 mod fuzz;
 mod hostile;
+mod http;
 mod sandbox_edges;
 mod swap;
