@@ -29,6 +29,10 @@ function describeAction(action: Action): string {
       return action.argv.join(" ");
     case "http":
       return `${action.method} :${action.port}${action.path}`;
+    case "image-swap":
+      return `image of container ${action.containerIndex} -> ${action.image}`;
+    case "ephemeral":
+      return `ephemeral ${action.image} targeting ${action.targetContainerName}: ${action.argv.join(" ")}`;
     default:
       return unreachable(action);
   }

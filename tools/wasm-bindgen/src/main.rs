@@ -56,7 +56,11 @@ fn generate(args: &Args) -> Result<(), String> {
     bindgen
         .input_path(&args.input)
         .out_name(&args.out_name)
-        .typescript(true);
+        .typescript(true)
+        // The library's defaults are not the command's: these are what `wasm-bindgen` (and
+        // so wasm-pack) passes when no flag says otherwise. A default module path lets
+        // `init()` be called with no argument.
+        .omit_default_module_path(false);
     let chosen = match args.target.as_str() {
         "web" => bindgen.web(true),
         "nodejs" => bindgen.nodejs(true),

@@ -26,11 +26,11 @@ class ModuleTest {
   }
 
   @Test
-  void abi_is_1_0() {
+  void abi_is_1_3() {
     Instance instance =
         Instance.builder(Fixtures.module()).withImportValues(ImportValues.empty()).build();
     assertEquals(1L, instance.export("sidekill_abi_major").apply()[0]);
-    assertEquals(0L, instance.export("sidekill_abi_minor").apply()[0]);
+    assertEquals(3L, instance.export("sidekill_abi_minor").apply()[0]);
   }
 
   @Test
