@@ -398,6 +398,9 @@ impl Cluster {
         let client = client_for(&path).await;
         let reviews = Api::<SelfSubjectAccessReview>::all(client);
         for rule in rules.as_array().into_iter().flatten() {
+            // The rule's API group (`""` is core; `batch` for jobs): a review without it asks
+            // about the core group, which a `batch` rule does not grant.
+            let group = rule["apiGroups"][0].as_str().unwrap_or_default();
             for resource in rule["resources"].as_array().into_iter().flatten() {
                 for verb in rule["verbs"].as_array().into_iter().flatten() {
                     let (resource, subresource) = resource
@@ -409,7 +412,7 @@ impl Cluster {
                         });
                     let review: SelfSubjectAccessReview = serde_json::from_value(json!({
                         "spec": {"resourceAttributes": {"namespace": ns, "verb": verb,
-                            "resource": resource, "subresource": subresource}}
+                            "group": group, "resource": resource, "subresource": subresource}}
                     }))
                     .expect("review");
                     let deadline = Instant::now() + Duration::from_secs(15);

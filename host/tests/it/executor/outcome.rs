@@ -251,14 +251,14 @@ fn complete(job: &Job) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1
         .as_ref()
 }
 
-fn main_finished(p: &Pod) -> Option<SystemTime> {
+fn finished(p: &Pod, container: &str) -> Option<SystemTime> {
     let cs = p
         .status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .iter()
-        .find(|c| c.name == "main")?;
+        .find(|c| c.name == container)?;
     let t = cs.state.as_ref()?.terminated.as_ref()?;
     Some(t.finished_at.as_ref()?.0.into())
 }
@@ -284,13 +284,13 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
     let jobs = [
         (
             "job-default-kill",
-            "sh",
+            "/bin/sh",
             String::new(),
             format!("      - {{name: cloud-sql-proxy, image: '{PROXY_IMAGE}', args: ['--exit-zero-on-sigterm', 'proj:region:db']}}\n"),
         ),
         (
             "job-kill-cmd",
-            "kill-cmd",
+            "sh",
             r#"workflows.argoproj.io/kill-cmd-cloud-sql-proxy: '["sh", "-c", "kill -%d 1"]'"#.to_owned(),
             format!("      - {{name: cloud-sql-proxy, image: '{PROXY_IMAGE}', args: ['--exit-zero-on-sigterm', 'proj:region:db']}}\n"),
         ),
@@ -339,6 +339,7 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        // The default is `/bin/sh -c 'kill -15 1'`; the annotation's own argv starts `sh`.
         assert_eq!(first, *program, "{name}: {r:#?}");
         assert_eq!(s.exit_code, Some(0), "{name}: {r:#?}");
         assert_eq!(r.prediction["pod"]["phase"], "Succeeded", "{name}: {r:#?}");
@@ -367,14 +368,18 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
         let seen = r.job.as_ref().expect("a Job's pod's report has its Job");
         assert!(seen.visible, "{name}: {seen:?}");
         assert_eq!(seen.name, *name);
-        if let (Some(main), Some(done)) = (
-            c.pod(&pod_name).await.as_ref().and_then(main_finished),
-            complete(&job),
-        ) {
+        let p = c.pod(&pod_name).await;
+        let (main, side) = (
+            p.as_ref().and_then(|p| finished(p, "main")),
+            p.as_ref().and_then(|p| finished(p, sidecar)),
+        );
+        if let (Some(main), Some(side), Some(done)) = (main, side, complete(&job)) {
             let done: SystemTime = done.0.into();
             eprintln!(
-                "{name}: main exited -> Job Complete in {:?} (condition times have 1 s resolution); report: {}",
-                done.duration_since(main).unwrap_or_default(),
+                "FIGURE {name}: main exited -> sidecar exited {:?} -> Job Complete {:?} \
+                 (API times have 1 s resolution); report: {}",
+                side.duration_since(main).unwrap_or_default(),
+                done.duration_since(side).unwrap_or_default(),
                 seen.describe()
             );
         }
