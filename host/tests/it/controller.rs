@@ -605,3 +605,132 @@ async fn a_pod_that_keeps_changing_does_not_cost_its_controller_the_claim() {
     drop(ctl);
     c.shutdown().await;
 }
+
+fn reasons(
+    c: &TestCluster,
+    pod: &str,
+    reason: &str,
+) -> impl std::future::Future<Output = Vec<String>> {
+    let kubeconfig = c.kubeconfig_path().to_owned();
+    let (pod, reason) = (pod.to_owned(), reason.to_owned());
+    async move {
+        let client = sidekill::cli::stop::client(Some(&kubeconfig))
+            .await
+            .expect("client");
+        let api: Api<Event> = Api::namespaced(client, "default");
+        api.list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(pod.as_str()))
+            .filter(|e| e.reason.as_deref() == Some(reason.as_str()))
+            .filter_map(|e| e.message)
+            .collect()
+    }
+}
+
+/// Issue 12 through the controller: Job pods whose Cloud SQL proxy exits 143 (Failed under
+/// `Never`), 0 (`--exit-zero-on-sigterm`: Succeeded) and 143 under `OnFailure` (restarted by
+/// the kubelet: never completes). `/metrics` counts the pods by final phase and by whether the
+/// prediction held; each pod gets a `PodOutcome` Event with prediction and result; the restarted
+/// sidecar gets `SidecarRestarted` and is not stopped again while the controller keeps watching
+/// its pod (whose status keeps changing as the kubelet restarts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_reports_each_pods_end_against_the_prediction_and_counts_phases() {
+    let c = cluster().await;
+    let ctl = Running::start(
+        c.kubeconfig_path(),
+        Setup {
+            identity: "ctl-outcome",
+            ..Setup::default()
+        },
+    );
+    let mut reports = ctl.controller.reports();
+    eventually("readyz", Duration::from_secs(10), || {
+        ctl.get("readyz").0 == 200
+    })
+    .await;
+    let proxy = |args: &str| {
+        format!("{{name: cloud-sql-proxy, image: 'gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.1-alpine', args: [{args}]}}")
+    };
+    let job = "batch.kubernetes.io/job-name: j";
+    c.apply_yaml(&pod("fails", job, "", 1, &proxy("'p:r:i'")))
+        .await
+        .expect("apply");
+    c.apply_yaml(&pod(
+        "succeeds",
+        job,
+        "",
+        1,
+        &proxy("'--exit-zero-on-sigterm', 'p:r:i'"),
+    ))
+    .await
+    .expect("apply");
+    c.apply_yaml(
+        &pod("restarts", job, "", 1, &proxy("'p:r:i'"))
+            .replace("restartPolicy: Never", "restartPolicy: OnFailure"),
+    )
+    .await
+    .expect("apply");
+    let mut done = BTreeMap::new();
+    while done.len() < 3 {
+        let r = tokio::time::timeout(Duration::from_secs(30), reports.recv())
+            .await
+            .expect("a report within 30 s")
+            .expect("report");
+        done.insert(r.name.clone(), r);
+    }
+    for (name, end) in [
+        ("fails", "Failed"),
+        ("succeeds", "Succeeded"),
+        ("restarts", "NeverCompletes"),
+    ] {
+        let r = &done[name];
+        assert_eq!(r.end.as_deref(), Some(end), "{r:#?}");
+        assert_eq!(r.end_matches, Some(true), "{r:#?}");
+        let outcome = reasons(&c, name, "PodOutcome").await;
+        assert_eq!(outcome.len(), 1, "{name}: {outcome:?}");
+        assert!(
+            outcome[0].starts_with(&format!("pod {end} (predicted {end})")),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(
+        done["restarts"].containers[0].verdict,
+        sidekill::exec::Verdict::Restarted
+    );
+    for (phase, n) in [("Failed", 1.0), ("Succeeded", 1.0), ("NeverCompletes", 1.0)] {
+        assert_eq!(
+            ctl.metric(&format!(
+                "sidekill_pods_by_phase_total{{phase=\"{phase}\"}}"
+            )),
+            Some(n),
+            "{phase}"
+        );
+    }
+    assert_eq!(
+        ctl.metric("sidekill_pod_predictions_total{result=\"match\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        ctl.metric("sidekill_containers_total{verdict=\"restarted\"}"),
+        Some(1.0)
+    );
+    // The kubelet keeps restarting nothing now (the new instance runs), but its status changes
+    // came to the controller as events: it never stopped the new instance.
+    c.wait_for_pod("default", "restarts", Duration::from_secs(20), |p| {
+        container_running(p, "cloud-sql-proxy")
+    })
+    .await
+    .expect("the new instance runs");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(reasons(&c, "restarts", "SidecarStep").await.len(), 1);
+    assert_eq!(reasons(&c, "restarts", "SidecarRestarted").await.len(), 1);
+    let p = c.pod("default", "restarts").expect("pod");
+    assert!(container_running(&p, "cloud-sql-proxy"));
+    assert_eq!(
+        ctl.metric("sidekill_plans_total{outcome=\"done\"}"),
+        Some(3.0)
+    );
+}
