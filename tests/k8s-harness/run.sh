@@ -4,7 +4,8 @@
 # ServiceAccount with exactly deploy/'s RBAC (`cargo test -p sidekill --test it -- executor::`
 # with SIDEKILL_E2E=1; executor::rbac takes one permission of deploy/rbac.yaml away at a
 # time), then controller.sh (`sidekill controller` as that ServiceAccount, hot-swapping its
-# policy from a ConfigMap pushed and rolled back by the admin), then chart.sh (charts/sidekill
+# policy from a ConfigMap pushed and rolled back by the admin), admission.sh (deploy/'s
+# ValidatingAdmissionPolicy refusing sidekill's token what it never needs), then chart.sh (charts/sidekill
 # installed with helm; its Deployment runs the controller image's binary on the node, as the
 # chart's ServiceAccount) when SIDEKILL_IMAGE_TAR names the image (scripts/build-image), and
 # stops the harness, also when a step fails or the script is interrupted.
@@ -84,6 +85,14 @@ if "$here/controller.sh"; then
   say "controller: passed in $((SECONDS - t))s"
 else
   say "controller: FAILED in $((SECONDS - t))s"
+  code=1
+fi
+# deploy/admission.yaml: the API server refuses what RBAC allows sidekill but it never needs.
+t=$SECONDS
+if "$here/admission.sh"; then
+  say "admission policy: passed in $((SECONDS - t))s"
+else
+  say "admission policy: FAILED in $((SECONDS - t))s"
   code=1
 fi
 # charts/sidekill: helm lint and template, then installed; the controller image stops a sidecar.

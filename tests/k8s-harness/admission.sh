@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# deploy/admission.yaml on the genuine kube-apiserver, which enforces ValidatingAdmission-
+# Policies itself: requests made with sidekill's own ServiceAccount token (sidekill.kubeconfig)
+# that RBAC allows but the policy forbids are refused, and the ones sidekill needs pass.
+#   - annotating a pod under sidekill.dev/ passes; any other annotation, a label, or an image
+#     other than the nop image is refused;
+#   - exec into a pod of kube-system is refused, exec into a workload namespace passes.
+# Needs a running harness (env.sh in $K8S_HARNESS_DIR) with deploy/ applied (start.sh does).
+# Prints one line per check; exit 0 when all passed, 1 otherwise.
+#
+#   tests/k8s-harness/admission.sh
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
+. "$run/env.sh"
+. "$here/checks.sh"
+ns=k8s-harness-admission
+probe=sidekill-admission-probe
+as_sidekill() { "$K8S_HARNESS_KUBECTL" --kubeconfig "$K8S_HARNESS_SIDEKILL_KUBECONFIG" "$@"; }
+finish() {
+  k delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1
+  k -n kube-system delete pod "$probe" --ignore-not-found --wait=false >/dev/null 2>&1
+  echo "admission: $passed passed, $failed failed"
+  [ $failed = 0 ]
+}
+trap 'finish; exit $?' EXIT
+
+pod() { # NAMESPACE NAME: a pod with two long-running containers on the harness node
+  k -n "$1" apply -f - >/dev/null <<POD
+apiVersion: v1
+kind: Pod
+metadata: {name: $2}
+spec:
+  nodeName: $K8S_HARNESS_NODE
+  restartPolicy: Never
+  containers:
+  - {name: main, image: alpine, command: [sh, -c, "while true; do sleep 0.2; done"]}
+  - {name: proxy, image: alpine, command: [sh, -c, "while true; do sleep 0.2; done"]}
+POD
+}
+running() { [ "$(k -n "$1" get pod "$2" -o jsonpath='{.status.phase}')" = Running ]; }
+k create namespace "$ns" >/dev/null
+pod "$ns" step
+pod kube-system "$probe"
+eventually 60 running "$ns" step || fail "pod running" "$(k -n "$ns" get pod step -o yaml | tail -20)"
+eventually 60 running kube-system "$probe" || fail "probe pod running" "not running"
+
+refused() { # NAME CMD...: the request is refused, by the admission policy
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    fail "$name" "allowed: $out"
+  elif grep -q "sidekill-limits" <<<"$out"; then
+    pass "$name (refused: $(grep -o 'sidekill may[^"]*' <<<"$out" | head -1))"
+  else
+    fail "$name" "refused, but not by the policy: $out"
+  fi
+}
+allowed() { # NAME CMD...
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$out"; fi
+}
+
+# The API server loads a new policy within seconds: wait until a forbidden request is refused.
+live() { ! as_sidekill -n "$ns" label pod step probe=1 >/dev/null 2>&1; }
+if eventually 30 live; then pass "the policy is enforced for sidekill's token"; else fail "policy live" "a label patch was allowed"; fi
+
+allowed "a sidekill.dev/ annotation" \
+  as_sidekill -n "$ns" patch pod step --type merge -p '{"metadata":{"annotations":{"sidekill.dev/done-proxy":"[0]"}}}'
+refused "another annotation" \
+  as_sidekill -n "$ns" patch pod step --type merge -p '{"metadata":{"annotations":{"example.com/x":"y"}}}'
+refused "a label" \
+  as_sidekill -n "$ns" patch pod step --type merge -p '{"metadata":{"labels":{"x":"y"}}}'
+refused "an image other than the nop" \
+  as_sidekill -n "$ns" patch pod step --type json -p '[{"op":"replace","path":"/spec/containers/1/image","value":"evil:latest"}]'
+allowed "the image swap to the nop" \
+  as_sidekill -n "$ns" patch pod step --type json -p '[{"op":"replace","path":"/spec/containers/1/image","value":"sidekill-nop:0.1.0"}]'
+allowed "exec into a workload pod" as_sidekill -n "$ns" exec step -c main -- true
+refused "exec into kube-system" as_sidekill -n kube-system exec "$probe" -c main -- true
+allowed "the admin is not bound by it" k -n "$ns" label pod step admin=1
