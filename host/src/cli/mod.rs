@@ -254,8 +254,17 @@ and its result is also an Event on the pod. Transient API errors are retried.
 A plan whose readiness is not `ready` (a main container still running) is not run:
 the command says so and exits 1, unless --force.
 
+After the plan the pod is watched (at most 10 s) for its end, shown next to the plan's
+prediction: each sidecar's exit code against the predicted one, the pod's end (Succeeded,
+Failed, or NeverCompletes when the kubelet restarted a sidecar, which is then reported
+`restarted` and never stopped again) and, for a Job's pod, the Job's conditions (needs
+get on jobs; without it the Job is shown as not visible).
+
 JSON output: {namespace, name, outcome, readiness, policy, containers: [{container,
-planned, verdict, stoppedAfterMs?, exitCode?, steps: [...], diagnostics}], diagnostics}",
+planned, verdict, stoppedAfterMs?, exitCode?, predictedExit, predictedResult?,
+exitMatches?, restartCount?, steps: [...], diagnostics}], diagnostics, prediction,
+phase?, end?, endMatches?, job?: {name, visible, conditions, succeeded, failed, active,
+note?}}",
         after_long_help = STOP_HELP
     )]
     Stop(StopArgs),
@@ -303,7 +312,8 @@ pub struct WebArgs {
 const STOP_HELP: &str = "\
 Exit codes:
   0  every sidecar stopped (or was already stopped, or the pod is gone, or dry run)
-  1  something is left running (verdict `still running`), or the plan is not ready
+  1  something is left running (verdict `still running`), a sidecar was restarted by
+     the kubelet, the pod ended Failed, or the plan is not ready
   2  error: bad arguments, no usable kubeconfig, an API error past the retries,
      a policy that cannot plan the pod
 

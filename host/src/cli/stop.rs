@@ -72,6 +72,8 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &StopArgs) -> Result<Exit> {
     Ok(match report.outcome {
         Outcome::NotReady => Exit::Report,
         _ if report.left_running() => Exit::Report,
+        // The stop worked, but the pod's result is not the main containers': say so.
+        _ if matches!(report.end.as_deref(), Some("Failed" | "NeverCompletes")) => Exit::Report,
         _ => Exit::Ok,
     })
 }
