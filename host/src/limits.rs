@@ -103,10 +103,16 @@ fn usize_u64(n: usize) -> u64 {
 /// returns what it counted. Malformed sections are left to the compiler, which reports
 /// them as [`Error::Compile`]; this only refuses what is over a bound.
 ///
+/// `memory` is the runtime's linear-memory limit ([`Limits::memory`](crate::Limits)): a
+/// module whose initial memory is larger could never be instantiated, and the pooling
+/// allocator would refuse it at compile time with an error that does not say why, so it is
+/// refused here, before compiling, with the error instantiation would give.
+///
 /// # Errors
-/// [`Error::ModuleLimit`] for the first bound exceeded, [`Error::Compile`] when the bytes
+/// [`Error::ModuleLimit`] for the first bound exceeded, [`Error::MemoryLimit`] (call
+/// `instantiate`) for an initial memory over `memory`, [`Error::Compile`] when the bytes
 /// cannot be parsed far enough to count.
-pub fn check(bytes: &[u8], limits: &ModuleLimits) -> Result<ModuleStats> {
+pub fn check(bytes: &[u8], limits: &ModuleLimits, memory: usize) -> Result<ModuleStats> {
     let mut stats = ModuleStats {
         module_bytes: bytes.len(),
         ..ModuleStats::default()
@@ -127,6 +133,21 @@ pub fn check(bytes: &[u8], limits: &ModuleLimits) -> Result<ModuleStats> {
             Payload::FunctionSection(s) => {
                 stats.functions = s.count();
                 over("functions", stats.functions, limits.functions)?;
+            }
+            Payload::MemorySection(s) => {
+                for mem in s {
+                    let mem = mem.map_err(malformed)?;
+                    // Pages are 64 KiB unless the custom-page-sizes proposal says otherwise.
+                    let page = 1u64 << mem.page_size_log2.unwrap_or(16).min(63);
+                    let wanted = mem.initial.saturating_mul(page);
+                    if wanted > usize_u64(memory) {
+                        return Err(Error::MemoryLimit {
+                            call: "instantiate",
+                            wanted: usize::try_from(wanted).unwrap_or(usize::MAX),
+                            limit: memory,
+                        });
+                    }
+                }
             }
             Payload::GlobalSection(s) => {
                 stats.globals = s.count();
@@ -222,13 +243,16 @@ mod tests {
 
     #[test]
     fn the_embedded_module_is_far_inside_the_limits() {
-        let stats = check(crate::embedded::BYTES, &ModuleLimits::default()).expect("inside");
+        let stats = check(crate::embedded::BYTES, &ModuleLimits::default(), 64 << 20).expect("inside");
         eprintln!("embedded module: {stats:?}");
         let limits = ModuleLimits::default();
         assert!(stats.functions * 4 < limits.functions, "{stats:?}");
         assert!(stats.locals * 2 < limits.locals, "{stats:?}");
         assert!(stats.globals * 10 < limits.globals, "{stats:?}");
-        assert!(stats.locals_times_blocks * 4 < limits.locals_times_blocks, "{stats:?}");
+        assert!(
+            stats.locals_times_blocks * 4 < limits.locals_times_blocks,
+            "{stats:?}"
+        );
     }
 
     #[test]
@@ -241,18 +265,45 @@ mod tests {
             globals: 1,
             ..ModuleLimits::default()
         };
-        let err = check(&module, &tight).unwrap_err();
+        let err = check(&module, &tight, 64 << 20).unwrap_err();
         assert_eq!(err.name(), "module_limit");
         assert!(err.to_string().contains("globals"), "{err}");
         let tight = ModuleLimits {
             functions: 1,
             ..ModuleLimits::default()
         };
-        assert!(check(&module, &tight).unwrap_err().to_string().contains("functions"));
+        assert!(check(&module, &tight, 64 << 20)
+            .unwrap_err()
+            .to_string()
+            .contains("functions"));
         let tight = ModuleLimits {
             module_bytes: 8,
             ..ModuleLimits::default()
         };
-        assert!(check(&module, &tight).unwrap_err().to_string().contains("module_bytes"));
+        assert!(check(&module, &tight, 64 << 20)
+            .unwrap_err()
+            .to_string()
+            .contains("module_bytes"));
+    }
+
+    /// Issue 17: the pooling allocator refuses such a module at compile time with an
+    /// opaque `compile` error; the memory limit is named before anything is compiled.
+    #[test]
+    fn an_initial_memory_over_the_limit_is_refused_before_compiling() {
+        let module = wat::parse_str("(module (memory 2048))").expect("wat");
+        let err = check(&module, &ModuleLimits::default(), 64 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::MemoryLimit {
+                    call: "instantiate",
+                    wanted: 134_217_728,
+                    limit: 67_108_864
+                }
+            ),
+            "{err:?}"
+        );
+        let fits = wat::parse_str("(module (memory 1024 4096))").expect("wat");
+        check(&fits, &ModuleLimits::default(), 64 << 20).expect("exactly the limit, any maximum");
     }
 }

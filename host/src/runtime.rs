@@ -250,7 +250,7 @@ impl Runtime {
         if let Some(module) = self.cached(sha256) {
             return Ok(module);
         }
-        crate::limits::check(bytes, &self.inner.module_limits)?;
+        crate::limits::check(bytes, &self.inner.module_limits, self.inner.limits.memory)?;
         let module = match self.read_disk(sha256) {
             Some(module) => module,
             None => {
@@ -331,9 +331,9 @@ impl Runtime {
         if !path.is_file() {
             return None;
         }
-        let bytes = match check_private(&path).and_then(|()| {
-            std::fs::read(&path).map_err(|e| Error::io(&path, e))
-        }) {
+        let bytes = match check_private(&path)
+            .and_then(|()| std::fs::read(&path).map_err(|e| Error::io(&path, e)))
+        {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e.report(), "ignoring a disk cache entry");

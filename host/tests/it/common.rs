@@ -46,10 +46,11 @@ fn leb128(out: &mut Vec<u8>, mut value: u32) {
     }
 }
 
-/// A small pod with an istio sidecar, as a request envelope.
+/// A small batch pod with an istio sidecar, as a request envelope. `restartPolicy: Never`:
+/// without it the pod is long-running and its plan stops nothing.
 pub const ISTIO_POD: &[u8] = br#"{"object": {"kind": "Pod", "metadata": {"name": "pi",
   "annotations": {"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"}},
-  "spec": {"containers": [
+  "spec": {"restartPolicy": "Never", "containers": [
     {"name": "pi", "image": "perl"},
     {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0", "args": ["proxy", "sidecar"]}]}}}"#;
 
