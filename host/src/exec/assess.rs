@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::run::{container_state, done_steps, restarted_before, steps_of, State};
+use super::run::{container_state, done_steps, recorded, restarted_before, steps_of, State};
 use super::{Executor, Result};
 
 /// What the policy and the pod's own record say about a pod right now.
@@ -60,6 +60,11 @@ impl Executor {
                     return None;
                 }
                 let steps = steps_of(stop).len();
+                // A sidecar the plan has no step for (`cannot-stop`) is still reported once,
+                // with its fix: pending until its record exists (an empty one).
+                if steps == 0 {
+                    return (!recorded(pod, container)).then(|| container.to_owned());
+                }
                 let done = done_steps(pod, container);
                 // Restarted by the kubelet after sidekill's stop: the new instance is left
                 // alone, whatever the record says (an older sidekill recorded only the steps

@@ -877,6 +877,15 @@ impl Executor {
             return Ok(());
         }
         report.verdict = Verdict::StillRunning;
+        if steps.is_empty() {
+            if recorded(&pod, &container) {
+                // Reported before: no second Event.
+                return Ok(());
+            }
+            // Nothing to run (the plan cannot stop it): an empty record says it was reported,
+            // so a controller does not come back to it.
+            self.record_all(ns, name, &key, &mut done, &[]).await?;
+        }
         let fixes: Vec<String> = report
             .diagnostics
             .iter()
@@ -1377,6 +1386,16 @@ pub(super) fn done_steps(pod: &Pod, container: &str) -> BTreeSet<usize> {
         .unwrap_or_default()
         .into_iter()
         .collect()
+}
+
+/// Whether the pod has a record for the container at all (an empty one marks a sidecar with
+/// no step that was reported).
+pub(super) fn recorded(pod: &Pod, container: &str) -> bool {
+    let key = format!("{DONE_ANNOTATION_PREFIX}{container}");
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(&key))
 }
 
 pub(super) fn steps_of(stop: &Value) -> Vec<Value> {

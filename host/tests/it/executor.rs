@@ -132,19 +132,22 @@ async fn a_sidecar_without_a_shell_is_reported_still_running_with_or_without_ann
     let n = verdict(&r, "nosh");
     assert_eq!(n.planned, "cannot-stop");
     assert_eq!(n.verdict, Verdict::StillRunning, "{r:#?}");
-    assert_eq!(n.steps[0].result, "failed");
-    assert!(
-        n.steps[0]
-            .message
-            .as_deref()
-            .unwrap_or("")
-            .contains("/bin/sh"),
-        "{r:#?}"
-    );
+    // Since ABI 1.3 the plan sends nothing it knows cannot work (no `/bin/sh` to exec): no
+    // step, the diagnostic with its fix, and an empty record so that it is reported once.
+    assert!(n.steps.is_empty(), "{r:#?}");
     assert!(
         n.diagnostics.iter().any(|d| d["code"] == "no-shell"),
         "{r:#?}"
     );
+    let p = c.pod("nosh").await.expect("pod");
+    assert_eq!(
+        p.metadata.annotations.clone().unwrap_or_default()["sidekill.dev/done-nosh"],
+        "[]"
+    );
+    assert!(ex.assess(&p).expect("assess").pending.is_empty());
+    // Asked again: still running, no second Event.
+    let again = ex.stop_pod(ns, "nosh").await.expect("stop again");
+    assert_eq!(verdict(&again, "nosh").verdict, Verdict::StillRunning);
     let r = ex.stop_pod(ns, "nosh-ann").await.expect("stop");
     let n = verdict(&r, "nosh");
     assert_eq!(n.verdict, Verdict::StillRunning, "{r:#?}");
