@@ -51,7 +51,47 @@ fn run() -> Result<(), String> {
         .to_path_buf();
     let embedded = out_dir.join("sidekill_policy.wasm");
     build_module(&workspace, &out_dir, &embedded)?;
+    stamp_commit(&workspace);
     embed_web(&workspace, &out_dir, &embedded)
+}
+
+/// Sets `SIDEKILL_GIT_COMMIT`, which `sidekill --version` prints: `SIDEKILL_GIT_COMMIT` from the
+/// environment when set (a build from a source tarball), else `git rev-parse HEAD` of the
+/// workspace, else `unknown` (no git, not a clone). The build reruns when HEAD moves: on
+/// `.git/HEAD`, the branch it points to and `packed-refs`, each only when it exists (a
+/// missing path would make cargo rerun the script on every build).
+fn stamp_commit(workspace: &Path) {
+    println!("cargo:rerun-if-env-changed=SIDEKILL_GIT_COMMIT");
+    let git = |args: &[&str]| -> Option<String> {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
+        (output.status.success() && !text.is_empty()).then_some(text)
+    };
+    let commit = env::var("SIDEKILL_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
+    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        // Branches and packed-refs live in the common dir (another folder in a worktree).
+        let git_dir = PathBuf::from(git_dir);
+        let common = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"])
+            .map(PathBuf::from)
+            .unwrap_or_else(|| git_dir.clone());
+        let mut watched = vec![git_dir.join("HEAD"), common.join("packed-refs")];
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(common.join(branch));
+        }
+        for path in watched.into_iter().filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    println!("cargo:rustc-env=SIDEKILL_GIT_COMMIT={commit}");
 }
 
 /// Builds (or copies) the policy module to `embedded`.

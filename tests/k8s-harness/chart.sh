@@ -9,10 +9,10 @@
 #   2. helm install (release `chart`, namespace sidekill-chart) with the image pinned by digest,
 #      the embedded policy pinned by its sha256 and nodeName set (the harness has no scheduler);
 #   3. the Deployment's pod runs, /readyz answers on the chart's port;
-#   4. a Job pod's main container exits; its sidecar is stopped, and the claim names the
-#      chart's pod (SIDEKILL_IDENTITY from the Downward API): the pod did it, as the chart's
-#      ServiceAccount (no other identity is in its root);
-#   5. helm uninstall removes the Deployment and its pod.
+#   4. an Argo workflow pod's main container exits; its sidecar is stopped, the step recorded on
+#      the pod, and the chart's pod counts the plan on its /metrics: the pod did it, as the
+#      chart's ServiceAccount (no other identity is in its root);
+#   5. helm uninstall: the controller's pod gets SIGTERM and exits 0 (it drains), or is gone.
 # Needs a harness started with the image (K8S_HARNESS_OCI_IMAGES=sidekill=TARBALL, which run.sh
 # sets from SIDEKILL_IMAGE_TAR), helm (helm.sh) and the image's digest file (beside the
 # tarball). The embedded policy's sha256 is what the image's own binary says in --version.
@@ -32,7 +32,7 @@ work=$(mktemp -d)
 export KUBECONFIG=$K8S_HARNESS_ADMIN_KUBECONFIG
 finish() {
   "${helm:-true}" uninstall "$release" -n "$rns" --wait --timeout 60s >/dev/null 2>&1
-  k delete namespace "$ns" "$rns" --ignore-not-found --wait=false >/dev/null 2>&1
+  k delete namespace "$ns" "$rns" batch --ignore-not-found --wait=false >/dev/null 2>&1
   rm -rf "$work"
   echo "chart: $passed passed, $failed failed"
   [ $failed = 0 ]
@@ -61,7 +61,9 @@ version=$("$work/sidekill" --version 2>&1)
 policy_sha=$(sed -n 's/.*embedded policy sha256 \([0-9a-f]\{64\}\).*/\1/p' <<<"$version")
 [ -n "$policy_sha" ] || fail "the image's sidekill --version" "no embedded policy sha256 in: $version"
 
-# 1. lint and render.
+# 1. lint and render. The namespaces exist for the server-side dry runs.
+k create namespace "$rns" >/dev/null 2>&1
+k create namespace batch >/dev/null 2>&1
 if "$helm" lint --strict "$chart" >"$work/lint" 2>&1; then pass "helm lint --strict"; else fail "helm lint" "$(cat "$work/lint")"; fi
 variants=(
   "defaults|"
@@ -125,14 +127,14 @@ else
   fail "policy" "$(curl -fsS "http://127.0.0.1:$port/metrics" | grep policy_info)"
 fi
 
-# 4. a Job pod's sidecar.
+# 4. an Argo workflow pod's sidecar.
 k create namespace "$ns" >/dev/null
 k -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
 metadata:
   name: step
-  labels: {batch.kubernetes.io/job-name: chart-check}
+  labels: {workflows.argoproj.io/workflow: chart-check}
 spec:
   nodeName: $K8S_HARNESS_NODE
   restartPolicy: Never
@@ -144,22 +146,25 @@ YAML
 proxy_exit() { k -n "$ns" get pod step -o jsonpath='{.status.containerStatuses[?(@.name=="proxy")].state.terminated.exitCode}'; }
 stopped() { [ -n "$(proxy_exit)" ]; }
 if eventually 60 stopped; then
-  pass "the chart's controller stopped the Job pod's sidecar (exit $(proxy_exit))"
+  pass "the chart's controller stopped the Argo pod's sidecar (exit $(proxy_exit))"
 else
   fail "sidecar stopped" "$(k -n "$ns" get pod step -o yaml | tail -20; k -n "$rns" logs "$pod" --tail 20)"
 fi
-claim=$(k -n "$ns" get pod step -o jsonpath='{.metadata.annotations.sidekill\.dev/claim}')
 done_list=$(k -n "$ns" get pod step -o jsonpath='{.metadata.annotations.sidekill\.dev/done-proxy}')
-if [ "$done_list" = "[0]" ] && [[ $claim == *"$pod"* ]]; then
-  pass "recorded by the chart's pod (claim $claim, done-proxy $done_list)"
+counted() { curl -fsS "http://127.0.0.1:$port/metrics" | grep -q 'sidekill_plans_total{outcome="done"} 1'; }
+if [ "$done_list" = "[0]" ] && eventually 10 counted; then
+  pass "done by the chart's pod: step recorded (done-proxy $done_list), plan counted on its /metrics"
 else
-  fail "record" "claim=$claim done-proxy=$done_list (want the pod $pod)"
+  fail "record" "done-proxy=$done_list; $(curl -fsS "http://127.0.0.1:$port/metrics" | grep plans_total)"
 fi
 
 # 5. uninstall.
-if "$helm" uninstall "$release" -n "$rns" --wait --timeout 60s >"$work/uninstall" 2>&1 &&
-  eventually 30 sh -c "! \"$K8S_HARNESS_KUBECTL\" -n $rns get pod $pod"; then
-  pass "helm uninstall: the controller's pod is gone"
+drained() {
+  ! k -n "$rns" get pod "$pod" >/dev/null 2>&1 ||
+    [ "$(k -n "$rns" get pod "$pod" -o jsonpath='{.status.containerStatuses[0].state.terminated.exitCode}')" = 0 ]
+}
+if "$helm" uninstall "$release" -n "$rns" --wait --timeout 60s >"$work/uninstall" 2>&1 && eventually 60 drained; then
+  pass "helm uninstall: the controller's pod stopped on SIGTERM with exit 0"
 else
   fail "uninstall" "$(cat "$work/uninstall"; k -n "$rns" get pods)"
 fi

@@ -84,11 +84,28 @@ Environment:
 or standard input. `stop` and `controller` act on a cluster (KUBECONFIG or the in-cluster
 service account); `demo` starts a local test cluster of its own.";
 
+/// What `sidekill --version` (and `-V`) prints after the name: the package version, the git
+/// commit it was built from (`host/build.rs`: `git rev-parse HEAD`, `SIDEKILL_GIT_COMMIT`, or
+/// `unknown`) and the sha256 of the embedded policy module, the digest `--sha256` pins (and the
+/// chart's `policy.sha256`). For example
+/// `0.1.0 (commit 7b4d43c…, embedded policy sha256 3f5a…)`, with the full digests.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (commit {}, embedded policy sha256 {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("SIDEKILL_GIT_COMMIT"),
+            embedded::sha256()
+        )
+    })
+}
+
 /// Plans how to stop the sidecars of batch pods (Argo Workflows, Jobs), from manifests.
 #[derive(Debug, Parser)]
 #[command(
     name = "sidekill",
-    version,
+    version = version(),
     about = "Plan how sidecars of batch pods are stopped, with the sandboxed sidekill policy",
     long_about = "\
 sidekill stops sidecar containers (istio-proxy, linkerd-proxy, kuma-sidecar, vault-agent,
