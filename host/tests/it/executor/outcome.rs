@@ -386,3 +386,51 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
     }
     c.shutdown().await;
 }
+
+/// The generic stand-ins `sidekill.test/sigterm-143`, `-1` and `-0` exit with their code on
+/// SIGTERM, and under `restartPolicy: Never` the kubelet's rule turns that into the phase:
+/// any non-zero regular container fails the pod. The policy does not know these programs, so
+/// it predicts `unknown` exit codes and an `Unknown` phase, and the report claims no match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_programs_exit_codes_decide_the_phase_and_no_match_is_claimed() {
+    let c = Cluster::start("standins").await;
+    let ns = c.namespace();
+    let cases = [
+        ("exit-143", "sidekill.test/sigterm-143", 143, "Failed"),
+        ("exit-1", "sidekill.test/sigterm-1", 1, "Failed"),
+        ("exit-0", "sidekill.test/sigterm-0", 0, "Succeeded"),
+    ];
+    for (name, image, _, _) in cases {
+        // Declared a sidecar by a peer controller's annotation (issue 12), in a Job's pod.
+        let yaml = format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{batch.kubernetes.io/job-name: {name}}}
+  annotations: {{pod.kubernetes.io/sidecars: side}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {{name: main, image: sidekill.test/main, args: ['--seconds', '0']}}
+  - {{name: side, image: {image}}}
+"
+        );
+        c.apply_yaml(&yaml).await.expect("apply");
+    }
+    let ex = executor(c.client().await, |_| {});
+    for (name, _, code, phase) in cases {
+        main_done(&c, name, &["side"]).await;
+        let r = ex.stop_pod(ns, name).await.expect("stop");
+        let s = verdict(&r, "side");
+        assert_eq!(s.verdict, Verdict::Stopped, "{name}: {r:#?}");
+        assert_eq!(s.exit_code, Some(code), "{name}: {r:#?}");
+        assert_eq!(s.predicted_exit, "unknown", "{name}: {r:#?}");
+        assert_eq!(s.exit_matches, None, "{name}: {r:#?}");
+        assert_eq!(r.end.as_deref(), Some(phase), "{name}: {r:#?}");
+        assert_eq!(r.prediction["pod"]["phase"], "Unknown", "{name}: {r:#?}");
+        assert_eq!(r.end_matches, None, "{name}: {r:#?}");
+    }
+    c.shutdown().await;
+}
