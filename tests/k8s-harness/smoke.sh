@@ -322,7 +322,7 @@ if [ -f "$repo/deploy/kustomization.yaml" ] || compgen -G "$repo/deploy/*.yaml" 
   # A WebSocket exec (sidekill's, through kube-rs) is authorized as `get` on pods/exec, and
   # kube-apiserver 1.35+ also checks `create`: both are needed. (`kubectl auth can-i get
   # pods/exec` would ask about a pod named "exec": the subresource needs its flag.)
-  for check in "patch pods" "watch pods" "create events" "list configmaps" \
+  for check in "patch pods" "watch pods" "create events" "get jobs.batch" \
     "get pods --subresource=exec" "create pods --subresource=exec"; do
     if KUBECONFIG=$K8S_HARNESS_SIDEKILL_KUBECONFIG k auth can-i $check -n "$ns" >/dev/null 2>&1; then
       pass "RBAC from deploy/: sidekill may $check"
@@ -330,6 +330,14 @@ if [ -f "$repo/deploy/kustomization.yaml" ] || compgen -G "$repo/deploy/*.yaml" 
       fail "RBAC from deploy/" "sidekill may not $check"
     fi
   done
+  # The policy ConfigMap, by name only (a Role with resourceNames in namespace sidekill).
+  if KUBECONFIG=$K8S_HARNESS_SIDEKILL_KUBECONFIG k auth can-i watch configmaps/sidekill-policy -n sidekill >/dev/null 2>&1 &&
+    ! KUBECONFIG=$K8S_HARNESS_SIDEKILL_KUBECONFIG k auth can-i get configmaps/other -n sidekill >/dev/null 2>&1 &&
+    ! KUBECONFIG=$K8S_HARNESS_SIDEKILL_KUBECONFIG k auth can-i list configmaps -n "$ns" >/dev/null 2>&1; then
+    pass "RBAC from deploy/: sidekill may read configmap sidekill/sidekill-policy and no other"
+  else
+    fail "RBAC from deploy/" "the policy ConfigMap rule is not exactly configmap sidekill/sidekill-policy"
+  fi
   if [ "$sidekill_exec" = 0 ]; then
     # kubectl falls back to SPDY (a POST: `create` only) when the WebSocket upgrade is refused,
     # so this passes with `create` alone; the can-i checks above and the executor's tests
