@@ -210,7 +210,9 @@ pub enum Error {
     /// The module is over a bound checked before compilation (size, functions, locals,
     /// globals, data, ...): compiling or instantiating it could cost the host minutes or
     /// gigabytes. See [`crate::limits::ModuleLimits`].
-    #[error("the module has {found} {limit}, over the limit of {max}; it is refused before compilation")]
+    #[error(
+        "the module has {found} {limit}, over the limit of {max}; it is refused before compilation"
+    )]
     ModuleLimit {
         /// Which bound: `module_bytes`, `functions`, `locals`, `globals`, ...
         limit: &'static str,
@@ -218,6 +220,16 @@ pub enum Error {
         found: u64,
         /// The bound.
         max: u64,
+    },
+
+    /// Compiling the module in its child process went over a bound (CPU time, address
+    /// space, wall-clock time) or the child failed: a compile bomb the static limits missed
+    /// costs the live process this refusal and nothing else. See
+    /// [`crate::runtime::ChildCompiler`].
+    #[error("compiling the module {reason}; it is refused")]
+    CompileLimit {
+        /// What happened to the child: `used its 10 s of CPU time`, `ran past ...`.
+        reason: String,
     },
 
     /// The module comes with no signature, and neither a pin nor `--allow-unsigned` lets
@@ -424,6 +436,7 @@ impl Error {
             Error::Policy { .. } => "policy",
             Error::Pin { .. } => "pin",
             Error::ModuleLimit { .. } => "module_limit",
+            Error::CompileLimit { .. } => "compile_limit",
             Error::Unsigned { .. } => "unsigned",
             Error::BadSignature { .. } => "bad_signature",
             Error::KeyFormat { .. } => "key_format",

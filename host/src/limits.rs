@@ -243,7 +243,8 @@ mod tests {
 
     #[test]
     fn the_embedded_module_is_far_inside_the_limits() {
-        let stats = check(crate::embedded::BYTES, &ModuleLimits::default(), 64 << 20).expect("inside");
+        let stats =
+            check(crate::embedded::BYTES, &ModuleLimits::default(), 64 << 20).expect("inside");
         eprintln!("embedded module: {stats:?}");
         let limits = ModuleLimits::default();
         assert!(stats.functions * 4 < limits.functions, "{stats:?}");

@@ -12,6 +12,28 @@ fn main() -> ExitCode {
     // `sidekill demo`'s containers run this binary under the stand-in images' names.
     #[cfg(feature = "demo")]
     sidekill_testcluster::standin::main_if_standin();
+    // The hidden `sidekill __compile` child (sidekill::runtime::ChildCompiler): it sets its
+    // own rlimits and compiles one module. Handled before clap so that it is in no help text
+    // and parses nothing else.
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == sidekill::runtime::COMPILE_SUBCOMMAND)
+    {
+        let args: Vec<_> = args.collect();
+        return ExitCode::from(sidekill::runtime::compile_child_main(&args));
+    }
+    // Every module this process compiles (the embedded one, --policy, each hot-swap
+    // candidate) is compiled by this binary in a child under rlimits. Without a path to
+    // ourselves (no /proc), modules are compiled in-process, bounded only by the limits
+    // checked before compiling: said on stderr, as logging is not set up yet.
+    match std::env::current_exe() {
+        Ok(exe) => sidekill::runtime::ChildCompiler::new(exe).register(),
+        Err(e) => eprintln!(
+            "sidekill: warning: modules are compiled in this process (cannot find this \
+             binary for a child compiler: {e})"
+        ),
+    }
     let cli = Cli::parse();
     let level = std::env::var("SIDEKILL_LOG")
         .ok()

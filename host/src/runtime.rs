@@ -39,6 +39,16 @@
 //! Before a module is compiled its contents are checked against [`ModuleLimits`] (size,
 //! functions, locals, body size, globals, data): a compile bomb is refused after one
 //! linear parse instead of costing the live controller minutes of CPU and gigabytes.
+//!
+//! What the static limits miss is bounded by compiling in a child process
+//! ([`Config::child_compiler`], [`ChildCompiler`]): the `sidekill` binary runs itself as
+//! `sidekill __compile`, with `RLIMIT_CPU` and `RLIMIT_AS` set and a wall-clock timeout
+//! after which it is killed. A child that goes over a bound costs the caller a refusal
+//! ([`Error::CompileLimit`]); the compiled code it writes back starts with the same header
+//! as a disk cache entry (the module's SHA-256 and the engine's hash), checked before the
+//! code is used. The binary registers itself at start ([`ChildCompiler::register`]), so
+//! the controller and every command compile this way; a library user (tests, benches)
+//! compiles in-process unless it sets [`Config::child_compiler`].
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -115,6 +125,60 @@ pub struct Config {
     /// [`Error::Wasm`] (`instantiate`). 0 uses on-demand allocation (no pool: each call
     /// maps a new memory, about 3x slower).
     pub instance_slots: u32,
+    /// Compile in a child process under rlimits and a timeout, or in this process when
+    /// `None`. Default: what [`ChildCompiler::register`] registered (the `sidekill` binary
+    /// registers itself), else `None`: an embedding library or a test harness is not the
+    /// `sidekill` binary and has no `__compile` subcommand to run.
+    pub child_compiler: Option<ChildCompiler>,
+}
+
+/// How a module is compiled in a child process: `program __compile CPU AS IN OUT`.
+///
+/// The child sets `RLIMIT_CPU` (all its threads together; `SIGXCPU` at the limit, `SIGKILL`
+/// a second later) and `RLIMIT_AS` on itself before it reads the module, compiles it with
+/// an engine of the same configuration and writes the serialized code back. The parent
+/// kills it at `wall`. Any failure is [`Error::CompileLimit`], except a module the
+/// compiler rejects ([`Error::Compile`], with the child's message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildCompiler {
+    /// The binary to run: one whose `main` calls [`compile_child_main`] for
+    /// [`COMPILE_SUBCOMMAND`] (the `sidekill` binary does).
+    pub program: PathBuf,
+    /// CPU time the child may use. Default 20 s (the embedded module takes about 0.15 s
+    /// in a release build); rounded up to whole seconds, at least 1.
+    pub cpu: Duration,
+    /// Address space of the child, in bytes. Default 2 GiB.
+    pub address_space: u64,
+    /// Wall-clock time after which the child is killed. Default 60 s.
+    pub wall: Duration,
+}
+
+/// The hidden subcommand the child runs: `sidekill __compile CPU_SECONDS AS_BYTES IN OUT`.
+pub const COMPILE_SUBCOMMAND: &str = "__compile";
+
+static REGISTERED_COMPILER: std::sync::OnceLock<ChildCompiler> = std::sync::OnceLock::new();
+
+impl ChildCompiler {
+    /// The default bounds for `program`.
+    pub fn new(program: PathBuf) -> ChildCompiler {
+        ChildCompiler {
+            program,
+            cpu: Duration::from_secs(20),
+            address_space: 2 << 30,
+            wall: Duration::from_secs(60),
+        }
+    }
+
+    /// Makes `self` the default of [`Config::child_compiler`] for this process. The first
+    /// registration wins; later ones are ignored.
+    pub fn register(self) {
+        let _ = REGISTERED_COMPILER.set(self);
+    }
+
+    /// What [`ChildCompiler::register`] registered.
+    pub fn registered() -> Option<ChildCompiler> {
+        REGISTERED_COMPILER.get().cloned()
+    }
 }
 
 /// Pooling allocator slots by default: well above the controller's `--concurrency`
@@ -129,6 +193,7 @@ impl Default for Config {
             cache_dir: None,
             memory_cache_entries: MODULE_CACHE_ENTRIES,
             instance_slots: INSTANCE_SLOTS,
+            child_compiler: ChildCompiler::registered(),
         }
     }
 }
@@ -147,6 +212,7 @@ struct Inner {
     cache: Mutex<Vec<(Sha256, Module)>>,
     cache_entries: usize,
     cache_dir: Option<PathBuf>,
+    child_compiler: Option<ChildCompiler>,
     _ticker: Ticker,
 }
 
@@ -170,12 +236,7 @@ impl Runtime {
             create_private_dir(dir).map_err(|e| Error::io(dir, e))?;
             check_private(dir)?;
         }
-        let mut wasm = wasmtime::Config::new();
-        wasm.epoch_interruption(true);
-        // Every call gets a fresh instance (no state survives between calls, see
-        // `Policy::call`); the pool keeps memory slots mapped and resets them to the
-        // module's copy-on-write image, so a fresh instance costs little more than a reused one.
-        wasm.memory_init_cow(true);
+        let mut wasm = compile_config();
         if config.instance_slots > 0 {
             let mut pool = wasmtime::PoolingAllocationConfig::new();
             pool.total_core_instances(config.instance_slots)
@@ -209,6 +270,7 @@ impl Runtime {
                 cache: Mutex::new(Vec::new()),
                 cache_entries: config.memory_cache_entries,
                 cache_dir: config.cache_dir,
+                child_compiler: config.child_compiler,
                 _ticker: ticker,
             }),
         })
@@ -244,7 +306,8 @@ impl Runtime {
     /// data), so a compile bomb costs one linear parse and a refusal.
     ///
     /// # Errors
-    /// [`Error::Empty`], [`Error::NotWasm`], [`Error::ModuleLimit`] or [`Error::Compile`].
+    /// [`Error::Empty`], [`Error::NotWasm`], [`Error::ModuleLimit`], [`Error::MemoryLimit`],
+    /// [`Error::Compile`], or [`Error::CompileLimit`] from a child compiler.
     pub fn compile(&self, bytes: &[u8], sha256: &Sha256) -> Result<Module> {
         check_magic(bytes)?;
         if let Some(module) = self.cached(sha256) {
@@ -254,8 +317,11 @@ impl Runtime {
         let module = match self.read_disk(sha256) {
             Some(module) => module,
             None => {
-                let module = Module::from_binary(&self.inner.engine, bytes)
-                    .map_err(|e| Error::Compile { source: boxed(e) })?;
+                let module = match &self.inner.child_compiler {
+                    Some(child) => self.compile_in_child(child, bytes, sha256)?,
+                    None => Module::from_binary(&self.inner.engine, bytes)
+                        .map_err(|e| Error::Compile { source: boxed(e) })?,
+                };
                 self.write_disk(sha256, &module);
                 module
             }
@@ -362,6 +428,102 @@ impl Runtime {
         }
     }
 
+    /// Compiles `bytes` in a child process under `child`'s bounds and reads its code back.
+    fn compile_in_child(
+        &self,
+        child: &ChildCompiler,
+        bytes: &[u8],
+        sha256: &Sha256,
+    ) -> Result<Module> {
+        let dir = PrivateTempDir::new().map_err(|e| Error::io("compile directory", e))?;
+        let input = dir.0.join("module.wasm");
+        let output = dir.0.join("module.cwasm");
+        let errors = dir.0.join("stderr");
+        std::fs::write(&input, bytes).map_err(|e| Error::io(&input, e))?;
+        let stderr = std::fs::File::create(&errors).map_err(|e| Error::io(&errors, e))?;
+        let cpu_seconds = child.cpu.as_secs() + u64::from(child.cpu.subsec_nanos() > 0);
+        let started = Instant::now();
+        let mut process = std::process::Command::new(&child.program)
+            .arg(COMPILE_SUBCOMMAND)
+            .arg(cpu_seconds.max(1).to_string())
+            .arg(child.address_space.to_string())
+            .arg(&input)
+            .arg(&output)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| Error::io(&child.program, e))?;
+        let limit = |reason: String| Error::CompileLimit { reason };
+        // Polled rather than waited on: the wall-clock bound needs a way out, and a
+        // compile is seconds at most, so a few ms of latency cost nothing.
+        let mut pause = Duration::from_millis(1);
+        let status = loop {
+            match process.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() >= child.wall => {
+                    let _ = process.kill();
+                    let _ = process.wait();
+                    return Err(limit(format!(
+                        "ran past its {:?} wall-clock bound and was killed",
+                        child.wall
+                    )));
+                }
+                Ok(None) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    let _ = process.kill();
+                    let _ = process.wait();
+                    return Err(Error::io(&child.program, e));
+                }
+            }
+        };
+        let message = || {
+            crate::limits::read_capped(&errors, 64 << 10)
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                .unwrap_or_default()
+        };
+        if !status.success() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::ExitStatusExt as _;
+                // SIGXCPU at the soft limit, SIGKILL at the hard one.
+                if matches!(status.signal(), Some(24 | 9)) {
+                    return Err(limit(format!(
+                        "used its {cpu_seconds} s of CPU time and was stopped"
+                    )));
+                }
+            }
+            if status.code() == Some(CHILD_COMPILE_ERROR) {
+                return Err(Error::Compile {
+                    source: message().into(),
+                });
+            }
+            return Err(limit(format!(
+                "failed in its child process ({status}; address space {} bytes): {}",
+                child.address_space,
+                crate::escape::text(&message())
+            )));
+        }
+        // Far above any module the limits let through (16 MiB of wasm).
+        let code = crate::limits::read_capped(&output, 1 << 30)?;
+        let Some(code) = strip_header(&code, sha256, self.engine_hash()) else {
+            return Err(limit(
+                "gave back code for another module or engine".to_string(),
+            ));
+        };
+        // SAFETY: `deserialize` runs the machine code in `code` without checking it. It was
+        // written by our own binary into a directory this process created with mode 0700
+        // (no other user can replace it), and its header names the SHA-256 of `bytes` and
+        // this engine's configuration hash, checked above. wasmtime checks its own header.
+        let module = unsafe { Module::deserialize(&self.inner.engine, code) }
+            .map_err(|e| Error::Compile { source: boxed(e) })?;
+        tracing::debug!(took = ?started.elapsed(), "module compiled in a child process");
+        Ok(module)
+    }
+
     fn engine_hash(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.inner
@@ -379,6 +541,19 @@ impl Runtime {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the disk cache entry");
         }
     }
+}
+
+/// The engine configuration that decides the compiled code: the same in the runtime and in
+/// the `__compile` child, so the child's code is accepted by the runtime's engine (the
+/// allocation strategy, set only in the runtime, does not change the code).
+fn compile_config() -> wasmtime::Config {
+    let mut wasm = wasmtime::Config::new();
+    wasm.epoch_interruption(true);
+    // Every call gets a fresh instance (no state survives between calls, see
+    // `Policy::call`); the pool keeps memory slots mapped and resets them to the
+    // module's copy-on-write image, so a fresh instance costs little more than a reused one.
+    wasm.memory_init_cow(true);
+    wasm
 }
 
 /// The first bytes of every disk cache entry, followed by the module's SHA-256 (32 bytes)
@@ -428,6 +603,105 @@ fn write_cache_file(
         let _ = std::fs::remove_file(&tmp);
         e.to_string()
     })
+}
+
+/// The exit code of a `__compile` child whose module does not compile.
+const CHILD_COMPILE_ERROR: i32 = 2;
+
+/// A directory this process created, mode 0700, removed when dropped.
+struct PrivateTempDir(PathBuf);
+
+impl PrivateTempDir {
+    fn new() -> std::io::Result<PrivateTempDir> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "sidekill-compile-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut builder = std::fs::DirBuilder::new();
+        // Not recursive: a path someone else created first is an error, never reused.
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path)?;
+        Ok(PrivateTempDir(path))
+    }
+}
+
+impl Drop for PrivateTempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `sidekill __compile CPU_SECONDS AS_BYTES IN OUT` child: sets its own `RLIMIT_CPU`
+/// and `RLIMIT_AS` before it reads anything, compiles `IN` with the runtime's engine
+/// configuration and writes the code to `OUT` behind a cache header (the module's SHA-256
+/// and the engine's hash). Returns the exit code: 0 done, 2 the module does not compile,
+/// 3 anything else (message on stderr).
+pub fn compile_child_main(args: &[std::ffi::OsString]) -> u8 {
+    match compile_child(args) {
+        Ok(()) => 0,
+        Err(Error::Compile { source }) => {
+            eprintln!("{source}");
+            CHILD_COMPILE_ERROR as u8
+        }
+        Err(e) => {
+            eprintln!("{}", e.report());
+            3
+        }
+    }
+}
+
+fn compile_child(args: &[std::ffi::OsString]) -> Result<()> {
+    let usage = || {
+        Error::io(
+            COMPILE_SUBCOMMAND,
+            std::io::Error::other("usage: sidekill __compile CPU_SECONDS AS_BYTES IN OUT"),
+        )
+    };
+    let [cpu, address_space, input, output] = args else {
+        return Err(usage());
+    };
+    let number = |s: &std::ffi::OsString| s.to_str().and_then(|s| s.parse::<u64>().ok());
+    let (Some(cpu), Some(address_space)) = (number(cpu), number(address_space)) else {
+        return Err(usage());
+    };
+    #[cfg(unix)]
+    {
+        use rustix::process::{setrlimit, Resource, Rlimit};
+        let set = |resource, current: u64, maximum: u64| {
+            setrlimit(
+                resource,
+                Rlimit {
+                    current: Some(current),
+                    maximum: Some(maximum),
+                },
+            )
+            .map_err(|e| Error::io("setrlimit", e.into()))
+        };
+        // SIGXCPU at `cpu`, SIGKILL a second later if it is caught or ignored.
+        set(Resource::Cpu, cpu, cpu.saturating_add(1))?;
+        set(Resource::As, address_space, address_space)?;
+    }
+    #[cfg(not(unix))]
+    let _ = (cpu, address_space);
+    let input = std::path::Path::new(input);
+    let output = std::path::Path::new(output);
+    let bytes = crate::limits::read_module(input)?;
+    let engine = Engine::new(&compile_config()).map_err(|e| Error::Engine { source: boxed(e) })?;
+    let module =
+        Module::from_binary(&engine, &bytes).map_err(|e| Error::Compile { source: boxed(e) })?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let mut out = header(&Sha256::of(&bytes), hasher.finish());
+    out.extend_from_slice(
+        &module
+            .serialize()
+            .map_err(|e| Error::Compile { source: boxed(e) })?,
+    );
+    std::fs::write(output, out).map_err(|e| Error::io(output, e))
 }
 
 /// Refuses a cache directory or file that another user owns or that group or others may

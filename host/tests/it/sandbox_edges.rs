@@ -25,7 +25,8 @@ fn many_functions(functions: usize) -> Vec<u8> {
 /// `locals` i64 locals all live across `loops` nested-in-sequence loops: the "2,000 locals
 /// live across 2,000 loops" compile bomb (42 KB, 101 s to compile before).
 fn locals_across_loops(locals: usize, loops: usize) -> Vec<u8> {
-    let mut text = String::from("(module (memory (export \"memory\") 1) (func (export \"f\") (result i64)\n");
+    let mut text =
+        String::from("(module (memory (export \"memory\") 1) (func (export \"f\") (result i64)\n");
     for _ in 0..locals {
         text.push_str("(local i64)");
     }
@@ -60,7 +61,10 @@ fn compile_bombs_are_refused_fast_while_the_live_version_keeps_serving() {
         .expect("store");
     for (name, bytes) in [
         ("250k empty functions", many_functions(250_000)),
-        ("2000 locals across 2000 loops", locals_across_loops(2_000, 2_000)),
+        (
+            "2000 locals across 2000 loops",
+            locals_across_loops(2_000, 2_000),
+        ),
         ("900k globals", many_globals(900_000)),
     ] {
         let started = Instant::now();
@@ -95,7 +99,9 @@ fn one_calls_request_never_reaches_the_next_answer() {
     let secret = br#"{"env": "DB_PASSWORD=hunter2"}"#;
     policy.call(Call::Plan, secret).expect("first pod");
     for _ in 0..8 {
-        let answer = policy.call(Call::Plan, br#"{"env": "x"}"#).expect("next pod");
+        let answer = policy
+            .call(Call::Plan, br#"{"env": "x"}"#)
+            .expect("next pod");
         assert!(
             !String::from_utf8_lossy(&answer).contains("hunter2"),
             "the previous pod's request leaked: {}",
@@ -118,10 +124,17 @@ fn a_looping_reset_costs_nothing_because_it_is_never_called() {
     let policy = runtime().load(&wat("reset_loop")).expect("loads");
     let started = Instant::now();
     for _ in 0..5 {
-        assert_eq!(policy.answer(Call::Plan, ISTIO_POD).expect("answers"), "answer");
+        assert_eq!(
+            policy.answer(Call::Plan, ISTIO_POD).expect("answers"),
+            "answer"
+        );
     }
     // Before, each call then ran the looping reset to its 100 ms deadline.
-    assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -199,7 +212,9 @@ fn several_pins_work_with_hot_swap_and_the_embedded_module() {
     .expect("the embedded module starts under any pin");
     store.propose(&a, "a").expect("pinned a");
     store.propose(&b, "b").expect("pinned b");
-    let err = store.propose(&embedded_variant("c"), "c").expect_err("not pinned");
+    let err = store
+        .propose(&embedded_variant("c"), "c")
+        .expect_err("not pinned");
     assert_eq!(err.name(), "pin", "{}", err.report());
 }
 
@@ -220,13 +235,23 @@ fn a_renamed_cache_entry_never_runs_under_another_modules_hash() {
         std::fs::read_dir(&cache)
             .expect("dir")
             .map(|e| e.expect("entry").path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
             .expect("an entry")
     };
     // The attack of the review: evil's compiled code under good's name.
     std::fs::copy(entry(&evil), entry(&good)).expect("swap");
-    let policy = Runtime::new(config).expect("runtime").load(&good).expect("loads");
-    assert_eq!(policy.info().name, "mock", "evil's code ran under mock's sha256");
+    let policy = Runtime::new(config)
+        .expect("runtime")
+        .load(&good)
+        .expect("loads");
+    assert_eq!(
+        policy.info().name,
+        "mock",
+        "evil's code ran under mock's sha256"
+    );
 }
 
 #[cfg(unix)]
@@ -243,16 +268,157 @@ fn a_cache_dir_others_can_write_is_refused() {
     })
     .expect_err("refused");
     assert_eq!(err.name(), "unsafe_cache", "{}", err.report());
-    assert!(err.to_string().contains("writable by group or others"), "{err}");
+    assert!(
+        err.to_string().contains("writable by group or others"),
+        "{err}"
+    );
     // A private one is used, and an entry made writable by others is ignored.
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let config = Config {
         cache_dir: Some(cache.clone()),
         ..Config::default()
     };
-    Runtime::new(config.clone()).expect("runtime").load(&wat("mock")).expect("loads");
-    let entry = std::fs::read_dir(&cache).expect("dir").next().expect("one").expect("entry").path();
+    Runtime::new(config.clone())
+        .expect("runtime")
+        .load(&wat("mock"))
+        .expect("loads");
+    let entry = std::fs::read_dir(&cache)
+        .expect("dir")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
     std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    let policy = Runtime::new(config).expect("runtime").load(&wat("mock")).expect("recompiles");
+    let policy = Runtime::new(config)
+        .expect("runtime")
+        .load(&wat("mock"))
+        .expect("recompiles");
     assert_eq!(policy.info().name, "mock");
+}
+
+/// `functions` functions of `locals` i64 locals live across `loops` loops each: under every
+/// limit checked before compiling (locals x blocks stays below 1,000,000 per function), yet
+/// seconds of Cranelift per function.
+fn slow_to_compile(functions: usize, locals: usize, loops: usize) -> Vec<u8> {
+    let one = function_text(locals, loops);
+    let mut text = String::from("(module (memory (export \"memory\") 1)\n");
+    for _ in 0..functions {
+        text.push_str(&one);
+    }
+    text.push(')');
+    wat::parse_str(&text).expect("wat")
+}
+
+fn function_text(locals: usize, loops: usize) -> String {
+    let mut text = String::from("(func (result i64)\n");
+    for _ in 0..locals {
+        text.push_str("(local i64)");
+    }
+    for i in 0..loops {
+        let l = i % locals;
+        text.push_str(&format!(
+            "(loop $l{i} (local.set {l} (i64.add (local.get {l}) (i64.const 1))) (br_if $l{i} (i64.lt_u (local.get {l}) (i64.const 1))))\n"
+        ));
+    }
+    text.push_str("(i64.const 0)");
+    for l in 0..locals {
+        text.push_str(&format!("(i64.add (local.get {l}))"));
+    }
+    text.push_str(")\n");
+    text
+}
+
+/// A runtime that compiles in `sidekill __compile` children under `cpu`, sharing `cache`.
+fn child_runtime(cache: &std::path::Path, cpu: Duration, wall: Duration) -> Runtime {
+    Runtime::new(Config {
+        cache_dir: Some(cache.to_path_buf()),
+        child_compiler: Some(sidekill::runtime::ChildCompiler {
+            cpu,
+            wall,
+            ..sidekill::runtime::ChildCompiler::new(env!("CARGO_BIN_EXE_sidekill").into())
+        }),
+        ..Config::default()
+    })
+    .expect("runtime")
+}
+
+#[test]
+fn a_module_compiled_in_a_child_process_runs_bound_to_its_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let runtime = child_runtime(&cache, Duration::from_secs(30), Duration::from_secs(120));
+    let policy = runtime.load(&wat("mock")).expect("compiled by the child");
+    assert_eq!(policy.info().name, "mock");
+    // The child's code is what the disk cache keeps: a later process reads it back.
+    let again = child_runtime(&cache, Duration::from_secs(1), Duration::from_secs(5))
+        .load(&wat("mock"))
+        .expect("from the cache");
+    assert_eq!(again.sha256(), policy.sha256());
+}
+
+/// Issue 17: "the compile bombs refused within a bounded time and memory while a live
+/// controller keeps serving". A module every static limit accepts but that needs more CPU
+/// to compile than its child may use is refused after about that CPU time, and the live
+/// version answers throughout. Before, it compiled on the live process's own CPU.
+#[test]
+fn a_compile_over_the_childs_cpu_limit_is_refused_while_the_live_version_keeps_serving() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let bomb = slow_to_compile(16, 450, 2_000);
+    sidekill::limits::check(&bomb, &sidekill::limits::ModuleLimits::default(), 64 << 20)
+        .expect("the static limits let it through");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    // The live module is compiled once, in this process, into the shared cache: the child
+    // runtime's 1 s of CPU is for the bomb alone.
+    Runtime::new(Config {
+        cache_dir: Some(cache.clone()),
+        ..Config::default()
+    })
+    .expect("runtime")
+    .load(embedded::BYTES)
+    .expect("embedded");
+    let runtime = child_runtime(&cache, Duration::from_secs(1), Duration::from_secs(30));
+    let store = Arc::new(
+        PolicyStore::new(runtime, None, embedded::BYTES, embedded::ORIGIN).expect("store"),
+    );
+    let (stop, served, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let worker = {
+        let (store, stop, served, failed) = (
+            Arc::clone(&store),
+            Arc::clone(&stop),
+            Arc::clone(&served),
+            Arc::clone(&failed),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match store.current().plan(ISTIO_POD) {
+                    Ok(_) => served.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    let started = Instant::now();
+    let err = store.propose(&bomb, "bomb").expect_err("refused");
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    worker.join().expect("worker");
+    eprintln!(
+        "bomb ({} bytes) refused in {took:?}: {}; {} plans served meanwhile",
+        bomb.len(),
+        err.report(),
+        served.load(Ordering::Relaxed)
+    );
+    assert_eq!(err.name(), "compile_limit", "{}", err.report());
+    assert!(err.to_string().contains("CPU time"), "{err}");
+    // 1 s of the child's CPU, on a loaded machine, well inside the 30 s wall bound.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(served.load(Ordering::Relaxed) > 0);
+    assert_eq!(store.current().sha256(), &Sha256::of(embedded::BYTES));
 }
