@@ -132,7 +132,8 @@ pub struct Config {
     pub child_compiler: Option<ChildCompiler>,
 }
 
-/// How a module is compiled in a child process: `program __compile CPU AS IN OUT`.
+/// How a module is compiled in a child process: `program __compile CPU AS`, the module on
+/// its stdin, the code on its stdout.
 ///
 /// The child sets `RLIMIT_CPU` (all its threads together; `SIGXCPU` at the limit, `SIGKILL`
 /// a second later) and `RLIMIT_AS` on itself before it reads the module, compiles it with
@@ -153,7 +154,7 @@ pub struct ChildCompiler {
     pub wall: Duration,
 }
 
-/// The hidden subcommand the child runs: `sidekill __compile CPU_SECONDS AS_BYTES IN OUT`.
+/// The hidden subcommand the child runs: `sidekill __compile CPU_SECONDS AS_BYTES`.
 pub const COMPILE_SUBCOMMAND: &str = "__compile";
 
 static REGISTERED_COMPILER: std::sync::OnceLock<ChildCompiler> = std::sync::OnceLock::new();
@@ -429,31 +430,59 @@ impl Runtime {
     }
 
     /// Compiles `bytes` in a child process under `child`'s bounds and reads its code back.
+    /// The module goes to the child's stdin and the code comes back on its stdout: no
+    /// file is written, so a read-only root filesystem (the Deployment's) is no obstacle.
     fn compile_in_child(
         &self,
         child: &ChildCompiler,
         bytes: &[u8],
         sha256: &Sha256,
     ) -> Result<Module> {
-        let dir = PrivateTempDir::new().map_err(|e| Error::io("compile directory", e))?;
-        let input = dir.0.join("module.wasm");
-        let output = dir.0.join("module.cwasm");
-        let errors = dir.0.join("stderr");
-        std::fs::write(&input, bytes).map_err(|e| Error::io(&input, e))?;
-        let stderr = std::fs::File::create(&errors).map_err(|e| Error::io(&errors, e))?;
-        let cpu_seconds = child.cpu.as_secs() + u64::from(child.cpu.subsec_nanos() > 0);
+        use std::io::{Read as _, Write as _};
+        use std::process::Stdio;
+        let cpu_seconds = (child.cpu.as_secs() + u64::from(child.cpu.subsec_nanos() > 0)).max(1);
         let started = Instant::now();
         let mut process = std::process::Command::new(&child.program)
             .arg(COMPILE_SUBCOMMAND)
-            .arg(cpu_seconds.max(1).to_string())
+            .arg(cpu_seconds.to_string())
             .arg(child.address_space.to_string())
-            .arg(&input)
-            .arg(&output)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(stderr)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::io(&child.program, e))?;
+        // Each pipe has its own thread, so that a child that stops reading or writing
+        // never blocks the others; all end when the child exits or is killed.
+        let input = process.stdin.take().map(|mut stdin| {
+            let bytes = bytes.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            })
+        });
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>, cap: u64| {
+            pipe.map(|pipe| {
+                std::thread::spawn(move || {
+                    let mut out = Vec::new();
+                    let _ = pipe.take(cap).read_to_end(&mut out);
+                    out
+                })
+            })
+        };
+        // Far above the code of any module the limits let through (16 MiB of wasm).
+        let code = drain(
+            process
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            1 << 30,
+        );
+        let errors = drain(
+            process
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            64 << 10,
+        );
         let limit = |reason: String| Error::CompileLimit { reason };
         // Polled rather than waited on: the wall-clock bound needs a way out, and a
         // compile is seconds at most, so a few ms of latency cost nothing.
@@ -480,11 +509,14 @@ impl Runtime {
                 }
             }
         };
-        let message = || {
-            crate::limits::read_capped(&errors, 64 << 10)
-                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-                .unwrap_or_default()
+        if let Some(input) = input {
+            let _ = input.join();
+        }
+        let joined = |t: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            t.and_then(|t| t.join().ok()).unwrap_or_default()
         };
+        let code = joined(code);
+        let errors = String::from_utf8_lossy(&joined(errors)).trim().to_string();
         if !status.success() {
             #[cfg(unix)]
             {
@@ -498,25 +530,22 @@ impl Runtime {
             }
             if status.code() == Some(CHILD_COMPILE_ERROR) {
                 return Err(Error::Compile {
-                    source: message().into(),
+                    source: errors.into(),
                 });
             }
             return Err(limit(format!(
                 "failed in its child process ({status}; address space {} bytes): {}",
                 child.address_space,
-                crate::escape::text(&message())
+                crate::escape::text(&errors)
             )));
         }
-        // Far above any module the limits let through (16 MiB of wasm).
-        let code = crate::limits::read_capped(&output, 1 << 30)?;
         let Some(code) = strip_header(&code, sha256, self.engine_hash()) else {
             return Err(limit(
                 "gave back code for another module or engine".to_string(),
             ));
         };
         // SAFETY: `deserialize` runs the machine code in `code` without checking it. It was
-        // written by our own binary into a directory this process created with mode 0700
-        // (no other user can replace it), and its header names the SHA-256 of `bytes` and
+        // written by our own binary on a pipe only this process holds, and its header names the SHA-256 of `bytes` and
         // this engine's configuration hash, checked above. wasmtime checks its own header.
         let module = unsafe { Module::deserialize(&self.inner.engine, code) }
             .map_err(|e| Error::Compile { source: boxed(e) })?;
@@ -608,36 +637,9 @@ fn write_cache_file(
 /// The exit code of a `__compile` child whose module does not compile.
 const CHILD_COMPILE_ERROR: i32 = 2;
 
-/// A directory this process created, mode 0700, removed when dropped.
-struct PrivateTempDir(PathBuf);
-
-impl PrivateTempDir {
-    fn new() -> std::io::Result<PrivateTempDir> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "sidekill-compile-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut builder = std::fs::DirBuilder::new();
-        // Not recursive: a path someone else created first is an error, never reused.
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&path)?;
-        Ok(PrivateTempDir(path))
-    }
-}
-
-impl Drop for PrivateTempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The `sidekill __compile CPU_SECONDS AS_BYTES IN OUT` child: sets its own `RLIMIT_CPU`
-/// and `RLIMIT_AS` before it reads anything, compiles `IN` with the runtime's engine
-/// configuration and writes the code to `OUT` behind a cache header (the module's SHA-256
+/// The `sidekill __compile CPU_SECONDS AS_BYTES` child: sets its own `RLIMIT_CPU` and
+/// `RLIMIT_AS` before it reads anything, compiles the module on stdin with the runtime's
+/// engine configuration and writes the code to stdout behind a cache header (the module's SHA-256
 /// and the engine's hash). Returns the exit code: 0 done, 2 the module does not compile,
 /// 3 anything else (message on stderr).
 pub fn compile_child_main(args: &[std::ffi::OsString]) -> u8 {
@@ -658,10 +660,12 @@ fn compile_child(args: &[std::ffi::OsString]) -> Result<()> {
     let usage = || {
         Error::io(
             COMPILE_SUBCOMMAND,
-            std::io::Error::other("usage: sidekill __compile CPU_SECONDS AS_BYTES IN OUT"),
+            std::io::Error::other(
+                "usage: sidekill __compile CPU_SECONDS AS_BYTES < module.wasm > module.cwasm",
+            ),
         )
     };
-    let [cpu, address_space, input, output] = args else {
+    let [cpu, address_space] = args else {
         return Err(usage());
     };
     let number = |s: &std::ffi::OsString| s.to_str().and_then(|s| s.parse::<u64>().ok());
@@ -687,9 +691,13 @@ fn compile_child(args: &[std::ffi::OsString]) -> Result<()> {
     }
     #[cfg(not(unix))]
     let _ = (cpu, address_space);
-    let input = std::path::Path::new(input);
-    let output = std::path::Path::new(output);
-    let bytes = crate::limits::read_module(input)?;
+    let mut bytes = Vec::new();
+    let cap = usize_u64(ModuleLimits::default().module_bytes).saturating_add(1);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::io::stdin().lock(), cap),
+        &mut bytes,
+    )
+    .map_err(|e| Error::io("stdin", e))?;
     let engine = Engine::new(&compile_config()).map_err(|e| Error::Engine { source: boxed(e) })?;
     let module =
         Module::from_binary(&engine, &bytes).map_err(|e| Error::Compile { source: boxed(e) })?;
@@ -701,7 +709,12 @@ fn compile_child(args: &[std::ffi::OsString]) -> Result<()> {
             .serialize()
             .map_err(|e| Error::Compile { source: boxed(e) })?,
     );
-    std::fs::write(output, out).map_err(|e| Error::io(output, e))
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+        .map_err(|e| Error::io("stdout", e))
+}
+
+fn usize_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// Refuses a cache directory or file that another user owns or that group or others may
