@@ -67,7 +67,7 @@ k create namespace batch >/dev/null 2>&1
 if "$helm" lint --strict "$chart" >"$work/lint" 2>&1; then pass "helm lint --strict"; else fail "helm lint" "$(cat "$work/lint")"; fi
 variants=(
   "defaults|"
-  "policy from a file|--set policy.source=file --set policy.file.volume.configMap.name=my-policy --set policy.sha256=$policy_sha"
+  "policy from a file, signed with a trusted key|--set policy.source=file --set policy.file.volume.configMap.name=my-policy --set policy.sha256=$policy_sha --set policy.trustedKey.secretName=sidekill-policy-key"
   "embedded policy, one namespace (Role), selectors, pods/proxy|--set policy.source=embedded --set watch.namespace=batch --set watch.selectors={team=a,job-name} --set rbac.podsProxy=true --set concurrency=4 --set replicas=2"
   "image by digest, no probes, resources|--set image.digest=$digest --set livenessProbe.enabled=false --set readinessProbe.enabled=false --set resources.limits.memory=128Mi"
 )
