@@ -45,11 +45,21 @@ payload = bytes([len(name)]) + name + b"b"
 open(sys.argv[2], "wb").write(a + bytes([0, len(payload)]) + payload)
 EOF
 sha_a=$(sha "$module_a") sha_b=$(sha "$work/b.wasm")
+# Modules go live only signed by a key the controller trusts (--trusted-key): the admin's
+# key pair, both modules signed with it; the signatures travel in the ConfigMap (KEY.sig).
+cp "$module_a" "$work/a.wasm"
+if "$sidekill" policy keygen --out "$work/team" >/dev/null 2>&1 &&
+  "$sidekill" policy sign "$work/a.wasm" --key "$work/team.key" >/dev/null 2>&1 &&
+  "$sidekill" policy sign "$work/b.wasm" --key "$work/team.key" >/dev/null 2>&1; then
+  pass "admin key pair made and both modules signed"
+else
+  fail "sign" "$("$sidekill" policy sign "$work/a.wasm" --key "$work/team.key" 2>&1)"
+fi
 
 k -n sidekill delete configmap sidekill-policy --ignore-not-found >/dev/null 2>&1
 k delete namespace "$ns" --ignore-not-found --timeout=60s >/dev/null 2>&1
 k create namespace "$ns" >/dev/null
-if "$sidekill" policy push "$module_a" --configmap sidekill/sidekill-policy \
+if "$sidekill" policy push "$work/a.wasm" --configmap sidekill/sidekill-policy \
   --kubeconfig "$K8S_HARNESS_ADMIN_KUBECONFIG" --format json >"$work/push.json" 2>&1; then
   pass "admin pushes module A to ConfigMap sidekill/sidekill-policy"
 else
@@ -58,7 +68,8 @@ fi
 
 # The controller, as the sidekill ServiceAccount.
 "$sidekill" controller --kubeconfig "$K8S_HARNESS_SIDEKILL_KUBECONFIG" --namespace "$ns" \
-  --policy-configmap sidekill/sidekill-policy --listen 127.0.0.1:0 --identity harness \
+  --policy-configmap sidekill/sidekill-policy --trusted-key "$work/team.pub" \
+  --listen 127.0.0.1:0 --identity harness \
   --claim-seconds 10 >"$work/url" 2>"$work/controller.log" &
 controller_pid=$!
 eventually 20 grep -q http "$work/url" || fail "controller starts" "$(cat "$work/controller.log")"
