@@ -37,8 +37,8 @@ use crate::error::{Error, Result};
 /// DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, BIT STRING of
 /// the 65-byte uncompressed point).
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (id-Ed25519, BIT STRING of 32 bytes).
 const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -78,7 +78,12 @@ pub struct PublicKey {
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({} {})", self.algorithm.as_str(), self.fingerprint())
+        write!(
+            f,
+            "PublicKey({} {})",
+            self.algorithm.as_str(),
+            self.fingerprint()
+        )
     }
 }
 
@@ -269,7 +274,10 @@ impl SigningKey {
                 ))
             }
         }
-        let is_ed25519 = der.windows(ED25519_OID.len()).take(16).any(|w| w == ED25519_OID);
+        let is_ed25519 = der
+            .windows(ED25519_OID.len())
+            .take(16)
+            .any(|w| w == ED25519_OID);
         let rejected = |e: ring::error::KeyRejected| bad(origin, format!("key rejected: {e}"));
         let (inner, algorithm, raw) = if is_ed25519 {
             let pair = sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(rejected)?;
@@ -450,8 +458,8 @@ mod tests {
         let (key, pem) = SigningKey::generate().expect("key");
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         let public = PublicKey::from_pem(&key.public().to_pem(), "pub").expect("public");
-        let sig = decode_signature(key.sign(b"module").expect("sign").as_bytes(), "sig")
-            .expect("base64");
+        let sig =
+            decode_signature(key.sign(b"module").expect("sign").as_bytes(), "sig").expect("base64");
         assert!(public.verifies(b"module", &sig));
         assert!(!public.verifies(b"module2", &sig));
         let (other, _) = SigningKey::generate().expect("key");
@@ -469,23 +477,40 @@ mod tests {
         let module = b"\0asm not really";
         let good = decode_signature(key.sign(module).expect("sign").as_bytes(), "s").expect("s");
         let evil = decode_signature(other.sign(module).expect("sign").as_bytes(), "s").expect("s");
-        assert!(matches!(trust.admit(module, Some(&good)), Ok(Admission::Signed(_))));
-        assert_eq!(trust.admit(module, Some(&evil)).unwrap_err().name(), "bad_signature");
+        assert!(matches!(
+            trust.admit(module, Some(&good)),
+            Ok(Admission::Signed(_))
+        ));
+        assert_eq!(
+            trust.admit(module, Some(&evil)).unwrap_err().name(),
+            "bad_signature"
+        );
         assert_eq!(trust.admit(module, None).unwrap_err().name(), "unsigned");
         let lax = Trust {
             allow_unsigned: true,
             ..trust.clone()
         };
-        assert_eq!(lax.admit(module, None).expect("allowed"), Admission::Unsigned);
-        assert_eq!(lax.admit(module, Some(&evil)).unwrap_err().name(), "bad_signature");
+        assert_eq!(
+            lax.admit(module, None).expect("allowed"),
+            Admission::Unsigned
+        );
+        assert_eq!(
+            lax.admit(module, Some(&evil)).unwrap_err().name(),
+            "bad_signature"
+        );
         let pinned = Trust {
             pins: vec![Sha256::of(module)],
             ..Trust::default()
         };
-        assert_eq!(pinned.admit(module, None).expect("pinned"), Admission::Pinned);
+        assert_eq!(
+            pinned.admit(module, None).expect("pinned"),
+            Admission::Pinned
+        );
         assert_eq!(pinned.admit(b"other", None).unwrap_err().name(), "pin");
         assert_eq!(
-            Trust::default().admit(crate::embedded::BYTES, None).expect("embedded"),
+            Trust::default()
+                .admit(crate::embedded::BYTES, None)
+                .expect("embedded"),
             Admission::Embedded
         );
     }

@@ -287,7 +287,13 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> 
             .iter()
             .map(|path| crate::signature::PublicKey::from_file(path))
             .collect::<Result<_>>()?,
-        pins: args.policy.sha256.iter().chain(&args.pins).copied().collect(),
+        pins: args
+            .policy
+            .sha256
+            .iter()
+            .chain(&args.pins)
+            .copied()
+            .collect(),
         allow_unsigned: args.allow_unsigned,
     };
     let hot_swap = args.policy.policy.is_some() || args.policy_configmap.is_some();

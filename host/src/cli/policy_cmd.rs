@@ -673,7 +673,10 @@ pub(super) fn sign(
     let bytes = read_module(module)?;
     let key = crate::signature::SigningKey::from_file(key)?;
     let signature = key.sign(&bytes)?;
-    let out = out.map_or_else(|| crate::source::file::signature_path(module), Path::to_path_buf);
+    let out = out.map_or_else(
+        || crate::source::file::signature_path(module),
+        Path::to_path_buf,
+    );
     std::fs::write(&out, &signature).map_err(|e| Error::io(&out, e))?;
     let sha256 = Sha256::of(&bytes);
     if ctx.json {
@@ -710,10 +713,13 @@ pub(super) fn verify(
         .iter()
         .map(|k| crate::signature::PublicKey::from_file(k))
         .collect::<Result<Vec<_>>>()?;
-    let sig_path =
-        signature.map_or_else(|| crate::source::file::signature_path(module), Path::to_path_buf);
+    let sig_path = signature.map_or_else(
+        || crate::source::file::signature_path(module),
+        Path::to_path_buf,
+    );
     let text = crate::limits::read_capped(&sig_path, 64 << 10)?;
-    let raw = crate::signature::decode_signature(&text, &format!("signature {}", sig_path.display()))?;
+    let raw =
+        crate::signature::decode_signature(&text, &format!("signature {}", sig_path.display()))?;
     let trust = crate::signature::Trust {
         keys,
         ..crate::signature::Trust::default()
@@ -730,7 +736,11 @@ pub(super) fn verify(
             sha256: sha256.to_string(),
             keys: trust.keys.len(),
         });
-    let exit = if verdict.is_ok() { Exit::Ok } else { Exit::Report };
+    let exit = if verdict.is_ok() {
+        Exit::Ok
+    } else {
+        Exit::Report
+    };
     if ctx.json {
         let mut out = json!({
             "file": module.display().to_string(),

@@ -48,7 +48,10 @@ pub fn signature_path(module: &Path) -> PathBuf {
 pub fn read_signature(module: &Path) -> Result<Option<Vec<u8>>> {
     let path = signature_path(module);
     match crate::limits::read_capped(&path, 64 << 10) {
-        Ok(text) => crate::signature::decode_signature(&text, &format!("signature {}", path.display())).map(Some),
+        Ok(text) => {
+            crate::signature::decode_signature(&text, &format!("signature {}", path.display()))
+                .map(Some)
+        }
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }

@@ -163,7 +163,9 @@ fn the_pin_refuses_any_other_module_before_compiling_it() {
         "embedded",
     )
     .expect("the embedded module is trusted");
-    let err = store.propose(&embedded_variant("x"), "variant").unwrap_err();
+    let err = store
+        .propose(&embedded_variant("x"), "variant")
+        .unwrap_err();
     assert_eq!(err.name(), "pin");
 }
 
