@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/admission.yaml on the genuine kube-apiserver, which enforces ValidatingAdmission-
+# deploy/base/admission.yaml on the genuine kube-apiserver, which enforces ValidatingAdmission-
 # Policies itself: requests made with sidekill's own ServiceAccount token (sidekill.kubeconfig)
 # that RBAC allows but the policy forbids are refused, and the ones sidekill needs pass.
 #   - annotating a pod under sidekill.dev/ passes; any other annotation, a label, or an image

@@ -2,7 +2,7 @@
 # One-shot for CI: builds the harness, starts it in a fresh run folder, runs smoke.sh, then the
 # executor's end-to-end tests against the genuine kube-apiserver as sidekill's own
 # ServiceAccount with exactly deploy/'s RBAC (`cargo test -p sidekill --test it -- executor::`
-# with SIDEKILL_E2E=1; executor::rbac takes one permission of deploy/rbac.yaml away at a
+# with SIDEKILL_E2E=1; executor::rbac takes one permission of deploy/base/rbac.yaml away at a
 # time), then controller.sh (`sidekill controller` as that ServiceAccount, hot-swapping its
 # policy from a ConfigMap pushed and rolled back by the admin), admission.sh (deploy/'s
 # ValidatingAdmissionPolicy refusing sidekill's token what it never needs), then chart.sh (charts/sidekill
@@ -87,7 +87,7 @@ else
   say "controller: FAILED in $((SECONDS - t))s"
   code=1
 fi
-# deploy/admission.yaml: the API server refuses what RBAC allows sidekill but it never needs.
+# deploy/base/admission.yaml: the API server refuses what RBAC allows sidekill but it never needs.
 t=$SECONDS
 if "$here/admission.sh"; then
   say "admission policy: passed in $((SECONDS - t))s"

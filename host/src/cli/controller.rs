@@ -55,7 +55,7 @@ Exit codes:
   2  error: bad arguments, no usable kubeconfig, the policy does not load, the listen
      address cannot be bound
 
-RBAC (deploy/rbac.yaml): pods get/list/watch/patch, pods/exec get and create (the
+RBAC (deploy/base/rbac.yaml): pods get/list/watch/patch, pods/exec get and create (the
 WebSocket exec needs both), events create,
 configmaps get/list/watch (for --policy-configmap); pods/proxy get only with
 --pods-proxy (deploy/pods-proxy).

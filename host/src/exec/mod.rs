@@ -138,15 +138,15 @@ impl Error {
 pub fn deploy_rule(resource: &str) -> (&'static str, &'static str) {
     match resource {
         "pods/exec" => (
-            "deploy/rbac.yaml",
+            "deploy/base/rbac.yaml",
             r#"{apiGroups: [""], resources: [pods/exec], verbs: [get, create]}"#,
         ),
         "events" => (
-            "deploy/rbac.yaml",
+            "deploy/base/rbac.yaml",
             r#"{apiGroups: [""], resources: [events], verbs: [create]}"#,
         ),
         "jobs" => (
-            "deploy/rbac.yaml",
+            "deploy/base/rbac.yaml",
             r#"{apiGroups: [batch], resources: [jobs], verbs: [get]}"#,
         ),
         "pods/proxy" => (
@@ -154,7 +154,7 @@ pub fn deploy_rule(resource: &str) -> (&'static str, &'static str) {
             r#"{apiGroups: [""], resources: [pods/proxy], verbs: [get, create]}"#,
         ),
         _ => (
-            "deploy/rbac.yaml",
+            "deploy/base/rbac.yaml",
             r#"{apiGroups: [""], resources: [pods], verbs: [get, list, watch, patch]}"#,
         ),
     }

@@ -332,7 +332,7 @@ fn policy_inspect_test_and_diff() {
     let out = t.run(&["policy", "inspect", "--format", "json", &good]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let inspected = json(&out);
-    assert_eq!(inspected["abi"], "1.0");
+    assert_eq!(inspected["abi"], "1.3");
     assert_eq!(
         inspected["sha256"],
         sidekill::embedded::sha256().to_string()
@@ -545,16 +545,25 @@ fn web_serves_a_folder_and_nothing_outside_it() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let get = |path: &str| {
+    let get_from = |host: &str, path: &str| {
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         answer
     };
+    let get = |path: &str| get_from(&address, path);
     let index = get("/");
     let wasm = get("/pkg/m.wasm");
     let outside = get("/../etc/passwd");
+    // A page of another site that resolves its name to 127.0.0.1 (DNS rebinding) is refused.
+    let rebound = get_from("rebind.example", "/");
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(
+        index.contains("X-Content-Type-Options: nosniff\r\n")
+            && index.contains("frame-ancestors 'none'"),
+        "{index}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

@@ -364,7 +364,7 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
         assert_eq!(status.failed.unwrap_or(0), 0, "{name}: {status:?}");
         let pods = c.pods_of_job(name).await;
         assert_eq!(pods.len(), 1, "{name}: exactly one pod, not a retry");
-        // sidekill's ServiceAccount reads the Job (deploy/rbac.yaml grants get on jobs).
+        // sidekill's ServiceAccount reads the Job (deploy/base/rbac.yaml grants get on jobs).
         let seen = r.job.as_ref().expect("a Job's pod's report has its Job");
         assert!(seen.visible, "{name}: {seen:?}");
         assert_eq!(seen.name, *name);

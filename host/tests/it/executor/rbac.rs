@@ -1,7 +1,7 @@
-//! The executor with one permission of `deploy/rbac.yaml` taken away, on a real cluster (the
+//! The executor with one permission of `deploy/base/rbac.yaml` taken away, on a real cluster (the
 //! test server has no RBAC): a call the API server refuses (403) ends the pod's plan with
 //! `Error::Forbidden`, which names the verb, the resource, the namespace and the rule of
-//! `deploy/rbac.yaml` that grants it; it is not retried, and a refused exec is not recorded as
+//! `deploy/base/rbac.yaml` that grants it; it is not retried, and a refused exec is not recorded as
 //! a step done. Events are best effort: without them the plan still runs.
 
 use serde_json::{json, Value};
@@ -22,14 +22,15 @@ const NEEDED: [(&str, &str); 6] = [
     ("create", "pods/exec"),
 ];
 
-/// The rules of `deploy/rbac.yaml`'s ClusterRole `sidekill`.
+/// The rules of `deploy/base/rbac.yaml`'s ClusterRole `sidekill`.
 fn deploy_rules() -> Vec<Value> {
-    let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac.yaml");
+    let text =
+        std::fs::read_to_string(repo_root().join("deploy/base/rbac.yaml")).expect("rbac.yaml");
     let role = sidekill_policy::yaml::documents(&text)
         .expect("rbac.yaml is YAML")
         .into_iter()
         .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "sidekill")
-        .expect("deploy/rbac.yaml has ClusterRole sidekill");
+        .expect("deploy/base/rbac.yaml has ClusterRole sidekill");
     role["rules"].as_array().cloned().expect("rules")
 }
 
@@ -74,7 +75,10 @@ fn without(rules: &[Value], verb: &str, resource: &str) -> Value {
             out.push(kept);
         }
     }
-    assert!(found, "deploy/rbac.yaml grants no {verb} on {resource}");
+    assert!(
+        found,
+        "deploy/base/rbac.yaml grants no {verb} on {resource}"
+    );
     Value::Array(out)
 }
 
@@ -125,15 +129,17 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
         };
         assert_eq!((*v, *r, namespace.as_str()), (verb, resource, ns), "{text}");
         let (granted_by, rule) = sidekill::exec::deploy_rule(resource);
-        assert_eq!(granted_by, "deploy/rbac.yaml", "{text}");
+        assert_eq!(granted_by, "deploy/base/rbac.yaml", "{text}");
         let named = sidekill_policy::yaml::documents(rule).expect("the rule is YAML");
         assert!(
             rules.contains(&named[0]),
-            "{rule} is not a rule of deploy/rbac.yaml: {rules:?}"
+            "{rule} is not a rule of deploy/base/rbac.yaml: {rules:?}"
         );
         for part in [
             format!("may not {verb} {resource} in namespace {ns}"),
-            format!("deploy/rbac.yaml grants it in ClusterRole sidekill with the rule `{rule}`"),
+            format!(
+                "deploy/base/rbac.yaml grants it in ClusterRole sidekill with the rule `{rule}`"
+            ),
         ] {
             assert!(text.contains(&part), "{part:?} not in {text}");
         }
@@ -192,7 +198,7 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
     );
     for part in [
         format!("may not create pods/exec in namespace {ns}"),
-        "deploy/rbac.yaml grants it in ClusterRole sidekill".to_owned(),
+        "deploy/base/rbac.yaml grants it in ClusterRole sidekill".to_owned(),
         "resources: [pods/exec], verbs: [get, create]".to_owned(),
     ] {
         assert!(stderr.contains(&part), "{part:?} not in {stderr}");
