@@ -9,7 +9,7 @@ const POD: &str = r#"{"object": {
   "kind": "Pod",
   "metadata": {"name": "pi", "annotations": {
     "sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"}},
-  "spec": {"containers": [
+  "spec": {"restartPolicy": "Never", "containers": [
     {"name": "pi", "image": "perl"},
     {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0", "args": ["proxy", "sidecar"]}]},
   "status": {"containerStatuses": [

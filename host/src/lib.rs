@@ -12,7 +12,7 @@
 //! let runtime = Runtime::new(Config::default())?;
 //! let policy = runtime.load(embedded::BYTES)?;
 //! let request = br#"{"object": {"kind": "Pod", "metadata": {"name": "pi"},
-//!   "spec": {"containers": [
+//!   "spec": {"restartPolicy": "Never", "containers": [
 //!     {"name": "pi", "image": "perl"},
 //!     {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"}]}}}"#;
 //! let plan = policy.plan(request)?;

@@ -521,7 +521,7 @@ fn a_closed_stdout_is_not_an_error() {
 /// content types, and nothing outside the folder.
 #[test]
 fn web_serves_a_folder_and_nothing_outside_it() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("index.html"),
@@ -530,21 +530,8 @@ fn web_serves_a_folder_and_nothing_outside_it() {
     .unwrap();
     std::fs::create_dir(dir.path().join("pkg")).unwrap();
     std::fs::write(dir.path().join("pkg/m.wasm"), b"\0asm\x01\0\0\0").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sidekill"))
-        .args(["web", "--port", "0", "--dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let (mut child, address) =
+        crate::common::start_web(&[std::ffi::OsStr::new("--dir"), dir.path().as_os_str()]);
     let get_from = |host: &str, path: &str| {
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
         write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();

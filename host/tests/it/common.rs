@@ -61,3 +61,25 @@ pub fn repo_root() -> PathBuf {
         .expect("host/ has a parent")
         .to_path_buf()
 }
+
+/// `sidekill web` with `args` after `web --port 0`, in a process of its own, and the
+/// `host:port` it serves on (read from the URL it prints first).
+pub fn start_web(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sidekill"))
+        .args(["web", "--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    (child, address)
+}

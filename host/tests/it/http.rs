@@ -198,21 +198,8 @@ struct WebServer {
 
 impl WebServer {
     fn start() -> WebServer {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sidekill"))
-            .args(["web", "--port", "0"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line
-            .trim()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
+        let (child, address) = crate::common::start_web(&[]);
+        // Until its workers have started, its thread count is not yet its own.
         std::thread::sleep(Duration::from_millis(100));
         WebServer { child, address }
     }
