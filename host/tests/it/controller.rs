@@ -529,6 +529,14 @@ async fn the_controller_rides_out_an_api_outage_and_a_watch_too_old_to_resume() 
         || names.iter().all(|n| terminated(&c, n, "proxy")),
     )
     .await;
+    // The record follows the stop: the executor writes it once it has watched the pod to its
+    // end (up to 10 s), through the same API that was just down.
+    eventually("every stop recorded once", Duration::from_secs(30), || {
+        names
+            .iter()
+            .all(|n| annotations(&c, n).contains_key("sidekill.dev/done-proxy"))
+    })
+    .await;
     for n in &names {
         assert_eq!(
             annotations(&c, n)
