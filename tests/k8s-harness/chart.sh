@@ -129,24 +129,9 @@ fi
 
 # 4. an Argo workflow pod's sidecar.
 k create namespace "$ns" >/dev/null
-k -n "$ns" apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: step
-  labels: {workflows.argoproj.io/workflow: chart-check}
-spec:
-  nodeName: $K8S_HARNESS_NODE
-  restartPolicy: Never
-  terminationGracePeriodSeconds: 5
-  containers:
-  - {name: main, image: sidekill.test/main, args: [--seconds, "2"]}
-  - {name: proxy, image: alpine, command: [sh, -c, "trap 'exit 0' TERM; echo running; while true; do sleep 0.1; done"]}
-YAML
-proxy_exit() { k -n "$ns" get pod step -o jsonpath='{.status.containerStatuses[?(@.name=="proxy")].state.terminated.exitCode}'; }
-stopped() { [ -n "$(proxy_exit)" ]; }
-if eventually 60 stopped; then
-  pass "the chart's controller stopped the Argo pod's sidecar (exit $(proxy_exit))"
+argo_step "$ns" chart-check
+if eventually 60 proxy_stopped "$ns"; then
+  pass "the chart's controller stopped the Argo pod's sidecar (exit $(proxy_exit "$ns"))"
 else
   fail "sidecar stopped" "$(k -n "$ns" get pod step -o yaml | tail -20; k -n "$rns" logs "$pod" --tail 20)"
 fi

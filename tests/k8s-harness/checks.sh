@@ -14,3 +14,26 @@ eventually() {
     sleep 0.25
   done
 }
+
+# argo_step NAMESPACE WORKFLOW: an Argo workflow step pod `step` on the harness node whose main
+# container exits after 2 s and whose `proxy` sidecar runs until SIGTERM (then exits 0).
+argo_step() {
+  k -n "$1" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: step
+  labels: {workflows.argoproj.io/workflow: $2}
+spec:
+  nodeName: $K8S_HARNESS_NODE
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  containers:
+  - {name: main, image: sidekill.test/main, args: [--seconds, "2"]}
+  - {name: proxy, image: alpine, command: [sh, -c, "trap 'exit 0' TERM; echo running; while true; do sleep 0.1; done"]}
+YAML
+}
+# proxy_exit NAMESPACE: the exit code of pod step's `proxy` once it has terminated, else empty.
+proxy_exit() { k -n "$1" get pod step -o jsonpath='{.status.containerStatuses[?(@.name=="proxy")].state.terminated.exitCode}'; }
+# proxy_stopped NAMESPACE: whether it has terminated.
+proxy_stopped() { [ -n "$(proxy_exit "$1")" ]; }

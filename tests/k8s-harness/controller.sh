@@ -80,23 +80,8 @@ live_is() { metrics | grep -q "sidekill_policy_info{.*sha256=\"$1\""; }
 if eventually 30 curl -fsS "${url}readyz"; then pass "controller ready (its pod watch listed as the ServiceAccount)"; else fail "readyz" "$(tail -5 "$work/controller.log")"; fi
 if eventually 30 live_is "$sha_a"; then pass "controller swapped to A from the ConfigMap"; else fail "swap to A" "$(metrics | grep policy_info; tail -5 "$work/controller.log")"; fi
 
-k -n "$ns" apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Pod
-metadata:
-  name: step
-  labels: {workflows.argoproj.io/workflow: wf}
-spec:
-  nodeName: $K8S_HARNESS_NODE
-  restartPolicy: Never
-  terminationGracePeriodSeconds: 5
-  containers:
-  - {name: main, image: sidekill.test/main, args: [--seconds, "2"]}
-  - {name: proxy, image: alpine, command: [sh, -c, "trap 'exit 0' TERM; echo running; while true; do sleep 0.1; done"]}
-EOF
-proxy_exit() { k -n "$ns" get pod step -o jsonpath='{.status.containerStatuses[?(@.name=="proxy")].state.terminated.exitCode}'; }
-stopped() { [ -n "$(proxy_exit)" ]; }
-if eventually 60 stopped; then pass "the controller stopped the sidecar after main exited (exit $(proxy_exit))"; else fail "sidecar stopped" "$(k -n "$ns" get pod step -o yaml | tail -30; tail -10 "$work/controller.log")"; fi
+argo_step "$ns" wf
+if eventually 60 proxy_stopped "$ns"; then pass "the controller stopped the sidecar after main exited (exit $(proxy_exit "$ns"))"; else fail "sidecar stopped" "$(k -n "$ns" get pod step -o yaml | tail -30; tail -10 "$work/controller.log")"; fi
 done_list=$(k -n "$ns" get pod step -o jsonpath='{.metadata.annotations.sidekill\.dev/done-proxy}')
 if [ "$done_list" = "[0]" ]; then pass "step recorded on the pod ($done_list)"; else fail "record" "sidekill.dev/done-proxy=$done_list"; fi
 if eventually 10 sh -c "k() { \"$K8S_HARNESS_KUBECTL\" \"\$@\"; }; k -n $ns get events --field-selector reason=SidecarStopped -o name | grep -q ."; then pass "SidecarStopped Event recorded"; else fail "event" "$(k -n "$ns" get events 2>&1 | tail -5)"; fi
