@@ -164,6 +164,10 @@ pub struct ControllerArgs {
     #[arg(long)]
     pub pods_proxy: bool,
 
+    /// How the executor acts: stop methods and wait caps.
+    #[command(flatten)]
+    pub methods: super::ExecutorArgs,
+
     /// Log what would run, and run nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -334,13 +338,14 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> 
     if let Some(identity) = &args.identity {
         options.identity = identity.clone();
     }
-    let executor = exec::Options {
+    let mut executor = exec::Options {
         dry_run: args.dry_run,
         pods_proxy: args.pods_proxy,
         settle: Duration::from_secs(args.settle_seconds),
         concurrency: usize::try_from(args.concurrency).unwrap_or(8),
         ..exec::Options::default()
     };
+    args.methods.apply(&mut executor);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

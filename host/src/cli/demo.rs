@@ -247,8 +247,8 @@ fn summary(reports: &BTreeMap<String, PodReport>, style: &crate::render::Style) 
     let _ = writeln!(s, "{}", style.bold("Summary"));
     let _ = writeln!(
         s,
-        "  {:<26} {:<16} {:<11} {:<19} {:<16} {:<32} after first signal",
-        "pod", "sidecar", "plan", "result", "exit (predicted)", "pod end (predicted)"
+        "  {:<26} {:<16} {:<11} {:<11} {:<19} {:<16} {:<32} after first signal",
+        "pod", "sidecar", "method", "plan", "result", "exit (predicted)", "pod end (predicted)"
     );
     for r in reports.values() {
         let end = r.end.as_deref().unwrap_or("-");
@@ -272,8 +272,14 @@ fn summary(reports: &BTreeMap<String, PodReport>, style: &crate::render::Style) 
                 .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
             let _ = writeln!(
                 s,
-                "  {:<26} {:<16} {:<11} {:<19} {:<16} {:<32} {after}",
-                r.name, c.container, c.planned, result, exit, pod_end
+                "  {:<26} {:<16} {:<11} {:<11} {:<19} {:<16} {:<32} {after}",
+                r.name,
+                c.container,
+                c.method.as_deref().unwrap_or("-"),
+                c.planned,
+                result,
+                exit,
+                pod_end
             );
         }
     }

@@ -264,6 +264,16 @@ policy module; its plan is carried out step by step: exec steps through pods/exe
 steps through pods/proxy (only with --pods-proxy), and after each signal the pod's status
 is watched until the container terminates or the plan's wait runs out.
 
+A sidecar with nothing usable inside (no shell, a PID 1 that ignores SIGTERM) is stopped
+by image swap: its image is patched to the nop image (--nop-image), the kubelet stops it
+from outside (SIGTERM, the grace period, SIGKILL) and starts the nop, which exits 0. On by
+default when sidekill may patch pods in the namespace (asked with a
+SelfSubjectAccessReview); --no-image-swap turns it off. A quit endpoint that only answers
+callers inside the pod (Istio, Linkerd, cloud-sql-proxy, Vault) in an image with no client
+for it needs the ephemeral quitter: opt in with --quitter-image and grant patch on
+pods/ephemeralcontainers (deploy/ephemeral/). The policy picks the method per container
+and says why (`method` in the report).
+
 Each step done is recorded on the pod (annotation sidekill.dev/done-<container>, a JSON
 list of step indices) and skipped by later runs, so no step ever runs twice; each step
 and its result is also an Event on the pod. Transient API errors are retried.
@@ -278,7 +288,7 @@ Failed, or NeverCompletes when the kubelet restarted a sidecar, which is then re
 get on jobs; without it the Job is shown as not visible).
 
 JSON output: {namespace, name, outcome, readiness, policy, containers: [{container,
-planned, verdict, stoppedAfterMs?, exitCode?, predictedExit, predictedResult?,
+planned, method?, verdict, stoppedAfterMs?, exitCode?, predictedExit, predictedResult?,
 exitMatches?, restartCount?, steps: [...], diagnostics}], diagnostics, prediction,
 phase?, end?, endMatches?, job?: {name, visible, conditions, succeeded, failed, active,
 note?}}",
@@ -369,9 +379,77 @@ pub struct StopArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub settle_seconds: u64,
 
+    /// How the executor acts: stop methods and wait caps.
+    #[command(flatten)]
+    pub methods: ExecutorArgs,
+
     /// Which policy module to run.
     #[command(flatten)]
     pub policy: PolicyArgs,
+}
+
+/// How the executor acts, for `stop` and `controller`: the stop methods that need nothing
+/// inside the sidecar, and the cap on waits. What RBAC grants is asked per namespace (SelfSubjectAccessReview) and passed to the policy with
+/// the images as `facts.stopMethods`; the policy chooses the method per container.
+#[cfg(feature = "configmap")]
+#[derive(Debug, Clone, Args)]
+pub struct ExecutorArgs {
+    /// The nop image for image swap
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        default_value = crate::exec::DEFAULT_NOP_IMAGE,
+        long_help = "The nop image for image swap: a sidecar with no usable command inside \
+                     (no shell, a PID 1 that ignores SIGTERM) is stopped by patching its \
+                     image to the nop; the kubelet stops it from outside (SIGTERM, the grace \
+                     period, SIGKILL) and starts the nop, which exits 0, as Tekton stops \
+                     sidecars. Used when sidekill may patch pods in the namespace (deploy/ \
+                     grants it) and the policy predicts the nop exits 0. The image must be \
+                     pullable by the nodes: scripts/build-image builds it \
+                     (dist/image/sidekill-nop-image.tar)."
+    )]
+    pub nop_image: String,
+
+    /// Never swap images
+    #[arg(long)]
+    pub no_image_swap: bool,
+
+    /// Allow the ephemeral quitter, with this image (opt-in)
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        long_help = "Allow the ephemeral quitter, with this image (sidekill-quitter:<version>, \
+                     built by scripts/build-image): an ephemeral container next to the \
+                     sidecar, in its PID namespace and the pod's network, that calls a \
+                     loopback-only quit endpoint (Istio, Linkerd, cloud-sql-proxy, Vault) or \
+                     signals the sidecar's process by name. Needs patch on \
+                     pods/ephemeralcontainers (deploy/ephemeral/); the container stays in the \
+                     pod spec for good and admission may refuse it. Default: not used."
+    )]
+    pub quitter_image: Option<String>,
+
+    /// The longest one wait of a plan may last, in seconds
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        long_help = "The longest one wait of a plan may last (the grace period before SIGKILL, \
+                     the watch after a send), whatever the pod's terminationGracePeriodSeconds \
+                     says: a pod's owner chooses that number, and a huge one would hold one of \
+                     the executor's slots for as long."
+    )]
+    pub max_wait_seconds: u64,
+}
+
+#[cfg(feature = "configmap")]
+impl ExecutorArgs {
+    /// Sets the executor's images and caps.
+    pub(crate) fn apply(&self, options: &mut crate::exec::Options) {
+        options.nop_image = (!self.no_image_swap).then(|| self.nop_image.clone());
+        options.quitter_image = self.quitter_image.clone();
+        options.max_wait = std::time::Duration::from_secs(self.max_wait_seconds);
+    }
 }
 
 #[cfg(feature = "configmap")]

@@ -45,13 +45,14 @@ pub(super) fn boxed(e: exec::Error) -> Error {
 pub(super) fn run(ctx: &mut Context<'_>, args: &StopArgs) -> Result<Exit> {
     let (namespace, name) = args.target.clone();
     let (policy, _) = load_policy(ctx.global, &args.policy)?;
-    let options = Options {
+    let mut options = Options {
         dry_run: args.dry_run,
         force: args.force,
         pods_proxy: args.pods_proxy,
         settle: Duration::from_secs(args.settle_seconds),
         ..Options::default()
     };
+    args.methods.apply(&mut options);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -148,9 +149,14 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
         if let Some(ms) = c.stopped_after_ms {
             let _ = write!(extra, ", {ms} ms after the first signal");
         }
+        let method = c
+            .method
+            .as_deref()
+            .map(|m| format!(", method {m}"))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {} {} (plan: {}){extra}",
+            "  {} {} (plan: {}{method}){extra}",
             style.bold(&c.container),
             verdict,
             c.planned

@@ -41,6 +41,8 @@
 //! Event on the pod (`reason` `SidecarStep`, `SidecarStopped` or `SidecarStillRunning`).
 
 mod assess;
+mod methods;
+mod permissions;
 mod run;
 
 use std::sync::Arc;
@@ -52,6 +54,12 @@ pub use assess::Assessment;
 pub use run::{describe_step, predicted_phase, Executor};
 
 use crate::{Policy, PolicyStore};
+
+/// The nop image `scripts/build-image` builds, and deploy/ names: the default of
+/// [`Options::nop_image`].
+pub const DEFAULT_NOP_IMAGE: &str = concat!("sidekill-nop:", env!("CARGO_PKG_VERSION"));
+/// The quitter image `scripts/build-image` builds (deploy/ephemeral names it).
+pub const DEFAULT_QUITTER_IMAGE: &str = concat!("sidekill-quitter:", env!("CARGO_PKG_VERSION"));
 
 /// The annotation prefix recording the steps done on a container.
 pub const DONE_ANNOTATION_PREFIX: &str = "sidekill.dev/done-";
@@ -153,6 +161,10 @@ pub fn deploy_rule(resource: &str) -> (&'static str, &'static str) {
             "deploy/pods-proxy/kustomization.yaml",
             r#"{apiGroups: [""], resources: [pods/proxy], verbs: [get, create]}"#,
         ),
+        "pods/ephemeralcontainers" => (
+            "deploy/ephemeral/kustomization.yaml",
+            r#"{apiGroups: [""], resources: [pods/ephemeralcontainers], verbs: [patch]}"#,
+        ),
         _ => (
             "deploy/base/rbac.yaml",
             r#"{apiGroups: [""], resources: [pods], verbs: [get, list, watch, patch]}"#,
@@ -213,6 +225,14 @@ pub struct Options {
     /// Whether `pods/proxy` may be used (passed to the policy as the `podsProxy` fact, and
     /// required for `http` actions). Default false.
     pub pods_proxy: bool,
+    /// sidekill's nop image, for image swap ([`permissions`]): with it, and `patch` on pods
+    /// in the pod's namespace, the policy may plan a swap. Default `sidekill-nop:<version>`,
+    /// the image `scripts/build-image` builds.
+    pub nop_image: Option<String>,
+    /// sidekill's quitter image, for the ephemeral quitter: with it, and `patch` on
+    /// `pods/ephemeralcontainers`, the policy may plan one. Default none: an opt-in (the
+    /// ephemeral container stays in the pod spec for good).
+    pub quitter_image: Option<String>,
     /// Bytes of stdout and of stderr kept per exec. Default 64 KiB.
     pub output_limit: usize,
     /// Deadline of one exec. Default 30 s.
@@ -223,6 +243,9 @@ pub struct Options {
     pub settle: Duration,
     /// The longest an `await` step watches. Default 1 h.
     pub await_timeout: Duration,
+    /// The longest a `wait` step (or the watch after a send) lasts, whatever the plan says:
+    /// a pod's `terminationGracePeriodSeconds` is the pod owner's to choose. Default 10 min.
+    pub max_wait: Duration,
     /// Attempts for a call that fails transiently. Default 6.
     pub retries: u32,
     /// First backoff between attempts (doubling, at most 5 s). Default 200 ms.
@@ -241,11 +264,14 @@ impl Default for Options {
             dry_run: false,
             force: false,
             pods_proxy: false,
+            nop_image: Some(DEFAULT_NOP_IMAGE.to_owned()),
+            quitter_image: None,
             output_limit: 64 << 10,
             exec_timeout: Duration::from_secs(30),
             http_timeout: Duration::from_secs(10),
             settle: Duration::from_secs(5),
             await_timeout: Duration::from_secs(3600),
+            max_wait: Duration::from_secs(600),
             retries: 6,
             backoff: Duration::from_millis(200),
             concurrency: 8,
@@ -325,6 +351,10 @@ pub struct ContainerReport {
     pub container: String,
     /// The plan's verdict (`stops`, `may-stop`, `cannot-stop`).
     pub planned: String,
+    /// The plan's stop method (`exec`, `image-swap`, `ephemeral`, `none`; `method.kind`,
+    /// ABI 1.3), when the answer has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     /// What happened.
     pub verdict: Verdict,
     /// Milliseconds from the first send to the container's termination.

@@ -6,9 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::api::{Api, AttachParams, Patch, PatchParams, PostParams};
@@ -17,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Semaphore;
 
+use super::methods::{swapped_end, swapped_out_exit};
 use super::{
     ContainerReport, Error, JobReport, Options, Outcome, Planner, PodReport, Result, StepReport,
     Verdict, DONE_ANNOTATION_PREFIX,
@@ -25,10 +23,12 @@ use super::{
 /// Carries out pods' plans. Cheap to clone; clones share the concurrency bound.
 #[derive(Clone)]
 pub struct Executor {
-    client: kube::Client,
+    pub(super) client: kube::Client,
     planner: Arc<dyn Planner>,
-    options: Options,
+    pub(super) options: Options,
     permits: Arc<Semaphore>,
+    /// What RBAC allows per namespace, for `facts.stopMethods`.
+    pub(super) permissions: Arc<super::permissions::Cache>,
 }
 
 /// What a container's state is, as far as the executor cares.
@@ -67,7 +67,7 @@ pub(super) fn container_state(pod: &Pod, name: &str) -> State {
     }
 }
 
-fn status_of<'p>(pod: &'p Pod, name: &str) -> Option<&'p ContainerStatus> {
+pub(super) fn status_of<'p>(pod: &'p Pod, name: &str) -> Option<&'p ContainerStatus> {
     let st = pod.status.as_ref()?;
     st.container_statuses
         .iter()
@@ -161,7 +161,7 @@ fn is_transient(e: &kube::Error) -> bool {
     }
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
+pub(super) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
@@ -196,7 +196,7 @@ fn forbidden_error(
 }
 
 /// [`Error::Forbidden`] when the API server refused the call with 403, else `None`.
-fn forbidden(
+pub(super) fn forbidden(
     e: &kube::Error,
     verb: &'static str,
     resource: &'static str,
@@ -281,7 +281,7 @@ struct ExecOutcome {
 }
 
 /// Why a pod's plan stopped early.
-enum Stop {
+pub(super) enum Stop {
     Gone,
     Err(Error),
 }
@@ -301,6 +301,7 @@ impl Executor {
             planner,
             options,
             permits,
+            permissions: Arc::default(),
         }
     }
 
@@ -309,12 +310,19 @@ impl Executor {
         &self.options
     }
 
-    fn pods(&self, ns: &str) -> Api<Pod> {
+    /// A plan's wait of `secs` seconds, at most [`Options::max_wait`]: the plan's number
+    /// comes from the pod (its grace period) through the module, and neither may hold a
+    /// concurrency slot for longer than the operator allows (nor overflow a deadline).
+    fn capped(&self, secs: u64) -> Duration {
+        Duration::from_secs(secs).min(self.options.max_wait)
+    }
+
+    pub(super) fn pods(&self, ns: &str) -> Api<Pod> {
         Api::namespaced(self.client.clone(), ns)
     }
 
     /// Retries `f` on transient errors with exponential backoff.
-    async fn retry<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, kube::Error>
+    pub(super) async fn retry<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, kube::Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -335,7 +343,7 @@ impl Executor {
     }
 
     /// The pod now, or `None` when it is gone.
-    async fn get(&self, ns: &str, name: &str) -> Result<Option<Pod>> {
+    pub(super) async fn get(&self, ns: &str, name: &str) -> Result<Option<Pod>> {
         let api = self.pods(ns);
         match self.retry("get pod", || api.get(name)).await {
             Ok(p) => Ok(Some(p)),
@@ -356,7 +364,10 @@ impl Executor {
     pub(super) fn plan(&self, pod: &Pod) -> Result<Value> {
         let request = json!({
             "object": pod,
-            "facts": {"podsProxy": self.options.pods_proxy},
+            "facts": {
+                "podsProxy": self.options.pods_proxy,
+                "stopMethods": self.stop_methods(pod.metadata.namespace.as_deref().unwrap_or("default")),
+            },
         });
         let bytes = serde_json::to_vec(&request).map_err(|_| Error::Answer { field: "request" })?;
         let answer = self.planner.plan(&bytes).map_err(|source| Error::Policy {
@@ -392,6 +403,7 @@ impl Executor {
         let Some(pod) = self.get(namespace, name).await? else {
             return Ok(report);
         };
+        self.ask_permissions(namespace).await;
         let subject = self.plan(&pod)?;
         report.readiness = subject.get("readiness").cloned().unwrap_or(Value::Null);
         report.prediction = subject
@@ -434,6 +446,10 @@ impl Executor {
                     .map(str::to_owned),
                 exit_matches: None,
                 restart_count: None,
+                method: stop
+                    .pointer("/method/kind")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 planned: stop
                     .get("verdict")
                     .and_then(Value::as_str)
@@ -761,6 +777,19 @@ impl Executor {
                             sr.result = result.into();
                             sr.message = Some(message);
                         }
+                        Some("image-swap") => {
+                            let sent = self.image_swap(ns, name, &container, &action).await?;
+                            sr.result = sent.result.into();
+                            sr.message = Some(sent.message);
+                        }
+                        Some("ephemeral") => {
+                            let sent = self
+                                .ephemeral_quitter(ns, name, &container, index, &action)
+                                .await?;
+                            sr.result = sent.result.into();
+                            sr.exit_code = sent.exit_code;
+                            sr.message = Some(sent.message);
+                        }
                         _ => {
                             sr.result = "refused".into();
                             sr.message = Some("an action of unknown kind".into());
@@ -790,10 +819,29 @@ impl Executor {
                         .filter(|s| s.get("step").and_then(Value::as_str) == Some("wait"));
                     let deadline = next_wait
                         .and_then(|s| s.get("seconds").and_then(Value::as_u64))
-                        .map_or(self.options.settle, Duration::from_secs);
-                    let ended = self
-                        .watch_terminated(ns, name, &container, instance, deadline)
-                        .await?;
+                        .map_or(self.options.settle, |secs| self.capped(secs));
+                    let swapped = action.get("kind").and_then(Value::as_str) == Some("image-swap");
+                    let ended = if swapped && sr.result == "ran" {
+                        // The kubelet kills the sidecar at the end of the grace period (the
+                        // wait step's seconds) and then starts the nop: allow it the settle
+                        // time on top.
+                        let (pod, done) = self
+                            .watch_until(ns, name, deadline + self.options.settle, |p| {
+                                swapped_end(p, &container, instance).is_some()
+                            })
+                            .await?;
+                        let pod = pod.filter(|_| done);
+                        if let Some(old) =
+                            pod.as_ref().and_then(|p| swapped_out_exit(p, &container))
+                        {
+                            let note = format!("; the swapped-out sidecar exited {old}");
+                            sr.message.get_or_insert_with(String::new).push_str(&note);
+                        }
+                        pod.and_then(|p| swapped_end(&p, &container, instance))
+                    } else {
+                        self.watch_terminated(ns, name, &container, instance, deadline)
+                            .await?
+                    };
                     sr.millis = millis(started.elapsed());
                     if let Some(end) = ended {
                         sr.terminated_after_ms = Some(millis(started.elapsed()));
@@ -826,7 +874,7 @@ impl Executor {
                 "wait" => {
                     let secs = step.get("seconds").and_then(Value::as_u64).unwrap_or(0);
                     match self
-                        .watch_terminated(ns, name, &container, instance, Duration::from_secs(secs))
+                        .watch_terminated(ns, name, &container, instance, self.capped(secs))
                         .await?
                     {
                         Some(end) => {
@@ -954,7 +1002,7 @@ impl Executor {
                 "Warning",
                 "SidecarRestarted",
                 &format!(
-                    "container {} exited {}{after} and the kubelet restarted it (restart count {});                      sidekill leaves the new instance alone{}",
+                    "container {} exited {}{after} and the kubelet restarted it (restart count {}); sidekill leaves the new instance alone{}",
                     report.container,
                     end.code,
                     end.restart_count,
@@ -1090,7 +1138,7 @@ impl Executor {
 
     /// Watches the pod until `done(pod)` holds (the pod, `true`) or `timeout` passes (the last
     /// version seen, if any, and `false`). A pod that goes away is [`Stop::Gone`].
-    async fn watch_until(
+    pub(super) async fn watch_until(
         &self,
         ns: &str,
         name: &str,
@@ -1144,25 +1192,10 @@ impl Executor {
     /// which. Asked with SelfSubjectAccessReviews, which every authenticated identity may
     /// make; a review that fails, or reviews that allow both, leave both named.
     async fn exec_verbs_refused(&self, ns: &str) -> &'static str {
-        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
         let mut refused = Vec::new();
         for verb in ["get", "create"] {
-            let review = SelfSubjectAccessReview {
-                spec: SelfSubjectAccessReviewSpec {
-                    resource_attributes: Some(ResourceAttributes {
-                        namespace: Some(ns.to_owned()),
-                        verb: Some(verb.to_owned()),
-                        resource: Some("pods".to_owned()),
-                        subresource: Some("exec".to_owned()),
-                        ..ResourceAttributes::default()
-                    }),
-                    ..SelfSubjectAccessReviewSpec::default()
-                },
-                ..SelfSubjectAccessReview::default()
-            };
-            match api.create(&PostParams::default(), &review).await {
-                Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
-                _ => refused.push(verb),
+            if !self.allowed(ns, verb, "exec").await {
+                refused.push(verb);
             }
         }
         match refused[..] {
