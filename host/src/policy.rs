@@ -54,7 +54,17 @@ pub struct PolicyInfo {
     pub features: Vec<String>,
     /// The hash of its built-in presets.
     pub presets_hash: String,
+    /// Its command catalogue (`commands`, ABI 1.4): the argv templates its plans may contain
+    /// besides a pod's own kill-cmd annotation ([`sidekill_policy::catalogue`]). The executor
+    /// runs no other argv. Empty for an older module: then only annotations run.
+    pub commands: Vec<Vec<String>>,
 }
+
+/// Bounds on the catalogue a module may publish: it is read once per load, but it is the
+/// module's data.
+const MAX_COMMANDS: usize = 256;
+const MAX_COMMAND_ARGS: usize = 32;
+const MAX_COMMAND_ARG_BYTES: usize = 256;
 
 /// The ABI version a module reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +187,7 @@ impl Policy {
                 version: String::new(),
                 features: Vec::new(),
                 presets_hash: String::new(),
+                commands: Vec::new(),
             },
         };
         policy.abi = policy.read_abi()?;
@@ -574,9 +585,40 @@ fn parse_info(value: &Value) -> Result<PolicyInfo> {
                 .collect()
         })
         .unwrap_or_default();
+    let mut commands = Vec::new();
+    if let Some(list) = value.get("commands") {
+        let list = list
+            .as_array()
+            .filter(|l| l.len() <= MAX_COMMANDS)
+            .ok_or_else(|| {
+                bad(&format!(
+                    "`ok.commands` is not an array of at most {MAX_COMMANDS} commands"
+                ))
+            })?;
+        for command in list {
+            let argv: Option<Vec<String>> = command
+                .as_array()
+                .filter(|a| !a.is_empty() && a.len() <= MAX_COMMAND_ARGS)
+                .and_then(|a| {
+                    a.iter()
+                        .map(|e| {
+                            e.as_str()
+                                .filter(|s| s.len() <= MAX_COMMAND_ARG_BYTES)
+                                .map(String::from)
+                        })
+                        .collect()
+                });
+            commands.push(argv.ok_or_else(|| {
+                bad(&format!(
+                    "`ok.commands` holds {command}, not an array of 1 to {MAX_COMMAND_ARGS} strings of at most {MAX_COMMAND_ARG_BYTES} bytes"
+                ))
+            })?);
+        }
+    }
     Ok(PolicyInfo {
         name: text("name")?,
         version: text("version")?,
+        commands,
         features,
         presets_hash: value
             .get("presetsHash")

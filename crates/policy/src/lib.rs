@@ -54,6 +54,7 @@
 extern crate alloc;
 
 pub mod argo;
+pub mod catalogue;
 pub mod classify;
 pub mod declare;
 pub mod diagnostics;
@@ -127,6 +128,9 @@ pub struct Info {
     pub nop_path_env: &'static str,
     /// Where the quitter image holds the quitter binary, its ENTRYPOINT ([`method::QUITTER_PATH`]).
     pub quitter_path: &'static str,
+    /// Every argv a plan may contain besides a pod's own kill-cmd annotation, as templates
+    /// ([`catalogue::COMMANDS`], ABI 1.4): a host runs no other.
+    pub commands: &'static [&'static [&'static str]],
 }
 
 /// Plans every pod of a request.
@@ -184,6 +188,7 @@ pub fn info() -> Info {
         nop_paths: &nop::NOP_PATHS,
         nop_path_env: nop::NOP_PATH_ENV,
         quitter_path: method::QUITTER_PATH,
+        commands: catalogue::COMMANDS,
     }
 }
 

@@ -50,9 +50,29 @@ pub struct Container {
     pub stop_signal: Option<String>,
 }
 
+/// The environment variables whose values the policy reads; of every other variable it
+/// reads the name only. A host sends the pod with every other literal value redacted (least
+/// data: a module cannot leak what it never sees), so a read of another variable's value
+/// would see nothing: [`Container::env_value`] refuses, in debug builds, a key not listed.
+pub const ENV_VALUES_READ: &[&str] = &[
+    "PATH",
+    "ARGO_TEMPLATE",
+    "CSQL_PROXY_EXIT_ZERO_ON_SIGTERM",
+    "CSQL_PROXY_QUITQUITQUIT",
+    "CSQL_PROXY_ADMIN_PORT",
+    "LINKERD2_PROXY_ADMIN_LISTEN_ADDR",
+    "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED",
+    crate::declare::KRUISE_ENV,
+];
+
 impl Container {
-    /// The environment variable's literal value, when set.
+    /// The environment variable's literal value, when set. `key` must be one of
+    /// [`ENV_VALUES_READ`].
     pub fn env_value(&self, key: &str) -> Option<&str> {
+        debug_assert!(
+            ENV_VALUES_READ.contains(&key),
+            "env {key} is read but not in ENV_VALUES_READ: hosts redact it"
+        );
         self.env
             .iter()
             .find(|(k, _)| k == key)

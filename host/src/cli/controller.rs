@@ -346,6 +346,7 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> 
         ..exec::Options::default()
     };
     args.methods.apply(&mut executor);
+    executor.scope = args.namespace.iter().cloned().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

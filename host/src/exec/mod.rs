@@ -41,8 +41,10 @@
 //! Event on the pod (`reason` `SidecarStep`, `SidecarStopped` or `SidecarStillRunning`).
 
 mod assess;
+mod guard;
 mod methods;
 mod permissions;
+mod redact;
 mod run;
 
 use std::sync::Arc;
@@ -90,6 +92,14 @@ pub enum Error {
         /// The missing field.
         field: &'static str,
     },
+    /// The pod's namespace is outside the executor's scope ([`Options::scope`]).
+    #[error("namespace {namespace} is outside sidekill's scope ({})", .scope.join(", "))]
+    OutOfScope {
+        /// The pod's namespace.
+        namespace: String,
+        /// The namespaces sidekill may act in.
+        scope: Vec<String>,
+    },
     /// The kubeconfig could not be read or used.
     #[error("kubeconfig: {message}")]
     Config {
@@ -135,6 +145,7 @@ impl Error {
             Error::Policy { .. } => "policy",
             Error::Answer { .. } => "answer",
             Error::Config { .. } => "config",
+            Error::OutOfScope { .. } => "out-of-scope",
             Error::Forbidden { .. } => "forbidden",
         }
     }
@@ -181,11 +192,16 @@ pub trait Planner: Send + Sync {
     fn plan(&self, request: &[u8]) -> crate::Result<Value>;
     /// The version of the policy answering, for reports and metrics.
     fn version(&self) -> String;
+    /// The policy's command catalogue ([`crate::PolicyInfo::commands`]).
+    fn commands(&self) -> Vec<Vec<String>>;
 }
 
 impl Planner for Policy {
     fn plan(&self, request: &[u8]) -> crate::Result<Value> {
         Policy::plan(self, request)
+    }
+    fn commands(&self) -> Vec<Vec<String>> {
+        self.info().commands.clone()
     }
     fn version(&self) -> String {
         format!(
@@ -201,6 +217,9 @@ impl Planner for PolicyStore {
     fn plan(&self, request: &[u8]) -> crate::Result<Value> {
         self.current().plan(request)
     }
+    fn commands(&self) -> Vec<Vec<String>> {
+        self.current().info().commands.clone()
+    }
     fn version(&self) -> String {
         Planner::version(&*self.current())
     }
@@ -209,6 +228,9 @@ impl Planner for PolicyStore {
 impl<T: Planner + ?Sized> Planner for Arc<T> {
     fn plan(&self, request: &[u8]) -> crate::Result<Value> {
         (**self).plan(request)
+    }
+    fn commands(&self) -> Vec<Vec<String>> {
+        (**self).commands()
     }
     fn version(&self) -> String {
         (**self).version()
@@ -220,6 +242,9 @@ impl<T: Planner + ?Sized> Planner for Arc<T> {
 pub struct Options {
     /// Print what would run and run nothing (no exec, no patch, no event). Default false.
     pub dry_run: bool,
+    /// The namespaces the executor may act in; empty: any. A plan for a pod elsewhere is
+    /// refused before the pod is read. The controller sets it to its `--namespace`.
+    pub scope: Vec<String>,
     /// Carry out the plan even when its readiness is not `ready`. Default false.
     pub force: bool,
     /// Whether `pods/proxy` may be used (passed to the policy as the `podsProxy` fact, and
@@ -262,6 +287,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             dry_run: false,
+            scope: Vec::new(),
             force: false,
             pods_proxy: false,
             nop_image: Some(DEFAULT_NOP_IMAGE.to_owned()),

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Semaphore;
 
+use super::guard;
 use super::methods::{swapped_end, swapped_out_exit};
 use super::{
     ContainerReport, Error, JobReport, Options, Outcome, Planner, PodReport, Result, StepReport,
@@ -362,8 +363,11 @@ impl Executor {
 
     /// Asks the policy for the pod's plan (the first subject of the answer).
     pub(super) fn plan(&self, pod: &Pod) -> Result<Value> {
+        let mut object =
+            serde_json::to_value(pod).map_err(|_| Error::Answer { field: "request" })?;
+        super::redact::redact(&mut object);
         let request = json!({
-            "object": pod,
+            "object": object,
             "facts": {
                 "podsProxy": self.options.pods_proxy,
                 "stopMethods": self.stop_methods(pod.metadata.namespace.as_deref().unwrap_or("default")),
@@ -400,6 +404,12 @@ impl Executor {
             end_matches: None,
             job: None,
         };
+        if !self.options.scope.is_empty() && !self.options.scope.iter().any(|n| n == namespace) {
+            return Err(Error::OutOfScope {
+                namespace: namespace.to_owned(),
+                scope: self.options.scope.clone(),
+            });
+        }
         let Some(pod) = self.get(namespace, name).await? else {
             return Ok(report);
         };
@@ -484,9 +494,17 @@ impl Executor {
         }
         report.outcome = Outcome::Done;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let commands = self.planner.commands();
         for (i, stop) in stops.iter().enumerate() {
             match self
-                .stop_container(namespace, name, &uid, stop, &mut report.containers[i])
+                .stop_container(
+                    namespace,
+                    name,
+                    &uid,
+                    stop,
+                    &commands,
+                    &mut report.containers[i],
+                )
                 .await
             {
                 Ok(()) => {}
@@ -677,6 +695,7 @@ impl Executor {
         name: &str,
         uid: &str,
         stop: &Value,
+        commands: &[Vec<String>],
         report: &mut ContainerReport,
     ) -> Result<(), Stop> {
         let container = report.container.clone();
@@ -732,6 +751,24 @@ impl Executor {
             }
             let started = Instant::now();
             let mut sr = step_report(index, step, "ran");
+            if let Err(why) = guard::check_step(&pod, uid, &container, step, commands) {
+                // Recorded like a step run: the same plan would be refused again.
+                sr.result = "refused".into();
+                self.record(ns, name, &key, &mut done, index).await?;
+                self.event(
+                    ns,
+                    name,
+                    uid,
+                    "Warning",
+                    "SidecarStepRefused",
+                    &format!("container {container}: step {index} refused: {why}"),
+                )
+                .await;
+                sr.message = Some(why);
+                report.steps.push(sr);
+                index += 1;
+                continue;
+            }
             match kind {
                 "await" => {
                     let target = step

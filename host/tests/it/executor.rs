@@ -354,10 +354,12 @@ async fn a_pod_deleted_while_its_plan_runs_is_done() {
         .stop_pod(ns, "del")
         .await
         .expect("stop");
-    // The plan ends without an error, promptly. KNOWN GAP: the outcome observed here is not
-    // yet `Gone`/`Stopped` every time (see the report); only the absence of errors and hangs
-    // is pinned.
-    assert!(started.elapsed() < Duration::from_secs(15));
+    // The plan ends without an error, promptly: a hang would last the executor's wait cap
+    // (10 min) or the outcome watch and more; alone this takes about 10 s, and a loaded
+    // 2-core machine has taken 15. KNOWN GAP: the outcome observed here is not yet
+    // `Gone`/`Stopped` every time (see the report); only the absence of errors and hangs is
+    // pinned.
+    assert!(started.elapsed() < Duration::from_secs(45));
     let after = c.pod("del").await;
     eprintln!(
         "outcome {:?}, verdict {:?}, pod after: {:?}",
