@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use serde_json::Value;
+
 fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -30,6 +32,20 @@ pub fn text(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A JSON value with every string (keys included) escaped as [`text`] escapes it.
+pub fn value(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(text(s).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().map(self::value).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (text(k).into_owned(), self::value(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +56,7 @@ mod tests {
         assert_eq!(text("\u{1b}[2Jall good"), "\\u{1b}[2Jall good");
         assert_eq!(text("a\nb\r\u{7f}\u{9b}"), "a\\u{a}b\\u{d}\\u{7f}\\u{9b}");
         assert_eq!(text("x\u{202e}y"), "x\\u{202e}y");
+        let v = value(&serde_json::json!({"k\u{1b}": ["\u{1b}[2J", 1]}));
+        assert_eq!(v, serde_json::json!({"k\\u{1b}": ["\\u{1b}[2J", 1]}));
     }
 }

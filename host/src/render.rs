@@ -163,7 +163,9 @@ pub fn shell_words(argv: &[Value]) -> String {
         .join(" ")
 }
 
-/// A stop request: `exec /bin/sh -c 'kill -15 1'` or `http POST :4191/shutdown (pods/proxy)`.
+/// A stop request: `exec /bin/sh -c 'kill -15 1'`, `http POST :4191/shutdown (pods/proxy)`,
+/// `image-swap to sidekill-nop:0.1.0 (containers[1])` or
+/// `ephemeral sidekill-quitter:0.1.0 -> istio-proxy: /sidekill-quitter http POST ...`.
 pub fn action(action: &Value) -> String {
     match action.get("kind").and_then(Value::as_str) {
         Some("exec") => format!("exec {}", shell_words(list(action, "argv"))),
@@ -173,12 +175,25 @@ pub fn action(action: &Value) -> String {
             action.get("port").map_or("?".into(), Value::to_string),
             text(action, "path")
         ),
+        Some("image-swap") => format!(
+            "image-swap to {} (containers[{}])",
+            text(action, "image"),
+            action
+                .get("containerIndex")
+                .map_or("?".into(), Value::to_string)
+        ),
+        Some("ephemeral") => format!(
+            "ephemeral {} -> {}: {}",
+            text(action, "image"),
+            text(action, "targetContainerName"),
+            shell_words(list(action, "argv"))
+        ),
         _ => action.to_string(),
     }
 }
 
-/// One step of a container's stop.
-fn step(step: &Value) -> String {
+/// One step of a container's stop, as `plan`, `stop` and the executor's Events show it.
+pub fn step(step: &Value) -> String {
     match step.get("step").and_then(Value::as_str) {
         Some("await") => format!("await container {} terminated", text(step, "container")),
         Some("send") => format!(
@@ -196,6 +211,8 @@ fn step(step: &Value) -> String {
 
 /// Renders one plan report (one subject of the `plan` answer).
 pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
+    // Every string of the answer is the module's (or the manifest's): shown, never obeyed.
+    let report = &crate::escape::value(report);
     let mut out = String::new();
     let source = report.get("source").unwrap_or(&Value::Null);
     let pod = report.get("pod").unwrap_or(&Value::Null);
@@ -375,6 +392,7 @@ pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
 
 /// Renders the `matrix` answer.
 pub fn matrix(answer: &Value, style: &Style) -> String {
+    let answer = &crate::escape::value(answer);
     let columns: Vec<&str> = list(answer, "columns")
         .iter()
         .filter_map(Value::as_str)
@@ -426,10 +444,35 @@ mod tests {
     }
 
     #[test]
-    fn actions_render_both_kinds() {
+    fn actions_render_every_kind() {
         assert_eq!(
             action(&json!({"kind": "http", "method": "POST", "port": 4191, "path": "/shutdown"})),
             "http POST :4191/shutdown (pods/proxy)"
+        );
+        assert_eq!(
+            action(
+                &json!({"kind": "image-swap", "containerIndex": 1, "image": "sidekill-nop:0.1.0"})
+            ),
+            "image-swap to sidekill-nop:0.1.0 (containers[1])"
+        );
+        assert_eq!(
+            action(
+                &json!({"kind": "ephemeral", "image": "q", "targetContainerName": "side",
+                "argv": ["/sidekill-quitter", "signal", "15", "--process", "envoy"]})
+            ),
+            "ephemeral q -> side: /sidekill-quitter signal 15 --process envoy"
+        );
+    }
+
+    /// `plan` and `stop` (and the executor's Events) show a step with this one function.
+    #[test]
+    fn a_step_reads_the_same_everywhere() {
+        let s = json!({"step": "send", "signalName": "SIGTERM",
+            "action": {"kind": "exec", "argv": ["/bin/sh", "-c", "kill -15 1"]}});
+        assert_eq!(step(&s), "send SIGTERM  exec /bin/sh -c 'kill -15 1'");
+        assert_eq!(
+            step(&json!({"step": "wait", "seconds": 2})),
+            "wait up to 2 s for the container to terminate"
         );
     }
 

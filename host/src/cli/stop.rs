@@ -165,7 +165,7 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
             let mut line = format!(
                 "    [{}] {}: {}",
                 st.index,
-                exec::describe_step(&st.step),
+                crate::render::step(&st.step),
                 st.result
             );
             if let Some(code) = st.exit_code {

@@ -53,7 +53,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use assess::Assessment;
-pub use run::{describe_step, predicted_phase, Executor};
+pub use run::{predicted_phase, Executor};
 
 use crate::{Policy, PolicyStore};
 

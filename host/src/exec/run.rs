@@ -841,7 +841,7 @@ impl Executor {
                         "SidecarStep",
                         &format!(
                             "container {container}: step {index} send {signal} ({}): {}{}",
-                            describe_action(&action),
+                            crate::render::action(&action),
                             sr.result,
                             sr.exit_code
                                 .map(|c| format!(", exit {c}"))
@@ -1489,58 +1489,6 @@ fn step_report(index: usize, step: &Value, result: &str) -> StepReport {
     }
 }
 
-/// A one-line description of an action: the argv, or `METHOD :PORT/PATH`.
-pub(crate) fn describe_action(action: &Value) -> String {
-    match action.get("kind").and_then(Value::as_str) {
-        Some("exec") => action
-            .get("argv")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(|s| {
-                        if s.contains(' ') {
-                            format!("'{s}'")
-                        } else {
-                            s.to_owned()
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default(),
-        Some("http") => format!(
-            "{} :{}{}",
-            action.get("method").and_then(Value::as_str).unwrap_or("?"),
-            action.get("port").and_then(Value::as_u64).unwrap_or(0),
-            action.get("path").and_then(Value::as_str).unwrap_or("/")
-        ),
-        _ => "?".into(),
-    }
-}
-
-/// A one-line description of a step.
-pub fn describe_step(step: &Value) -> String {
-    match step.get("step").and_then(Value::as_str) {
-        Some("send") => format!(
-            "send {} via {}",
-            step.get("signalName")
-                .and_then(Value::as_str)
-                .unwrap_or("?"),
-            describe_action(step.get("action").unwrap_or(&Value::Null))
-        ),
-        Some("wait") => format!(
-            "wait up to {}s",
-            step.get("seconds").and_then(Value::as_u64).unwrap_or(0)
-        ),
-        Some("await") => format!(
-            "await container {}",
-            step.get("container").and_then(Value::as_str).unwrap_or("?")
-        ),
-        _ => "?".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1550,19 +1498,5 @@ mod tests {
         let t = now_rfc3339();
         assert_eq!(t.len(), 20, "{t}");
         assert!(t.starts_with("20") && t.ends_with('Z'), "{t}");
-    }
-
-    #[test]
-    fn steps_are_described() {
-        let s = json!({"step": "send", "signalName": "SIGTERM",
-            "action": {"kind": "exec", "argv": ["/bin/sh", "-c", "kill -15 1"]}});
-        assert_eq!(
-            describe_step(&s),
-            "send SIGTERM via /bin/sh -c 'kill -15 1'"
-        );
-        assert_eq!(
-            describe_step(&json!({"step": "wait", "seconds": 2})),
-            "wait up to 2s"
-        );
     }
 }
