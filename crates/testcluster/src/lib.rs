@@ -119,6 +119,14 @@ pub struct ClusterConfig {
     /// The `sidekill-standin` binary. Default: `$SIDEKILL_TESTCLUSTER_BIN_DIR/sidekill-standin`,
     /// else next to the current executable or in its parent folder (cargo's `deps/` layout).
     pub standin: Option<PathBuf>,
+    /// The real `sidekill-quitter` binary (crates/quitter) behind the `sidekill-nop` and
+    /// `sidekill-quitter` images. Default: `$SIDEKILL_QUITTER`, else
+    /// `$SIDEKILL_TESTCLUSTER_BIN_DIR/sidekill-quitter`, else next to the current executable or
+    /// in its parent folder (so `cargo build -p sidekill-quitter` in the same target folder is
+    /// enough). A path given here or in `SIDEKILL_QUITTER` that is not a file fails
+    /// [`TestCluster::start`] with [`Error::QuitterMissing`]; when no default is found the
+    /// cluster starts and those two images answer `ErrImagePull`, saying how to provide it.
+    pub quitter: Option<PathBuf>,
     /// A folder with an `images.yaml` to use instead of the built-in catalogue. Default none.
     pub images_dir: Option<PathBuf>,
     /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK. Default 1 s.
@@ -138,6 +146,7 @@ impl Default for ClusterConfig {
             state_dir: None,
             kubeconfig: None,
             standin: None,
+            quitter: None,
             images_dir: None,
             bookmark_interval: Duration::from_secs(1),
             history: 1000,
@@ -190,6 +199,39 @@ fn find_standin(configured: Option<&Path>) -> Result<PathBuf> {
         })
 }
 
+/// The quitter binary: the configured path or `SIDEKILL_QUITTER` (which must exist), else the
+/// first of the default places that holds it, else none.
+fn find_quitter(configured: Option<&Path>) -> Result<Option<PathBuf>> {
+    let name = "sidekill-quitter";
+    let named = configured
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SIDEKILL_QUITTER").map(PathBuf::from));
+    if let Some(p) = named {
+        return p
+            .is_file()
+            .then(|| p.canonicalize().ok())
+            .flatten()
+            .map(Some)
+            .ok_or(Error::QuitterMissing { path: p });
+    }
+    let mut candidates = Vec::new();
+    if let Ok(dir) = std::env::var("SIDEKILL_TESTCLUSTER_BIN_DIR") {
+        candidates.push(Path::new(&dir).join(name));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join(name));
+            if let Some(up) = dir.parent() {
+                candidates.push(up.join(name));
+            }
+        }
+    }
+    Ok(candidates
+        .iter()
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok()))
+}
+
 fn kubeconfig_text(server: &str, token: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: sidekill-testcluster\n  cluster:\n    server: {server}\ncontexts:\n- name: sidekill-testcluster\n  context:\n    cluster: sidekill-testcluster\n    user: sidekill-testcluster\n    namespace: default\ncurrent-context: sidekill-testcluster\nusers:\n- name: sidekill-testcluster\n  user:\n    token: {token}\npreferences: {{}}\n"
@@ -237,6 +279,7 @@ impl TestCluster {
         let tools = process::Tools::find()?;
         process::check_privilege(&tools)?;
         let standin = find_standin(config.standin.as_deref())?;
+        let quitter = find_quitter(config.quitter.as_deref())?;
         let (state_dir, temp_state) = match &config.state_dir {
             Some(d) => (d.clone(), false),
             None => {
@@ -247,8 +290,12 @@ impl TestCluster {
         };
         std::fs::create_dir_all(&state_dir)
             .map_err(|e| Error::io(format!("creating {}", state_dir.display()), e))?;
-        let catalogue =
-            images::Catalogue::materialise(config.images_dir.as_deref(), &state_dir, &standin)?;
+        let catalogue = images::Catalogue::materialise(
+            config.images_dir.as_deref(),
+            &state_dir,
+            &standin,
+            quitter.as_deref(),
+        )?;
         let listener = TcpListener::bind(("127.0.0.1", config.port))
             .await
             .map_err(|e| Error::io(format!("binding 127.0.0.1:{}", config.port), e))?;
