@@ -450,6 +450,35 @@ mod tests {
     }
 
     #[test]
+    fn quitter_images_without_the_binary_cannot_be_pulled_and_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        // Any executable serves as the stand-in here; only the catalogue's shape is checked.
+        let standin = Path::new("/bin/true").canonicalize().unwrap();
+        let cat = Catalogue::materialise(None, dir.path(), &standin, None).unwrap();
+        assert!(cat.find("docker.io/library/sidekill-nop:0.1.0").is_none());
+        let why = cat
+            .unavailable("sidekill-nop:0.1.0")
+            .expect("listed as unavailable");
+        assert!(why.contains("SIDEKILL_QUITTER"), "{why}");
+        assert!(cat.unavailable("sidekill.test/sidecar").is_none());
+
+        let with = Catalogue::materialise(None, dir.path(), &standin, Some(&standin)).unwrap();
+        let nop = with.find("sidekill-nop:0.1.0").expect("the nop image");
+        let root = nop.root.clone().unwrap();
+        for p in sidekill_policy::nop::NOP_PATHS {
+            assert!(root.join(&p[1..]).is_file(), "{p}");
+        }
+        assert_eq!(
+            nop.env.get("PATH").map(String::as_str),
+            Some(sidekill_policy::nop::NOP_PATH_ENV)
+        );
+        assert!(nop.resolve("sleep", None).is_some(), "sleep is a nop path");
+        assert!(nop.resolve("sidecar", None).is_none());
+        let q = with.find("sidekill-quitter").expect("the quitter image");
+        assert!(q.resolve("/sidekill-quitter", None).is_some());
+    }
+
+    #[test]
     fn builtin_catalogue_parses() {
         let file: CatalogueFile = serde_yaml_ng::from_str(BUILTIN_CATALOGUE).unwrap();
         assert!(file

@@ -145,7 +145,11 @@ fn json_patch_error(p: &json_patch::Patch, e: &json_patch::PatchError) -> ApiErr
     };
     let path = e.path.to_string();
     let cause = match e.kind {
-        json_patch::PatchErrorKind::TestFailed => {
+        // evanphx/json-patch's test: a value that differs, or is missing under an existing
+        // parent, fails the test.
+        json_patch::PatchErrorKind::TestFailed | json_patch::PatchErrorKind::InvalidPointer
+            if op == "test" =>
+        {
             format!("testing value {path} failed: test failed")
         }
         json_patch::PatchErrorKind::InvalidPointer if op == "replace" => {
