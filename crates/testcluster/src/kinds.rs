@@ -805,6 +805,51 @@ impl Kind for Event {
 mod tests {
     use super::*;
 
+    fn spec_pod(spec: Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec})).unwrap()
+    }
+
+    #[test]
+    fn pod_updates_may_change_only_what_validate_pod_update_munges() {
+        let old = spec_pod(json!({
+            "containers": [{"name": "a", "image": "x"}],
+            "activeDeadlineSeconds": 100,
+            "terminationGracePeriodSeconds": -1,
+            "tolerations": [{"key": "k", "operator": "Exists"}]
+        }));
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = serde_json::to_value(&old).unwrap();
+            f(&mut v);
+            validate_pod_update(&old, &serde_json::from_value(v).unwrap())
+        };
+        assert!(with(&|v| v["spec"]["containers"][0]["image"] = json!("y")).is_empty());
+        assert!(with(&|v| v["spec"]["activeDeadlineSeconds"] = json!(50)).is_empty());
+        assert!(with(&|v| v["spec"]["terminationGracePeriodSeconds"] = json!(1)).is_empty());
+        assert!(with(&|v| {
+            v["spec"]["tolerations"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"key": "j", "operator": "Exists"}))
+        })
+        .is_empty());
+        let refused = [
+            with(&|v| v["spec"]["activeDeadlineSeconds"] = json!(200)),
+            with(&|v| v["spec"]["activeDeadlineSeconds"] = Value::Null),
+            with(&|v| v["spec"]["terminationGracePeriodSeconds"] = json!(5)),
+            with(&|v| v["spec"]["tolerations"] = json!([])),
+            with(&|v| v["spec"]["containers"][0]["args"] = json!(["x"])),
+            with(&|v| v["spec"]["containers"][0]["image"] = json!("")),
+        ];
+        for (i, errs) in refused.iter().enumerate() {
+            assert_eq!(errs.len(), 1, "case {i}: {errs:?}");
+        }
+        assert!(
+            refused[4][0].contains("spec.containers[0].args"),
+            "{:?}",
+            refused[4]
+        );
+    }
+
     #[test]
     fn ages_print_like_kubectl() {
         let now = jiff::Timestamp::from_second(1_000_000).unwrap();
