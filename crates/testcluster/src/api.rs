@@ -255,6 +255,14 @@ async fn api_v1(
                 _ => Err(ApiError::method_not_allowed()),
             }
         }
+        ["namespaces", ns, "pods", name, "ephemeralcontainers"] => match method {
+            Method::GET => get_one(&ctx.pods, &req, ns, name),
+            Method::PATCH | Method::PUT => {
+                let pod = pod_ephemeral_write(&ctx, req, method, ns, name).await?;
+                Ok(json_response(200, &pod))
+            }
+            _ => Err(ApiError::method_not_allowed()),
+        },
         ["namespaces", ns, "pods", name, "exec"] => {
             if method != Method::GET && method != Method::POST {
                 return Err(ApiError::method_not_allowed());
@@ -375,6 +383,13 @@ fn resource_list() -> APIResourceList {
             ),
             res("pods", "Pod", "pod", <Pod as Kind>::SHORT_NAMES, all),
             res(
+                "pods/ephemeralcontainers",
+                "Pod",
+                "",
+                &[],
+                verbs(&["get", "patch", "update"]),
+            ),
+            res(
                 "pods/exec",
                 "PodExecOptions",
                 "",
@@ -477,11 +492,25 @@ async fn item(
         ("pods", Method::GET) => get_one(&ctx.pods, &req, ns, name),
         ("configmaps", Method::GET) => get_one(&ctx.configmaps, &req, ns, name),
         ("events", Method::GET) => get_one(&ctx.events, &req, ns, name),
-        ("pods", m @ (Method::PUT | Method::PATCH)) => write(&ctx.pods, req, m, ns, name).await,
-        ("configmaps", m @ (Method::PUT | Method::PATCH)) => {
-            write(&ctx.configmaps, req, m, ns, name).await
+        ("pods", m @ (Method::PUT | Method::PATCH)) => {
+            let (code, pod) = write(&ctx.pods, req, m, ns, name).await?;
+            if code == 201 {
+                // Server-side apply created it.
+                ctx.kubelet.admit(&pod);
+            } else {
+                // The node sees the change as the kubelet's watch would (an image swap).
+                ctx.kubelet.updated(&pod);
+            }
+            Ok(json_response(code, &pod))
         }
-        ("events", m @ (Method::PUT | Method::PATCH)) => write(&ctx.events, req, m, ns, name).await,
+        ("configmaps", m @ (Method::PUT | Method::PATCH)) => {
+            let (code, obj) = write(&ctx.configmaps, req, m, ns, name).await?;
+            Ok(json_response(code, &obj))
+        }
+        ("events", m @ (Method::PUT | Method::PATCH)) => {
+            let (code, obj) = write(&ctx.events, req, m, ns, name).await?;
+            Ok(json_response(code, &obj))
+        }
         ("pods", Method::DELETE) => {
             let grace = delete_grace(req).await?;
             Ok(json_response(200, &ctx.kubelet.delete(ns, name, grace)?))
@@ -576,13 +605,15 @@ pub(crate) fn create<K: Kind>(
     store.create(obj)
 }
 
+/// An update (PUT) or patch of one object: the HTTP code (201 when apply created it) and the
+/// object stored.
 async fn write<K: Kind>(
     store: &Store<K>,
     req: Request<Incoming>,
     method: Method,
     ns: &str,
     name: &str,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<(u16, K), ApiError> {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -617,7 +648,7 @@ async fn write<K: Kind>(
                 let v = patch::apply(ty, &json!({"metadata": {"name": name}}), &body)?;
                 let bytes = serde_json::to_vec(&v).map_err(ApiError::internal)?;
                 let created = create(store, ns, &bytes, &q)?;
-                return Ok(json_response(201, &created));
+                return Ok((201, created));
             }
             None => return Err(ApiError::not_found(K::URL_PATH_SEGMENT, name)),
             Some(_) => {}
@@ -647,7 +678,69 @@ async fn write<K: Kind>(
             Ok(())
         })?
     };
-    Ok(json_response(200, &updated))
+    Ok((200, updated))
+}
+
+/// `PUT` or `PATCH` of `pods/NAME/ephemeralcontainers`: the body (a Pod, or a patch of one,
+/// strategic merge by default as kubectl sends it) counts only for
+/// `spec.ephemeralContainers`; see `kinds::ephemeral_update` for the validation. A
+/// `metadata.resourceVersion` in the result is a precondition (409 when stale). With `dryRun`
+/// nothing is stored. The node starts each new ephemeral container.
+async fn pod_ephemeral_write(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    method: Method,
+    ns: &str,
+    name: &str,
+) -> Result<Pod, ApiError> {
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let q = Query::parse(req.uri().query());
+    let body = read_body(req).await?;
+    let next = |cur: &Pod| -> Result<Pod, ApiError> {
+        let incoming: Pod = if method == Method::PUT {
+            let p: Pod = decode(&body)?;
+            if p.metadata.name.as_deref() != Some(name) {
+                return Err(ApiError::bad_request(
+                    "the name of the object does not match the name on the URL",
+                ));
+            }
+            p
+        } else {
+            let v = serde_json::to_value(cur).map_err(ApiError::internal)?;
+            let patched = patch::apply(PatchType::from_content_type(&ct)?, &v, &body)?;
+            serde_json::from_value(patched).map_err(|e| {
+                ApiError::invalid(
+                    "Pod",
+                    name,
+                    format!("patched object is not a valid Pod: {e}"),
+                )
+            })?
+        };
+        if let Some(want) = incoming.metadata.resource_version.as_deref() {
+            if !want.is_empty() && Some(want) != cur.metadata.resource_version.as_deref() {
+                return Err(ApiError::conflict("pods", name));
+            }
+        }
+        crate::kinds::ephemeral_update(cur, &incoming)
+    };
+    if q.get("dryRun").is_some() {
+        let cur = ctx
+            .pods
+            .get(ns, name)
+            .ok_or_else(|| ApiError::not_found("pods", name))?;
+        return next(&cur);
+    }
+    let updated = ctx.pods.update(ns, name, |cur| {
+        *cur = next(cur)?;
+        Ok(())
+    })?;
+    ctx.kubelet.updated(&updated);
+    Ok(updated)
 }
 
 async fn pod_status_write(
@@ -1108,7 +1201,14 @@ mod tests {
     fn discovery_lists_the_subresources() {
         let l = resource_list();
         let names: Vec<&str> = l.resources.iter().map(|r| r.name.as_str()).collect();
-        for want in ["pods", "pods/exec", "pods/proxy", "events", "configmaps"] {
+        for want in [
+            "pods",
+            "pods/exec",
+            "pods/proxy",
+            "pods/ephemeralcontainers",
+            "events",
+            "configmaps",
+        ] {
             assert!(names.contains(&want), "{want}");
         }
     }

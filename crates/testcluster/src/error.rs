@@ -33,6 +33,16 @@ pub enum Error {
         /// Where it was looked for.
         path: PathBuf,
     },
+    /// The sidekill-quitter binary was named (ClusterConfig::quitter or SIDEKILL_QUITTER) but
+    /// is not there.
+    #[error(
+        "the sidekill-quitter binary was not found at {path} (build it with `cargo build -p \
+         sidekill-quitter`)"
+    )]
+    QuitterMissing {
+        /// The path given.
+        path: PathBuf,
+    },
     /// A file or process operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -15,8 +15,26 @@
 //! Signals from the server come from outside the container's PID namespace, so the kernel's rule
 //! for PID 1 applies as on a real node: SIGTERM reaches PID 1 only if it has a handler; SIGKILL
 //! always does.
+//!
+//! Spec changes reach the node through [`Kubelet::updated`], as a pod update reaches the real
+//! kubelet through its watch:
+//! - **An image change** of a running container is a changed container hash
+//!   (k8s.io/kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go `computePodActions`:
+//!   "Container C definition changed, will be restarted", whatever the restart policy). The old
+//!   instance is stopped from outside (`killContainer` in kuberuntime_container.go: SIGTERM,
+//!   the pod's `terminationGracePeriodSeconds` but at least `minimumGracePeriodInSeconds`, 2 s,
+//!   then SIGKILL); its end becomes `lastState.terminated`, `restartCount` grows, and the new
+//!   image starts at once with the same command, args and env, under a new `containerID`.
+//!   A container that is not running takes the new image at its next start. When `command[0]`
+//!   is not in the new image the start fails as containerd's does: `terminated`, exit code 128,
+//!   reason `StartError`, a message naming the file.
+//! - **A new ephemeral container** is started once and never restarted, in the PID namespace
+//!   of its `targetContainerName` (containerd's `NamespaceMode_TARGET`), with its own image's
+//!   root; its status is in `status.ephemeralContainerStatuses`. Without a target it gets a PID
+//!   namespace of its own. If the target is not running it stays `Waiting`
+//!   (`CreateContainerError`). A pod that has finished or is being deleted starts none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +42,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Event, EventSource, ObjectReference, Pod, PodCondition,
+    ContainerStateWaiting, ContainerStatus, EphemeralContainer, Event, EventSource,
+    ObjectReference, Pod, PodCondition,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rustix::process::Signal;
@@ -64,6 +83,10 @@ struct PodRuntime {
     /// Set when the pod task has returned.
     finished: AtomicBool,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The pod as last stored: image swaps reach the supervisors through it.
+    spec_tx: watch::Sender<Arc<Pod>>,
+    /// Ephemeral containers already started (each runs once, never again).
+    ephemerals: Mutex<HashSet<String>>,
 }
 
 struct Inner {
@@ -115,6 +138,56 @@ fn hex_id() -> String {
     let a = crate::store::new_uid().replace('-', "");
     let b = crate::store::new_uid().replace('-', "");
     format!("{a}{b}")
+}
+
+/// The pod IP every pod reports: containers share the machine's network namespace, and a
+/// caller counts as inside the pod when it connects to 127.0.0.1 (see the crate docs).
+pub(crate) const POD_IP: &str = "127.0.0.2";
+
+/// The kubelet's `minimumGracePeriodInSeconds` (pkg/kubelet/kuberuntime/kuberuntime_container.go
+/// `killContainer`): a container it stops always gets at least this long after SIGTERM.
+const MIN_GRACE: Duration = Duration::from_secs(2);
+
+/// An `imageID` as the kubelet reports it, a repository digest: the image's full name and a
+/// sha256 of that name (the stand-ins have no manifest to hash).
+fn image_id(name: &str) -> String {
+    use sha2::Digest;
+    let first = name.split('/').next().unwrap_or("");
+    let full = if !name.contains('/') {
+        format!("docker.io/library/{name}")
+    } else if first.contains('.') || first.contains(':') || first == "localhost" {
+        name.to_owned()
+    } else {
+        format!("docker.io/{name}")
+    };
+    let digest = sha2::Sha256::digest(full.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{full}@sha256:{hex}")
+}
+
+/// The container of that name in the pod's spec (init or regular).
+fn container_spec(pod: &Pod, name: &str, init: bool) -> Option<Container> {
+    let spec = pod.spec.as_ref()?;
+    let list = if init {
+        spec.init_containers.as_deref().unwrap_or_default()
+    } else {
+        spec.containers.as_slice()
+    };
+    list.iter().find(|c| c.name == name).cloned()
+}
+
+/// Returns once the stored spec gives container `c` another image (never if the pod's
+/// runtime goes away).
+async fn image_changed(spec_rx: &mut watch::Receiver<Arc<Pod>>, c: &Container, init: bool) {
+    loop {
+        if spec_rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let latest = spec_rx.borrow_and_update().clone();
+        if container_spec(&latest, &c.name, init).is_some_and(|n| n.image != c.image) {
+            return;
+        }
+    }
 }
 
 /// How a container's exit decides a restart, as the kubelet decides it (k8s.io/kubernetes
@@ -230,6 +303,7 @@ impl Kubelet {
             .join(format!("{}_{}_{}", key.0, key.1, uid));
         let _ = std::fs::create_dir_all(&dir);
         let (delete_tx, _) = watch::channel(None);
+        let (spec_tx, _) = watch::channel(Arc::new(pod.clone()));
         let rt = Arc::new(PodRuntime {
             key: key.clone(),
             uid,
@@ -239,6 +313,8 @@ impl Kubelet {
             terminal: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             task: Mutex::new(None),
+            spec_tx,
+            ephemerals: Mutex::new(HashSet::new()),
         });
         lock(&self.inner.runtimes).insert(key, rt.clone());
         let inner = self.inner.clone();
@@ -293,6 +369,42 @@ impl Kubelet {
                 self.inner.pods.delete(namespace, name)
             }
             None => self.inner.pods.delete(namespace, name),
+        }
+    }
+
+    /// Takes a stored change of a pod's spec (an update of the pod, or of its ephemeral
+    /// containers): a running container whose image changed is restarted with the new one, and
+    /// each new ephemeral container is started (see the module docs). A pod this node does not
+    /// run, or an older pod of the same name, is ignored.
+    pub fn updated(&self, pod: &Pod) {
+        let key = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let Some(rt) = lock(&self.inner.runtimes).get(&key).cloned() else {
+            return;
+        };
+        if pod.metadata.uid.as_deref() != Some(rt.uid.as_str()) {
+            return;
+        }
+        rt.spec_tx.send_replace(Arc::new(pod.clone()));
+        for ec in pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.clone())
+            .unwrap_or_default()
+        {
+            if !lock(&rt.ephemerals).insert(ec.name.clone()) {
+                continue;
+            }
+            // The kubelet starts no container in a pod that has finished or is being deleted.
+            if rt.terminal.load(Ordering::SeqCst)
+                || rt.finished.load(Ordering::SeqCst)
+                || rt.delete_tx.borrow().is_some()
+            {
+                continue;
+            }
+            tokio::spawn(run_ephemeral(self.inner.clone(), rt.clone(), ec));
         }
     }
 
@@ -750,7 +862,8 @@ fn container_env(pod: &Pod, c: &Container, image: &Image) -> Vec<(String, String
                 Some("metadata.namespace") => pod.metadata.namespace.clone().unwrap_or_default(),
                 Some("metadata.uid") => pod.metadata.uid.clone().unwrap_or_default(),
                 Some("spec.nodeName") => NODE_NAME.into(),
-                Some("status.podIP") | Some("status.hostIP") => "127.0.0.1".into(),
+                Some("status.podIP") | Some("status.podIPs") => POD_IP.into(),
+                Some("status.hostIP") | Some("status.hostIPs") => "127.0.0.1".into(),
                 _ => String::new(),
             },
             _ => String::new(),
@@ -795,7 +908,6 @@ struct Job {
     c: Container,
     init: bool,
     restart: Restart,
-    image: Arc<Image>,
 }
 
 /// Runs one container, restarting it as `restart` says, until it is done or told to stop.
@@ -808,18 +920,48 @@ async fn supervise(
         inner,
         rt,
         pod,
-        c,
+        mut c,
         init,
         restart,
-        image,
     } = job;
     let mut backoff = inner.backoff;
     let fp = field_path(&c, init);
     let mut last_code = 0;
+    let mut spec_rx = rt.spec_tx.subscribe();
     loop {
         if stop_rx.borrow().is_some() {
             return last_code;
         }
+        // Each start uses the container as the spec has it now (an image swapped while it was
+        // not running), and the image that names; an image the node cannot pull waits for
+        // another change or the end, as ErrImagePull/ImagePullBackOff does.
+        let image = loop {
+            let latest = spec_rx.borrow_and_update().clone();
+            if let Some(now_c) = container_spec(&latest, &c.name, init) {
+                c = now_c;
+            }
+            let reference = c.image.clone().unwrap_or_default();
+            if let Some(i) = inner.images.find(&reference) {
+                break i;
+            }
+            let msg = pull_error(&inner, &reference);
+            event(
+                &inner,
+                &rt,
+                "Warning",
+                "Failed",
+                msg.clone(),
+                Some(fp.clone()),
+            );
+            set_container(&inner, &rt, &c.name, init, |cs| {
+                cs.image = reference.clone();
+                cs.state = Some(waiting("ErrImagePull", Some(msg)));
+            });
+            tokio::select! {
+                _ = deletion(&mut stop_rx) => return last_code,
+                r = spec_rx.changed() => if r.is_err() { std::future::pending::<()>().await },
+            }
+        };
         let argv = argv_of(&c, &image);
         let env = container_env(&pod, &c, &image);
         let path = env
@@ -842,11 +984,13 @@ async fn supervise(
                     root: image.root.as_deref(),
                     workdir: c.working_dir.as_deref().unwrap_or("/"),
                     log: &log,
+                    target_pid1: None,
                 },
             )
             .await
             .map_err(|e| e.to_string())
         };
+        let mut changed = false;
         let (exit, message) = match launched {
             Err(message) => {
                 event(
@@ -893,6 +1037,8 @@ async fn supervise(
                         ..Default::default()
                     });
                     cs.container_id = Some(container_id.clone());
+                    cs.image = c.image.clone().unwrap_or_default();
+                    cs.image_id = image_id(&image.name);
                     cs.started = Some(true);
                     cs.ready = true;
                 });
@@ -906,12 +1052,13 @@ async fn supervise(
                 );
                 let _ = started_tx.send(true);
                 let stop = tokio::select! {
-                    e = l.wait(false) => Err(e),
-                    g = deletion(&mut stop_rx) => Ok(g),
+                    e = l.wait(false) => Ended::Exited(e),
+                    g = deletion(&mut stop_rx) => Ended::Stopped(g),
+                    () = image_changed(&mut spec_rx, &c, init) => Ended::Changed,
                 };
                 let exit = match stop {
-                    Err(e) => e,
-                    Ok(grace) => {
+                    Ended::Exited(e) => e,
+                    Ended::Stopped(grace) => {
                         event(
                             &inner,
                             &rt,
@@ -920,20 +1067,33 @@ async fn supervise(
                             format!("Stopping container {}", c.name),
                             Some(fp.clone()),
                         );
-                        let target = l.pid1.unwrap_or(l.launcher);
-                        if grace.is_zero() {
-                            process::signal(target, Signal::KILL);
-                            l.wait(true).await
-                        } else {
-                            process::signal(target, Signal::TERM);
-                            match tokio::time::timeout(grace, l.wait(false)).await {
-                                Ok(e) => e,
-                                Err(_) => {
-                                    process::signal(target, Signal::KILL);
-                                    l.wait(true).await
-                                }
-                            }
-                        }
+                        kill(&mut l, grace).await
+                    }
+                    Ended::Changed => {
+                        changed = true;
+                        event(
+                            &inner,
+                            &rt,
+                            "Normal",
+                            "Killing",
+                            format!("Container {} definition changed, will be restarted", c.name),
+                            Some(fp.clone()),
+                        );
+                        // killContainer's grace: the pod's deletion grace if it is being
+                        // deleted, else its terminationGracePeriodSeconds; at least 2 s.
+                        let latest = spec_rx.borrow().clone();
+                        let secs = latest
+                            .metadata
+                            .deletion_grace_period_seconds
+                            .or_else(|| {
+                                latest
+                                    .spec
+                                    .as_ref()
+                                    .and_then(|s| s.termination_grace_period_seconds)
+                            })
+                            .unwrap_or(30);
+                        let grace = Duration::from_secs(secs.max(0).unsigned_abs()).max(MIN_GRACE);
+                        kill(&mut l, grace).await
                     }
                 };
                 lock(&rt.slots).remove(&c.name);
@@ -960,11 +1120,26 @@ async fn supervise(
             started_at: Some(started_at),
         };
         let stopping = stop_rx.borrow().is_some();
+        if changed && !stopping {
+            // Started again at once with the new image, whatever the restart policy.
+            set_container(&inner, &rt, &c.name, init, |cs| {
+                cs.ready = false;
+                cs.started = Some(false);
+                cs.last_state = Some(ContainerState {
+                    terminated: Some(terminated.clone()),
+                    ..Default::default()
+                });
+                cs.state = Some(waiting("ContainerCreating", None));
+                cs.restart_count += 1;
+            });
+            continue;
+        }
         let again = !stopping && restart.again(exit.code);
         let pod_name = format!("{}_{}({})", rt.key.1, rt.key.0, rt.uid);
         set_container(&inner, &rt, &c.name, init, |cs| {
             cs.ready = false;
             cs.started = Some(false);
+            cs.image = c.image.clone().unwrap_or_default();
             if again {
                 cs.last_state = Some(ContainerState {
                     terminated: Some(terminated.clone()),
@@ -1008,6 +1183,243 @@ async fn supervise(
     }
 }
 
+/// How a running container's wait ended.
+enum Ended {
+    /// It exited by itself.
+    Exited(Exit),
+    /// The pod task stopped it, with this grace period.
+    Stopped(Duration),
+    /// Its image changed in the spec.
+    Changed,
+}
+
+/// Stops a container from outside as the runtime does: SIGTERM to its PID 1 (dropped by the
+/// kernel when PID 1 has no handler), `grace`, then SIGKILL; zero grace is SIGKILL at once.
+async fn kill(l: &mut process::Launched, grace: Duration) -> Exit {
+    let target = l.pid1.unwrap_or(l.launcher);
+    if grace.is_zero() {
+        process::signal(target, Signal::KILL);
+        return l.wait(true).await;
+    }
+    process::signal(target, Signal::TERM);
+    match tokio::time::timeout(grace, l.wait(false)).await {
+        Ok(e) => e,
+        Err(_) => {
+            process::signal(target, Signal::KILL);
+            l.wait(true).await
+        }
+    }
+}
+
+/// The `ErrImagePull` message for an image the node cannot run.
+fn pull_error(inner: &Inner, reference: &str) -> String {
+    match inner.images.unavailable(reference) {
+        Some(why) => format!("Failed to pull image \"{reference}\": {why}"),
+        None => format!(
+            "Failed to pull image \"{reference}\": the test cluster has no stand-in for it (see tests/images/README.md)"
+        ),
+    }
+}
+
+fn set_ephemeral(inner: &Inner, rt: &PodRuntime, name: &str, f: impl FnOnce(&mut ContainerStatus)) {
+    update_status(inner, rt, |p| {
+        let st = p.status.get_or_insert_with(Default::default);
+        let list = st.ephemeral_container_statuses.get_or_insert_with(Vec::new);
+        let i = match list.iter().position(|c| c.name == name) {
+            Some(i) => i,
+            None => {
+                list.push(ContainerStatus {
+                    name: name.to_owned(),
+                    ready: false,
+                    restart_count: 0,
+                    ..Default::default()
+                });
+                list.len() - 1
+            }
+        };
+        if let Some(cs) = list.get_mut(i) {
+            f(cs);
+        }
+    });
+}
+
+/// Runs one ephemeral container once (see the module docs).
+async fn run_ephemeral(inner: Arc<Inner>, rt: Arc<PodRuntime>, ec: EphemeralContainer) {
+    let pod = rt.spec_tx.borrow().clone();
+    let fp = format!("spec.ephemeralContainers{{{}}}", ec.name);
+    let c = Container {
+        name: ec.name.clone(),
+        image: ec.image.clone(),
+        command: ec.command.clone(),
+        args: ec.args.clone(),
+        env: ec.env.clone(),
+        working_dir: ec.working_dir.clone(),
+        ..Default::default()
+    };
+    let reference = ec.image.clone().unwrap_or_default();
+    let waiting_for = |reason: &str, msg: Option<String>| {
+        set_ephemeral(&inner, &rt, &ec.name, |cs| {
+            cs.image = reference.clone();
+            cs.state = Some(waiting(reason, msg));
+        })
+    };
+    waiting_for("ContainerCreating", None);
+    let Some(image) = inner.images.find(&reference) else {
+        let msg = pull_error(&inner, &reference);
+        event(&inner, &rt, "Warning", "Failed", msg.clone(), Some(fp));
+        waiting_for("ErrImagePull", Some(msg));
+        return;
+    };
+    event(
+        &inner,
+        &rt,
+        "Normal",
+        "Pulled",
+        format!("Container image \"{reference}\" already present on machine"),
+        Some(fp.clone()),
+    );
+    let target_pid1 = match ec.target_container_name.as_deref() {
+        None | Some("") => None,
+        Some(target) => match lock(&rt.slots).get(target) {
+            Some(slot) if process::alive(slot.pid1) => Some(slot.pid1),
+            _ => {
+                let msg = format!(
+                    "failed to create containerd container: the target container {target:?} is not running, so it has no PID namespace to join"
+                );
+                event(
+                    &inner,
+                    &rt,
+                    "Warning",
+                    "Failed",
+                    format!("Error: {msg}"),
+                    Some(fp),
+                );
+                waiting_for("CreateContainerError", Some(msg));
+                return;
+            }
+        },
+    };
+    let argv = argv_of(&c, &image);
+    let env = container_env(&pod, &c, &image);
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let program = argv.first().cloned().unwrap_or_default();
+    let container_id = format!("containerd://{}", hex_id());
+    let started_at = now();
+    let launched = if image.resolve(&program, path).is_none() {
+        Err(start_error(&program))
+    } else {
+        let log = rt.dir.join(format!("{}.log", c.name));
+        process::launch(
+            &inner.tools,
+            &inner.spawner,
+            LaunchSpec {
+                argv: &argv,
+                env: &env,
+                root: image.root.as_deref(),
+                workdir: c.working_dir.as_deref().unwrap_or("/"),
+                log: &log,
+                target_pid1,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
+    let (exit, message) = match launched {
+        Err(message) => {
+            event(
+                &inner,
+                &rt,
+                "Warning",
+                "Failed",
+                format!("Error: {message}"),
+                Some(fp.clone()),
+            );
+            (
+                Exit {
+                    code: 128,
+                    signal: None,
+                },
+                Some(message),
+            )
+        }
+        Ok(mut l) => {
+            if let Some(pid1) = l.pid1 {
+                lock(&rt.slots).insert(
+                    c.name.clone(),
+                    Slot {
+                        pid1,
+                        launcher: l.launcher,
+                        image: image.clone(),
+                        env: env.clone(),
+                    },
+                );
+            }
+            event(
+                &inner,
+                &rt,
+                "Normal",
+                "Created",
+                format!("Created container: {}", c.name),
+                Some(fp.clone()),
+            );
+            set_ephemeral(&inner, &rt, &c.name, |cs| {
+                cs.state = Some(ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(started_at.clone()),
+                    }),
+                    ..Default::default()
+                });
+                cs.container_id = Some(container_id.clone());
+                cs.image_id = image_id(&image.name);
+                cs.started = Some(true);
+            });
+            event(
+                &inner,
+                &rt,
+                "Normal",
+                "Started",
+                format!("Started container {}", c.name),
+                Some(fp.clone()),
+            );
+            let mut del = rt.delete_tx.subscribe();
+            let exit = tokio::select! {
+                e = l.wait(false) => e,
+                g = deletion(&mut del) => kill(&mut l, g).await,
+            };
+            lock(&rt.slots).remove(&c.name);
+            (exit, None)
+        }
+    };
+    let terminated = ContainerStateTerminated {
+        container_id: Some(container_id),
+        exit_code: exit.code,
+        finished_at: Some(now()),
+        reason: Some(
+            if message.is_some() {
+                "StartError"
+            } else if exit.code == 0 {
+                "Completed"
+            } else {
+                "Error"
+            }
+            .into(),
+        ),
+        message,
+        signal: exit.signal,
+        started_at: Some(started_at),
+    };
+    set_ephemeral(&inner, &rt, &c.name, |cs| {
+        cs.started = Some(false);
+        cs.state = Some(ContainerState {
+            terminated: Some(terminated),
+            ..Default::default()
+        });
+    });
+}
+
 fn start_supervisor(
     inner: &Arc<Inner>,
     rt: &Arc<PodRuntime>,
@@ -1015,7 +1427,6 @@ fn start_supervisor(
     c: &Container,
     init: bool,
     restart: Restart,
-    image: Arc<Image>,
 ) -> Supervisor {
     let (stop_tx, stop_rx) = watch::channel(None);
     let (started_tx, started_rx) = watch::channel(false);
@@ -1026,7 +1437,6 @@ fn start_supervisor(
         c: c.clone(),
         init,
         restart,
-        image,
     };
     let handle = tokio::spawn(supervise(job, stop_rx, started_tx));
     Supervisor {
@@ -1096,12 +1506,12 @@ async fn run_pod(inner: Arc<Inner>, rt: Arc<PodRuntime>, pod: Pod) {
         let st = p.status.get_or_insert_with(Default::default);
         st.start_time = Some(now());
         st.host_ip = Some("127.0.0.1".into());
-        st.pod_ip = Some("127.0.0.1".into());
+        st.pod_ip = Some(POD_IP.into());
         st.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP {
             ip: "127.0.0.1".into(),
         }]);
         st.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
-            ip: "127.0.0.1".into(),
+            ip: POD_IP.into(),
         }]);
         if !inits.is_empty() {
             st.init_container_statuses = Some(
@@ -1136,9 +1546,7 @@ async fn run_pod(inner: Arc<Inner>, rt: Arc<PodRuntime>, pod: Pod) {
             }
             None => {
                 missing = true;
-                let msg = format!(
-                    "Failed to pull image \"{reference}\": the test cluster has no stand-in for it (see tests/images/README.md)"
-                );
+                let msg = pull_error(&inner, &reference);
                 event(
                     &inner,
                     &rt,
@@ -1181,11 +1589,11 @@ async fn run_pod(inner: Arc<Inner>, rt: Arc<PodRuntime>, pod: Pod) {
     let mut regular: Vec<Supervisor> = Vec::new();
     let mut init_failed = false;
     for c in &inits {
-        let Some(image) = images.get(&c.name).cloned() else {
+        if !images.contains_key(&c.name) {
             continue;
-        };
+        }
         if is_sidecar(c) {
-            let s = start_supervisor(&inner, &rt, &pod, c, true, Restart::Always, image);
+            let s = start_supervisor(&inner, &rt, &pod, c, true, Restart::Always);
             let mut started = s.started_rx.clone();
             tokio::select! {
                 _ = async { let _ = started.wait_for(|v| *v).await; } => {}
@@ -1201,7 +1609,7 @@ async fn run_pod(inner: Arc<Inner>, rt: Arc<PodRuntime>, pod: Pod) {
             } else {
                 Restart::OnFailure
             };
-            let mut s = start_supervisor(&inner, &rt, &pod, c, true, restart, image);
+            let mut s = start_supervisor(&inner, &rt, &pod, c, true, restart);
             tokio::select! {
                 code = s.join() => {
                     if code != 0 {
@@ -1218,10 +1626,10 @@ async fn run_pod(inner: Arc<Inner>, rt: Arc<PodRuntime>, pod: Pod) {
     }
     if !init_failed {
         for c in &spec.containers {
-            let Some(image) = images.get(&c.name).cloned() else {
+            if !images.contains_key(&c.name) {
                 continue;
-            };
-            regular.push(start_supervisor(&inner, &rt, &pod, c, false, policy, image));
+            }
+            regular.push(start_supervisor(&inner, &rt, &pod, c, false, policy));
         }
         let all_done = async {
             for s in regular.iter_mut() {

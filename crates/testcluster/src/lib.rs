@@ -5,8 +5,9 @@
 //! cluster behind `sidekill demo`.
 //!
 //! It speaks the real wire protocol where sidekill and kubectl touch it — discovery, pods,
-//! events and configmaps with list/watch (resource versions, bookmarks, 410 Gone), patches,
-//! `pods/exec` over WebSocket (v5 and v4 channel protocols), `pods/proxy`, `pods/log` — and it
+//! events and configmaps with list/watch (resource versions, bookmarks, 410 Gone), patches
+//! (merge, JSON with `test`, strategic, apply), `pods/exec` over WebSocket (v5 and v4 channel
+//! protocols), `pods/proxy`, `pods/log`, `pods/ephemeralcontainers` — and it
 //! keeps the kernel's rules for PID 1: each container is a process tree in its own PID namespace
 //! (`unshare --pid --fork --mount-proc`), so `kill -9 1` from inside does nothing to a PID 1
 //! without a handler, exactly as on a node.
@@ -47,9 +48,31 @@
 //! - **Images** are stand-ins listed in `tests/images/images.yaml` (built in; see its README):
 //!   `image:` selects one by name or alias, ignoring tag and digest. An unknown image leaves its
 //!   container `Waiting`/`ErrImagePull`.
+//!   `sidekill-nop` and `sidekill-quitter` hold the real `sidekill-quitter` binary
+//!   (crates/quitter; see [`ClusterConfig::quitter`]), the nop at every path of
+//!   `sidekill_policy::nop::NOP_PATHS`.
 //! - **The node** (`kubelet`) starts regular init containers in order, native sidecars before the
 //!   regular containers, stops sidecars after the regular containers finish, restarts by
 //!   `restartPolicy`, and stops pods on deletion with SIGTERM, grace, SIGKILL.
+//! - **Pod updates** are validated as `ValidatePodUpdate` does (only container images and a few
+//!   fields may change; anything else, or a failed JSON-patch `test`, is 422). When a running
+//!   container's image changes, the node stops it from outside (SIGTERM to its PID 1, the
+//!   pod's grace period but at least 2 s, SIGKILL) and starts the new image at once, whatever
+//!   the restart policy: `restartCount` + 1, the old end in `lastState`, a new `containerID`;
+//!   a `command[0]` missing from the new image ends it with exit code 128, `StartError`.
+//! - **Ephemeral containers** (`PATCH`/`PUT pods/NAME/ephemeralcontainers`, validated as
+//!   `ValidatePodEphemeralContainersUpdate`) run once, in the PID namespace of their
+//!   `targetContainerName`, with their own image's root and that namespace's `/proc`; they
+//!   report in `status.ephemeralContainerStatuses`. When the target's PID 1 exits, the kernel
+//!   kills what is left in its namespace, an ephemeral container included, as on a node.
+//! - **Inside the pod.** Containers share the machine's network namespace. Every pod's IP
+//!   (`status.podIP`, `podIPs`, the `status.podIP` env fieldRef) is `127.0.0.2`, and
+//!   `pods/proxy` dials it; exec'd commands and ephemeral containers dial `127.0.0.1`. A server
+//!   in a pod tells the two apart by the connection's local address: the stand-in
+//!   pilot-agent's status port (15020) answers 403 unless it is `127.0.0.1`, cloud-sql-proxy's
+//!   admin port listens on `127.0.0.1` only.
+//! - **Authorization**: a bearer token or none (see `api::authorized`); there is no RBAC, so
+//!   `patch pods` and `patch pods/ephemeralcontainers` are allowed to every client.
 //! - **Faults** ([`Faults`]) make API requests fail, drop exec streams, or delete a pod when an
 //!   exec into it starts.
 //! - **Stand-ins** ([`standin`]) are the images' programs, in one multi-call binary
@@ -59,6 +82,8 @@
 //! [`ClusterConfig`] fields, with their defaults: `port` 0 (an ephemeral port); `state_dir` a new
 //! temporary folder (removed on shutdown); `kubeconfig` `STATE_DIR/kubeconfig`; `standin` the
 //! `sidekill-standin` binary next to the current executable (or in `SIDEKILL_TESTCLUSTER_BIN_DIR`);
+//! `quitter` `$SIDEKILL_QUITTER`, else `sidekill-quitter` in `SIDEKILL_TESTCLUSTER_BIN_DIR` or
+//! next to the current executable (without it the nop and quitter images are `ErrImagePull`);
 //! `images_dir` none (the built-in catalogue); `bookmark_interval` 1 s; `history` 1000 changes;
 //! `restart_backoff` 1 s; `token` a random one.
 //!
@@ -119,6 +144,14 @@ pub struct ClusterConfig {
     /// The `sidekill-standin` binary. Default: `$SIDEKILL_TESTCLUSTER_BIN_DIR/sidekill-standin`,
     /// else next to the current executable or in its parent folder (cargo's `deps/` layout).
     pub standin: Option<PathBuf>,
+    /// The real `sidekill-quitter` binary (crates/quitter) behind the `sidekill-nop` and
+    /// `sidekill-quitter` images. Default: `$SIDEKILL_QUITTER`, else
+    /// `$SIDEKILL_TESTCLUSTER_BIN_DIR/sidekill-quitter`, else next to the current executable or
+    /// in its parent folder (so `cargo build -p sidekill-quitter` in the same target folder is
+    /// enough). A path given here or in `SIDEKILL_QUITTER` that is not a file fails
+    /// [`TestCluster::start`] with [`Error::QuitterMissing`]; when no default is found the
+    /// cluster starts and those two images answer `ErrImagePull`, saying how to provide it.
+    pub quitter: Option<PathBuf>,
     /// A folder with an `images.yaml` to use instead of the built-in catalogue. Default none.
     pub images_dir: Option<PathBuf>,
     /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK. Default 1 s.
@@ -138,6 +171,7 @@ impl Default for ClusterConfig {
             state_dir: None,
             kubeconfig: None,
             standin: None,
+            quitter: None,
             images_dir: None,
             bookmark_interval: Duration::from_secs(1),
             history: 1000,
@@ -190,6 +224,39 @@ fn find_standin(configured: Option<&Path>) -> Result<PathBuf> {
         })
 }
 
+/// The quitter binary: the configured path or `SIDEKILL_QUITTER` (which must exist), else the
+/// first of the default places that holds it, else none.
+fn find_quitter(configured: Option<&Path>) -> Result<Option<PathBuf>> {
+    let name = "sidekill-quitter";
+    let named = configured
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SIDEKILL_QUITTER").map(PathBuf::from));
+    if let Some(p) = named {
+        return p
+            .is_file()
+            .then(|| p.canonicalize().ok())
+            .flatten()
+            .map(Some)
+            .ok_or(Error::QuitterMissing { path: p });
+    }
+    let mut candidates = Vec::new();
+    if let Ok(dir) = std::env::var("SIDEKILL_TESTCLUSTER_BIN_DIR") {
+        candidates.push(Path::new(&dir).join(name));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join(name));
+            if let Some(up) = dir.parent() {
+                candidates.push(up.join(name));
+            }
+        }
+    }
+    Ok(candidates
+        .iter()
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok()))
+}
+
 fn kubeconfig_text(server: &str, token: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: sidekill-testcluster\n  cluster:\n    server: {server}\ncontexts:\n- name: sidekill-testcluster\n  context:\n    cluster: sidekill-testcluster\n    user: sidekill-testcluster\n    namespace: default\ncurrent-context: sidekill-testcluster\nusers:\n- name: sidekill-testcluster\n  user:\n    token: {token}\npreferences: {{}}\n"
@@ -237,6 +304,7 @@ impl TestCluster {
         let tools = process::Tools::find()?;
         process::check_privilege(&tools)?;
         let standin = find_standin(config.standin.as_deref())?;
+        let quitter = find_quitter(config.quitter.as_deref())?;
         let (state_dir, temp_state) = match &config.state_dir {
             Some(d) => (d.clone(), false),
             None => {
@@ -247,8 +315,12 @@ impl TestCluster {
         };
         std::fs::create_dir_all(&state_dir)
             .map_err(|e| Error::io(format!("creating {}", state_dir.display()), e))?;
-        let catalogue =
-            images::Catalogue::materialise(config.images_dir.as_deref(), &state_dir, &standin)?;
+        let catalogue = images::Catalogue::materialise(
+            config.images_dir.as_deref(),
+            &state_dir,
+            &standin,
+            quitter.as_deref(),
+        )?;
         let listener = TcpListener::bind(("127.0.0.1", config.port))
             .await
             .map_err(|e| Error::io(format!("binding 127.0.0.1:{}", config.port), e))?;

@@ -43,6 +43,11 @@ enum Command {
         /// The sidekill-standin binary (default: next to this one).
         #[arg(long, env = "SIDEKILL_TESTCLUSTER_STANDIN")]
         standin: Option<PathBuf>,
+        /// The real sidekill-quitter binary behind the sidekill-nop and sidekill-quitter
+        /// images (default: $SIDEKILL_TESTCLUSTER_BIN_DIR or next to this binary; without it
+        /// those images cannot be pulled).
+        #[arg(long, env = "SIDEKILL_QUITTER")]
+        quitter: Option<PathBuf>,
         /// Seconds between watch bookmarks.
         #[arg(long, default_value_t = 1.0)]
         bookmark_interval: f64,
@@ -74,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             token,
             standin,
+            quitter,
             bookmark_interval,
         } => {
             let config = ClusterConfig {
@@ -81,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 state_dir,
                 kubeconfig: Some(kubeconfig),
                 standin,
+                quitter,
                 token,
                 bookmark_interval: Duration::from_secs_f64(bookmark_interval.max(0.05)),
                 ..ClusterConfig::default()

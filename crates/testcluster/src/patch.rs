@@ -2,6 +2,7 @@
 //! (merge-by-key for the core lists that have a patch merge key) and server-side apply
 //! (approximated as a merge patch: no field ownership, no conflicts).
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{StatusCause, StatusDetails};
 use serde_json::{Map, Value};
 
 use crate::status::ApiError;
@@ -128,6 +129,51 @@ fn strategic(target: &mut Value, patch: &Value, path: &mut Vec<String>) -> Resul
     Ok(())
 }
 
+/// A JSON patch that does not apply, answered as the API server answers it
+/// (k8s.io/apiserver pkg/endpoints/handlers/patch.go `applyJSPatch`:
+/// `errors.NewGenericServerResponse(422, ...)`): 422 `Invalid`, the generic message, and the
+/// patch library's error (worded as evanphx/json-patch words it) as the one cause.
+fn json_patch_error(p: &json_patch::Patch, e: &json_patch::PatchError) -> ApiError {
+    let op = match p.0.get(e.operation) {
+        Some(json_patch::PatchOperation::Add(_)) => "add",
+        Some(json_patch::PatchOperation::Remove(_)) => "remove",
+        Some(json_patch::PatchOperation::Replace(_)) => "replace",
+        Some(json_patch::PatchOperation::Move(_)) => "move",
+        Some(json_patch::PatchOperation::Copy(_)) => "copy",
+        Some(json_patch::PatchOperation::Test(_)) => "test",
+        None => "",
+    };
+    let path = e.path.to_string();
+    let cause = match e.kind {
+        // evanphx/json-patch's test: a value that differs, or is missing under an existing
+        // parent, fails the test.
+        json_patch::PatchErrorKind::TestFailed | json_patch::PatchErrorKind::InvalidPointer
+            if op == "test" =>
+        {
+            format!("testing value {path} failed: test failed")
+        }
+        json_patch::PatchErrorKind::InvalidPointer if op == "replace" => {
+            format!("replace operation does not apply: doc is missing key: {path}: missing value")
+        }
+        json_patch::PatchErrorKind::InvalidPointer => {
+            format!("{op} operation does not apply: doc is missing path: \"{path}\": missing value")
+        }
+        ref other => format!("{op} operation failed at {path}: {other}"),
+    };
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: "the server rejected our request due to an error in our request".into(),
+        details: Some(Box::new(StatusDetails {
+            causes: Some(vec![StatusCause {
+                message: Some(cause),
+                ..StatusCause::default()
+            }]),
+            ..StatusDetails::default()
+        })),
+    }
+}
+
 /// Applies `body` of type `ty` to `current`.
 pub(crate) fn apply(ty: PatchType, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let parse = |b: &[u8]| -> Result<Value, ApiError> {
@@ -140,17 +186,7 @@ pub(crate) fn apply(ty: PatchType, current: &Value, body: &[u8]) -> Result<Value
         PatchType::Json => {
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut out, &p).map_err(|e| {
-                // The real server answers a failed test or a missing path with 422.
-                ApiError {
-                    code: 422,
-                    reason: "Invalid",
-                    message: format!(
-                        "the server rejected our request due to an error in our request: {e}"
-                    ),
-                    details: None,
-                }
-            })?;
+            json_patch::patch(&mut out, &p).map_err(|e| json_patch_error(&p, &e))?;
         }
         PatchType::Strategic => strategic(&mut out, &parse(body)?, &mut Vec::new())?,
         PatchType::Apply => {
@@ -190,7 +226,16 @@ mod tests {
         let out = apply(PatchType::Json, &cur, body).unwrap();
         assert_eq!(out["metadata"]["annotations"]["sidekill.io/done"], "true");
         let bad = br#"[{"op":"test","path":"/metadata/annotations/x","value":"1"}]"#;
-        assert_eq!(apply(PatchType::Json, &cur, bad).unwrap_err().code, 422);
+        let e = apply(PatchType::Json, &cur, bad).unwrap_err();
+        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        let cause = e.details.unwrap().causes.unwrap()[0]
+            .message
+            .clone()
+            .unwrap();
+        assert_eq!(
+            cause,
+            "testing value /metadata/annotations/x failed: test failed"
+        );
     }
 
     #[test]

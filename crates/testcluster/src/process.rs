@@ -187,10 +187,22 @@ pub(crate) struct LaunchSpec<'a> {
     pub root: Option<&'a Path>,
     pub workdir: &'a str,
     pub log: &'a Path,
+    /// For an ephemeral container with a target: the host PID of the target's PID 1, whose
+    /// PID namespace it joins instead of making its own.
+    pub target_pid1: Option<i32>,
 }
 
 /// Starts a container: `setpriv --pdeathsig KILL -- unshare --pid --fork --mount-proc
 /// --kill-child [--root R] --wd W -- argv...`, output appended to the log file.
+///
+/// With `target_pid1` (an ephemeral container's `targetContainerName`), it joins that
+/// container's PID namespace as containerd does for `NamespaceMode_TARGET` (the CRI's
+/// `PidNamespace TARGET`): `setpriv --pdeathsig KILL -- nsenter --target=P --pid -- unshare
+/// --mount-proc [--root R] --wd W -- argv...`. nsenter forks after joining, so its child is in
+/// the target's namespace (never its PID 1); `unshare --mount-proc` gives it a mount
+/// namespace of its own, chroots into its image's root and mounts there the `/proc` of the
+/// namespace it is in, so it sees the target's processes and not the machine's. It dies with
+/// the target's PID 1, as every process of a PID namespace does.
 pub(crate) async fn launch(
     tools: &Tools,
     spawner: &Spawner,
@@ -205,11 +217,20 @@ pub(crate) async fn launch(
         .try_clone()
         .map_err(|e| Error::io("duplicating the log file", e))?;
     let mut cmd = Command::new(&tools.setpriv);
-    cmd.arg("--pdeathsig")
-        .arg("KILL")
-        .arg("--")
-        .arg(&tools.unshare)
-        .args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+    cmd.arg("--pdeathsig").arg("KILL").arg("--");
+    match spec.target_pid1 {
+        Some(target) => {
+            cmd.arg(&tools.nsenter)
+                .arg(format!("--target={target}"))
+                .args(["--pid", "--"])
+                .arg(&tools.unshare)
+                .arg("--mount-proc");
+        }
+        None => {
+            cmd.arg(&tools.unshare)
+                .args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+        }
+    }
     if let Some(root) = spec.root {
         cmd.arg(format!("--root={}", root.display()));
     }
@@ -240,13 +261,17 @@ pub(crate) async fn launch(
     Ok(launched)
 }
 
-/// Waits (up to 5 s) for the launcher's child to have exec'd the container command.
+/// Waits (up to 5 s) for the launcher's child to have exec'd the container command (the child
+/// is `unshare`, or `nsenter` then `unshare`, until it does).
 async fn find_pid1(tools: &Tools, launcher: i32) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         for c in children_of(launcher) {
             let exe = std::fs::read_link(format!("/proc/{c}/exe")).ok();
-            if exe.is_some() && exe.as_deref() != Some(tools.unshare.as_path()) {
+            if exe
+                .as_deref()
+                .is_some_and(|e| e != tools.unshare.as_path() && e != tools.nsenter.as_path())
+            {
                 return Some(c);
             }
         }

@@ -1,7 +1,11 @@
-//! `pods/proxy`: forwards an HTTP request to `127.0.0.1:<port>` of the pod's processes.
+//! `pods/proxy`: forwards an HTTP request to the pod's IP and port, as the API server's proxy
+//! does (k8s.io/kubernetes pkg/registry/core/pod/strategy.go `ResourceLocation` dials
+//! `status.podIP`).
 //!
-//! Containers share the machine's network namespace, so the pod's "IP" is loopback and a pod's
-//! port is the port its stand-in listens on. The path is `pods/NAME[:PORT]/proxy/REST`
+//! Containers share the machine's network namespace: the pod's IP is `127.0.0.2` (see the
+//! crate docs), never `127.0.0.1`, so a server in the pod that accepts only callers on
+//! `127.0.0.1` (the stand-in pilot-agent's `/quitquitquit`) refuses a proxied request, and one
+//! that listens on `127.0.0.1` only (cloud-sql-proxy's admin port) is not reached at all. The path is `pods/NAME[:PORT]/proxy/REST`
 //! (`[scheme:]name[:port]`); without a port, the first declared containerPort is used, else 80.
 //!
 //! Failure modes: an unknown pod is 404; a port nothing listens on, or a connection that fails,
@@ -64,12 +68,20 @@ pub(crate) async fn handle(
             .and_then(|cp| u16::try_from(cp.container_port).ok())
             .unwrap_or(80),
     };
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .filter(|ip| !ip.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("address not allowed: pod {name} has no IP yet"))
+        })?;
     let unreachable = |e: &dyn std::fmt::Display| {
         ApiError::service_unavailable(format!(
-            "error trying to reach service: dial tcp 127.0.0.1:{port}: {e}"
+            "error trying to reach service: dial tcp {ip}:{port}: {e}"
         ))
     };
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let stream = tokio::net::TcpStream::connect((ip.as_str(), port))
         .await
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -100,7 +112,7 @@ pub(crate) async fn handle(
         }
         builder = builder.header(k, v);
     }
-    builder = builder.header(hyper::header::HOST, format!("127.0.0.1:{port}"));
+    builder = builder.header(hyper::header::HOST, format!("{ip}:{port}"));
     let body = req
         .into_body()
         .collect()

@@ -7,13 +7,20 @@
 //! `std::env::current_exe()`.
 //!
 //! - `sidecar [--exit-code N] [--port P]`: runs until SIGTERM or SIGINT, then exits N (default
-//!   0). With `--port`, answers every HTTP request on 127.0.0.1:P with `200 ok`.
+//!   0). With `--port`, answers every HTTP request on port P (all addresses, so the pod IP
+//!   too) with `200 ok`.
 //! - `stubborn`: a SIGTERM/SIGINT handler that ignores the signal; only SIGKILL stops it.
 //! - `main [--seconds N] [--exit C]`: works N seconds (default 1), then exits C (default 0). It
 //!   installs no signal handler, so as PID 1 it ignores SIGTERM (the kernel's rule).
-//! - `pilot-agent proxy ...`: istio's agent and Envoy in one: serves `POST /quitquitquit` (answers
-//!   `OK`, then exits 0) and `GET /healthz/ready` on 127.0.0.1:$ISTIO_ADMIN_PORT (default 15000);
-//!   exits 0 on SIGTERM.
+//! - `pilot-agent proxy ...`: istio's agent and Envoy in one. Envoy's admin: `POST
+//!   /quitquitquit` (answers `OK`, then exits 0) and `GET /healthz/ready` on
+//!   127.0.0.1:$ISTIO_ADMIN_PORT (default 15000; Envoy's admin binds loopback). The agent's
+//!   status server on all addresses, port $ISTIO_STATUS_PORT (default 15020): `POST
+//!   /quitquitquit` answers 403 `Only requests from localhost are allowed` to a caller not
+//!   inside the pod, 405 to another method, else `OK` and exits 0 (istio/istio
+//!   pilot/cmd/pilot-agent/status/server.go `handleQuit`); `GET /healthz/ready` answers 200.
+//!   When the status port is taken (several pods on one machine) it prints a warning and runs
+//!   without it. Exits 0 on SIGTERM.
 //! - `pilot-agent request METHOD PATH`: sends that request to the admin port and prints the body;
 //!   exits 0 on a 2xx answer, 255 with `Error: ...` otherwise (as the real agent does).
 //!
@@ -25,6 +32,11 @@
 //!
 //! - `pidof [-s] [-o PID] NAME...`: busybox's pidof (as in Alpine images): matches a process whose
 //!   `comm` or argv\[0\] basename is NAME, so it finds shell scripts by their file name too.
+//!
+//! **Inside the pod.** Containers share the machine's network namespace and a pod's IP is
+//! `127.0.0.2`; a caller is inside the pod when the connection's local address is `127.0.0.1`
+//! (what `exec` and ephemeral containers dial), and outside when it is the pod IP (what
+//! `pods/proxy` dials).
 //!
 //! Every role prints a line when it starts and when it stops, so container logs tell the story.
 //! The lines that mark a moment someone may want to time (`main` finishing, `sidecar` and
@@ -61,6 +73,14 @@ fn signals() -> Signals {
     }
 }
 
+/// The pilot-agent status server's port: `ISTIO_STATUS_PORT` (a stand-in knob), default 15020.
+fn status_port() -> u16 {
+    std::env::var("ISTIO_STATUS_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(15020)
+}
+
 fn admin_port() -> u16 {
     std::env::var("ISTIO_ADMIN_PORT")
         .ok()
@@ -68,19 +88,41 @@ fn admin_port() -> u16 {
         .unwrap_or(15000)
 }
 
-/// Serves HTTP/1.1 on 127.0.0.1:`port`; `answer(method, path)` gives status and body, and
-/// whether to exit 0 once the answer is written.
-fn serve(port: u16, answer: fn(&str, &str) -> (u16, &'static str, bool)) {
-    let listener = match TcpListener::bind(("127.0.0.1", port)) {
-        Ok(l) => l,
+/// What a server answers: `answer(method, path, inside)` gives status and body, and whether to
+/// exit 0 once the answer is written; `inside` tells whether the caller is inside the pod.
+type Answer = fn(&str, &str, bool) -> (u16, &'static str, bool);
+
+/// The address a caller inside the pod connects to (see the module docs).
+const INSIDE: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// Serves HTTP/1.1 on `addr:port` (exits 1 when it cannot listen).
+fn serve(addr: &str, port: u16, answer: Answer) {
+    match TcpListener::bind((addr, port)) {
+        Ok(l) => serve_on(l, answer),
         Err(e) => {
-            eprintln!("cannot listen on 127.0.0.1:{port}: {e}");
+            eprintln!("cannot listen on {addr}:{port}: {e}");
             std::process::exit(1);
         }
-    };
-    println!("listening on 127.0.0.1:{port}");
+    }
+}
+
+fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        _ => "Not Found",
+    }
+}
+
+/// Serves HTTP/1.1 on a bound listener, one connection at a time.
+fn serve_on(listener: TcpListener, answer: Answer) {
+    if let Ok(a) = listener.local_addr() {
+        println!("listening on {a}");
+    }
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            let inside = stream.local_addr().is_ok_and(|a| a.ip() == INSIDE);
             let mut reader = BufReader::new(match stream.try_clone() {
                 Ok(s) => s,
                 Err(_) => continue,
@@ -105,8 +147,8 @@ fn serve(port: u16, answer: fn(&str, &str) -> (u16, &'static str, bool)) {
             let _ = reader.read_exact(&mut body);
             let mut parts = request_line.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-            let (code, text, exit) = answer(method, path);
-            let reason = if code == 200 { "OK" } else { "Not Found" };
+            let (code, text, exit) = answer(method, path, inside);
+            let reason = reason_phrase(code);
             let mut out = stream;
             let _ = write!(
                 out,
@@ -134,7 +176,7 @@ fn sidecar(args: &[String]) {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     if let Some(port) = flag(args, "--port").and_then(|p| p.parse().ok()) {
-        serve(port, |_, _| (200, "ok\n", false));
+        serve("0.0.0.0", port, |_, _, _| (200, "ok\n", false));
     }
     let mut sigs = signals();
     println!("sidecar: running as pid {}", std::process::id());
@@ -166,7 +208,8 @@ fn cloud_sql_proxy(args: &[String]) {
         let port = flag(args, "--admin-port")
             .and_then(|p| p.parse().ok())
             .unwrap_or(9091);
-        serve(port, |method, path| match (method, path) {
+        // The admin server listens on localhost only: the pod IP is refused.
+        serve("127.0.0.1", port, |method, path, _| match (method, path) {
             ("POST" | "GET", "/quitquitquit") => (200, "", true),
             _ => (404, "404 page not found\n", false),
         });
@@ -220,11 +263,28 @@ fn main_role(args: &[String]) {
 fn pilot_agent(args: &[String]) {
     match args.first().map(String::as_str) {
         Some("proxy") => {
-            serve(admin_port(), |method, path| match (method, path) {
-                ("POST", "/quitquitquit") => (200, "OK\n", true),
-                ("GET", "/healthz/ready") | ("GET", "/ready") => (200, "LIVE\n", false),
-                _ => (404, "not found\n", false),
+            serve("127.0.0.1", admin_port(), |method, path, _| {
+                match (method, path) {
+                    ("POST", "/quitquitquit") => (200, "OK\n", true),
+                    ("GET", "/healthz/ready") | ("GET", "/ready") => (200, "LIVE\n", false),
+                    _ => (404, "not found\n", false),
+                }
             });
+            let status = status_port();
+            match TcpListener::bind(("0.0.0.0", status)) {
+                Ok(l) => serve_on(l, |method, path, inside| match (method, path) {
+                    (_, "/quitquitquit") if !inside => {
+                        (403, "Only requests from localhost are allowed\n", false)
+                    }
+                    ("POST", "/quitquitquit") => (200, "OK", true),
+                    (_, "/quitquitquit") => (405, "Method Not Allowed\n", false),
+                    ("GET", "/healthz/ready") => (200, "", false),
+                    _ => (404, "404 page not found\n", false),
+                }),
+                Err(e) => println!(
+                    "pilot-agent: warning: status server not started, cannot listen on 0.0.0.0:{status}: {e} (set ISTIO_STATUS_PORT)"
+                ),
+            }
             let mut sigs = signals();
             println!("pilot-agent: proxy running as pid {}", std::process::id());
             if let Some(sig) = sigs.forever().next() {

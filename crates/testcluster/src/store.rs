@@ -213,7 +213,11 @@ impl<K: ApiObject> Store<K> {
             nm.uid = om.uid.clone();
             nm.creation_timestamp = om.creation_timestamp.clone();
             nm.resource_version = om.resource_version.clone();
-            nm.generation = om.generation;
+            // Only the server moves the generation, by one on a spec change (the pod
+            // strategy bumps it before this point); anything else a client sent is dropped.
+            if nm.generation != om.generation.map(|g| g + 1) {
+                nm.generation = om.generation;
+            }
         }
         if same_json(&old, &new) {
             return Ok(old);

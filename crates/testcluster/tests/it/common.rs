@@ -14,6 +14,40 @@ pub fn standin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sidekill-standin"))
 }
 
+/// The real `sidekill-quitter` binary (crates/quitter) behind the `sidekill-nop` and
+/// `sidekill-quitter` images: `$SIDEKILL_QUITTER` when set, else built once per test run with
+/// `cargo build -p sidekill-quitter` into this test binary's own target folder (cargo builds
+/// another package's binaries for no test of this one).
+pub fn quitter() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("SIDEKILL_QUITTER") {
+                return PathBuf::from(p);
+            }
+            // <target>/debug/deps/it-HASH: the profile folder is two up, the target one three.
+            let exe = std::env::current_exe().expect("current exe");
+            let profile_dir = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .expect("the test binary sits in <target>/<profile>/deps");
+            let target_dir = profile_dir.parent().expect("target folder");
+            let mut cmd = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+            cmd.args(["build", "--quiet", "-p", "sidekill-quitter", "--target-dir"])
+                .arg(target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build -p sidekill-quitter");
+            assert!(status.success(), "cargo build -p sidekill-quitter failed");
+            let bin = profile_dir.join("sidekill-quitter");
+            assert!(bin.is_file(), "{} was not built", bin.display());
+            bin
+        })
+        .clone()
+}
+
 /// Fails the test with a clear message when not running as root.
 pub fn require_root() {
     assert!(
@@ -46,6 +80,7 @@ pub async fn cluster_with(f: impl FnOnce(&mut ClusterConfig)) -> TestCluster {
     init_logging();
     let mut c = ClusterConfig {
         standin: Some(standin()),
+        quitter: Some(quitter()),
         bookmark_interval: Duration::from_millis(200),
         restart_backoff: Duration::from_millis(200),
         ..ClusterConfig::default()
@@ -177,4 +212,66 @@ pub async fn raw_get(base: &str, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (code, body)
+}
+
+/// A plain HTTP/1.1 request without credentials (as kubectl sends over plain HTTP): status and
+/// body as JSON (`Value::String` when the body is not JSON).
+pub async fn raw_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use tokio::io::AsyncWriteExt;
+    let host = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.expect("read");
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let text = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (code, v)
+}
+
+/// The status of an ephemeral container, once the pod reports one.
+pub fn ephemeral_status(
+    pod: &Pod,
+    name: &str,
+) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .ephemeral_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+        .cloned()
+}
+
+/// A container's status (init, regular or ephemeral).
+pub fn status_of(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    let st = pod.status.clone().unwrap_or_default();
+    st.container_statuses
+        .into_iter()
+        .flatten()
+        .chain(st.init_container_statuses.into_iter().flatten())
+        .chain(st.ephemeral_container_statuses.into_iter().flatten())
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no status for {name}: {:#?}", pod.status))
 }

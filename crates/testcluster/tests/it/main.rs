@@ -5,9 +5,11 @@
 
 mod cli;
 mod common;
+mod ephemeral;
 mod exec;
 mod faults;
 mod kubectl;
 mod lifecycle;
 mod pid1;
+mod swap;
 mod wire;

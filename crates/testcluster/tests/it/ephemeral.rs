@@ -1,0 +1,323 @@
+//! Ephemeral containers, as sidekill's executor adds its quitter: a strategic merge patch of
+//! `pods/NAME/ephemeralcontainers` whose container runs the real sidekill-quitter in the
+//! target's PID namespace, inside the pod (loopback endpoints answer it; `pods/proxy` does not
+//! get in).
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use sidekill_testcluster::{container_exit_code, container_running, pod_phase};
+
+use crate::common::{
+    client, cluster, ephemeral_status, free_port, raw_request, status_of, wait, wait_log,
+};
+
+/// Adds one ephemeral quitter running `argv` (after `/sidekill-quitter`) against `target`.
+async fn add_quitter(pods: &Api<Pod>, pod: &str, name: &str, target: &str, argv: &[&str]) {
+    let mut command = vec!["/sidekill-quitter"];
+    command.extend_from_slice(argv);
+    pods.patch_ephemeral_containers(
+        pod,
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"ephemeralContainers": [{
+            "name": name,
+            "image": "sidekill-quitter:0.1.0",
+            "command": command,
+            "targetContainerName": target,
+        }]}})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("add ephemeral container {name}: {e}"));
+}
+
+/// Waits until the ephemeral container has terminated; returns its exit code.
+async fn quitter_exit(c: &sidekill_testcluster::TestCluster, pod: &str, name: &str) -> i32 {
+    let p = wait(c, pod, &format!("ephemeral {name} terminated"), |p| {
+        ephemeral_status(p, name)
+            .and_then(|s| s.state)
+            .is_some_and(|s| s.terminated.is_some())
+    })
+    .await;
+    let s = ephemeral_status(&p, name).expect("status");
+    s.state
+        .and_then(|st| st.terminated)
+        .map(|t| t.exit_code)
+        .expect("terminated")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_quitter_signals_the_target_by_name_in_its_pid_namespace() {
+    let c = cluster().await;
+    c.apply_yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: main, image: sidekill.test/main, args: ['--seconds', '1000']}\n  - {name: stubborn, image: sidekill.test/stubborn}\n  - {name: proxy, image: sidekill.test/sidecar}\n",
+    )
+    .await
+    .expect("apply");
+    wait(&c, "p", "running", |p| {
+        ["main", "stubborn", "proxy"]
+            .iter()
+            .all(|n| container_running(p, n))
+    })
+    .await;
+    wait_log(&c, "p", "stubborn", "stubborn: running").await;
+    wait_log(&c, "p", "proxy", "sidecar: running").await;
+    let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
+
+    // `main` runs in a PID namespace of its own: from the proxy's, there is no such process.
+    add_quitter(
+        &pods,
+        "p",
+        "quit-1",
+        "proxy",
+        &["signal", "TERM", "--process", "main"],
+    )
+    .await;
+    assert_eq!(quitter_exit(&c, "p", "quit-1").await, 1);
+    assert!(c
+        .logs("default", "p", "quit-1")
+        .unwrap_or_default()
+        .contains("no process named `main`"));
+
+    // In the target's namespace the target is PID 1, and a handled SIGTERM reaches it.
+    add_quitter(
+        &pods,
+        "p",
+        "quit-2",
+        "stubborn",
+        &["signal", "TERM", "--process", "stubborn"],
+    )
+    .await;
+    assert_eq!(quitter_exit(&c, "p", "quit-2").await, 0);
+    let log = c.logs("default", "p", "quit-2").unwrap_or_default();
+    assert!(
+        log.contains("sent signal 15 to `stubborn` (pid 1)"),
+        "{log}"
+    );
+    wait_log(&c, "p", "stubborn", "stubborn: got signal 15").await;
+
+    // A sidecar that exits on SIGTERM ends its PID namespace, and the kernel SIGKILLs what is
+    // left in it: the quitter too, unless it has exited first (as on a node).
+    add_quitter(
+        &pods,
+        "p",
+        "quit-3",
+        "proxy",
+        &["signal", "TERM", "--process", "sidecar"],
+    )
+    .await;
+    let code = quitter_exit(&c, "p", "quit-3").await;
+    assert!(code == 0 || code == 137, "quit-3 exited {code}");
+    let p = wait(&c, "p", "proxy terminated", |p| {
+        container_exit_code(p, "proxy").is_some()
+    })
+    .await;
+    assert_eq!(
+        container_exit_code(&p, "proxy"),
+        Some(0),
+        "its handler exits 0"
+    );
+    assert!(container_running(&p, "main") && container_running(&p, "stubborn"));
+
+    let s = ephemeral_status(&p, "quit-2").expect("status");
+    assert_eq!(s.image, "sidekill-quitter:0.1.0");
+    assert!(
+        s.image_id
+            .starts_with("docker.io/library/sidekill-quitter@sha256:"),
+        "{}",
+        s.image_id
+    );
+    assert!(s
+        .container_id
+        .is_some_and(|id| id.starts_with("containerd://")));
+    assert!(!s.ready);
+    assert_eq!(s.restart_count, 0);
+    let t = s.state.and_then(|st| st.terminated).expect("terminated");
+    assert_eq!(t.reason.as_deref(), Some("Completed"));
+    // Each ephemeral container ran once: the first still reports its failure.
+    let first = ephemeral_status(&p, "quit-1").expect("quit-1");
+    assert_eq!(first.restart_count, 0);
+    assert_eq!(
+        first
+            .state
+            .and_then(|st| st.terminated)
+            .and_then(|t| t.reason),
+        Some("Error".to_string())
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_quitter_reaches_loopback_only_endpoints_that_pods_proxy_cannot() {
+    let c = cluster().await;
+    let (admin, status, csql) = (free_port(), free_port(), free_port());
+    c.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: main, image: sidekill.test/main, args: ['--seconds', '0']}}\n  - name: istio-proxy\n    image: docker.io/istio/proxyv2:1.22.0\n    env: [{{name: ISTIO_ADMIN_PORT, value: '{admin}'}}, {{name: ISTIO_STATUS_PORT, value: '{status}'}}]\n  - name: csql\n    image: gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.11.0\n    args: ['--quitquitquit', '--admin-port', '{csql}', 'proj:region:db']\n"
+    ))
+    .await
+    .expect("apply");
+    let p = wait(&c, "p", "sidecars running", |p| {
+        container_running(p, "istio-proxy") && container_running(p, "csql")
+    })
+    .await;
+    assert_eq!(
+        p.status.and_then(|s| s.pod_ip).as_deref(),
+        Some("127.0.0.2"),
+        "the pod IP is not 127.0.0.1"
+    );
+    wait_log(
+        &c,
+        "p",
+        "istio-proxy",
+        &format!("listening on 0.0.0.0:{status}"),
+    )
+    .await;
+    wait_log(&c, "p", "csql", "ready for new connections").await;
+
+    // From outside the pod: the API server's proxy dials the pod IP.
+    let (code, body) = raw_request(
+        c.base_url(),
+        "POST",
+        &format!("/api/v1/namespaces/default/pods/p:{status}/proxy/quitquitquit"),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(
+        code, 403,
+        "pilot-agent refuses callers outside the pod: {body}"
+    );
+    assert!(body
+        .to_string()
+        .contains("Only requests from localhost are allowed"));
+    let (code, body) = raw_request(
+        c.base_url(),
+        "POST",
+        &format!("/api/v1/namespaces/default/pods/p:{csql}/proxy/quitquitquit"),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(
+        code, 503,
+        "the admin port listens on 127.0.0.1 only: {body}"
+    );
+    assert_eq!(body["reason"], "ServiceUnavailable");
+    let p = c.pod("default", "p").expect("pod");
+    assert!(container_running(&p, "istio-proxy") && container_running(&p, "csql"));
+
+    // From inside: an ephemeral quitter dials 127.0.0.1.
+    let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
+    let to = |port: u16| format!("127.0.0.1:{port}");
+    add_quitter(
+        &pods,
+        "p",
+        "quit-istio",
+        "istio-proxy",
+        &["http", "POST", &to(status), "/quitquitquit"],
+    )
+    .await;
+    assert_eq!(quitter_exit(&c, "p", "quit-istio").await, 0);
+    add_quitter(
+        &pods,
+        "p",
+        "quit-csql",
+        "csql",
+        &["http", "POST", &to(csql), "/quitquitquit"],
+    )
+    .await;
+    assert_eq!(quitter_exit(&c, "p", "quit-csql").await, 0);
+    let p = wait(&c, "p", "Succeeded", |p| pod_phase(p) == "Succeeded").await;
+    assert_eq!(container_exit_code(&p, "istio-proxy"), Some(0));
+    assert_eq!(container_exit_code(&p, "csql"), Some(0));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_container_updates_that_the_apiserver_refuses_are_422() {
+    let c = cluster().await;
+    c.apply_yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: side, image: alpine, command: [sleep, '1000']}\n",
+    )
+    .await
+    .expect("apply");
+    wait(&c, "p", "running", |p| container_running(p, "side")).await;
+    let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
+    add_quitter(&pods, "p", "q", "side", &["--help"]).await;
+    assert_eq!(quitter_exit(&c, "p", "q").await, 0);
+
+    let path = "/api/v1/namespaces/default/pods/p/ephemeralcontainers";
+    let base = c.base_url().to_owned();
+    let refused = |body: &'static str| {
+        let base = base.clone();
+        async move {
+            let (code, st) = raw_request(
+                &base,
+                "PATCH",
+                path,
+                "application/strategic-merge-patch+json",
+                body,
+            )
+            .await;
+            assert_eq!(code, 422, "{body}: {st}");
+            st["message"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let msg = refused(r#"{"spec":{"ephemeralContainers":[{"name":"q","$patch":"delete"}]}}"#).await;
+    assert!(
+        msg.contains("existing ephemeral containers \"q\" may not be removed"),
+        "{msg}"
+    );
+    let msg = refused(r#"{"spec":{"ephemeralContainers":[{"name":"q","args":["again"]}]}}"#).await;
+    assert!(
+        msg.contains("existing ephemeral containers \"q\" may not be changed"),
+        "{msg}"
+    );
+    let msg = refused(
+        r#"{"spec":{"ephemeralContainers":[{"name":"side","image":"sidekill-quitter:0.1.0"}]}}"#,
+    )
+    .await;
+    assert!(
+        msg.contains("spec.ephemeralContainers[1].name: Duplicate value: \"side\""),
+        "{msg}"
+    );
+    let msg = refused(
+        r#"{"spec":{"ephemeralContainers":[{"name":"x","image":"sidekill-quitter:0.1.0","targetContainerName":"nope"}]}}"#,
+    )
+    .await;
+    assert!(
+        msg.contains("spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\""),
+        "{msg}"
+    );
+    let msg = refused(
+        r#"{"spec":{"ephemeralContainers":[{"name":"x","image":"sidekill-quitter:0.1.0","ports":[{"containerPort":80}]}]}}"#,
+    )
+    .await;
+    assert!(
+        msg.contains(
+            "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container"
+        ),
+        "{msg}"
+    );
+    // JSON patch works on the subresource too, and its `remove` is refused the same way.
+    let (code, st) = raw_request(
+        c.base_url(),
+        "PATCH",
+        path,
+        "application/json-patch+json",
+        r#"[{"op":"remove","path":"/spec/ephemeralContainers/0"}]"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{st}");
+
+    let p = c.pod("default", "p").expect("pod");
+    let ecs = p
+        .spec
+        .and_then(|s| s.ephemeral_containers)
+        .unwrap_or_default();
+    assert_eq!(ecs.len(), 1, "only q was stored");
+    assert_eq!(
+        status_of(&c.pod("default", "p").expect("pod"), "q").restart_count,
+        0
+    );
+    c.shutdown().await;
+}

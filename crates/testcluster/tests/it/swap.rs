@@ -1,0 +1,254 @@
+//! Image swap, as sidekill's executor sends it: a JSON patch with a `test` of the container's
+//! name and a `replace` of its image with the nop image (the real sidekill-quitter binary).
+//! The node restarts the changed container from outside, as the kubelet does; the API server
+//! refuses what `ValidatePodUpdate` refuses.
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+use sidekill_testcluster::{container_running, container_state, pod_phase};
+
+use crate::common::{client, cluster, raw_request, status_of, wait, wait_log};
+
+/// The executor's patch: test that index `i` is container `name`, then replace its image.
+fn swap_patch(i: usize, name: &str, image: &str) -> json_patch::Patch {
+    serde_json::from_value(json!([
+        {"op": "test", "path": format!("/spec/containers/{i}/name"), "value": name},
+        {"op": "replace", "path": format!("/spec/containers/{i}/image"), "value": image},
+    ]))
+    .expect("a JSON patch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_pid1_without_a_handler_is_sigkilled_after_grace_then_the_nop_exits_0() {
+    let c = cluster().await;
+    // `sleep` as PID 1 has no SIGTERM handler: the kernel drops the kubelet's SIGTERM.
+    c.apply_yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: swap}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: main, image: sidekill.test/main, args: ['--seconds', '0']}\n  - {name: sidecar, image: alpine, command: [sleep, '1000']}\n",
+    )
+    .await
+    .expect("apply");
+    let before = wait(&c, "swap", "main done, sidecar running", |p| {
+        sidekill_testcluster::container_exit_code(p, "main") == Some(0)
+            && container_running(p, "sidecar")
+    })
+    .await;
+    assert_eq!(
+        pod_phase(&before),
+        "Running",
+        "the sidecar keeps the pod running"
+    );
+    let old_id = status_of(&before, "sidecar").container_id;
+    let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
+    let patched = pods
+        .patch(
+            "swap",
+            &PatchParams::default(),
+            &Patch::<()>::Json(swap_patch(1, "sidecar", "sidekill-nop:0.1.0")),
+        )
+        .await
+        .expect("the swap is a valid pod update");
+    let spec = patched.spec.clone().expect("spec");
+    assert_eq!(
+        spec.containers[1].image.as_deref(),
+        Some("sidekill-nop:0.1.0")
+    );
+    assert_eq!(
+        patched.metadata.generation,
+        Some(2),
+        "a spec change bumps the generation"
+    );
+
+    let p = wait(&c, "swap", "Succeeded", |p| pod_phase(p) == "Succeeded").await;
+    let s = status_of(&p, "sidecar");
+    let last = s
+        .last_state
+        .and_then(|l| l.terminated)
+        .expect("the old instance's end in lastState");
+    assert_eq!(
+        (last.exit_code, last.signal, last.reason.as_deref()),
+        (137, Some(9), Some("Error")),
+        "SIGTERM was dropped, so the grace ran out and SIGKILL ended it"
+    );
+    assert_eq!(last.container_id, old_id);
+    let now = s.state.and_then(|st| st.terminated).expect("terminated");
+    assert_eq!(
+        (now.exit_code, now.reason.as_deref()),
+        (0, Some("Completed")),
+        "`sleep` resolves to the nop in the nop image"
+    );
+    assert_ne!(now.container_id, old_id, "a new container");
+    assert_eq!(s.restart_count, 1);
+    assert_eq!(s.image, "sidekill-nop:0.1.0");
+    assert!(
+        s.image_id
+            .starts_with("docker.io/library/sidekill-nop@sha256:"),
+        "{}",
+        s.image_id
+    );
+    let events: Api<Event> = Api::default_namespaced(client(&c).await);
+    let killing: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Killing"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        killing
+            .iter()
+            .any(|m| m == "Container sidecar definition changed, will be restarted"),
+        "{killing:?}"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_whose_command_is_not_in_the_nop_image_fails_with_start_error_128() {
+    let c = cluster().await;
+    c.apply_yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: swap}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: side, image: sidekill.test/sidecar, command: [sidecar]}\n",
+    )
+    .await
+    .expect("apply");
+    wait(&c, "swap", "running", |p| container_running(p, "side")).await;
+    wait_log(&c, "swap", "side", "sidecar: running").await;
+    let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
+    pods.patch(
+        "swap",
+        &PatchParams::default(),
+        &Patch::<()>::Json(swap_patch(
+            0,
+            "side",
+            "docker.io/library/sidekill-nop:0.1.0",
+        )),
+    )
+    .await
+    .expect("swap");
+    let p = wait(&c, "swap", "Failed", |p| pod_phase(p) == "Failed").await;
+    let s = status_of(&p, "side");
+    let last = s.last_state.and_then(|l| l.terminated).expect("lastState");
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (0, Some("Completed")),
+        "the sidecar's handler obeyed SIGTERM"
+    );
+    let t = container_state(&p, "side")
+        .and_then(|st| st.terminated)
+        .expect("terminated");
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref()),
+        (128, Some("StartError"))
+    );
+    let msg = t.message.unwrap_or_default();
+    assert!(
+        msg.contains("exec: \"sidecar\": executable file not found in $PATH"),
+        "{msg}"
+    );
+    assert_eq!(s.restart_count, 1);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_updates_that_the_apiserver_refuses_are_422() {
+    let c = cluster().await;
+    c.apply_yaml(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: side, image: alpine, command: [sleep, '1000']}\n",
+    )
+    .await
+    .expect("apply");
+    wait(&c, "p", "running", |p| container_running(p, "side")).await;
+    let before = c.pod("default", "p").expect("pod");
+    let path = "/api/v1/namespaces/default/pods/p";
+    let jp = "application/json-patch+json";
+
+    // A failed `test`: the apiserver's generic 422 with the patch library's error as cause.
+    let (code, st) = raw_request(
+        c.base_url(),
+        "PATCH",
+        path,
+        jp,
+        r#"[{"op":"test","path":"/spec/containers/0/name","value":"other"},{"op":"replace","path":"/spec/containers/0/image","value":"sidekill-nop:0.1.0"}]"#,
+    )
+    .await;
+    assert_eq!(
+        (code, st["reason"].as_str()),
+        (422, Some("Invalid")),
+        "{st}"
+    );
+    assert_eq!(
+        st["message"],
+        "the server rejected our request due to an error in our request"
+    );
+    assert_eq!(
+        st["details"]["causes"][0]["message"],
+        "testing value /spec/containers/0/name failed: test failed"
+    );
+
+    // A field other than the image.
+    let (code, st) = raw_request(
+        c.base_url(),
+        "PATCH",
+        path,
+        jp,
+        r#"[{"op":"replace","path":"/spec/containers/0/command","value":["sleep","1"]}]"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{st}");
+    let msg = st["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with("Pod \"p\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),
+        "{msg}"
+    );
+    assert!(msg.contains("spec.containers[0].command"), "{msg}");
+
+    // An empty image, and a grace period changed other than from negative to 1.
+    let (code, st) = raw_request(
+        c.base_url(),
+        "PATCH",
+        path,
+        jp,
+        r#"[{"op":"replace","path":"/spec/containers/0/image","value":""}]"#,
+    )
+    .await;
+    assert_eq!(
+        (code, st["message"].as_str()),
+        (
+            422,
+            Some("Pod \"p\" is invalid: spec.containers[0].image: Required value")
+        )
+    );
+    let (code, _) = raw_request(
+        c.base_url(),
+        "PATCH",
+        path,
+        "application/merge-patch+json",
+        r#"{"spec":{"terminationGracePeriodSeconds":5}}"#,
+    )
+    .await;
+    assert_eq!(code, 422);
+
+    // Ephemeral containers change only through their subresource.
+    let (code, st) = raw_request(
+        c.base_url(),
+        "PATCH",
+        path,
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"ephemeralContainers":[{"name":"q","image":"sidekill-quitter:0.1.0"}]}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{st}");
+
+    let after = c.pod("default", "p").expect("pod");
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "nothing refused was stored"
+    );
+    assert!(
+        container_running(&after, "side"),
+        "nor did the node act on it"
+    );
+    c.shutdown().await;
+}
