@@ -181,9 +181,10 @@ spec:
   containers:
   - {name: main, image: sidekill.test/main, args: [--seconds, "3600"]}
   - {name: sidecar, image: sidekill.test/sidecar}
+  - {name: stubborn, image: sidekill.test/stubborn}
 YAML
-eph_running() { [ "$(jp eph '{.status.containerStatuses[*].state.running.startedAt}' | wc -w)" = 2 ]; }
-if eventually 30 eph_running; then pass "pod eph: main and sidecar running"; else fail "pod eph" "$(jp eph '{.status}')"; exit 1; fi
+eph_running() { [ "$(jp eph '{.status.containerStatuses[*].state.running.startedAt}' | wc -w)" = 3 ]; }
+if eventually 30 eph_running; then pass "pod eph: main, sidecar and stubborn running"; else fail "pod eph" "$(jp eph '{.status}')"; exit 1; fi
 ended() { [ -n "$(ecs eph "$1" .state.terminated.reason)" ]; }
 
 # kubectl debug: the quitter looks for `main` in the sidecar's PID namespace, where it is not.
@@ -203,41 +204,55 @@ fi
 # sidekill's own request (CONTRACT.md, "Ephemeral quitter"): a strategic-merge patch of
 # pods/ephemeralcontainers. As the sidekill ServiceAccount when deploy/ grants it, else as the
 # admin (the request is the same).
-body='{"spec":{"ephemeralContainers":[{"name":"sidekill-quit-sidecar-1","image":"'$quitter'","command":["/sidekill-quitter","signal","TERM","--process","sidecar"],"targetContainerName":"sidecar"}]}}'
 who=admin
-if as_sidekill auth can-i patch pods --subresource=ephemeralcontainers -n "$ns" >/dev/null 2>&1; then
-  who=sidekill
-  token=$(awk '/token:/ {print $2}' "$K8S_HARNESS_SIDEKILL_KUBECONFIG")
-  out=$(curl -sS --cacert "$run/certs/ca.crt" -H "Authorization: Bearer $token" -X PATCH \
-    -H 'Content-Type: application/strategic-merge-patch+json' --data "$body" -w '\nHTTP %{http_code}\n' \
-    "$K8S_HARNESS_APISERVER/api/v1/namespaces/$ns/pods/eph/ephemeralcontainers")
-else
-  out=$(api PATCH "/api/v1/namespaces/$ns/pods/eph/ephemeralcontainers" application/strategic-merge-patch+json "$body")
-fi
-q=sidekill-quit-sidecar-1
+if as_sidekill auth can-i patch pods --subresource=ephemeralcontainers -n "$ns" >/dev/null 2>&1; then who=sidekill; fi
+quit() { # TARGET PROCESS: sidekill's ephemeral quitter sending SIGTERM to PROCESS, beside TARGET
+  local body='{"spec":{"ephemeralContainers":[{"name":"sidekill-quit-'$1'-1","image":"'$quitter'","command":["/sidekill-quitter","signal","TERM","--process","'$2'"],"targetContainerName":"'$1'"}]}}'
+  if [ $who = sidekill ]; then
+    curl -sS --cacert "$run/certs/ca.crt" -H "Authorization: Bearer $(awk '/token:/ {print $2}' "$K8S_HARNESS_SIDEKILL_KUBECONFIG")" \
+      -X PATCH -H 'Content-Type: application/strategic-merge-patch+json' --data "$body" -w '\nHTTP %{http_code}\n' \
+      "$K8S_HARNESS_APISERVER/api/v1/namespaces/$ns/pods/eph/ephemeralcontainers"
+  else
+    api PATCH "/api/v1/namespaces/$ns/pods/eph/ephemeralcontainers" application/strategic-merge-patch+json "$body"
+  fi
+}
+# The stubborn sidecar's SIGTERM handler ignores the signal, so it survives the quitter, and
+# the quitter's own end is certain.
+q=sidekill-quit-stubborn-1
+out=$(quit stubborn stubborn)
 if [[ $out == *"HTTP 200"* ]] && eventually 30 ended $q; then
   got="$(ecs eph $q .state.terminated.exitCode) $(ecs eph $q .state.terminated.reason) ready=$(ecs eph $q .ready) restarts=$(ecs eph $q .restartCount) image=$(ecs eph $q .image)"
-  if [ "$got" = "0 Completed ready=false restarts=0 image=$quitter" ] && [ -n "$(ecs eph $q .imageID)" ] &&
-    [ -n "$(ecs eph $q .containerID)" ]; then
-    pass "PATCH pods/ephemeralcontainers (as $who): $q ran once and ended 0 Completed (ready false, restartCount 0, image, imageID, containerID)"
-  else
-    fail "ephemeral quitter status" "$got"
-  fi
   logs=$(k -n "$ns" logs eph -c $q 2>&1)
-  if [[ $logs == 'sent signal 15 to `sidecar` (pid 1)' ]]; then pass "the quitter's output: '$logs'"; else fail "quitter logs" "$logs"; fi
+  if [ "$got" = "0 Completed ready=false restarts=0 image=$quitter" ] && [ -n "$(ecs eph $q .imageID)" ] &&
+    [ -n "$(ecs eph $q .containerID)" ] && [ "$logs" = 'sent signal 15 to `stubborn` (pid 1)' ]; then
+    pass "PATCH pods/ephemeralcontainers (as $who): $q ran once, '$logs', ended 0 Completed (ready false, restartCount 0, image, imageID, containerID)"
+  else
+    fail "ephemeral quitter" "$got: $logs"
+  fi
+  got_signal() { k -n "$ns" logs eph -c stubborn | grep -q 'stubborn: got signal 15, ignoring it'; }
+  if eventually 10 got_signal && [ -n "$(cs eph stubborn .state.running.startedAt)" ]; then
+    pass "stubborn (PID 1 of its namespace, with a handler) got the quitter's SIGTERM from inside, ignored it, and runs on"
+  else
+    fail "stubborn after the quitter" "$(k -n "$ns" logs eph -c stubborn 2>&1 | tail -2); $(cs eph stubborn .state)"
+  fi
 else
   fail "ephemeral quitter" "$(echo "$out" | tail -3); $(ecs eph $q '')"
 fi
+# The sidecar exits 0 on SIGTERM. Its PID 1 ending tears its PID namespace down, and the kernel
+# SIGKILLs what is left in it: the quitter too, when it has not exited yet (a race on a real
+# node as well), so the quitter's own end is 0 or 137; the sidecar's is the result.
+q=sidekill-quit-sidecar-1
+out=$(quit sidecar sidecar)
 sidecar_done() { [ -n "$(cs eph sidecar .state.terminated.reason)" ]; }
-if eventually 30 sidecar_done; then
-  got="$(cs eph sidecar .state.terminated.exitCode) restarts=$(cs eph sidecar .restartCount) main=$(cs eph main .state.running.startedAt)"
-  if [[ $got == "0 restarts=0 main="?* ]]; then
-    pass "the sidecar (PID 1 of its namespace, with a SIGTERM handler) took the quitter's SIGTERM and exited 0; main still runs"
+if [[ $out == *"HTTP 200"* ]] && eventually 30 sidecar_done && eventually 30 ended $q; then
+  got="$(cs eph sidecar .state.terminated.exitCode) restarts=$(cs eph sidecar .restartCount) quitter=$(ecs eph $q .state.terminated.exitCode)"
+  if [[ $got =~ ^0\ restarts=0\ quitter=(0|137)$ ]] && [ -n "$(cs eph main .state.running.startedAt)" ]; then
+    pass "the sidecar (PID 1 with a SIGTERM handler) took the quitter's SIGTERM and exited 0, not restarted (Never); main runs on; the quitter ended ${BASH_REMATCH[1]}"
   else
     fail "sidecar after the quitter" "$got"
   fi
 else
-  fail "sidecar after the quitter" "$(cs eph sidecar '')"
+  fail "sidecar after the quitter" "$(echo "$out" | tail -3); $(cs eph sidecar '')"
 fi
 
 # 2b. What the ephemeralcontainers subresource refuses (ValidatePodEphemeralContainersUpdate).

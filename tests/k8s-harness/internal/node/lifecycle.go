@@ -358,6 +358,14 @@ func (n *Runtime) supervise(rt *podRT, s *supervisor) {
 		}
 		n.event(rt, corev1.EventTypeWarning, "BackOff", fp, "Back-off restarting failed container %s in pod %s", c.Name, podName)
 		if !s.backOff(rt, backoff) {
+			// Stopped while backing off: no next instance, so the status shows this one's end
+			// (the kubelet's CrashLoopBackOff is a waiting reason for a container that will
+			// start again).
+			rt.setContainer(c.Name, s.init, func(cs *corev1.ContainerStatus) {
+				if cs.State.Waiting != nil {
+					cs.State = corev1.ContainerState{Terminated: terminated}
+				}
+			})
 			s.lastCode = exit.Code
 			return
 		}
