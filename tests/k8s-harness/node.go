@@ -38,7 +38,10 @@ const nodeHelp = `Runs a node agent on virtual-kubelet: it registers the node (R
 bound to it (spec.nodeName) as real processes, each container in its own PID and mount
 namespace (unshare --pid --fork --mount-proc --kill-child), and serves the kubelet API
 (exec, logs) over TLS to the apiserver, which it authenticates by client certificate and
-authorizes with SubjectAccessReview, as the kubelet's webhook mode does. Needs root.
+authorizes with SubjectAccessReview, as the kubelet's webhook mode does. An image change
+restarts a running container from the new image; ephemeral containers run once in their
+target's PID namespace. With --quitter it has images sidekill-nop and sidekill-quitter, made
+from the real sidekill-quitter binary. Needs root.
 `
 
 func runNode(args []string) int {

@@ -13,6 +13,11 @@
 //
 // Signals come from outside the container's PID namespace, so the kernel's rule for PID 1 holds
 // as on a real node: SIGTERM reaches PID 1 only if it has a handler; SIGKILL always does.
+//
+// A pod update that changes a running container's image restarts it from the new image, as the
+// kubelet restarts a container whose spec hash changed (supervise, in lifecycle.go); a new
+// ephemeral container runs once in its target container's PID namespace (ephemeral.go).
+// Every pod reports Config.PodIP (127.0.0.2) as its IP and the node's address as its hostIP.
 package node
 
 import (
