@@ -38,7 +38,10 @@ const nodeHelp = `Runs a node agent on virtual-kubelet: it registers the node (R
 bound to it (spec.nodeName) as real processes, each container in its own PID and mount
 namespace (unshare --pid --fork --mount-proc --kill-child), and serves the kubelet API
 (exec, logs) over TLS to the apiserver, which it authenticates by client certificate and
-authorizes with SubjectAccessReview, as the kubelet's webhook mode does. Needs root.
+authorizes with SubjectAccessReview, as the kubelet's webhook mode does. An image change
+restarts a running container from the new image; ephemeral containers run once in their
+target's PID namespace. With --quitter it has images sidekill-nop and sidekill-quitter, made
+from the real sidekill-quitter binary. Needs root.
 `
 
 func runNode(args []string) int {
@@ -49,7 +52,8 @@ func runNode(args []string) int {
 	}
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the node's identity (system:node:NAME) (required)")
 	name := fs.String("name", "sidekill-node", "node name; pods name it in spec.nodeName")
-	nodeIP := fs.String("node-ip", "127.0.0.1", "node address: InternalIP, kubelet API address, pods' hostIP/podIP")
+	nodeIP := fs.String("node-ip", "127.0.0.1", "node address: InternalIP, kubelet API address, pods' hostIP")
+	podIP := fs.String("pod-ip", node.DefaultPodIP, "every pod's podIP: a loopback address other than 127.0.0.1 (see docs/k8s-harness.md)")
 	port := fs.Int("port", 10250, "kubelet API port")
 	tlsCert := fs.String("tls-cert", "", "kubelet API serving certificate (required)")
 	tlsKey := fs.String("tls-key", "", "kubelet API serving key (required)")
@@ -57,6 +61,8 @@ func runNode(args []string) int {
 	stateDir := fs.String("state-dir", "", "images and container logs (default: a temporary folder)")
 	imagesDir := fs.String("images", "", "folder holding images.yaml (tests/images) (required)")
 	standin := fs.String("standin", os.Getenv("SIDEKILL_STANDIN"), "the sidekill-standin binary behind the images' tools [$SIDEKILL_STANDIN]")
+	quitter := fs.String("quitter", os.Getenv("SIDEKILL_QUITTER"), "the sidekill-quitter binary (crates/quitter) behind images sidekill-nop and sidekill-quitter [$SIDEKILL_QUITTER]")
+	nopSource := fs.String("nop-source", "", "crates/policy/src/nop.rs, read for the nop image's paths (default: beside --images, ../../crates/policy/src/nop.rs)")
 	workers := fs.Int("workers", 2, "pod sync workers")
 	var ociImages []string
 	fs.Func("oci-image", "NAME=TARBALL: run image NAME from this OCI image tarball, with a service-account identity (identity.go); repeatable", func(v string) error {
@@ -77,11 +83,18 @@ func runNode(args []string) int {
 		fmt.Fprintf(os.Stderr, "node: --node-ip %q is not an IP address\n", *nodeIP)
 		return 2
 	}
+	if net.ParseIP(*podIP) == nil {
+		fmt.Fprintf(os.Stderr, "node: --pod-ip %q is not an IP address\n", *podIP)
+		return 2
+	}
+	if *nopSource == "" {
+		*nopSource = filepath.Join(*imagesDir, "..", "..", "crates", "policy", "src", "nop.rs")
+	}
 	if err := serveNode(nodeOptions{
-		kubeconfig: *kubeconfig, name: *name, nodeIP: *nodeIP, port: *port,
+		kubeconfig: *kubeconfig, name: *name, nodeIP: *nodeIP, podIP: *podIP, port: *port,
 		tlsCert: *tlsCert, tlsKey: *tlsKey, clientCA: *clientCA, stateDir: *stateDir,
 		imagesDir: *imagesDir, standin: *standin, workers: *workers, verbose: *verbose,
-		ociImages: ociImages,
+		ociImages: ociImages, quitter: *quitter, nopSource: *nopSource,
 	}); err != nil {
 		fmt.Fprintf(os.Stderr, "node: %v\n", err)
 		return 1
@@ -90,10 +103,11 @@ func runNode(args []string) int {
 }
 
 type nodeOptions struct {
-	kubeconfig, name, nodeIP            string
+	kubeconfig, name, nodeIP, podIP     string
 	port                                int
 	tlsCert, tlsKey, clientCA, stateDir string
 	imagesDir, standin                  string
+	quitter, nopSource                  string
 	ociImages                           []string
 	workers                             int
 	verbose                             bool
@@ -138,6 +152,19 @@ func serveNode(o nodeOptions) error {
 	if err != nil {
 		return err
 	}
+	// sidekill's own images from the real binary (internal/images/quitter.go); an OCI tarball
+	// given for the same name (--oci-image, below) goes before them.
+	if o.quitter != "" {
+		nop, err := images.ReadNopSource(o.nopSource)
+		if err != nil {
+			return err
+		}
+		if err := catalogue.AddQuitterImages(o.quitter, o.stateDir, nop); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "node: images %s and %s from %s (%d nop paths from %s)\n",
+			images.NopImage, images.QuitterImage, o.quitter, len(nop.Paths), o.nopSource)
+	}
 	restCfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("--kubeconfig: %w", err)
@@ -166,7 +193,7 @@ func serveNode(o nodeOptions) error {
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: o.name})
 
 	rt := node.New(node.Config{
-		NodeName: o.name, NodeIP: o.nodeIP, StateDir: o.stateDir, Images: catalogue,
+		NodeName: o.name, NodeIP: o.nodeIP, PodIP: o.podIP, StateDir: o.stateDir, Images: catalogue,
 		Tools: tools, Client: client, Recorder: recorder, Prepare: identity.prepare,
 	})
 	defer rt.Shutdown(10 * time.Second)

@@ -17,11 +17,15 @@
 #   K8S_HARNESS_NODE   node name (sidekill-node)
 #   SIDEKILL_STANDIN   the sidekill-standin binary (crates/testcluster) behind the images' tools;
 #                      without it only the tool-less images (shell: alpine, busybox, ...) run
+#   SIDEKILL_QUITTER   the sidekill-quitter binary (crates/quitter) behind images sidekill-nop:0.1.0
+#                      (at every path of crates/policy/src/nop.rs's NOP_PATHS) and
+#                      sidekill-quitter:0.1.0; without it those images are absent (ErrImagePull)
 #   SIDEKILL_KUBECTL   a kubectl to use (default: kubectl.sh finds or installs kubectl 1.37)
 #   K8S_HARNESS_OCI_IMAGES  space-separated NAME=TARBALL: OCI image tarballs the node runs as
 #                      image NAME (e.g. sidekill=dist/image/sidekill-image.tar, which chart.sh
 #                      needs), with a ServiceAccount token and CA as a kubelet mounts them
-#                      (identity.go)
+#                      (identity.go); sidekill-nop=dist/image/sidekill-nop-image.tar (or
+#                      sidekill-quitter=...) replaces the image SIDEKILL_QUITTER makes
 #
 # deploy/ is applied as its README says (`kubectl apply -k deploy/`; `-f` when it has no
 # kustomization.yaml). Its Deployment cannot run here (no scheduler, no such image): its pod
@@ -206,6 +210,11 @@ if [ -n "${SIDEKILL_STANDIN:-}" ]; then
 else
   say "SIDEKILL_STANDIN is not set: images with stand-in tools will fail to start"
 fi
+if [ -n "${SIDEKILL_QUITTER:-}" ]; then
+  node_args+=(--quitter "$SIDEKILL_QUITTER")
+else
+  say "SIDEKILL_QUITTER is not set: no images sidekill-nop and sidekill-quitter"
+fi
 for image in ${K8S_HARNESS_OCI_IMAGES:-}; do
   node_args+=(--oci-image "$image")
 done
@@ -240,6 +249,8 @@ export K8S_HARNESS_SIDEKILL_KUBECONFIG=$run/sidekill.kubeconfig
 export K8S_HARNESS_NODE=$node
 export K8S_HARNESS_KUBECTL=$kubectl
 export K8S_HARNESS_STANDIN=${SIDEKILL_STANDIN:-}
+export K8S_HARNESS_QUITTER=${SIDEKILL_QUITTER:-}
+export K8S_HARNESS_APISERVER=https://127.0.0.1:$api_port
 ENV
 ready=1
 trap - EXIT

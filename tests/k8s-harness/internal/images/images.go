@@ -14,6 +14,8 @@ package images
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +60,15 @@ type Image struct {
 	Root string
 	// Missing names the image's tools this node has no stand-in binary for (no --standin).
 	Missing []string
+	// ID is the image's digest (sha256:...), reported in a container status's imageID: the OCI
+	// manifest's digest, or for a catalogue image a digest of its name, entrypoint and files.
+	ID string
+}
+
+// Ref is what a container status reports as imageID: NAME@DIGEST, as containerd reports a
+// pulled image's repo digest.
+func (i *Image) Ref() string {
+	return i.Name + "@" + i.ID
 }
 
 // Resolve says where program (an argv[0]) is inside the container, as a path on this machine,
@@ -159,6 +170,30 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	return out.Close()
 }
 
+// digestOf is sha256:HEX of the parts, each on a line.
+func digestOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{'\n'})
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// fileDigest is sha256:HEX of a file's content.
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
 func slug(name string) string {
 	var b strings.Builder
 	for _, r := range name {
@@ -192,6 +227,12 @@ func Materialise(dir, stateDir, standin string) (*Catalogue, error) {
 			return nil, fmt.Errorf("the stand-in binary: %w", err)
 		}
 		if libs, err = lddLibraries(standin); err != nil {
+			return nil, err
+		}
+	}
+	standinDigest := ""
+	if standin != "" {
+		if standinDigest, err = fileDigest(standin); err != nil {
 			return nil, err
 		}
 	}
@@ -258,6 +299,7 @@ func Materialise(dir, stateDir, standin string) (*Catalogue, error) {
 		for k, v := range s.Env {
 			img.Env[k] = v
 		}
+		img.ID = digestOf(s.Name, strings.Join(s.Entrypoint, " "), strings.Join(s.Tools, " "), strings.Join(s.Files, " "), standinDigest)
 		c.images = append(c.images, entry{names: append([]string{s.Name}, s.Aliases...), image: img})
 	}
 	return c, nil

@@ -109,6 +109,7 @@ func (c *Catalogue) LoadOCIArchive(name, archive, stateDir string) (*Image, stri
 		Entrypoint:  append(append([]string(nil), config.Config.Entrypoint...), config.Config.Cmd...),
 		Env:         map[string]string{},
 		Root:        root,
+		ID:          index.Manifests[0].Digest,
 	}
 	for _, kv := range config.Config.Env {
 		if k, v, ok := strings.Cut(kv, "="); ok {

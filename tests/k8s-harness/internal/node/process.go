@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,22 +149,36 @@ type launchSpec struct {
 	root    string // chroot folder for rootfs: minimal images, or ""
 	workdir string
 	logPath string
+	// targetPID, when set, is the PID 1 of the container whose PID namespace the process joins
+	// (an ephemeral container with targetContainerName): see launch.
+	targetPID int
 }
 
 // launch starts `unshare --pid --fork --mount-proc --kill-child [--root R] --wd W -- argv...` with
 // stdout and stderr appended to the log file, and finds the container's PID 1.
+//
+// With spec.targetPID it starts `nsenter --target=T --pid -- unshare --mount --mount-proc [--root R]
+// --wd W -- argv...` instead: nsenter's child is in T's PID namespace, unshare gives it a mount
+// namespace of its own, chroots into the image's root and mounts a /proc of that PID namespace
+// there, then execs argv (no fork: argv is nsenter's child). nsenter ends as that child does
+// (by the same signal, if it was killed), so the exit reads as a container's.
 func (n *Runtime) launch(spec launchSpec) (*launched, error) {
 	log, err := os.OpenFile(spec.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"--pid", "--fork", "--mount-proc", "--kill-child"}
+	program := n.tools.Unshare
+	if spec.targetPID != 0 {
+		program = n.tools.Nsenter
+		args = []string{fmt.Sprintf("--target=%d", spec.targetPID), "--pid", "--", n.tools.Unshare, "--mount", "--mount-proc"}
+	}
 	if spec.root != "" {
 		args = append(args, "--root="+spec.root)
 	}
 	args = append(args, "--wd="+spec.workdir, "--")
 	args = append(args, spec.argv...)
-	cmd := exec.Command(n.tools.Unshare, args...)
+	cmd := exec.Command(program, args...)
 	cmd.Env = spec.env
 	cmd.Stdout = log
 	qw := &quirkWriter{f: log}
@@ -174,7 +189,7 @@ func (n *Runtime) launch(spec launchSpec) (*launched, error) {
 	}
 	l := &launched{cmd: cmd, launcher: cmd.Process.Pid, log: log, stderr: qw, exited: make(chan struct{})}
 	go l.reap()
-	l.pid1 = findPID1(n.tools.Unshare, l.launcher, l.exited)
+	l.pid1 = findPID1(l.launcher, l.exited, n.tools.Unshare, n.tools.Nsenter)
 	return l, nil
 }
 
@@ -218,13 +233,14 @@ func (l *launched) signal(sig syscall.Signal) {
 	_ = syscall.Kill(target, sig)
 }
 
-// findPID1 waits (up to 5 s) for the launcher's child to have exec'd the container command.
-func findPID1(unshare string, launcher int, exited <-chan struct{}) int {
+// findPID1 waits (up to 5 s) for the launcher's child to have exec'd the container command:
+// a child whose executable is none of the launchers'.
+func findPID1(launcher int, exited <-chan struct{}, launchers ...string) int {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, c := range childrenOf(launcher) {
 			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", c))
-			if err == nil && exe != unshare {
+			if err == nil && !slices.Contains(launchers, exe) {
 				return c
 			}
 		}

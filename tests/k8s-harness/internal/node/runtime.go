@@ -13,6 +13,11 @@
 //
 // Signals come from outside the container's PID namespace, so the kernel's rule for PID 1 holds
 // as on a real node: SIGTERM reaches PID 1 only if it has a handler; SIGKILL always does.
+//
+// A pod update that changes a running container's image restarts it from the new image, as the
+// kubelet restarts a container whose spec hash changed (supervise, in lifecycle.go); a new
+// ephemeral container runs once in its target container's PID namespace (ephemeral.go).
+// Every pod reports Config.PodIP (127.0.0.2) as its IP and the node's address as its hostIP.
 package node
 
 import (
@@ -46,8 +51,13 @@ import (
 type Config struct {
 	// NodeName is the node's name; pods carry it in spec.nodeName.
 	NodeName string
-	// NodeIP is reported as the pods' hostIP and podIP (the containers share the host network).
+	// NodeIP is reported as the pods' hostIP.
 	NodeIP string
+	// PodIP is reported as every pod's podIP and podIPs. Default 127.0.0.2: the containers share
+	// the machine's network, and a loopback address other than 127.0.0.1 lets a server tell a
+	// caller inside the pod (which connects from 127.0.0.1) from one that came through the pod
+	// IP (see docs/k8s-harness.md, "Loopback").
+	PodIP string
 	// StateDir holds the materialised images and each pod's container logs.
 	StateDir string
 	// Images is the stand-in image catalogue.
@@ -68,6 +78,9 @@ type Config struct {
 	Prepare func(pod *corev1.Pod, c *corev1.Container, img *images.Image) (*images.Image, error)
 }
 
+// DefaultPodIP is Config.PodIP's default.
+const DefaultPodIP = "127.0.0.2"
+
 // Runtime runs the pods bound to this node. It implements virtual-kubelet's Provider.
 type Runtime struct {
 	cfg     Config
@@ -85,6 +98,9 @@ func New(cfg Config) *Runtime {
 	}
 	if cfg.Recorder == nil {
 		cfg.Recorder = &record.FakeRecorder{}
+	}
+	if cfg.PodIP == "" {
+		cfg.PodIP = DefaultPodIP
 	}
 	return &Runtime{cfg: cfg, tools: cfg.Tools, spawner: newSpawner(), pods: map[string]*podRT{}}
 }
@@ -106,13 +122,20 @@ type podRT struct {
 	mu         sync.Mutex
 	pod        *corev1.Pod // spec and metadata as last given; status is ours
 	slots      map[string]*slot
-	terminal   bool // no container will run again: the phase may turn terminal
+	sups       map[string]*supervisor // the regular and init containers' supervisors, by name
+	terminal   bool                   // no container will run again: the phase may turn terminal
 	deleteReq  chan struct{}
 	deleteOnce sync.Once
 	grace      time.Duration
 	killNow    chan struct{} // closed when a deletion with grace 0 follows a graceful one
 	killOnce   sync.Once
 	done       chan struct{}
+
+	// Ephemeral containers (ephemeral.go): started once each; stopped with the pod.
+	ephemeralStarted map[string]bool
+	ephemeralClosed  bool // no ephemeral container starts any more (the pod is ending)
+	ephemeralStop    chan struct{}
+	ephemeralWG      sync.WaitGroup
 
 	written corev1.PodStatus // the status last written to the API
 	dirty   chan struct{}
@@ -279,8 +302,12 @@ func (n *Runtime) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	p := pod.DeepCopy()
 	p.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: pod.Status.QOSClass}
+	// Ephemeral containers already in the spec start with the pod (ephemeral.go).
+	p.Spec.EphemeralContainers = nil
 	rt := &podRT{
-		key: key, dir: dir, pod: p, slots: map[string]*slot{}, written: *pod.Status.DeepCopy(),
+		key: key, dir: dir, pod: p, slots: map[string]*slot{}, sups: map[string]*supervisor{},
+		ephemeralStarted: map[string]bool{}, ephemeralStop: make(chan struct{}),
+		written:   *pod.Status.DeepCopy(),
 		deleteReq: make(chan struct{}), killNow: make(chan struct{}), done: make(chan struct{}),
 		dirty: make(chan struct{}, 1), gone: make(chan struct{}),
 	}
@@ -288,28 +315,48 @@ func (n *Runtime) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	n.mu.Unlock()
 	go n.statusWriter(rt)
 	go n.run(rt)
+	n.addEphemeral(rt, pod.Spec.EphemeralContainers)
 	return nil
 }
 
-// UpdatePod takes the pod's new metadata (labels, annotations); running containers are kept.
+// UpdatePod takes what an update of a running pod may change (ValidatePodUpdate lets images,
+// activeDeadlineSeconds, tolerations, labels and annotations change; the ephemeralcontainers
+// subresource adds ephemeral containers):
+//   - metadata and the other fields are recorded;
+//   - a container (or native sidecar) whose image changed is restarted from the new image, as
+//     the kubelet restarts a container whose spec hash changed (see supervise);
+//   - a new ephemeral container is started once (see ephemeral.go).
+//
 // A pod of the same name with another UID replaces the old one (which is stopped at once).
 func (n *Runtime) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	rt := n.lookup(pod.Namespace, pod.Name)
 	if rt == nil || rt.pod.UID != pod.UID {
 		return n.CreatePod(ctx, pod)
 	}
+	var changed []*supervisor
 	rt.mu.Lock()
 	rt.pod.Labels = pod.Labels
 	rt.pod.Annotations = pod.Annotations
 	rt.pod.ResourceVersion = pod.ResourceVersion
-	for i := range rt.pod.Spec.Containers {
-		if i < len(pod.Spec.Containers) {
-			rt.pod.Spec.Containers[i].Image = pod.Spec.Containers[i].Image
+	newImages := func(have, want []corev1.Container) {
+		for i := range have {
+			if i < len(want) && want[i].Name == have[i].Name && want[i].Image != have[i].Image {
+				have[i].Image = want[i].Image
+				if s := rt.sups[have[i].Name]; s != nil {
+					changed = append(changed, s)
+				}
+			}
 		}
 	}
+	newImages(rt.pod.Spec.Containers, pod.Spec.Containers)
+	newImages(rt.pod.Spec.InitContainers, pod.Spec.InitContainers)
 	rt.pod.Spec.ActiveDeadlineSeconds = pod.Spec.ActiveDeadlineSeconds
 	rt.pod.Spec.Tolerations = pod.Spec.Tolerations
 	rt.mu.Unlock()
+	for _, s := range changed {
+		s.notify()
+	}
+	n.addEphemeral(rt, pod.Spec.EphemeralContainers)
 	return nil
 }
 
