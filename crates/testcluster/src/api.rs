@@ -221,6 +221,11 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Body>, 
         )),
         ["openapi", "v3", "api", "v1"] => Ok(json_response(200, &openapi_v3_core())),
         ["testcluster", "v1", "faults"] => admin_faults(&ctx.faults, req).await,
+        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]
+            if method == Method::POST =>
+        {
+            access_review(&ctx, req).await
+        }
         ["api", "v1", rest @ ..] => {
             if ctx.faults.should_fail() {
                 return Err(ApiError::internal("injected fault (sidekill-testcluster)"));
@@ -232,6 +237,48 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Body>, 
     }
 }
 
+/// `SelfSubjectAccessReview`: the test server has no RBAC, so every permission is allowed
+/// but those refused with [`crate::Faults::deny`]. Answered with `201` and the review, its
+/// `status` filled in, as kube-apiserver answers (pkg/registry/authorization
+/// selfsubjectaccessreview).
+async fn access_review(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let body = read_body(req).await?;
+    let mut review: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid SelfSubjectAccessReview: {e}")))?;
+    let attributes = &review["spec"]["resourceAttributes"];
+    let field = |k: &str| attributes[k].as_str().unwrap_or_default().to_owned();
+    let resource = match field("subresource").as_str() {
+        "" => field("resource"),
+        sub => format!("{}/{sub}", field("resource")),
+    };
+    let allowed = !ctx.faults.denied(&field("verb"), &resource);
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": "the test server authorizes every request of its token"})
+    } else {
+        json!({"allowed": false, "reason": format!("refused by the test server's deny fault: {} {resource}", field("verb"))})
+    };
+    Ok(json_response(201, &review))
+}
+
+/// A permission refused by [`crate::Faults::deny`], for the writes sidekill's stop methods
+/// make.
+fn denied_write(ctx: &Ctx, method: &Method, r: &[&str]) -> Result<(), ApiError> {
+    let (verb, resource, ns, name) = match (method, r) {
+        (&Method::PATCH, ["namespaces", ns, "pods", name]) => ("patch", "pods", *ns, *name),
+        (&Method::PATCH, ["namespaces", ns, "pods", name, "ephemeralcontainers"]) => {
+            ("patch", "pods/ephemeralcontainers", *ns, *name)
+        }
+        (&Method::PUT, ["namespaces", ns, "pods", name, "ephemeralcontainers"]) => {
+            ("update", "pods/ephemeralcontainers", *ns, *name)
+        }
+        _ => return Ok(()),
+    };
+    if ctx.faults.denied(verb, resource) {
+        return Err(ApiError::forbidden(verb, resource, ns, name));
+    }
+    Ok(())
+}
+
 async fn api_v1(
     ctx: Arc<Ctx>,
     req: Request<Incoming>,
@@ -239,6 +286,7 @@ async fn api_v1(
     rest: Vec<String>,
 ) -> Result<Response<Body>, ApiError> {
     let r: Vec<&str> = rest.iter().map(String::as_str).collect();
+    denied_write(&ctx, &method, &r)?;
     match r.as_slice() {
         [plural] => collection(&ctx, req, method, None, plural).await,
         ["namespaces", ns] if method == Method::GET => Ok(json_response(200, &namespace(ns))),

@@ -33,6 +33,11 @@ pub struct FaultRequest {
     /// (and re-list when their version is too old).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_watches: Option<bool>,
+    /// Refuse these permissions from now on, each `VERB RESOURCE[/SUBRESOURCE]` (`patch
+    /// pods/ephemeralcontainers`): the request gets RBAC's 403, and a SelfSubjectAccessReview
+    /// for it answers not allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +46,7 @@ struct State {
     fail_until: Option<Instant>,
     drop_exec_after: Option<u32>,
     delete_on_exec: Vec<(String, String)>,
+    denied: Vec<(String, String)>,
     injected: u64,
 }
 
@@ -97,6 +103,23 @@ impl Faults {
         self.watches_closed.notified()
     }
 
+    /// Refuses `verb` on `resource` (`pods`, `pods/ephemeralcontainers`) from now on, as an
+    /// RBAC role without that rule would: the test server otherwise allows everything to its
+    /// one token (an API server without RBAC).
+    pub fn deny(&self, verb: &str, resource: &str) {
+        self.lock()
+            .denied
+            .push((verb.to_owned(), resource.to_owned()));
+    }
+
+    /// Whether `verb` on `resource` is refused.
+    pub(crate) fn denied(&self, verb: &str, resource: &str) -> bool {
+        self.lock()
+            .denied
+            .iter()
+            .any(|(v, r)| v == verb && r == resource)
+    }
+
     /// Clears every pending fault.
     pub fn clear(&self) {
         let injected = self.lock().injected;
@@ -125,6 +148,11 @@ impl Faults {
         if let Some(p) = &r.delete_pod_on_exec {
             let (ns, name) = p.split_once('/').unwrap_or(("default", p.as_str()));
             self.delete_pod_on_exec(ns, name);
+        }
+        for rule in r.deny.iter().flatten() {
+            if let Some((verb, resource)) = rule.split_once(' ') {
+                self.deny(verb, resource.trim());
+            }
         }
         if r.close_watches == Some(true) {
             self.close_watches();

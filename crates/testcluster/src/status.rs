@@ -123,6 +123,25 @@ impl ApiError {
         e
     }
 
+    /// 403 as RBAC words it: `pods "p" is forbidden: User "u" cannot patch resource "pods/ephemeralcontainers" in API group "" in the namespace "ns"`
+    /// (k8s.io/apiserver pkg/endpoints/handlers/responsewriters errors.go `forbiddenMessage`).
+    pub fn forbidden(verb: &str, resource: &str, ns: &str, name: &str) -> Self {
+        let (plural, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let resource = if sub.is_empty() {
+            plural.to_owned()
+        } else {
+            format!("{plural}/{sub}")
+        };
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{plural} \"{name}\" is forbidden: User \"sidekill-testcluster\" cannot {verb} resource \"{resource}\" in API group \"\" in the namespace \"{ns}\""
+            ),
+        )
+        .with_details(plural, name)
+    }
+
     /// 401 for a request without the kubeconfig's token.
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")

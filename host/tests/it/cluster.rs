@@ -450,7 +450,7 @@ impl Cluster {
 }
 
 /// A client from a kubeconfig, made as `sidekill stop` makes its own.
-async fn client_for(kubeconfig: &Path) -> kube::Client {
+pub async fn client_for(kubeconfig: &Path) -> kube::Client {
     sidekill::cli::stop::client(Some(kubeconfig))
         .await
         .unwrap_or_else(|e| panic!("a client from {}: {e}", kubeconfig.display()))

@@ -79,6 +79,9 @@ impl Running {
                     Options {
                         settle: Duration::from_secs(2),
                         backoff: Duration::from_millis(100),
+                        // The controller's own behaviour, with the exec stops its pods'
+                        // expectations name (executor/methods.rs covers image swap).
+                        nop_image: None,
                         ..Options::default()
                     },
                 );

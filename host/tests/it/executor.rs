@@ -4,6 +4,7 @@
 //! sidekill's ServiceAccount with exactly `deploy/`'s RBAC). `rbac`: the same executor with one
 //! permission of `deploy/` taken away.
 
+mod methods;
 mod outcome;
 mod rbac;
 
@@ -18,9 +19,12 @@ use crate::cluster::Cluster;
 fn executor(client: kube::Client, f: impl FnOnce(&mut Options)) -> Executor {
     let runtime = Runtime::new(Config::default()).expect("runtime");
     let policy = runtime.load(embedded::BYTES).expect("policy");
+    // These tests are of pods/exec: the stop methods that need nothing inside the container
+    // are off unless a test turns them on (methods.rs).
     let mut o = Options {
         settle: Duration::from_secs(2),
         backoff: Duration::from_millis(100),
+        nop_image: None,
         ..Options::default()
     };
     f(&mut o);

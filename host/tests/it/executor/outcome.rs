@@ -240,7 +240,7 @@ spec:
     )
 }
 
-fn complete(job: &Job) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+pub(super) fn complete(job: &Job) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
     job.status
         .as_ref()?
         .conditions
