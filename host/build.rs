@@ -2,9 +2,9 @@
 //!
 //! A nested `cargo build -p sidekill-policy-wasm --target wasm32-unknown-unknown --profile wasm`
 //! runs with its own target directory, so it never waits on the outer build's lock:
-//! `$CARGO_TARGET_DIR/embedded-policy` when `CARGO_TARGET_DIR` is set, otherwise
-//! `<target>/embedded-policy` next to the outer build's profile directories (or
-//! `$OUT_DIR/embedded-policy` when the layout is not the usual one). The module is copied
+//! `embedded-policy-<hash of the workspace's path>` under `$CARGO_TARGET_DIR` when it is set,
+//! otherwise next to the outer build's profile directories (or under `$OUT_DIR` when the
+//! layout is not the usual one; see [`nested_target_dir`]). The module is copied
 //! to `$OUT_DIR/sidekill_policy.wasm`, which `src/embedded.rs` includes. It is built with the
 //! `yaml` feature (the optional `sidekill_documents` export), because `sidekill web` serves it
 //! to the debugger page with the page's sources from `web/` (`$OUT_DIR/web_files.rs`).
@@ -32,7 +32,18 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm";
-const ARTIFACT: &str = "sidekill_policy_wasm.wasm";
+/// Flags and wrappers meant for the outer (host) build, not for the nested ones.
+const OUTER_BUILD_VARS: [&str; 9] = [
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CLIPPY_ARGS",
+    "CARGO_PRIMARY_PACKAGE",
+];
 
 fn main() {
     if let Err(message) = run() {
@@ -51,6 +62,9 @@ fn run() -> Result<(), String> {
         .to_path_buf();
     let embedded = out_dir.join("sidekill_policy.wasm");
     build_module(&workspace, &out_dir, &embedded)?;
+    if env::var_os("CARGO_FEATURE_DEMO").is_some() {
+        build_quitter(&workspace, &out_dir)?;
+    }
     stamp_commit(&workspace);
     embed_web(&workspace, &out_dir, &embedded)
 }
@@ -125,12 +139,7 @@ fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(),
 
     ensure_target_installed()?;
 
-    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("embedded-policy"),
-        None => outer_target_dir(out_dir)
-            .map(|dir| dir.join("embedded-policy"))
-            .unwrap_or_else(|| out_dir.join("embedded-policy")),
-    };
+    let target_dir = nested_target_dir("embedded-policy", workspace, out_dir);
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -152,33 +161,90 @@ fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(),
         .arg("--target-dir")
         .arg(&target_dir)
         .env("CARGO_PROFILE_WASM_OPT_LEVEL", &opt_level);
-    // Flags and wrappers meant for the outer (host) build.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CLIPPY_ARGS",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
+    for var in OUTER_BUILD_VARS {
         command.env_remove(var);
     }
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run the nested cargo build of the policy module: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "the nested build of the policy module failed ({status}): \
+    run_nested(command, "the policy module").map_err(|e| {
+        format!(
+            "the nested build of the policy module failed ({e}): \
              cargo build -p sidekill-policy-wasm --target {TARGET} --profile {PROFILE} \
              --target-dir {}",
             target_dir.display()
-        ));
-    }
-    let built = target_dir.join(TARGET).join(PROFILE).join(ARTIFACT);
+        )
+    })?;
+    let built = target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join("sidekill_policy_wasm.wasm");
     std::fs::copy(&built, embedded)
+        .map_err(|e| format!("cannot copy {} to OUT_DIR: {e}", built.display()))?;
+    Ok(())
+}
+
+/// Runs a nested `cargo build`; `what` names it in errors.
+fn run_nested(mut command: Command, what: &str) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run the nested cargo build of {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(status.to_string())
+    }
+}
+
+/// The nested builds' target directory for `name`: under `CARGO_TARGET_DIR` when set, else
+/// next to the outer build's profile directories, keyed by the workspace's path. Clones of
+/// the repository that share one `CARGO_TARGET_DIR` (CI's clean clones, git worktrees) would
+/// otherwise share the uplifted `<target>/<profile>/<artifact>`: cargo re-links it only when
+/// it rebuilds, so a clone whose build is fresh would embed the other clone's artifact.
+fn nested_target_dir(name: &str, workspace: &Path, out_dir: &Path) -> PathBuf {
+    // FNV-1a 64: stable across builds and toolchains, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in workspace.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let dir = format!("{name}-{hash:016x}");
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(target) => PathBuf::from(target).join(dir),
+        None => outer_target_dir(out_dir)
+            .map(|target| target.join(&dir))
+            .unwrap_or_else(|| out_dir.join(&dir)),
+    }
+}
+
+/// Builds `sidekill-quitter` (crates/quitter) for the host, for `sidekill demo`: its test
+/// cluster's `sidekill-nop` and `sidekill-quitter` images run the real binary, which the demo
+/// writes out from `$OUT_DIR/sidekill-quitter`. A nested build with its own target directory,
+/// as for the policy module; the crate has one dependency (rustix), so it takes seconds.
+fn build_quitter(workspace: &Path, out_dir: &Path) -> Result<(), String> {
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("crates/quitter").display()
+    );
+    let target_dir = nested_target_dir("embedded-quitter", workspace, out_dir);
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .args(["-p", "sidekill-quitter", "--release"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for var in OUTER_BUILD_VARS {
+        command.env_remove(var);
+    }
+    run_nested(command, "sidekill-quitter").map_err(|e| {
+        format!(
+            "the nested build of sidekill-quitter failed ({e}): \
+             cargo build -p sidekill-quitter --release --target-dir {}",
+            target_dir.display()
+        )
+    })?;
+    let built = target_dir.join("release").join("sidekill-quitter");
+    std::fs::copy(&built, out_dir.join("sidekill-quitter"))
         .map_err(|e| format!("cannot copy {} to OUT_DIR: {e}", built.display()))?;
     Ok(())
 }

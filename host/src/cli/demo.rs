@@ -20,6 +20,20 @@ use crate::{embedded, PolicyStore};
 /// The sample pods (`host/demo/pods.yaml`).
 const PODS: &str = include_str!("../../demo/pods.yaml");
 
+/// `sidekill-quitter` (crates/quitter), built by `build.rs`: the test cluster's nop and
+/// quitter images run it, as the real images do.
+const QUITTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sidekill-quitter"));
+
+/// Writes the quitter binary into `dir`, executable, for the test cluster's images.
+fn write_quitter(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("sidekill-quitter");
+    std::fs::write(&path, QUITTER)
+        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(path)
+}
+
 pub(super) const DEMO_ABOUT: &str = "\
 Run the controller against a local test cluster and watch it stop sidecars, with no
 cluster of your own.
@@ -108,8 +122,13 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &DemoArgs) -> Result<Exit> {
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
     let reports = rt.block_on(async {
+        let bin = tempfile::Builder::new()
+            .prefix("sidekill-demo-")
+            .tempdir()
+            .map_err(|e| Error::io("making a folder for the quitter binary", e))?;
         let cluster = TestCluster::start(ClusterConfig {
             standin: Some(standin),
+            quitter: Some(write_quitter(bin.path())?),
             bookmark_interval: Duration::from_millis(500),
             ..ClusterConfig::default()
         })
