@@ -57,7 +57,9 @@ pub struct KillCommand {
     pub container: String,
     /// Where the command comes from.
     pub source: CommandSource,
-    /// The preset's name and source, when a preset is used.
+    /// The preset's name and source, when a preset is used, or when the kill-cmd annotation's
+    /// command makes the same request as the preset (then `source` stays `annotation`, and the
+    /// command is judged as the preset is).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,
     /// The request for SIGTERM.
@@ -543,14 +545,27 @@ fn kill_cmd_annotations<'p>(
             continue;
         };
         let result = killcmd::parse(value);
-        if let Err(problem) = &result {
-            diagnostics.push(Diagnostic::new(
+        match &result {
+            // argo-workflows workflow/signal/signal.go (killCommand): the unmarshal fails, so
+            // Argo execs nothing and the sidecar keeps running.
+            Err(problem) => diagnostics.push(Diagnostic::new(
                 problem.code,
                 Severity::Error,
                 Some(suffix),
-                format!("annotation {key}: {}. Argo runs nothing for this container and the pod hangs; sidekill falls back to the next command", problem.detail),
+                format!("annotation {key}: {}. Argo's unmarshal of the value fails, so it runs nothing for this container and the pod hangs; sidekill falls back to the next command", problem.detail),
                 "write a JSON array of non-empty strings with at most one %d per argument, such as [\"sh\",\"-c\",\"kill -%d 1\"]",
-            ));
+            )),
+            // The same function runs fmt.Sprintf on the argument and execs the result: the
+            // command runs with `%!d(MISSING)` in it; sidekill runs what Argo runs.
+            Ok(template) => diagnostics.extend(killcmd::verb_problems(template).into_iter().map(|problem| {
+                Diagnostic::new(
+                    problem.code,
+                    Severity::Warning,
+                    Some(suffix),
+                    format!("annotation {key}: {} (argo-workflows workflow/signal/signal.go killCommand, SignalContainer before v3.6); sidekill runs the same", problem.detail),
+                    "use one plain %d per argument, such as [\"sh\",\"-c\",\"kill -%d 1\"]",
+                )
+            })),
         }
         if classified.list == ContainerList::InitContainers {
             diagnostics.push(Diagnostic::new(
@@ -578,11 +593,20 @@ fn resolve_command(
 ) -> (KillCommand, Vec<Diagnostic>, Option<Preset>) {
     let software = classified.software;
     let mut notes = Vec::new();
+    let preset_result = presets::preset_for(pod, c, software);
+    // An annotation making the same request as the preset is judged as the preset: same
+    // expected exit, same verdict (issue 19).
+    let recognized = match (annotation, &preset_result) {
+        (Some(Ok(template)), Ok(Some(p))) if presets::same_request(template, p, c, software) => {
+            Some(p.clone())
+        }
+        _ => None,
+    };
     // When the annotation's command is expected to exit non-zero and a preset's to exit 0,
     // the preset wins: the pod's result matters more than the command's origin. A command
     // whose code is unknown is the user's choice and stays.
     let annotation = match annotation {
-        Some(Ok(template)) => {
+        Some(Ok(template)) if recognized.is_none() => {
             let argv = killcmd::render(template, SIGTERM);
             let exit = outcome::expected_exit(
                 c,
@@ -593,7 +617,7 @@ fn resolve_command(
                 targets_pid1(&argv),
             );
             let preset_exits_zero = matches!(exit.code, ExitCode::Code(code) if code != 0)
-                && matches!(presets::preset_for(pod, c, software), Ok(Some(p)) if p.action.is_some());
+                && matches!(&preset_result, Ok(Some(p)) if p.action.is_some());
             if preset_exits_zero {
                 notes.push(Diagnostic::new(
                     Code::ExitZeroPreferred,
@@ -619,12 +643,12 @@ fn resolve_command(
     let (source, preset, action) = match annotation {
         Some(Ok(template)) => (
             CommandSource::Annotation,
-            None,
+            recognized,
             Action::Exec {
                 argv: template.clone(),
             },
         ),
-        _ => match presets::preset_for(pod, c, software) {
+        _ => match preset_result {
             Ok(Some(preset)) => match preset.action.clone() {
                 Some(action) => (CommandSource::Preset, Some(preset), action),
                 None => {
@@ -655,25 +679,25 @@ fn resolve_command(
     };
     if let (Action::Exec { argv }, true) = (&action, grace > 0) {
         if !killcmd::has_signal(argv) {
-            let (severity, fix) = if source == CommandSource::Annotation {
+            // Judged by what the command does: only one that sends a signal has a place for %d.
+            let (severity, message, fix) = if killcmd::sends_signal(argv) {
                 (
                     Severity::Warning,
+                    format!("`{}` sends a signal but has no %d, so the SIGKILL step sends the same signal as SIGTERM", argv.join(" ")),
                     "add %d where the signal belongs, such as [\"sh\",\"-c\",\"kill -%d 1\"]",
                 )
             } else {
                 (
                     Severity::Info,
-                    "nothing to do: the preset's request is safe to repeat",
+                    format!("`{}` takes no signal: it makes a request, so the SIGKILL step repeats the same request", argv.join(" ")),
+                    "nothing to do: a request that takes no signal has no place for %d",
                 )
             };
             notes.push(Diagnostic::new(
                 Code::KillCmdNoSignal,
                 severity,
                 Some(&c.name),
-                format!(
-                    "`{}` has no %d, so the SIGKILL step sends the same request as SIGTERM",
-                    argv.join(" ")
-                ),
+                message,
                 fix,
             ));
         }
@@ -873,7 +897,7 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
     let pid1 = pid1_of(&command.sigterm);
     let exec_exit = expected(SIGTERM, &command.sigterm);
     let exec_verdict = match command.source {
-        CommandSource::Preset => Verdict::Stops,
+        CommandSource::Preset | CommandSource::Annotation if preset.is_some() => Verdict::Stops,
         CommandSource::Argoexec if classified.role == Role::DeclaredSidecar => Verdict::Stops,
         CommandSource::Default | CommandSource::Argoexec if presets::handles_sigterm(software) => {
             Verdict::Stops
@@ -918,12 +942,19 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
             command.source,
             CommandSource::Annotation | CommandSource::Preset
         ) {
-        Pick::Exec(match preset {
-            Some(p) => format!(
+        Pick::Exec(match (command.source, preset) {
+            (CommandSource::Annotation, Some(p)) => format!(
+                "the kill-cmd annotation's command: the user's choice, the same request as the {} preset",
+                p.name
+            ),
+            (CommandSource::Annotation, None) => {
+                "the kill-cmd annotation's command: the user's choice".into()
+            }
+            (_, Some(p)) => format!(
                 "the {} preset runs inside the container with a program its image has",
                 p.name
             ),
-            None => "the kill-cmd annotation's command: the user's choice".into(),
+            (_, None) => "the command inside the container".into(),
         })
     } else if exec_usable && exec_exit.code == ExitCode::Code(0) && exec_verdict == Verdict::Stops {
         Pick::Exec(format!(
