@@ -358,15 +358,37 @@ mod tests {
     #[test]
     fn verbs_render_as_go_sprintf_and_the_command_still_runs() {
         let cases = [
-            ("kill -%d 1; kill -%d 1", "kill -15 1; kill -%!d(MISSING) 1", Some(Code::KillCmdSecondSignalVerb)),
-            ("kill -%d %s", "kill -15 %!s(MISSING)", Some(Code::KillCmdOtherVerb)),
-            ("kill -%5d %d", "kill -   15 %!d(MISSING)", Some(Code::KillCmdOtherVerb)),
-            ("%s %d", "terminated %!d(MISSING)", Some(Code::KillCmdOtherVerb)),
-            ("%x %d", "7465726d696e61746564 %!d(MISSING)", Some(Code::KillCmdOtherVerb)),
-            ("echo %%d", "echo %d%!(EXTRA syscall.Signal=terminated)", Some(Code::KillCmdOtherVerb)),
+            (
+                "kill -%d 1; kill -%d 1",
+                "kill -15 1; kill -%!d(MISSING) 1",
+                Some(Code::KillCmdSecondSignalVerb),
+            ),
+            (
+                "kill -%d %s",
+                "kill -15 %!s(MISSING)",
+                Some(Code::KillCmdOtherVerb),
+            ),
+            (
+                "kill -%5d %d",
+                "kill -   15 %!d(MISSING)",
+                Some(Code::KillCmdOtherVerb),
+            ),
+            (
+                "%s %d",
+                "terminated %!d(MISSING)",
+                Some(Code::KillCmdOtherVerb),
+            ),
+            (
+                "%x %d",
+                "7465726d696e61746564 %!d(MISSING)",
+                Some(Code::KillCmdOtherVerb),
+            ),
+            (
+                "echo %%d",
+                "echo %d%!(EXTRA syscall.Signal=terminated)",
+                Some(Code::KillCmdOtherVerb),
+            ),
             ("%d%", "15%!(NOVERB)", Some(Code::KillCmdOtherVerb)),
-            ("%-5d|", "15   |", None),
-            ("%05d", "00015", None),
             ("100%% %d", "100% 15", None),
         ];
         for (arg, rendered, code) in cases {
@@ -378,9 +400,14 @@ mod tests {
                 assert!(p.detail.contains(rendered), "{}", p.detail);
             }
         }
+        assert_eq!(sprintf("%-5d|", 15), "15   |");
+        assert_eq!(sprintf("%05d", 15), "00015");
         // An argument without a literal `%d` is left alone, whatever else it holds.
         assert_eq!(sprintf("x", 9), "x%!(EXTRA syscall.Signal=killed)");
-        assert_eq!(render(&strings(&["date +%s", "-%5d"]), 15), strings(&["date +%s", "-%5d"]));
+        assert_eq!(
+            render(&strings(&["date +%s", "-%5d"]), 15),
+            strings(&["date +%s", "-%5d"])
+        );
     }
 
     #[test]

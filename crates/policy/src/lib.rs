@@ -59,6 +59,7 @@ pub mod declare;
 pub mod diagnostics;
 pub mod error;
 pub mod image;
+pub mod inject;
 pub mod input;
 pub mod killcmd;
 pub mod matrix;
@@ -134,7 +135,7 @@ pub struct Info {
 /// # Errors
 /// A missing or mistyped field the policy needs, named by its JSON path.
 pub fn plan(request: &Request) -> Result<PlanResponse> {
-    let subjects = input::subjects(&request.object)?;
+    let subjects = input::subjects(&request.object, &request.facts)?;
     Ok(PlanResponse {
         subjects: subjects
             .iter()
@@ -148,7 +149,7 @@ pub fn plan(request: &Request) -> Result<PlanResponse> {
 /// # Errors
 /// As [`plan`].
 pub fn classify(request: &Request) -> Result<ClassifyResponse> {
-    let subjects = input::subjects(&request.object)?;
+    let subjects = input::subjects(&request.object, &request.facts)?;
     Ok(ClassifyResponse {
         subjects: subjects
             .iter()

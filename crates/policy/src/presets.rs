@@ -113,6 +113,18 @@ pub fn handles_sigterm(software: Option<Software>) -> bool {
     )
 }
 
+/// Whether PID 1 of the container is the known software itself, with its SIGTERM handler:
+/// not when the container runs it under a shell (vault-k8s' `/bin/sh -ec '... && vault agent'`),
+/// where PID 1 is the shell, which ignores SIGTERM.
+pub fn pid1_handles_sigterm(c: &Container, software: Option<Software>) -> bool {
+    let first = c.argv().next().unwrap_or("");
+    handles_sigterm(software)
+        && !matches!(
+            first.rsplit('/').next(),
+            Some("sh" | "bash" | "ash" | "dash")
+        )
+}
+
 /// The name the known software's process has in `/proc/<pid>/comm`, for a signal by name.
 pub fn process_name(software: Option<Software>) -> Option<&'static str> {
     match software? {
@@ -313,7 +325,12 @@ pub fn preset_for(
 /// POST quitquitquit` for Istio, or `curl`/`wget` posting to the preset's loopback endpoint
 /// (for Istio also pilot-agent's own `:15020/quitquitquit`) in an image that has a shell and
 /// its tools. A command is judged by what it does, not by where it came from (issue 19).
-pub fn same_request(argv: &[String], preset: &Preset, c: &Container, software: Option<Software>) -> bool {
+pub fn same_request(
+    argv: &[String],
+    preset: &Preset,
+    c: &Container,
+    software: Option<Software>,
+) -> bool {
     let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
     let normal = |argv: &[String]| -> Vec<String> {
         argv.iter()
@@ -348,12 +365,18 @@ pub fn same_request(argv: &[String], preset: &Preset, c: &Container, software: O
     }
     let program = words.first().map(|p| base(p)).unwrap_or_default();
     let posts = match program.as_str() {
-        "curl" => words.windows(2).any(|w| {
-            matches!(w[0], "-X" | "--request") && w[1].eq_ignore_ascii_case("POST")
-        }) || words.iter().any(|w| {
-            w.starts_with("-XPOST") || matches!(*w, "-d" | "--data" | "--data-raw" | "--json")
-        }),
-        "wget" => words.iter().any(|w| w.starts_with("--post-data") || w.starts_with("--method=POST")),
+        "curl" => {
+            words
+                .windows(2)
+                .any(|w| matches!(w[0], "-X" | "--request") && w[1].eq_ignore_ascii_case("POST"))
+                || words.iter().any(|w| {
+                    w.starts_with("-XPOST")
+                        || matches!(*w, "-d" | "--data" | "--data-raw" | "--json")
+                })
+        }
+        "wget" => words
+            .iter()
+            .any(|w| w.starts_with("--post-data") || w.starts_with("--method=POST")),
         _ => false,
     };
     if !posts {
@@ -365,9 +388,7 @@ pub fn same_request(argv: &[String], preset: &Preset, c: &Container, software: O
         core::slice::from_ref(&endpoint.port)
     };
     words.iter().skip(1).any(|w| {
-        let url = w
-            .strip_prefix("http://")
-            .unwrap_or(w);
+        let url = w.strip_prefix("http://").unwrap_or(w);
         ["localhost", "127.0.0.1"].iter().any(|host| {
             ports.iter().any(|port| {
                 url.strip_prefix(host)
@@ -487,18 +508,35 @@ mod tests {
         let preset = preset_for(&pod, &c, software).unwrap().unwrap();
         for argv in [
             &["pilot-agent", "request", "POST", "quitquitquit"][..],
-            &["/usr/local/bin/pilot-agent", "request", "--debug-port=15020", "POST", "quitquitquit"],
+            &[
+                "/usr/local/bin/pilot-agent",
+                "request",
+                "--debug-port=15020",
+                "POST",
+                "quitquitquit",
+            ],
             &["curl", "-X", "POST", "localhost:15020/quitquitquit"],
-            &["curl", "-fsS", "-XPOST", "http://127.0.0.1:15000/quitquitquit"],
+            &[
+                "curl",
+                "-fsS",
+                "-XPOST",
+                "http://127.0.0.1:15000/quitquitquit",
+            ],
         ] {
-            assert!(same_request(&strings(argv), &preset, &c, software), "{argv:?}");
+            assert!(
+                same_request(&strings(argv), &preset, &c, software),
+                "{argv:?}"
+            );
         }
         for argv in [
             &["curl", "localhost:15020/quitquitquit"][..],
             &["curl", "-X", "POST", "localhost:15021/quitquitquit"],
             &["sh", "-c", "kill -%d 1"],
         ] {
-            assert!(!same_request(&strings(argv), &preset, &c, software), "{argv:?}");
+            assert!(
+                !same_request(&strings(argv), &preset, &c, software),
+                "{argv:?}"
+            );
         }
         let distroless = Container {
             image: "docker.io/istio/proxyv2:1.24.0-distroless".into(),
