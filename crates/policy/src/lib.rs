@@ -28,8 +28,9 @@
 //! - A **request** is a Kubernetes object (Pod, Job, CronJob, Deployment, ReplicaSet,
 //!   StatefulSet, DaemonSet, Argo Workflow, or a `List` of them) with optional **facts**
 //!   from the host: the Argo executor, the cluster version, whether `pods/proxy` may be used,
-//!   the main containers or sidecars it declares, and the stop methods it may use besides
-//!   `pods/exec` (image swap, the ephemeral quitter; [`method`]).
+//!   the main containers or sidecars it declares, the stop methods it may use besides
+//!   `pods/exec` (image swap, the ephemeral quitter; [`method`]), and the injectors whose
+//!   injection to simulate ([`inject`]).
 //! - Each sidecar's stop has a **method** chosen from what the pod allows, what the host
 //!   may do and the expected exit code: a command inside the container, image swap to the
 //!   nop image ([`nop`]), an ephemeral quitter, or none, with the evidence for the choice.
@@ -179,7 +180,8 @@ pub fn info() -> Info {
             "native-sidecars",
             "pods-proxy",
             "image-swap",
-            "ephemeral-quitter"
+            "ephemeral-quitter",
+            "inject-simulation"
         ],
         presets_hash: alloc::format!("{hash:016x}"),
         nop_paths: &nop::NOP_PATHS,
