@@ -303,8 +303,100 @@ fn native_layout(metadata: &Value, injector: Injector, asked: bool) -> (bool, St
     }
 }
 
-fn strings(items: &[&str]) -> Value {
-    Value::Array(items.iter().map(|s| json!(s)).collect())
+/// Each injector's output as JSON text, `${NAME}` filled in by [`inject_one`]: the init
+/// container, the sidecar, what only the classic or the native sidecar has, and the pod's new
+/// labels, annotations and volumes. Text rather than `json!` keeps the wasm module small.
+///
+/// Istio: pkg/kube/inject/testdata/inject/hello.yaml.injected (classic) and job.yaml.injected
+/// (native). Linkerd: cli/cmd/testdata/inject_emojivoto_deployment.golden.yml (native) and
+/// ….golden.classic-52016cb.yml (classic). Kuma: pkg/plugins/runtime/k8s/webhooks/injector/
+/// testdata/inject.01.golden.yaml (native) and ….legacy-f5aa65e.yaml (classic). Vault:
+/// hashicorp/vault-k8s agent-inject/agent container_sidecar.go, container_init_sidecar.go.
+const ISTIO: &str = r#"{
+"init": {"name": "istio-init", "image": "${IMAGE}", "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020"],
+  "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}, "privileged": false, "runAsGroup": 0, "runAsNonRoot": false, "runAsUser": 0}},
+"sidecar": {"name": "istio-proxy", "image": "${IMAGE}", "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local", "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"],
+  "env": [{"name": "PILOT_CERT_PROVIDER", "value": "istiod"}, {"name": "CA_ADDR", "value": "istiod.istio-system.svc:15012"}, {"name": "ISTIO_META_APP_CONTAINERS", "value": "${APPS}"}, {"name": "ISTIO_META_INTERCEPTION_MODE", "value": "REDIRECT"}],
+  "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+  "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15, "timeoutSeconds": 3, "failureThreshold": 4},
+  "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "privileged": false, "readOnlyRootFilesystem": true, "runAsGroup": 1337, "runAsNonRoot": true, "runAsUser": 1337},
+  "volumeMounts": [{"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"}, {"mountPath": "/var/lib/istio/data", "name": "istio-data"}, {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"}, {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"}, {"mountPath": "/etc/istio/pod", "name": "istio-podinfo"}]},
+"classic": {},
+"native": {"restartPolicy": "Always", "lifecycle": {"preStop": {"exec": {"command": ["pilot-agent", "request", "--debug-port=15020", "POST", "drain"]}}},
+  "startupProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 1, "timeoutSeconds": 3, "failureThreshold": 600}},
+"labels": {"security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": "${NAME}", "service.istio.io/canonical-revision": "latest"},
+"annotations": {"sidecar.istio.io/status": "${STATUS}", "kubectl.kubernetes.io/default-container": "${APP}", "prometheus.io/path": "/stats/prometheus", "prometheus.io/port": "15020", "prometheus.io/scrape": "true"},
+"volumes": [{"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}, {"name": "istio-data", "emptyDir": {}},
+  {"name": "istio-podinfo", "downwardAPI": {"items": [{"fieldRef": {"fieldPath": "metadata.labels"}, "path": "labels"}, {"fieldRef": {"fieldPath": "metadata.annotations"}, "path": "annotations"}]}},
+  {"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {"audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]}},
+  {"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}]
+}"#;
+
+const LINKERD: &str = r#"{
+"init": {"name": "linkerd-init", "image": "${IMAGE}", "command": ["/usr/lib/linkerd/linkerd2-proxy-init"],
+  "args": ["--firewall-bin-path", "iptables-nft", "--firewall-save-bin-path", "iptables-nft-save", "--ipv6=false", "--incoming-proxy-port", "4143", "--outgoing-proxy-port", "4140", "--proxy-uid", "2102", "--inbound-ports-to-ignore", "4190,4191,4567,4568", "--outbound-ports-to-ignore", "4567,4568"],
+  "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}, "privileged": false, "readOnlyRootFilesystem": true, "runAsGroup": 65534, "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+  "volumeMounts": [{"mountPath": "/run", "name": "linkerd-proxy-init-xtables-lock"}]},
+"sidecar": {"name": "linkerd-proxy", "image": "${IMAGE}",
+  "env": [{"name": "_pod_containerName", "value": "linkerd-proxy"}, {"name": "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED", "value": "${SHUTDOWN}"},
+    {"name": "LINKERD2_PROXY_LOG", "value": "warn,linkerd=info,hickory=error,[{headers}]=off,[{request}]=off"}, {"name": "LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "value": "[::]:${PORT}"},
+    {"name": "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS", "value": "127.0.0.1:4140,[::1]:4140"}, {"name": "LINKERD2_PROXY_INBOUND_LISTEN_ADDR", "value": "[::]:4143"}],
+  "ports": [{"containerPort": 4143, "name": "linkerd-proxy"}, {"containerPort": ${PORT}, "name": "linkerd-admin"}],
+  "readinessProbe": {"httpGet": {"path": "/ready", "port": ${PORT}}, "initialDelaySeconds": 2, "timeoutSeconds": 1},
+  "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true, "runAsUser": 2102, "seccompProfile": {"type": "RuntimeDefault"}},
+  "volumeMounts": [{"mountPath": "/var/run/linkerd/identity/end-entity", "name": "linkerd-identity-end-entity"}, {"mountPath": "/var/run/secrets/tokens", "name": "linkerd-identity-token"}]},
+"classic": {"lifecycle": {"postStart": {"exec": {"command": ["/usr/lib/linkerd/linkerd-await", "--timeout=2m", "--port=${PORT}"]}}}},
+"native": {"restartPolicy": "Always", "startupProbe": {"httpGet": {"path": "/ready", "port": ${PORT}}, "periodSeconds": 1, "failureThreshold": 120}},
+"labels": {"linkerd.io/control-plane-ns": "linkerd"},
+"annotations": {"linkerd.io/created-by": "linkerd/proxy-injector ${VERSION}", "linkerd.io/inject": "enabled", "linkerd.io/proxy-version": "${VERSION}"},
+"volumes": [{"name": "linkerd-proxy-init-xtables-lock", "emptyDir": {}}, {"name": "linkerd-identity-end-entity", "emptyDir": {"medium": "Memory"}},
+  {"name": "linkerd-identity-token", "projected": {"sources": [{"serviceAccountToken": {"audience": "identity.l5d.io", "expirationSeconds": 86400, "path": "linkerd-identity-token"}}]}}]
+}"#;
+
+const KUMA: &str = r#"{
+"init": {"name": "kuma-init", "image": "${INIT_IMAGE}", "command": ["/usr/bin/kumactl", "install", "transparent-proxy"], "args": ["--config=/tmp/transparent-proxy/base/config.yaml"],
+  "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}, "runAsGroup": 0, "runAsUser": 0}, "volumeMounts": [{"mountPath": "/tmp", "name": "kuma-init-tmp"}]},
+"sidecar": {"name": "kuma-sidecar", "image": "${IMAGE}", "args": ["run", "--log-level=info", "--concurrency=2"],
+  "env": [{"name": "KUMA_CONTROL_PLANE_URL", "value": "https://kuma-control-plane.kuma-system:5678"}, {"name": "KUMA_DATAPLANE_DRAIN_TIME", "value": "30s"}, {"name": "KUMA_DATAPLANE_MESH", "value": "default"}],
+  "readinessProbe": {"httpGet": {"path": "/ready", "port": 9901}, "initialDelaySeconds": 1, "periodSeconds": 5},
+  "securityContext": {"runAsGroup": 5678, "runAsUser": 5678}, "volumeMounts": [{"mountPath": "/tmp", "name": "kuma-sidecar-tmp"}]},
+"classic": {},
+"native": {"restartPolicy": "Always", "lifecycle": {"preStop": {"exec": {"command": ["killall", "-USR2", "kuma-dp"]}}}},
+"labels": {"kuma.io/mesh": "default"},
+"annotations": {"kuma.io/envoy-admin-port": "9901", "kuma.io/sidecar-injected": "true"},
+"volumes": [{"name": "kuma-init-tmp", "emptyDir": {"sizeLimit": "10M"}}, {"name": "kuma-sidecar-tmp", "emptyDir": {"sizeLimit": "10M"}}]
+}"#;
+
+const VAULT: &str = r#"{
+"init": {"name": "vault-agent-init", "image": "${IMAGE}", "command": ["/bin/sh", "-ec"], "args": ["echo ${VAULT_CONFIG?} | base64 -d > /home/vault/config.json && vault agent -config=/home/vault/config.json"],
+  "env": [{"name": "VAULT_LOG_LEVEL", "value": "info"}, {"name": "VAULT_LOG_FORMAT", "value": "standard"}],
+  "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true, "runAsGroup": 1000, "runAsNonRoot": true, "runAsUser": 100},
+  "volumeMounts": [{"mountPath": "/home/vault", "name": "home-init"}, {"mountPath": "/vault/secrets", "name": "vault-secrets"}]},
+"sidecar": {"name": "vault-agent", "image": "${IMAGE}", "command": ["/bin/sh", "-ec"], "args": ["echo ${VAULT_CONFIG?} | base64 -d > /home/vault/config.json && vault agent -config=/home/vault/config.json"],
+  "env": [{"name": "VAULT_LOG_LEVEL", "value": "info"}, {"name": "VAULT_LOG_FORMAT", "value": "standard"}],
+  "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true, "runAsGroup": 1000, "runAsNonRoot": true, "runAsUser": 100},
+  "volumeMounts": [{"mountPath": "/home/vault", "name": "home-sidecar"}, {"mountPath": "/vault/secrets", "name": "vault-secrets"}]},
+"classic": {},
+"native": {},
+"labels": {},
+"annotations": {"vault.hashicorp.com/agent-inject-status": "injected"},
+"volumes": [{"name": "home-init", "emptyDir": {"medium": "Memory"}}, {"name": "home-sidecar", "emptyDir": {"medium": "Memory"}}, {"name": "vault-secrets", "emptyDir": {"medium": "Memory"}}]
+}"#;
+
+/// The JSON text with each `${NAME}` replaced by its value, JSON-escaped (the values go
+/// inside strings, or are digits).
+fn template(text: &str, vars: &[(&str, &str)]) -> Value {
+    let mut text = String::from(text);
+    for (name, value) in vars {
+        let escaped = Value::String((*value).into()).to_string();
+        let inner = &escaped[1..escaped.len() - 1];
+        text = text.replace(&format!("${{{name}}}"), inner);
+    }
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn take(v: &mut Value, key: &str) -> Value {
+    obj(v).remove(key).unwrap_or(Value::Null)
 }
 
 fn inject_one(
@@ -318,280 +410,117 @@ fn inject_one(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let existing_annotations = metadata.get("annotations").cloned().unwrap_or(Value::Null);
+    let annotations_before = metadata.get("annotations").cloned().unwrap_or(Value::Null);
+    let has = |key: &str, value: &str| annotation(&annotations_before, key) == Some(value);
     let spec = obj(spec);
     let app: Vec<String> = list(spec, "containers")
         .iter()
         .filter_map(|c| c.get("name")?.as_str().map(String::from))
         .collect();
-    let meta = obj(metadata);
-    let mut labels = Map::new();
-    let mut annotations = Map::new();
-    let (init_name, sidecar_name) = container_names(injector);
-    let mut added = Vec::new();
-    match injector {
+    let first_app = app.first().cloned().unwrap_or_default();
+    let mut parts = match injector {
         Injector::Istio => {
-            // pkg/kube/inject/testdata/inject/hello.yaml.injected (classic) and
-            // job.yaml.injected (native): istio-init first, the proxy last of the containers or,
-            // native, right after istio-init.
-            let init = json!({
-                "name": "istio-init",
-                "image": ISTIO_IMAGE,
-                "args": strings(&["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020"]),
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}, "privileged": false, "runAsGroup": 0, "runAsNonRoot": false, "runAsUser": 0},
-            });
-            let mut proxy = json!({
-                "name": "istio-proxy",
-                "image": ISTIO_IMAGE,
-                "args": strings(&["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local", "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"]),
-                "env": [
-                    {"name": "PILOT_CERT_PROVIDER", "value": "istiod"},
-                    {"name": "CA_ADDR", "value": "istiod.istio-system.svc:15012"},
-                    {"name": "ISTIO_META_APP_CONTAINERS", "value": app.join(",")},
-                    {"name": "ISTIO_META_INTERCEPTION_MODE", "value": "REDIRECT"},
-                ],
-                "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
-                "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15, "timeoutSeconds": 3, "failureThreshold": 4},
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "privileged": false, "readOnlyRootFilesystem": true, "runAsGroup": 1337, "runAsNonRoot": true, "runAsUser": 1337},
-                "volumeMounts": [
-                    {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
-                    {"mountPath": "/var/lib/istio/data", "name": "istio-data"},
-                    {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"},
-                    {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
-                    {"mountPath": "/etc/istio/pod", "name": "istio-podinfo"},
-                ],
-            });
-            let inits = list(spec, "initContainers");
-            if native {
-                let p = obj(&mut proxy);
-                p.insert("restartPolicy".into(), json!("Always"));
-                p.insert("lifecycle".into(), json!({"preStop": {"exec": {"command": ["pilot-agent", "request", "--debug-port=15020", "POST", "drain"]}}}));
-                p.insert("startupProbe".into(), json!({"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 1, "timeoutSeconds": 3, "failureThreshold": 600}));
-                inits.splice(0..0, [init, proxy]);
-            } else {
-                inits.insert(0, init);
-                list(spec, "containers").push(proxy);
-            }
             let status = json!({
                 "initContainers": if native { json!(["istio-init", "istio-proxy"]) } else { json!(["istio-init"]) },
                 "containers": if native { Value::Null } else { json!(["istio-proxy"]) },
                 "volumes": ["istio-envoy", "istio-data", "istio-podinfo", "istio-token", "istiod-ca-cert"],
                 "imagePullSecrets": null,
                 "revision": "default",
-            });
-            annotations.insert("sidecar.istio.io/status".into(), json!(status.to_string()));
-            annotations.insert(
-                "kubectl.kubernetes.io/default-container".into(),
-                json!(app.first().cloned().unwrap_or_default()),
-            );
-            annotations.insert("prometheus.io/path".into(), json!("/stats/prometheus"));
-            annotations.insert("prometheus.io/port".into(), json!("15020"));
-            annotations.insert("prometheus.io/scrape".into(), json!("true"));
-            labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
-            labels.insert(
-                "service.istio.io/canonical-name".into(),
-                json!(if pod_name.is_empty() {
-                    app.first().cloned().unwrap_or_default()
-                } else {
-                    pod_name
-                }),
-            );
-            labels.insert(
-                "service.istio.io/canonical-revision".into(),
-                json!("latest"),
-            );
-            for (name, volume) in [
-                ("istio-envoy", json!({"emptyDir": {"medium": "Memory"}})),
-                ("istio-data", json!({"emptyDir": {}})),
-                (
-                    "istio-podinfo",
-                    json!({"downwardAPI": {"items": [{"fieldRef": {"fieldPath": "metadata.labels"}, "path": "labels"}, {"fieldRef": {"fieldPath": "metadata.annotations"}, "path": "annotations"}]}}),
-                ),
-                (
-                    "istio-token",
-                    json!({"projected": {"sources": [{"serviceAccountToken": {"audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]}}),
-                ),
-                (
-                    "istiod-ca-cert",
-                    json!({"configMap": {"name": "istio-ca-root-cert"}}),
-                ),
-            ] {
-                let mut v = volume;
-                obj(&mut v).insert("name".into(), json!(name));
-                list(spec, "volumes").push(v);
-            }
+            })
+            .to_string();
+            let name = if pod_name.is_empty() {
+                first_app.clone()
+            } else {
+                pod_name
+            };
+            template(
+                ISTIO,
+                &[
+                    ("IMAGE", ISTIO_IMAGE),
+                    ("APPS", &app.join(",")),
+                    ("APP", &first_app),
+                    ("NAME", &name),
+                    ("STATUS", &status),
+                ],
+            )
         }
         Injector::Linkerd => {
-            // cli/cmd/testdata/inject_emojivoto_deployment.golden.yml (native) and
-            // ….golden.classic-52016cb.yml (classic): linkerd-init, then the proxy first.
-            let shutdown = annotation(
-                &existing_annotations,
-                "config.linkerd.io/proxy-admin-shutdown",
-            ) == Some("enabled");
-            let admin_port = annotation(&existing_annotations, "config.linkerd.io/admin-port")
-                .unwrap_or("4191")
-                .to_string();
-            let init = json!({
-                "name": "linkerd-init",
-                "image": LINKERD_IMAGE,
-                "command": ["/usr/lib/linkerd/linkerd2-proxy-init"],
-                "args": strings(&["--incoming-proxy-port", "4143", "--outgoing-proxy-port", "4140", "--proxy-uid", "2102", "--inbound-ports-to-ignore", "4190,4191,4567,4568", "--outbound-ports-to-ignore", "4567,4568"]),
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}, "privileged": false, "readOnlyRootFilesystem": true, "runAsGroup": 65534, "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
-                "volumeMounts": [{"mountPath": "/run", "name": "linkerd-proxy-init-xtables-lock"}],
-            });
-            let mut proxy = json!({
-                "name": "linkerd-proxy",
-                "image": LINKERD_IMAGE,
-                "env": [
-                    {"name": "_pod_containerName", "value": "linkerd-proxy"},
-                    {"name": "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED", "value": if shutdown { "true" } else { "false" }},
-                    {"name": "LINKERD2_PROXY_LOG", "value": "warn,linkerd=info,hickory=error,[{headers}]=off,[{request}]=off"},
-                    {"name": "LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "value": format!("[::]:{admin_port}")},
-                    {"name": "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS", "value": "127.0.0.1:4140,[::1]:4140"},
-                    {"name": "LINKERD2_PROXY_INBOUND_LISTEN_ADDR", "value": "[::]:4143"},
-                ],
-                "ports": [{"containerPort": 4143, "name": "linkerd-proxy"}, {"containerPort": admin_port.parse::<u16>().unwrap_or(4191), "name": "linkerd-admin"}],
-                "readinessProbe": {"httpGet": {"path": "/ready", "port": 4191}, "initialDelaySeconds": 2, "timeoutSeconds": 1},
-                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true, "runAsUser": 2102, "seccompProfile": {"type": "RuntimeDefault"}},
-                "volumeMounts": [
-                    {"mountPath": "/var/run/linkerd/identity/end-entity", "name": "linkerd-identity-end-entity"},
-                    {"mountPath": "/var/run/secrets/tokens", "name": "linkerd-identity-token"},
-                ],
-            });
-            let p = obj(&mut proxy);
-            if native {
-                p.insert("restartPolicy".into(), json!("Always"));
-                p.insert("startupProbe".into(), json!({"httpGet": {"path": "/ready", "port": 4191}, "periodSeconds": 1, "failureThreshold": 120}));
-                list(spec, "initContainers").splice(0..0, [init, proxy]);
+            let port = annotation(&annotations_before, "config.linkerd.io/admin-port")
+                .filter(|p| p.parse::<u16>().is_ok())
+                .unwrap_or("4191");
+            let shutdown = if has("config.linkerd.io/proxy-admin-shutdown", "enabled") {
+                "true"
             } else {
-                p.insert("lifecycle".into(), json!({"postStart": {"exec": {"command": ["/usr/lib/linkerd/linkerd-await", "--timeout=2m", format!("--port={admin_port}")]}}}));
-                list(spec, "initContainers").insert(0, init);
-                list(spec, "containers").insert(0, proxy);
-            }
-            annotations.insert(
-                "linkerd.io/created-by".into(),
-                json!("linkerd/proxy-injector edge-24.11.8"),
-            );
-            annotations.insert("linkerd.io/inject".into(), json!("enabled"));
-            annotations.insert("linkerd.io/proxy-version".into(), json!("edge-24.11.8"));
-            labels.insert("linkerd.io/control-plane-ns".into(), json!("linkerd"));
-            for (name, volume) in [
-                ("linkerd-proxy-init-xtables-lock", json!({"emptyDir": {}})),
-                (
-                    "linkerd-identity-end-entity",
-                    json!({"emptyDir": {"medium": "Memory"}}),
-                ),
-                (
-                    "linkerd-identity-token",
-                    json!({"projected": {"sources": [{"serviceAccountToken": {"audience": "identity.l5d.io", "expirationSeconds": 86400, "path": "linkerd-identity-token"}}]}}),
-                ),
-            ] {
-                let mut v = volume;
-                obj(&mut v).insert("name".into(), json!(name));
-                list(spec, "volumes").push(v);
-            }
-        }
-        Injector::Kuma => {
-            // pkg/plugins/runtime/k8s/webhooks/injector/testdata/inject.01.golden.yaml (native)
-            // and ….legacy-f5aa65e.yaml (classic): kuma-init, then kuma-sidecar first.
-            let init = json!({
-                "name": "kuma-init",
-                "image": KUMA_INIT_IMAGE,
-                "command": ["/usr/bin/kumactl", "install", "transparent-proxy"],
-                "args": ["--config=/tmp/transparent-proxy/base/config.yaml"],
-                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}, "runAsGroup": 0, "runAsUser": 0},
-                "volumeMounts": [{"mountPath": "/tmp", "name": "kuma-init-tmp"}],
-            });
-            let mut sidecar = json!({
-                "name": "kuma-sidecar",
-                "image": KUMA_DP_IMAGE,
-                "args": ["run", "--log-level=info", "--concurrency=2"],
-                "env": [
-                    {"name": "KUMA_CONTROL_PLANE_URL", "value": "https://kuma-control-plane.kuma-system:5678"},
-                    {"name": "KUMA_DATAPLANE_DRAIN_TIME", "value": "30s"},
-                    {"name": "KUMA_DATAPLANE_MESH", "value": "default"},
-                ],
-                "readinessProbe": {"httpGet": {"path": "/ready", "port": 9901}, "initialDelaySeconds": 1, "periodSeconds": 5},
-                "securityContext": {"runAsGroup": 5678, "runAsUser": 5678},
-                "volumeMounts": [{"mountPath": "/tmp", "name": "kuma-sidecar-tmp"}],
-            });
-            if native {
-                let s = obj(&mut sidecar);
-                s.insert("restartPolicy".into(), json!("Always"));
-                s.insert(
-                    "lifecycle".into(),
-                    json!({"preStop": {"exec": {"command": ["killall", "-USR2", "kuma-dp"]}}}),
-                );
-                list(spec, "initContainers").splice(0..0, [init, sidecar]);
-            } else {
-                list(spec, "initContainers").insert(0, init);
-                list(spec, "containers").insert(0, sidecar);
-            }
-            annotations.insert("kuma.io/envoy-admin-port".into(), json!("9901"));
-            annotations.insert("kuma.io/sidecar-injected".into(), json!("true"));
-            labels.insert("kuma.io/mesh".into(), json!("default"));
-            for name in ["kuma-init-tmp", "kuma-sidecar-tmp"] {
-                list(spec, "volumes").push(json!({"name": name, "emptyDir": {"sizeLimit": "10M"}}));
-            }
-        }
-        Injector::Vault => {
-            // hashicorp/vault-k8s agent-inject/agent: ContainerInitSidecar (unless
-            // agent-pre-populate: "false"), appended to the init containers (first with
-            // agent-init-first: "true"); ContainerSidecar (unless agent-pre-populate-only),
-            // appended to the containers; both run `/bin/sh -ec` as uid 100.
-            let pre_populate = annotation(
-                &existing_annotations,
-                "vault.hashicorp.com/agent-pre-populate",
-            ) != Some("false");
-            let only = annotation(
-                &existing_annotations,
-                "vault.hashicorp.com/agent-pre-populate-only",
-            ) == Some("true");
-            let first = annotation(
-                &existing_annotations,
-                "vault.hashicorp.com/agent-init-first",
-            ) == Some("true");
-            let container = |name: &str, arg: &str| {
-                json!({
-                    "name": name,
-                    "image": VAULT_IMAGE,
-                    "command": ["/bin/sh", "-ec"],
-                    "args": [arg],
-                    "env": [{"name": "VAULT_LOG_LEVEL", "value": "info"}, {"name": "VAULT_LOG_FORMAT", "value": "standard"}],
-                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true, "runAsGroup": 1000, "runAsNonRoot": true, "runAsUser": 100},
-                    "volumeMounts": [{"mountPath": "/home/vault", "name": "home-sidecar"}, {"mountPath": "/vault/secrets", "name": "vault-secrets"}],
-                })
+                "false"
             };
-            if pre_populate {
-                let init = container(init_name, "echo ${VAULT_CONFIG?} | base64 -d > /home/vault/config.json && vault agent -config=/home/vault/config.json");
-                let inits = list(spec, "initContainers");
-                if first {
-                    inits.insert(0, init);
-                } else {
-                    inits.push(init);
-                }
-                added.push(init_name.to_string());
-            }
-            if !only {
-                list(spec, "containers").push(container(sidecar_name, "echo ${VAULT_CONFIG?} | base64 -d > /home/vault/config.json && vault agent -config=/home/vault/config.json"));
-                added.push(sidecar_name.to_string());
-            }
-            annotations.insert(
-                "vault.hashicorp.com/agent-inject-status".into(),
-                json!("injected"),
-            );
-            for name in ["home-init", "home-sidecar", "vault-secrets"] {
-                list(spec, "volumes").push(json!({"name": name, "emptyDir": {"medium": "Memory"}}));
-            }
+            let version = LINKERD_IMAGE.rsplit(':').next().unwrap_or("");
+            template(
+                LINKERD,
+                &[
+                    ("IMAGE", LINKERD_IMAGE),
+                    ("PORT", port),
+                    ("SHUTDOWN", shutdown),
+                    ("VERSION", version),
+                ],
+            )
         }
-        Injector::CloudSqlProxy | Injector::Unknown => {}
+        Injector::Kuma => template(
+            KUMA,
+            &[("IMAGE", KUMA_DP_IMAGE), ("INIT_IMAGE", KUMA_INIT_IMAGE)],
+        ),
+        Injector::Vault => template(VAULT, &[("IMAGE", VAULT_IMAGE)]),
+        Injector::CloudSqlProxy | Injector::Unknown => return Vec::new(),
+    };
+    let mut init = take(&mut parts, "init");
+    let mut sidecar = take(&mut parts, "sidecar");
+    let extra = take(&mut parts, if native { "native" } else { "classic" });
+    if let Value::Object(extra) = extra {
+        obj(&mut sidecar).extend(extra);
     }
-    if added.is_empty() && injector != Injector::Vault {
+    let (init_name, sidecar_name) = container_names(injector);
+    let mut added = Vec::new();
+    if injector == Injector::Vault {
+        // vault-k8s Patch: the init container unless agent-pre-populate: "false", appended
+        // (first with agent-init-first: "true"); the sidecar unless agent-pre-populate-only.
+        if !has("vault.hashicorp.com/agent-pre-populate", "false") {
+            let at = if has("vault.hashicorp.com/agent-init-first", "true") {
+                0
+            } else {
+                list(spec, "initContainers").len()
+            };
+            list(spec, "initContainers").insert(at, core::mem::take(&mut init));
+            added.push(init_name.to_string());
+        }
+        if !has("vault.hashicorp.com/agent-pre-populate-only", "true") {
+            list(spec, "containers").push(sidecar);
+            added.push(sidecar_name.to_string());
+        }
+    } else {
+        // Native: the init container, then the proxy, before the pod's own init containers.
+        // Classic: the init container first; Istio's proxy last of the containers, Linkerd's
+        // and Kuma's first.
+        if native {
+            list(spec, "initContainers").splice(0..0, [init, sidecar]);
+        } else {
+            list(spec, "initContainers").insert(0, init);
+            let at = if injector == Injector::Istio {
+                list(spec, "containers").len()
+            } else {
+                0
+            };
+            list(spec, "containers").insert(at, sidecar);
+        }
         added = [init_name.to_string(), sidecar_name.to_string()].into();
     }
-    for (key, values) in [("labels", labels), ("annotations", annotations)] {
-        let entry = meta.entry(key).or_insert_with(|| Value::Object(Map::new()));
-        obj(entry).extend(values);
+    if let Value::Array(volumes) = take(&mut parts, "volumes") {
+        list(spec, "volumes").extend(volumes);
+    }
+    let meta = obj(metadata);
+    for key in ["labels", "annotations"] {
+        if let Value::Object(values) = take(&mut parts, key) {
+            let entry = meta.entry(key).or_insert_with(|| Value::Object(Map::new()));
+            obj(entry).extend(values);
+        }
     }
     added
 }
