@@ -170,10 +170,10 @@ pub fn mark(pod: &Pod, injector: Injector) -> Option<Mark> {
 /// The container of `injector` the pod already has, when it has one.
 pub fn already_has(pod: &Pod, injector: Injector) -> Option<String> {
     let (init, sidecar) = container_names(injector);
-    pod.all_containers()
-        .map(|(_, c)| c)
-        .find(|c| c.name == init || c.name == sidecar)
-        .map(|c| c.name.clone())
+    [init, sidecar]
+        .into_iter()
+        .find(|name| pod.container(name).is_some())
+        .map(String::from)
 }
 
 /// One simulated injection, as the report shows it.
