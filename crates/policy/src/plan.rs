@@ -1442,8 +1442,8 @@ fn exec_notes(input: &StopInput<'_>, pid1: bool, verdict: Verdict, notes: &mut V
     }
 }
 
-/// One `pid1-ignores-sigkill` per pod, naming its containers: a warning when SIGTERM is not
-/// known to stop one of them, else an info (issue 19).
+/// One `pid1-ignores-sigkill` per pod, naming its containers (its `container` when there is
+/// one): a warning when SIGTERM is not known to stop one of them, else an info (issue 19).
 fn merge_pid1_notes(diagnostics: &mut Vec<Diagnostic>) {
     let (pid1, rest): (Vec<_>, Vec<_>) = core::mem::take(diagnostics)
         .into_iter()
@@ -1474,10 +1474,15 @@ fn merge_pid1_notes(diagnostics: &mut Vec<Diagnostic>) {
             may.join(", ")
         )
     };
+    // About one container, it names it (hosts show a container's diagnostics with it).
+    let container = match names.as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    };
     diagnostics.push(Diagnostic::new(
         Code::Pid1IgnoresSigkill,
         severity,
-        None,
+        container,
         format!("the SIGKILL steps of {} signal PID 1, and the kernel drops signals sent from inside a PID namespace to its init unless it has a handler, which SIGKILL cannot have: {which}", names.join(", ")),
         first.fix.clone(),
     ));
