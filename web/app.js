@@ -11,7 +11,6 @@ import { h, replace } from './dom.js';
 import { renderSubject, renderMatrix, renderDiagnostics, subjectTitle, verdictBadge, severityBadge, actionShell } from './render.js';
 import { encodeState, decodeState } from './share.js';
 import { KILL_CMD_PREFIX, annotationsAt, withAnnotation, annotationLine, writeBack } from './edit.js';
-import { MESHES, MODES, injectedVariant } from './inject.js';
 import { ComparisonModule, diffAnswers, renderDiff, MAX_MODULE_BYTES } from './compare.js';
 import { toYaml } from './yaml-emit.js';
 
@@ -220,7 +219,8 @@ function clearInputError() {
 // ---------------------------------------------------------------- kill-cmd editor
 
 const ARGO_OWN = new Set(['argo-init', 'argo-wait', 'argo-supervisor']);
-const podKey = (docIndex, subject) => `${docIndex}|${subject.source.path}`;
+const podKey = (docIndex, subject) => `${docIndex}|${subject.source.path}|${subject.source.template ?? ''}`;
+const samePod = (a, b) => a.path === b.path && a.template === b.template;
 
 function setOptions(select, options, wanted) {
   const keep = wanted ?? select.value;
@@ -362,6 +362,19 @@ function wireEditor() {
 }
 
 // ---------------------------------------------------------------- injection simulation
+// The policy injects (the request fact `facts.inject`, docs/ABI.md 1.4) and plans the injected
+// pod; the page only asks for each injector and layout, and shows the answers.
+
+const MESHES = [
+  { id: 'istio', name: 'Istio' },
+  { id: 'linkerd', name: 'Linkerd' },
+  { id: 'kuma', name: 'Kuma' },
+];
+const MODES = [
+  { id: 'classic', name: 'classic (regular container)' },
+  { id: 'native', name: 'native (init container, restartPolicy: Always)' },
+];
+const WORKFLOW_KINDS = new Set(['Workflow', 'WorkflowTemplate', 'ClusterWorkflowTemplate']);
 
 function refreshSimTargets() {
   const all = subjects();
@@ -384,35 +397,61 @@ function runSimulation() {
   const rows = [];
   for (const mesh of MESHES) {
     for (const mode of MODES) {
-      const variant = injectedVariant(doc, target.subject.source, mesh.id, mode.id);
-      const cells = { mesh, mode, variant, answer: null, subject: null };
-      if (variant?.object) {
-        cells.answer = plan({ object: variant.object, facts: state.facts });
-        const found = cells.answer.ok?.subjects || [];
-        cells.subject = variant.object === doc ? found.find((s) => s.source.path === target.subject.source.path) : found[0];
-        if (!cells.subject) cells.subject = found.find((s) => s.source.path === target.subject.source.path) || found[0];
-      }
-      rows.push(cells);
+      const facts = { ...state.facts, inject: { [mesh.id]: { native: mode.id === 'native' } } };
+      const answer = plan({ object: doc, facts });
+      const subject = (answer.ok?.subjects || []).find((s) => samePod(s.source, target.subject.source)) || null;
+      rows.push({ mesh, mode, answer, subject, injected: subject?.injection?.injected?.find((i) => i.injector === mesh.id) });
     }
   }
   replace(out, h('div', { class: 'table-wrap' },
     h('table', { class: 'sim-table' },
       h('caption', {}, `Injections into ${subjectTitle(target.subject.source)}, planned with the facts above.`),
       h('thead', {}, h('tr', {}, ['Mesh', 'Layout', 'Injected containers', 'What sidekill would do', 'Diagnostics', ''].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows.map((r) => simRow(r, target))))));
+      h('tbody', {}, rows.map((r) => simRow(r, doc, target))))));
   $('sim-status').textContent = `Simulated ${rows.length} injections into ${subjectTitle(target.subject.source)}.`;
 }
 
-function simRow({ mesh, mode, variant, answer, subject }, target) {
+/** Text with `code` spans, as the policy's messages write them. */
+function withCode(text) {
+  return text.split('`').map((part, i) => (i % 2 ? h('code', {}, part) : part));
+}
+
+/** The document to open for an injected pod: in place where the pod is a template of the input,
+ * else (a workflow's pod, which Argo creates) a Pod of its own. */
+function injectedDocument(doc, source, pod) {
+  if (WORKFLOW_KINDS.has(source.kind) && source.template !== undefined) {
+    return { apiVersion: 'v1', kind: 'Pod', metadata: pod.metadata, spec: pod.spec };
+  }
+  const out = structuredClone(doc);
+  const keys = pathKeys(source.path);
+  if (!keys.length) return { ...out, metadata: pod.metadata, spec: pod.spec };
+  let parent = out;
+  for (const k of keys.slice(0, -1)) parent = parent[k];
+  const last = keys[keys.length - 1];
+  parent[last] = { ...parent[last], metadata: pod.metadata, spec: pod.spec };
+  return out;
+}
+
+function pathKeys(path) {
+  const keys = [];
+  for (const part of path.split('.')) {
+    const m = /^([^[\]]*)((?:\[\d+\])*)$/.exec(part);
+    if (m[1]) keys.push(m[1]);
+    for (const idx of m[2].matchAll(/\[(\d+)\]/g)) keys.push(Number(idx[1]));
+  }
+  return keys.slice(1);
+}
+
+function simRow({ mesh, mode, answer, subject, injected }, doc, target) {
   const head = [
     h('th', { scope: 'row', 'data-label': 'Mesh' }, mesh.name),
     h('td', { 'data-label': 'Layout' }, mode.name),
   ];
   const row = (...cells) => h('tr', { dataset: { mesh: mesh.id, mode: mode.id } }, head, cells);
-  if (!variant) return row(h('td', { colspan: '4' }, 'This subject has no pod spec to inject into.'));
-  if (!variant.object) return row(h('td', { colspan: '4' }, `The pod already has `, h('code', {}, variant.already), `: the injector would leave it as it is.`));
   if (answer.error) return row(h('td', { colspan: '4' }, `No plan: ${answer.error.message}`));
-  const added = new Set(variant.added);
+  if (!subject) return row(h('td', { colspan: '4' }, 'This subject has no pod spec to inject into.'));
+  if (!injected?.added.length) return row(h('td', { colspan: '4' }, withCode(injected?.reason || 'The injector left the pod alone.')));
+  const added = new Set(injected.added);
   const containers = subject.containers.filter((c) => added.has(c.name));
   const stops = subject.plan.stops.filter((s) => added.has(s.container));
   const skipped = subject.plan.skipped.filter((s) => added.has(s.container) && s.container.match(/proxy|sidecar/));
@@ -432,7 +471,7 @@ function simRow({ mesh, mode, variant, answer, subject }, target) {
       'aria-label': `Open the ${mesh.name} ${mode.id} injection of ${subjectTitle(target.subject.source)} as the input`,
       onclick: () => {
         const header = `# Simulated: ${mesh.name} ${mode.id} injection into ${subjectTitle(target.subject.source)}\n`;
-        setInput(header + toYaml(variant.object));
+        setInput(header + toYaml(injectedDocument(doc, subject.source, subject.injection.pod)));
         $('answer').focus();
       },
     }, 'Open as input')));

@@ -26,7 +26,8 @@ describe('the page', () => {
     const plan = await shownPlan(page);
     assert.equal(plan.length, 1);
     assert.equal(plan[0].stops[0].container, 'istio-proxy');
-    assert.equal(plan[0].stops[0].verdict, 'may-stop');
+    // The annotation makes the preset's request, so it is judged as the preset (issue 19).
+    assert.equal(plan[0].stops[0].verdict, 'stops');
     assert.deepEqual(plan[0].stops[0].steps, [
       'await wait',
       'send 15 exec pilot-agent request POST quitquitquit',

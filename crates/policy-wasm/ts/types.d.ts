@@ -78,6 +78,15 @@ export interface Facts {
     /** The ephemeral quitter: opt-in, needs pods/ephemeralcontainers. */
     ephemeral?: { allowed: boolean; image?: string } | null;
   } | null;
+  /** Injections to simulate before planning (the namespace is injected), applied in the order
+   * istio, linkerd, kuma, vault. `native` defaults to false (classic); a pod's own annotation
+   * overrides it. ABI 1.4. */
+  inject?: {
+    istio?: { native?: boolean | null } | null;
+    linkerd?: { native?: boolean | null } | null;
+    kuma?: { native?: boolean | null } | null;
+    vault?: { native?: boolean | null } | null;
+  } | null;
 }
 
 /** An Argo executor, or `none` for a pod no Argo executor runs. */
@@ -374,7 +383,9 @@ export type DiagnosticCode =
   | "image-swap"
   | "image-swap-refused"
   | "ephemeral-quitter"
-  | "quitter-not-allowed";
+  | "quitter-not-allowed"
+  | "will-be-injected"
+  | "injection-simulated";
 
 /** What will go wrong (or differently) when a plan runs, and how to fix it. */
 export interface Diagnostic {
@@ -395,6 +406,23 @@ export interface Report {
   matrix: MatrixUse;
   plan: Plan;
   diagnostics: Diagnostic[];
+  /** The simulated injections and the injected pod this report is of; only with
+   * `facts.inject`. ABI 1.4. */
+  injection?: Injection;
+}
+
+/** What `facts.inject` did to one pod. ABI 1.4. */
+export interface Injection {
+  injected: {
+    injector: "istio" | "linkerd" | "kuma" | "vault";
+    native: boolean;
+    /** The containers added, in order; empty when the injector left the pod alone. */
+    added: string[];
+    /** What it did, or why it left the pod alone. */
+    reason: string;
+  }[];
+  /** The injected pod, `{metadata, spec}`. */
+  pod: { metadata: Record<string, unknown>; spec: Record<string, unknown> };
 }
 
 /** The policy's identity, the `policyInfo` answer. */

@@ -81,13 +81,27 @@ pub fn main_names_from_template_env(pod: &Pod) -> Option<Vec<String>> {
     (!names.is_empty()).then_some(names)
 }
 
-/// A pod Argo would run for one template: (template name, index), (metadata, spec), mains.
-pub(crate) type TemplatePod = ((String, usize), (Value, Value), Vec<String>);
+/// A pod Argo would run: (template name, JSON path of what it comes from), (metadata, spec),
+/// mains.
+pub(crate) type TemplatePod = ((String, String), (Value, Value), Vec<String>);
 
-/// The pods Argo's emissary executor creates for a Workflow's templates.
+/// The pods Argo's emissary executor creates for a Workflow: one per template that runs a
+/// pod, and the artifact garbage collection pods.
 ///
-/// Templates that run no pod of their own (steps, dag, suspend, resource, http, plugin)
-/// are left out.
+/// - `container`, `script` and `containerSet` templates: `init`, `wait`, the main
+///   container(s) under the emissary, and the declared sidecars.
+/// - `resource` and `data` templates: `init` and one `main` container running argoexec
+///   itself (argo-workflows workflow/controller/operator.go `executeResource`, `executeData`;
+///   workflowpod.go adds no `wait` for them unless logs are archived). Injectors inject these
+///   pods too (argo-workflows#7273).
+/// - With `spec.artifactGC.strategy` (or an output artifact's) `OnWorkflowCompletion` or
+///   `OnWorkflowDeletion`: one pod per strategy with a `main` container running
+///   `argoexec artifact delete`, labelled with the workflow and
+///   `workflows.argoproj.io/component: artifact-gc`, with `spec.artifactGC.podMetadata` (not
+///   `spec.podMetadata`): workflow/controller/artifact_gc.go `createArtifactGCPod`
+///   (argo-workflows#13576).
+///
+/// Templates that run no pod of their own (steps, dag, suspend, http, plugin) are left out.
 pub(crate) fn workflow_pods(spec: &Value, workflow: &str, path: &str) -> Result<Vec<TemplatePod>> {
     let spec_path = format!("{path}.spec");
     let spec_map = as_object(spec, &spec_path)?;
@@ -104,7 +118,23 @@ pub(crate) fn workflow_pods(spec: &Value, workflow: &str, path: &str) -> Result<
         let name = req_string(t, "name", &t_path)?;
         let mut mains = Vec::new();
         let mut containers = alloc::vec![argo_container("wait", &["argoexec", "wait"])];
-        if let Some(main) = t
+        let runs_argoexec = ["resource", "data"]
+            .into_iter()
+            .find(|k| t.get(*k).is_some_and(|v| !v.is_null()));
+        if let Some(kind) = runs_argoexec {
+            let action = t
+                .get("resource")
+                .and_then(|r| r.get("action"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let argv: Vec<&str> = if kind == "resource" {
+                alloc::vec!["argoexec", "resource", action]
+            } else {
+                alloc::vec!["argoexec", "data"]
+            };
+            containers = alloc::vec![argo_container("main", &argv)];
+            mains.push("main".to_string());
+        } else if let Some(main) = t
             .get("container")
             .or(t.get("script"))
             .filter(|v| !v.is_null())
@@ -174,12 +204,94 @@ pub(crate) fn workflow_pods(spec: &Value, workflow: &str, path: &str) -> Result<
             }
         }
         pods.push((
-            (name, i),
+            (name, t_path),
             (Value::Object(metadata), Value::Object(pod_spec)),
             mains,
         ));
     }
+    pods.extend(artifact_gc_pods(spec_map, workflow, &spec_path));
     Ok(pods)
+}
+
+/// The artifact garbage collection pods, one per strategy the Workflow uses.
+fn artifact_gc_pods(
+    spec: &Map<String, Value>,
+    workflow: &str,
+    spec_path: &str,
+) -> Vec<TemplatePod> {
+    const STRATEGIES: [(&str, &str); 2] = [
+        ("OnWorkflowCompletion", "wfcomp"),
+        ("OnWorkflowDeletion", "wfdel"),
+    ];
+    let gc = spec.get("artifactGC");
+    let workflow_strategy = gc.and_then(|g| g.get("strategy")).and_then(Value::as_str);
+    let mut artifact_strategies = Vec::new();
+    for t in spec
+        .get("templates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for a in t
+            .get("outputs")
+            .and_then(|o| o.get("artifacts"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match a
+                .get("artifactGC")
+                .and_then(|g| g.get("strategy"))
+                .and_then(Value::as_str)
+            {
+                Some(s) => artifact_strategies.push(s),
+                // An artifact without its own strategy takes the Workflow's.
+                None => artifact_strategies.extend(workflow_strategy),
+            }
+        }
+    }
+    let mut pods = Vec::new();
+    for (strategy, short) in STRATEGIES {
+        if workflow_strategy != Some(strategy) && !artifact_strategies.contains(&strategy) {
+            continue;
+        }
+        let meta = gc.and_then(|g| g.get("podMetadata"));
+        let mut labels = Map::new();
+        let mut annotations = Map::new();
+        if let Some(Value::Object(l)) = meta.and_then(|m| m.get("labels")) {
+            labels.extend(l.clone());
+        }
+        if let Some(Value::Object(a)) = meta.and_then(|m| m.get("annotations")) {
+            annotations.extend(a.clone());
+        }
+        labels.insert(WORKFLOW_LABEL.into(), json!(workflow));
+        labels.insert(
+            "workflows.argoproj.io/component".into(),
+            json!("artifact-gc"),
+        );
+        annotations.insert(
+            "workflows.argoproj.io/artifact-gc-strategy".into(),
+            json!(strategy),
+        );
+        let metadata = json!({
+            "name": format!("{workflow}-artgc-{short}"),
+            "labels": labels,
+            "annotations": annotations,
+        });
+        let spec = json!({
+            "restartPolicy": "Never",
+            "containers": [argo_container("main", &["argoexec", "artifact", "delete"])],
+        });
+        pods.push((
+            (
+                format!("artifact GC ({strategy})"),
+                format!("{spec_path}.artifactGC"),
+            ),
+            (metadata, spec),
+            alloc::vec!["main".to_string()],
+        ));
+    }
+    pods
 }
 
 fn argo_container(name: &str, argv: &[&str]) -> Value {

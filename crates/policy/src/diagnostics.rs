@@ -109,6 +109,12 @@ pub enum Code {
     /// Only the ephemeral quitter could reach the sidecar's quit endpoint, and the host may
     /// not use it.
     QuitterNotAllowed,
+    /// The pod opts into an injector and has none of its containers yet: the pod that runs
+    /// will have a sidecar this plan does not show (ABI 1.4).
+    WillBeInjected,
+    /// `facts.inject` asked for an injection: what the injector added, or why it left the pod
+    /// alone (ABI 1.4).
+    InjectionSimulated,
 }
 
 /// One diagnostic.

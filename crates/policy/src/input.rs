@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
+use crate::inject::{self, Injection, Simulation};
 use crate::matrix::Executor;
 use crate::method::StopMethods;
 use crate::pod::{as_array, as_object, opt_string, req_string, Pod};
@@ -33,6 +34,9 @@ pub struct Facts {
     pub sidecars: Option<Vec<String>>,
     /// The stop methods the host may use besides `pods/exec`, with their images.
     pub stop_methods: StopMethods,
+    /// Injections to simulate before planning (`facts.inject`, ABI 1.4): the pod is planned
+    /// as each injector would inject it, in the order of [`inject::INJECTORS`].
+    pub inject: Vec<Simulation>,
 }
 
 /// A request to the policy: one object and the host's facts.
@@ -119,7 +123,53 @@ fn facts(v: &Value) -> Result<Facts> {
             ephemeral: allowance(methods, "ephemeral")?,
         };
     }
+    if let Some(inject) = m.get("inject").filter(|v| !v.is_null()) {
+        facts.inject = simulations(as_object(inject, "facts.inject")?)?;
+    }
     Ok(facts)
+}
+
+/// `facts.inject`: `{"istio" | "linkerd" | "kuma" | "vault": {"native": bool}}`; `native`
+/// defaults to false (classic).
+fn simulations(m: &Map<String, Value>) -> Result<Vec<Simulation>> {
+    if let Some(unknown) = m
+        .keys()
+        .find(|k| !inject::INJECTORS.iter().any(|(name, _)| name == k))
+    {
+        return Err(Error::Invalid {
+            path: format!("facts.inject.{unknown}"),
+            expected: "an injector: istio, linkerd, kuma or vault",
+            found: format!("`{unknown}`"),
+        });
+    }
+    let mut out = Vec::new();
+    for (name, injector) in inject::INJECTORS {
+        let Some(v) = m.get(name) else { continue };
+        let path = format!("facts.inject.{name}");
+        let native = match v {
+            Value::Null => false,
+            Value::Object(o) => match o.get("native") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(Error::Invalid {
+                        path: format!("{path}.native"),
+                        expected: "a boolean",
+                        found: "another JSON value".into(),
+                    })
+                }
+            },
+            _ => {
+                return Err(Error::Invalid {
+                    path,
+                    expected: "an object such as {\"native\": false}",
+                    found: "another JSON value".into(),
+                })
+            }
+        };
+        out.push(Simulation { injector, native });
+    }
+    Ok(out)
 }
 
 /// `facts.stopMethods.<key>`, `{"allowed": bool, "image": "..."}`: the image when the method
@@ -209,19 +259,70 @@ pub struct Subject {
     pub pod: Pod,
     /// Main container names known from the object (a Workflow template's layout).
     pub main_containers: Option<Vec<String>>,
+    /// The simulated injections (`facts.inject`), when any were asked for.
+    pub injection: Option<Injection>,
 }
 
 /// Splits an object into the pods it stands for.
 ///
 /// # Errors
 /// A missing or mistyped field the core needs, named by its path under `object`.
-pub fn subjects(object: &Value) -> Result<Vec<Subject>> {
+pub fn subjects(object: &Value, facts: &Facts) -> Result<Vec<Subject>> {
     let mut out = Vec::new();
-    collect(object, "object", &mut out)?;
+    collect(object, "object", &facts.inject, &mut out)?;
     Ok(out)
 }
 
-fn collect(object: &Value, path: &str, out: &mut Vec<Subject>) -> Result<()> {
+/// One pod from its JSON, injected first when simulations are asked for.
+struct PodJson<'a> {
+    metadata: Value,
+    spec: Value,
+    status: Option<&'a Value>,
+    path: &'a str,
+}
+
+fn subject(
+    json: PodJson<'_>,
+    source: Source,
+    main_containers: Option<Vec<String>>,
+    simulations: &[Simulation],
+) -> Result<Subject> {
+    let PodJson {
+        mut metadata,
+        mut spec,
+        status,
+        path,
+    } = json;
+    let parse = |metadata: &Value, spec: &Value| {
+        Pod::from_parts(Some(metadata).filter(|m| !m.is_null()), spec, status, path)
+    };
+    let mut pod = parse(&metadata, &spec)?;
+    let injection = if simulations.is_empty() {
+        None
+    } else {
+        let injected = inject::simulate(&pod, &mut metadata, &mut spec, simulations);
+        if injected.iter().any(|i| !i.added.is_empty()) {
+            pod = parse(&metadata, &spec)?;
+        }
+        Some(Injection {
+            injected,
+            pod: json!({"metadata": metadata, "spec": spec}),
+        })
+    };
+    Ok(Subject {
+        source,
+        pod,
+        main_containers,
+        injection,
+    })
+}
+
+fn collect(
+    object: &Value,
+    path: &str,
+    simulations: &[Simulation],
+    out: &mut Vec<Subject>,
+) -> Result<()> {
     let m = as_object(object, path)?;
     let kind = req_string(m, "kind", path)?;
     let metadata = m.get("metadata").filter(|v| !v.is_null());
@@ -262,17 +363,19 @@ fn collect(object: &Value, path: &str, out: &mut Vec<Subject>) -> Result<()> {
                 expected: "a list of objects",
             })?;
             for (i, item) in as_array(items, &items_path)?.iter().enumerate() {
-                collect(item, &format!("{items_path}[{i}]"), out)?;
+                collect(item, &format!("{items_path}[{i}]"), simulations, out)?;
             }
         }
         "Pod" => {
-            let mut pod = Pod::from_parts(metadata, spec()?, m.get("status"), path)?;
-            pod.namespace = pod.namespace.or(namespace.clone());
-            out.push(Subject {
-                source: source(None, path.to_owned()),
-                pod,
-                main_containers: None,
-            });
+            let json = PodJson {
+                metadata: metadata.cloned().unwrap_or(Value::Null),
+                spec: spec()?.clone(),
+                status: m.get("status"),
+                path,
+            };
+            let mut s = subject(json, source(None, path.to_owned()), None, simulations)?;
+            s.pod.namespace = s.pod.namespace.or(namespace.clone());
+            out.push(s);
         }
         "Job" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
             let template_path = format!("{path}.spec.template");
@@ -283,6 +386,7 @@ fn collect(object: &Value, path: &str, out: &mut Vec<Subject>) -> Result<()> {
                 &[],
                 source(None, template_path.clone()),
                 namespace.clone(),
+                simulations,
             )?);
         }
         "CronJob" => {
@@ -303,18 +407,22 @@ fn collect(object: &Value, path: &str, out: &mut Vec<Subject>) -> Result<()> {
                 &outer,
                 source(None, template_path.clone()),
                 namespace.clone(),
+                simulations,
             )?);
         }
         "Workflow" | "WorkflowTemplate" | "ClusterWorkflowTemplate" => {
             for (template, pod, mains) in crate::argo::workflow_pods(spec()?, &name, path)? {
-                let pod_path = format!("{path}.spec.templates[{}]", template.1);
-                let mut pod = Pod::from_parts(Some(&pod.0), &pod.1, None, &pod_path)?;
-                pod.namespace = namespace.clone();
-                out.push(Subject {
-                    source: source(Some(template.0), pod_path),
-                    pod,
-                    main_containers: Some(mains),
-                });
+                let pod_path = template.1;
+                let json = PodJson {
+                    metadata: pod.0,
+                    spec: pod.1,
+                    status: None,
+                    path: &pod_path,
+                };
+                let source = source(Some(template.0), pod_path.clone());
+                let mut s = subject(json, source, Some(mains), simulations)?;
+                s.pod.namespace = namespace.clone();
+                out.push(s);
             }
         }
         other => {
@@ -344,6 +452,7 @@ fn template_subject(
     outer_metadata: &[&Value],
     source: Source,
     namespace: Option<String>,
+    simulations: &[Simulation],
 ) -> Result<Subject> {
     let t = as_object(template, path)?;
     let spec = t
@@ -354,16 +463,19 @@ fn template_subject(
             expected: "the pod template's spec",
         })?;
     let metadata = merged_metadata(t.get("metadata"), outer_metadata);
-    let mut pod = Pod::from_parts(Some(&metadata), spec, None, path)?;
-    pod.namespace = namespace;
-    if pod.name.is_empty() {
-        pod.name = source.name.clone();
+    let name = source.name.clone();
+    let json = PodJson {
+        metadata,
+        spec: spec.clone(),
+        status: None,
+        path,
+    };
+    let mut s = subject(json, source, None, simulations)?;
+    s.pod.namespace = namespace;
+    if s.pod.name.is_empty() {
+        s.pod.name = name;
     }
-    Ok(Subject {
-        source,
-        pod,
-        main_containers: None,
-    })
+    Ok(s)
 }
 
 fn merged_metadata(inner: Option<&Value>, outer: &[&Value]) -> Value {

@@ -28,8 +28,9 @@
 //! - A **request** is a Kubernetes object (Pod, Job, CronJob, Deployment, ReplicaSet,
 //!   StatefulSet, DaemonSet, Argo Workflow, or a `List` of them) with optional **facts**
 //!   from the host: the Argo executor, the cluster version, whether `pods/proxy` may be used,
-//!   the main containers or sidecars it declares, and the stop methods it may use besides
-//!   `pods/exec` (image swap, the ephemeral quitter; [`method`]).
+//!   the main containers or sidecars it declares, the stop methods it may use besides
+//!   `pods/exec` (image swap, the ephemeral quitter; [`method`]), and the injectors whose
+//!   injection to simulate ([`inject`]).
 //! - Each sidecar's stop has a **method** chosen from what the pod allows, what the host
 //!   may do and the expected exit code: a command inside the container, image swap to the
 //!   nop image ([`nop`]), an ephemeral quitter, or none, with the evidence for the choice.
@@ -60,6 +61,7 @@ pub mod declare;
 pub mod diagnostics;
 pub mod error;
 pub mod image;
+pub mod inject;
 pub mod input;
 pub mod killcmd;
 pub mod matrix;
@@ -138,7 +140,7 @@ pub struct Info {
 /// # Errors
 /// A missing or mistyped field the policy needs, named by its JSON path.
 pub fn plan(request: &Request) -> Result<PlanResponse> {
-    let subjects = input::subjects(&request.object)?;
+    let subjects = input::subjects(&request.object, &request.facts)?;
     Ok(PlanResponse {
         subjects: subjects
             .iter()
@@ -152,7 +154,7 @@ pub fn plan(request: &Request) -> Result<PlanResponse> {
 /// # Errors
 /// As [`plan`].
 pub fn classify(request: &Request) -> Result<ClassifyResponse> {
-    let subjects = input::subjects(&request.object)?;
+    let subjects = input::subjects(&request.object, &request.facts)?;
     Ok(ClassifyResponse {
         subjects: subjects
             .iter()
@@ -182,7 +184,8 @@ pub fn info() -> Info {
             "native-sidecars",
             "pods-proxy",
             "image-swap",
-            "ephemeral-quitter"
+            "ephemeral-quitter",
+            "inject-simulation"
         ],
         presets_hash: alloc::format!("{hash:016x}"),
         nop_paths: &nop::NOP_PATHS,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::argo;
 use crate::classify::{classify, Classified, Injector, Role, Software};
 use crate::diagnostics::{Code, Diagnostic, Severity};
+use crate::inject::{self, Injection, Mark};
 use crate::input::{Facts, Source, Subject};
 use crate::killcmd::{self, Problem};
 use crate::matrix::{matrix, Executor, Row};
@@ -57,7 +58,9 @@ pub struct KillCommand {
     pub container: String,
     /// Where the command comes from.
     pub source: CommandSource,
-    /// The preset's name and source, when a preset is used.
+    /// The preset's name and source, when a preset is used, or when the kill-cmd annotation's
+    /// command makes the same request as the preset (then `source` stays `annotation`, and the
+    /// command is judged as the preset is).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,
     /// The request for SIGTERM.
@@ -246,6 +249,9 @@ pub struct Report {
     pub plan: Plan,
     /// What will go wrong, and fixes.
     pub diagnostics: Vec<Diagnostic>,
+    /// The simulated injections (`facts.inject`, ABI 1.4) and the injected pod planned here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injection: Option<Injection>,
 }
 
 /// Classifies one pod.
@@ -296,8 +302,9 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
     let policy = summary.restart_policy.policy;
     let long_running = policy == Some(RestartPolicy::Always);
 
-    let annotations = kill_cmd_annotations(pod, &containers, &mut diagnostics);
+    let annotations = kill_cmd_annotations(pod, &containers, facts, &mut diagnostics);
     diagnostics.extend(declaration_notes);
+    injection_notes(subject, facts, &mut diagnostics);
     let mut commands = Vec::new();
     let mut command_notes = BTreeMap::new();
     let mut quit_presets = BTreeMap::new();
@@ -378,10 +385,19 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
             },
             &mut notes,
         );
-        exit_notes(c, classified, &stop, &summary.owner, policy, &mut notes);
+        exit_notes(
+            c,
+            classified,
+            &stop,
+            &summary.owner,
+            policy,
+            native_ok(facts),
+            &mut notes,
+        );
         diagnostics.extend(notes);
         stops.push(stop);
     }
+    merge_pid1_notes(&mut diagnostics);
     // Proxies go after the other sidecars; each group keeps pod order.
     let (mut stops, proxies): (Vec<_>, Vec<_>) =
         stops.into_iter().partition(|s| s.group == Group::Sidecar);
@@ -477,6 +493,45 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
             outcome,
         },
         diagnostics,
+        injection: subject.injection.clone(),
+    }
+}
+
+/// What injection changes: the injectors the pod opts into and has not met yet, and the
+/// simulated injections.
+fn injection_notes(subject: &Subject, facts: &Facts, diagnostics: &mut Vec<Diagnostic>) {
+    let pod = &subject.pod;
+    for injected in subject.injection.iter().flat_map(|i| &i.injected) {
+        diagnostics.push(Diagnostic::new(
+            Code::InjectionSimulated,
+            Severity::Info,
+            None,
+            injected.reason.clone(),
+            "nothing to do: the plan is of the injected pod",
+        ));
+    }
+    // A pod with a status was created: injection, if any, has happened.
+    if pod.has_status {
+        return;
+    }
+    for (name, injector) in inject::INJECTORS {
+        if facts.inject.iter().any(|s| s.injector == injector) {
+            continue;
+        }
+        let Some(Mark::In(mark)) = inject::mark(pod, injector) else {
+            continue;
+        };
+        if inject::already_has(pod, injector).is_some() {
+            continue;
+        }
+        let (init, sidecar) = inject::container_names(injector);
+        diagnostics.push(Diagnostic::new(
+            Code::WillBeInjected,
+            Severity::Warning,
+            None,
+            format!("will be injected by {}: the pod opts in ({mark}), so the pod that runs will have `{init}` and `{sidecar}`, which this plan of the manifest does not show", inject::display(injector)),
+            format!("simulate with --inject {name} (facts.inject.{name}) to plan the injected pod"),
+        ));
     }
 }
 
@@ -505,6 +560,7 @@ fn skip_reason(c: &Classified, pod: &Pod) -> Option<&'static str> {
 fn kill_cmd_annotations<'p>(
     pod: &'p Pod,
     containers: &[Classified],
+    facts: &Facts,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> BTreeMap<&'p str, Result<Vec<String>, Problem>> {
     let mut parsed = BTreeMap::new();
@@ -523,6 +579,35 @@ fn kill_cmd_annotations<'p>(
             continue;
         }
         let Some(classified) = containers.iter().find(|c| c.name == suffix) else {
+            // A container an injector adds (issue 19): Argo's documented Istio recipe sets
+            // kill-cmd-istio-proxy on a pod that is not injected yet. Not an error.
+            let injector = inject::INJECTORS
+                .iter()
+                .find(|(_, i)| inject::container_names(*i).1 == suffix);
+            if let Some((name, injector)) = injector {
+                let opted_in = matches!(inject::mark(pod, *injector), Some(Mark::In(_)));
+                if opted_in {
+                    // `will-be-injected` says what to do; this annotation is for that container.
+                    continue;
+                }
+                let simulated = facts.inject.iter().any(|s| s.injector == *injector);
+                let why = if simulated {
+                    format!(
+                        "the simulated {} injection left the pod alone (see injection-simulated)",
+                        inject::display(*injector)
+                    )
+                } else {
+                    format!("{} adds it when it injects the pod, which the pod does not ask for itself; its namespace may", inject::display(*injector))
+                };
+                diagnostics.push(Diagnostic::new(
+                    Code::KillCmdUnknownContainer,
+                    Severity::Warning,
+                    Some(suffix),
+                    format!("annotation {key} is for container `{suffix}`, which the pod does not have: {why}"),
+                    format!("if the namespace is injected, simulate with --inject {name} (facts.inject.{name}); if it is not, the annotation does nothing and can go"),
+                ));
+                continue;
+            }
             diagnostics.push(Diagnostic::new(
                 Code::KillCmdUnknownContainer,
                 Severity::Error,
@@ -534,7 +619,7 @@ fn kill_cmd_annotations<'p>(
                     "rename the annotation to one of: {}",
                     containers
                         .iter()
-                        .filter(|c| c.list == ContainerList::Containers)
+                        .filter(|c| c.list == ContainerList::Containers && !c.role.is_argo_own())
                         .map(|c| c.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -543,14 +628,27 @@ fn kill_cmd_annotations<'p>(
             continue;
         };
         let result = killcmd::parse(value);
-        if let Err(problem) = &result {
-            diagnostics.push(Diagnostic::new(
+        match &result {
+            // argo-workflows workflow/signal/signal.go (killCommand): the unmarshal fails, so
+            // Argo execs nothing and the sidecar keeps running.
+            Err(problem) => diagnostics.push(Diagnostic::new(
                 problem.code,
                 Severity::Error,
                 Some(suffix),
-                format!("annotation {key}: {}. Argo runs nothing for this container and the pod hangs; sidekill falls back to the next command", problem.detail),
+                format!("annotation {key}: {}. Argo's unmarshal of the value fails, so it runs nothing for this container and the pod hangs; sidekill falls back to the next command", problem.detail),
                 "write a JSON array of non-empty strings with at most one %d per argument, such as [\"sh\",\"-c\",\"kill -%d 1\"]",
-            ));
+            )),
+            // The same function runs fmt.Sprintf on the argument and execs the result: the
+            // command runs with `%!d(MISSING)` in it; sidekill runs what Argo runs.
+            Ok(template) => diagnostics.extend(killcmd::verb_problems(template).into_iter().map(|problem| {
+                Diagnostic::new(
+                    problem.code,
+                    Severity::Warning,
+                    Some(suffix),
+                    format!("annotation {key}: {} (argo-workflows workflow/signal/signal.go killCommand, SignalContainer before v3.6); sidekill runs the same", problem.detail),
+                    "use one plain %d per argument, such as [\"sh\",\"-c\",\"kill -%d 1\"]",
+                )
+            })),
         }
         if classified.list == ContainerList::InitContainers {
             diagnostics.push(Diagnostic::new(
@@ -578,11 +676,20 @@ fn resolve_command(
 ) -> (KillCommand, Vec<Diagnostic>, Option<Preset>) {
     let software = classified.software;
     let mut notes = Vec::new();
+    let preset_result = presets::preset_for(pod, c, software);
+    // An annotation making the same request as the preset is judged as the preset: same
+    // expected exit, same verdict (issue 19).
+    let recognized = match (annotation, &preset_result) {
+        (Some(Ok(template)), Ok(Some(p))) if presets::same_request(template, p, c, software) => {
+            Some(p.clone())
+        }
+        _ => None,
+    };
     // When the annotation's command is expected to exit non-zero and a preset's to exit 0,
     // the preset wins: the pod's result matters more than the command's origin. A command
     // whose code is unknown is the user's choice and stays.
     let annotation = match annotation {
-        Some(Ok(template)) => {
+        Some(Ok(template)) if recognized.is_none() => {
             let argv = killcmd::render(template, SIGTERM);
             let exit = outcome::expected_exit(
                 c,
@@ -593,7 +700,7 @@ fn resolve_command(
                 targets_pid1(&argv),
             );
             let preset_exits_zero = matches!(exit.code, ExitCode::Code(code) if code != 0)
-                && matches!(presets::preset_for(pod, c, software), Ok(Some(p)) if p.action.is_some());
+                && matches!(&preset_result, Ok(Some(p)) if p.action.is_some());
             if preset_exits_zero {
                 notes.push(Diagnostic::new(
                     Code::ExitZeroPreferred,
@@ -619,12 +726,12 @@ fn resolve_command(
     let (source, preset, action) = match annotation {
         Some(Ok(template)) => (
             CommandSource::Annotation,
-            None,
+            recognized,
             Action::Exec {
                 argv: template.clone(),
             },
         ),
-        _ => match presets::preset_for(pod, c, software) {
+        _ => match preset_result {
             Ok(Some(preset)) => match preset.action.clone() {
                 Some(action) => (CommandSource::Preset, Some(preset), action),
                 None => {
@@ -655,25 +762,25 @@ fn resolve_command(
     };
     if let (Action::Exec { argv }, true) = (&action, grace > 0) {
         if !killcmd::has_signal(argv) {
-            let (severity, fix) = if source == CommandSource::Annotation {
+            // Judged by what the command does: only one that sends a signal has a place for %d.
+            let (severity, message, fix) = if killcmd::sends_signal(argv) {
                 (
                     Severity::Warning,
+                    format!("`{}` sends a signal but has no %d, so the SIGKILL step sends the same signal as SIGTERM", argv.join(" ")),
                     "add %d where the signal belongs, such as [\"sh\",\"-c\",\"kill -%d 1\"]",
                 )
             } else {
                 (
                     Severity::Info,
-                    "nothing to do: the preset's request is safe to repeat",
+                    format!("`{}` takes no signal: it makes a request, so the SIGKILL step repeats the same request", argv.join(" ")),
+                    "nothing to do: a request that takes no signal has no place for %d",
                 )
             };
             notes.push(Diagnostic::new(
                 Code::KillCmdNoSignal,
                 severity,
                 Some(&c.name),
-                format!(
-                    "`{}` has no %d, so the SIGKILL step sends the same request as SIGTERM",
-                    argv.join(" ")
-                ),
+                message,
                 fix,
             ));
         }
@@ -873,9 +980,11 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
     let pid1 = pid1_of(&command.sigterm);
     let exec_exit = expected(SIGTERM, &command.sigterm);
     let exec_verdict = match command.source {
-        CommandSource::Preset => Verdict::Stops,
+        CommandSource::Preset | CommandSource::Annotation if preset.is_some() => Verdict::Stops,
         CommandSource::Argoexec if classified.role == Role::DeclaredSidecar => Verdict::Stops,
-        CommandSource::Default | CommandSource::Argoexec if presets::handles_sigterm(software) => {
+        CommandSource::Default | CommandSource::Argoexec
+            if presets::pid1_handles_sigterm(c, software) =>
+        {
             Verdict::Stops
         }
         _ => Verdict::MayStop,
@@ -918,12 +1027,19 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
             command.source,
             CommandSource::Annotation | CommandSource::Preset
         ) {
-        Pick::Exec(match preset {
-            Some(p) => format!(
+        Pick::Exec(match (command.source, preset) {
+            (CommandSource::Annotation, Some(p)) => format!(
+                "the kill-cmd annotation's command: the user's choice, the same request as the {} preset",
+                p.name
+            ),
+            (CommandSource::Annotation, None) => {
+                "the kill-cmd annotation's command: the user's choice".into()
+            }
+            (_, Some(p)) => format!(
                 "the {} preset runs inside the container with a program its image has",
                 p.name
             ),
-            None => "the kill-cmd annotation's command: the user's choice".into(),
+            (_, None) => "the command inside the container".into(),
         })
     } else if exec_usable && exec_exit.code == ExitCode::Code(0) && exec_verdict == Verdict::Stops {
         Pick::Exec(format!(
@@ -1005,7 +1121,7 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
                     endpoint: endpoint.clone(),
                 });
             }
-            exec_notes(pod, c, classified, command, pid1, exec_verdict, notes);
+            exec_notes(input, pid1, exec_verdict, notes);
             if let (Some(endpoint), true) = (&endpoint, facts.pods_proxy) {
                 loopback_note(c, endpoint, notes);
             }
@@ -1083,7 +1199,7 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
                 steps.push(Step::Wait { seconds: grace });
             }
             ephemeral_note(c, image, None, notes);
-            later_hooks_notes(c, notes);
+            later_hooks_notes(c, native_ok(facts), notes);
             if facts.pods_proxy {
                 loopback_note(c, endpoint, notes);
             }
@@ -1136,7 +1252,7 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
                 }
             }
             ephemeral_note(c, image, Some(&process), notes);
-            later_hooks_notes(c, notes);
+            later_hooks_notes(c, native_ok(facts), notes);
             let verdict = if shared || presets::handles_sigterm(software) {
                 Verdict::Stops
             } else {
@@ -1168,10 +1284,16 @@ fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> Contain
                     "shareProcessNamespace is true, so PID 1 is the pod's pause process, not this sidecar: `kill 1` would make pause exit and tear down the whole pod, so nothing is planned".into(),
                 ),
             };
-            let fix = if software == Some(Software::LinkerdProxy) {
-                format!("{missing}; or set config.linkerd.io/proxy-admin-shutdown: enabled, or use linkerd's native sidecar mode (Kubernetes 1.29+)")
+            let native = if native_ok(facts) {
+                " (Kubernetes 1.29+)"
             } else {
-                format!("{missing}; or set workflows.argoproj.io/kill-cmd-{} to a program the image has that signals the sidecar's own process, or run it as a native sidecar (Kubernetes 1.29+)", c.name)
+                ""
+            };
+            let fix = match (software == Some(Software::LinkerdProxy), native.is_empty()) {
+                (true, false) => format!("{missing}; or set config.linkerd.io/proxy-admin-shutdown: enabled, or use linkerd's native sidecar mode{native}"),
+                (true, true) => format!("{missing}; or set config.linkerd.io/proxy-admin-shutdown: enabled"),
+                (false, false) => format!("{missing}; or set workflows.argoproj.io/kill-cmd-{} to a program the image has that signals the sidecar's own process, or run it as a native sidecar{native}", c.name),
+                (false, true) => format!("{missing}; or set workflows.argoproj.io/kill-cmd-{} to a program the image has that signals the sidecar's own process", c.name),
             };
             notes.push(Diagnostic::new(code, Severity::Error, name, message, fix));
             if classified.injector == Some(Injector::Unknown) {
@@ -1248,33 +1370,46 @@ fn missing_methods(
 }
 
 /// The diagnostics of a command run inside the container.
-fn exec_notes(
-    pod: &Pod,
-    c: &Container,
-    classified: &Classified,
-    command: &KillCommand,
-    pid1: bool,
-    verdict: Verdict,
-    notes: &mut Vec<Diagnostic>,
-) {
+fn exec_notes(input: &StopInput<'_>, pid1: bool, verdict: Verdict, notes: &mut Vec<Diagnostic>) {
+    let StopInput {
+        pod,
+        c,
+        classified,
+        command,
+        facts,
+        ..
+    } = *input;
+    let native = native_ok(facts);
     let name = Some(c.name.as_str());
     let software = classified.software;
-    if pid1
-        && matches!(
-            command.source,
-            CommandSource::Default | CommandSource::Annotation
-        )
-        && pod.runs_as_non_root(c)
+    // An exec runs as the container's user, which is PID 1's own: `kill 1` is allowed. Only
+    // a signal to another container's process (one PID namespace for the pod) may meet a
+    // different user, and only explicit users show it (issue 19).
+    if let (Action::Exec { argv }, false, true) =
+        (&command.sigterm, pid1, pod.share_process_namespace)
     {
-        notes.push(Diagnostic::new(
-            Code::NonRoot,
-            Severity::Warning,
-            name,
-            "the container runs as non-root: `kill` is refused (EPERM) unless the exec's user owns the target process or has CAP_KILL".into(),
-            "check that PID 1 runs as the container's user, or use a preset or HTTP endpoint that needs no signal",
-        ));
+        let me = c.run_as_user.or(pod.pod_run_as_user);
+        let other = pod
+            .containers
+            .iter()
+            .filter(|o| o.name != c.name)
+            .find_map(|o| o.run_as_user.filter(|u| Some(*u) != me).map(|u| (o, u)));
+        if let (true, Some((other, uid)), false) =
+            (killcmd::sends_signal(argv), other, me == Some(0))
+        {
+            notes.push(Diagnostic::new(
+                Code::NonRoot,
+                Severity::Warning,
+                name,
+                format!("the pod shares one PID namespace and the command signals a process by name; `{}` runs as uid {uid}, the exec in `{}` as {}: `kill` is refused (EPERM) for a process of another user without CAP_KILL", other.name, c.name, me.map_or("the image's user".to_string(), |u| format!("uid {u}"))),
+                "signal only the container's own process, run both as the same user, or use a preset or HTTP endpoint that needs no signal",
+            ));
+        }
     }
-    if pid1 && !presets::handles_sigterm(software) && classified.role == Role::InjectedSidecar {
+    if pid1
+        && !presets::pid1_handles_sigterm(c, software)
+        && classified.role == Role::InjectedSidecar
+    {
         notes.push(Diagnostic::new(
             Code::SigtermNeedsHandler,
             Severity::Warning,
@@ -1294,17 +1429,67 @@ fn exec_notes(
             severity,
             name,
             "the SIGKILL step cannot stop PID 1: the kernel drops signals sent from inside a PID namespace to its init unless it has a handler, and SIGKILL cannot have one. If SIGTERM did not stop it, the container keeps running until the pod is deleted".into(),
-            "make SIGTERM work (a handler, tini, or a preset endpoint), allow image swap, or use a native sidecar: the kubelet kills from outside",
+            if native {
+                "make SIGTERM work (a handler, tini, or a preset endpoint), allow image swap, or use a native sidecar: the kubelet kills from outside"
+            } else {
+                "make SIGTERM work (a handler, tini, or a preset endpoint), or allow image swap: the kubelet kills from outside"
+            },
         ));
     }
-    later_hooks_notes(c, notes);
+    later_hooks_notes(c, native, notes);
     if classified.injector == Some(Injector::Unknown) {
         unknown_sidecar_note(c, notes);
     }
 }
 
+/// One `pid1-ignores-sigkill` per pod, naming its containers (its `container` when there is
+/// one): a warning when SIGTERM is not known to stop one of them, else an info (issue 19).
+fn merge_pid1_notes(diagnostics: &mut Vec<Diagnostic>) {
+    let (pid1, rest): (Vec<_>, Vec<_>) = core::mem::take(diagnostics)
+        .into_iter()
+        .partition(|d| d.code == Code::Pid1IgnoresSigkill);
+    *diagnostics = rest;
+    let Some(first) = pid1.first() else {
+        return;
+    };
+    let names: Vec<&str> = pid1.iter().filter_map(|d| d.container.as_deref()).collect();
+    let may: Vec<&str> = pid1
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .filter_map(|d| d.container.as_deref())
+        .collect();
+    let severity = if may.is_empty() {
+        Severity::Info
+    } else {
+        Severity::Warning
+    };
+    let which = if may.is_empty() {
+        format!(
+            "SIGTERM is expected to stop {}, so this only matters if it does not",
+            names.join(", ")
+        )
+    } else {
+        format!(
+            "SIGTERM is not known to stop {}, and then nothing will",
+            may.join(", ")
+        )
+    };
+    // About one container, it names it (hosts show a container's diagnostics with it).
+    let container = match names.as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    };
+    diagnostics.push(Diagnostic::new(
+        Code::Pid1IgnoresSigkill,
+        severity,
+        container,
+        format!("the SIGKILL steps of {} signal PID 1, and the kernel drops signals sent from inside a PID namespace to its init unless it has a handler, which SIGKILL cannot have: {which}", names.join(", ")),
+        first.fix.clone(),
+    ));
+}
+
 /// preStop and stopSignal are the kubelet's: a stop that bypasses it does not use them.
-fn later_hooks_notes(c: &Container, notes: &mut Vec<Diagnostic>) {
+fn later_hooks_notes(c: &Container, native: bool, notes: &mut Vec<Diagnostic>) {
     let name = Some(c.name.as_str());
     if c.has_pre_stop {
         notes.push(Diagnostic::new(
@@ -1312,7 +1497,7 @@ fn later_hooks_notes(c: &Container, notes: &mut Vec<Diagnostic>) {
             Severity::Warning,
             name,
             "the container has a preStop hook, but a stop from inside the pod does not run it (only the kubelet does, when it stops a container, as with image swap)".into(),
-            format!("put the hook's command in workflows.argoproj.io/kill-cmd-{}, allow image swap, or use a native sidecar", c.name),
+            format!("put the hook's command in workflows.argoproj.io/kill-cmd-{}, or allow image swap{}", c.name, if native { ", or use a native sidecar" } else { "" }),
         ));
     }
     if let Some(signal) = &c.stop_signal {
@@ -1373,6 +1558,28 @@ fn loopback_note(c: &Container, endpoint: &Endpoint, notes: &mut Vec<Diagnostic>
     ));
 }
 
+/// Whether the cluster has native sidecars, or is not known not to: advice to use them is
+/// circular on an older one (issue 19).
+fn native_ok(facts: &Facts) -> bool {
+    facts
+        .cluster_version
+        .is_none_or(|version| version >= NATIVE_SIDECARS_SINCE)
+}
+
+/// What to do with a native sidecar on a cluster without them: the injector's classic layout,
+/// or, for the pod's own, a regular container declared a sidecar.
+fn native_fallback(classified: &Classified) -> String {
+    let name = &classified.name;
+    let classic = match classified.injector {
+        None => return format!("upgrade the cluster, or move `{name}` from initContainers to containers (without restartPolicy: Always) and declare it a sidecar with the annotation sidekill.dev/sidecars: {name}, so sidekill stops it once the main containers exit"),
+        Some(Injector::Istio) => "have Istio inject a classic sidecar (the pod annotation sidecar.istio.io/nativeSidecar: \"false\", or ENABLE_NATIVE_SIDECARS=false on istiod)",
+        Some(Injector::Linkerd) => "have Linkerd inject a classic sidecar (the annotation config.alpha.linkerd.io/proxy-enable-native-sidecar: \"false\", or proxy.nativeSidecar=false)",
+        Some(Injector::Kuma) => "have Kuma inject a classic sidecar (the control plane's experimental.sidecarContainers: false)",
+        Some(_) => "have its injector add it as a regular container",
+    };
+    format!("upgrade the cluster, or {classic}: sidekill then stops `{name}` once the main containers exit")
+}
+
 fn native_notes(classified: &Classified, facts: &Facts, diagnostics: &mut Vec<Diagnostic>) {
     let name = Some(classified.name.as_str());
     match facts.cluster_version {
@@ -1381,7 +1588,7 @@ fn native_notes(classified: &Classified, facts: &Facts, diagnostics: &mut Vec<Di
             Severity::Error,
             name,
             format!("native sidecars need Kubernetes 1.29+ (SidecarContainers is beta and on by default from 1.29); on {}.{} `{}` runs as an ordinary init container and blocks the pod", version.0, version.1, classified.name),
-            "upgrade the cluster, or inject the sidecar as a regular container and let sidekill stop it",
+            native_fallback(classified),
         )),
         _ => diagnostics.push(Diagnostic::new(
             Code::NativeSidecar,
@@ -1400,6 +1607,7 @@ fn exit_notes(
     stop: &ContainerStop,
     owner: &Owner,
     policy: Option<RestartPolicy>,
+    native: bool,
     notes: &mut Vec<Diagnostic>,
 ) {
     let Some(ExpectedExit {
@@ -1420,7 +1628,7 @@ fn exit_notes(
         return;
     }
     let name = Some(c.name.as_str());
-    let fix = exit_zero_fix(c, classified.software);
+    let fix = exit_zero_fix(c, classified.software, native);
     match (owner.kind, policy) {
         // argo-workflows workflow/controller/operator.go (inferFailedReason) ignores a
         // sidecar's 137 and 143; any other code fails the step.
@@ -1458,8 +1666,12 @@ fn exit_notes(
 }
 
 /// How to make a sidecar's stop end in exit 0, for the software it runs.
-fn exit_zero_fix(c: &Container, software: Option<Software>) -> String {
-    let general = "run it as a native sidecar (an init container with restartPolicy: Always, Kubernetes 1.29+), whose exit code does not count, or use a stop method that ends in exit 0, such as swapping the container's image for one that exits 0";
+fn exit_zero_fix(c: &Container, software: Option<Software>, native: bool) -> String {
+    let general = if native {
+        "run it as a native sidecar (an init container with restartPolicy: Always, Kubernetes 1.29+), whose exit code does not count, or use a stop method that ends in exit 0, such as swapping the container's image for one that exits 0"
+    } else {
+        "use a stop method that ends in exit 0, such as swapping the container's image for one that exits 0"
+    };
     match software {
         Some(Software::CloudSqlProxyV2) => format!("add --exit-zero-on-sigterm to `{}`'s arguments, or --quitquitquit so the preset endpoint, which exits 0, is used; or {general}", c.name),
         Some(Software::VaultAgent) => format!("set vault.hashicorp.com/agent-enable-quit: \"true\" so the preset quit endpoint, which exits 0, is used; or {general}"),

@@ -113,6 +113,18 @@ pub fn handles_sigterm(software: Option<Software>) -> bool {
     )
 }
 
+/// Whether PID 1 of the container is the known software itself, with its SIGTERM handler:
+/// not when the container runs it under a shell (vault-k8s' `/bin/sh -ec '... && vault agent'`),
+/// where PID 1 is the shell, which ignores SIGTERM.
+pub fn pid1_handles_sigterm(c: &Container, software: Option<Software>) -> bool {
+    let first = c.argv().next().unwrap_or("");
+    handles_sigterm(software)
+        && !matches!(
+            first.rsplit('/').next(),
+            Some("sh" | "bash" | "ash" | "dash")
+        )
+}
+
 /// The name the known software's process has in `/proc/<pid>/comm`, for a signal by name.
 pub fn process_name(software: Option<Software>) -> Option<&'static str> {
     match software? {
@@ -308,6 +320,86 @@ pub fn preset_for(
     }
 }
 
+/// Whether a kill command makes the same request as the preset, whatever wrote it: the
+/// preset's own argv (the program by path or by name), `pilot-agent request [--debug-port=N]
+/// POST quitquitquit` for Istio, or `curl`/`wget` posting to the preset's loopback endpoint
+/// (for Istio also pilot-agent's own `:15020/quitquitquit`) in an image that has a shell and
+/// its tools. A command is judged by what it does, not by where it came from (issue 19).
+pub fn same_request(
+    argv: &[String],
+    preset: &Preset,
+    c: &Container,
+    software: Option<Software>,
+) -> bool {
+    let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
+    let normal = |argv: &[String]| -> Vec<String> {
+        argv.iter()
+            .enumerate()
+            .map(|(i, a)| if i == 0 { base(a) } else { a.clone() })
+            .collect()
+    };
+    if let Some(Action::Exec { argv: own }) = &preset.action {
+        if normal(argv) == normal(own) {
+            return true;
+        }
+    }
+    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+    if preset.name == "istio-proxy" {
+        let rest: Vec<&str> = words
+            .iter()
+            .skip(1)
+            .copied()
+            .filter(|w| !w.starts_with("--debug-port"))
+            .collect();
+        if words.first().is_some_and(|p| base(p) == "pilot-agent")
+            && rest == ["request", "POST", "quitquitquit"]
+        {
+            return true;
+        }
+    }
+    let Some(endpoint) = &preset.endpoint else {
+        return false;
+    };
+    if known_without_shell(c, software).is_some() {
+        return false;
+    }
+    let program = words.first().map(|p| base(p)).unwrap_or_default();
+    let posts = match program.as_str() {
+        "curl" => {
+            words
+                .windows(2)
+                .any(|w| matches!(w[0], "-X" | "--request") && w[1].eq_ignore_ascii_case("POST"))
+                || words.iter().any(|w| {
+                    w.starts_with("-XPOST")
+                        || matches!(*w, "-d" | "--data" | "--data-raw" | "--json")
+                })
+        }
+        "wget" => words
+            .iter()
+            .any(|w| w.starts_with("--post-data") || w.starts_with("--method=POST")),
+        _ => false,
+    };
+    if !posts {
+        return false;
+    }
+    let ports: &[u16] = if preset.name == "istio-proxy" {
+        &[15000, 15020]
+    } else {
+        core::slice::from_ref(&endpoint.port)
+    };
+    words.iter().skip(1).any(|w| {
+        let url = w.strip_prefix("http://").unwrap_or(w);
+        ["localhost", "127.0.0.1"].iter().any(|host| {
+            ports.iter().any(|port| {
+                url.strip_prefix(host)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .and_then(|r| r.strip_prefix(port.to_string().as_str()))
+                    == Some(endpoint.path)
+            })
+        })
+    })
+}
+
 /// Whether linkerd-proxy's `/shutdown` is on, or why it is off.
 ///
 /// linkerd/linkerd2-proxy 49336fd7c (release/v2.236.0, shipped in Linkerd 2.16 and
@@ -401,6 +493,58 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19: the same command gets the same verdict whatever its source.
+    #[test]
+    fn recognises_the_preset_request_written_by_hand() {
+        let c = Container {
+            name: "istio-proxy".into(),
+            image: "docker.io/istio/proxyv2:1.24.0".into(),
+            args: strings(&["proxy", "sidecar"]),
+            ..Container::default()
+        };
+        let pod = Pod::default();
+        let software = Some(Software::IstioProxy);
+        let preset = preset_for(&pod, &c, software).unwrap().unwrap();
+        for argv in [
+            &["pilot-agent", "request", "POST", "quitquitquit"][..],
+            &[
+                "/usr/local/bin/pilot-agent",
+                "request",
+                "--debug-port=15020",
+                "POST",
+                "quitquitquit",
+            ],
+            &["curl", "-X", "POST", "localhost:15020/quitquitquit"],
+            &[
+                "curl",
+                "-fsS",
+                "-XPOST",
+                "http://127.0.0.1:15000/quitquitquit",
+            ],
+        ] {
+            assert!(
+                same_request(&strings(argv), &preset, &c, software),
+                "{argv:?}"
+            );
+        }
+        for argv in [
+            &["curl", "localhost:15020/quitquitquit"][..],
+            &["curl", "-X", "POST", "localhost:15021/quitquitquit"],
+            &["sh", "-c", "kill -%d 1"],
+        ] {
+            assert!(
+                !same_request(&strings(argv), &preset, &c, software),
+                "{argv:?}"
+            );
+        }
+        let distroless = Container {
+            image: "docker.io/istio/proxyv2:1.24.0-distroless".into(),
+            ..c.clone()
+        };
+        let curl = strings(&["curl", "-X", "POST", "localhost:15020/quitquitquit"]);
+        assert!(!same_request(&curl, &preset, &distroless, software));
+    }
 
     #[test]
     fn linkerd_versions_from_tags() {

@@ -331,3 +331,163 @@ fn every_real_world_fixture_has_a_vector_and_a_plan() {
     );
     assert!(missing.is_empty(), "fixtures without a vector: {missing:?}");
 }
+
+/// The pod template (or pod) of a fixture document, as `{metadata, spec}`, and the path to it.
+fn pod_of(doc: &Value) -> (Value, Vec<&'static str>) {
+    match doc["kind"].as_str() {
+        Some("Pod") => (doc.clone(), vec![]),
+        Some("CronJob") => (
+            doc["spec"]["jobTemplate"]["spec"]["template"].clone(),
+            vec!["spec", "jobTemplate", "spec", "template"],
+        ),
+        _ => (doc["spec"]["template"].clone(), vec!["spec", "template"]),
+    }
+}
+
+/// What the policy needs to be faithful about, per injected container: where it is, how it
+/// runs, and as whom.
+fn shape(pod: &Value, name: &str) -> Value {
+    for list in ["initContainers", "containers"] {
+        let containers = pod["spec"][list].as_array().cloned().unwrap_or_default();
+        if let Some(i) = containers.iter().position(|c| c["name"] == name) {
+            let c = &containers[i];
+            let place = if i == 0 {
+                "first"
+            } else if i + 1 == containers.len() {
+                "last"
+            } else {
+                "middle"
+            };
+            let lifecycle: Vec<&String> = c["lifecycle"]
+                .as_object()
+                .map(|l| l.keys().collect())
+                .unwrap_or_default();
+            let shutdown = c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED")
+                .map(|e| e["value"].clone());
+            return json!({
+                "list": list,
+                "place": place,
+                "restartPolicy": c["restartPolicy"],
+                "command": c["command"],
+                // The init containers' iptables arguments differ between releases; the
+                // sidecar's program matters.
+                "firstArg": if list == "containers" || c["restartPolicy"] == "Always" { c["args"][0].clone() } else { Value::Null },
+                "runAsUser": c["securityContext"]["runAsUser"],
+                "runAsNonRoot": c["securityContext"]["runAsNonRoot"],
+                "lifecycle": lifecycle,
+                "shutdownEnabled": shutdown,
+            });
+        }
+    }
+    Value::Null
+}
+
+/// Issue 19: the simulated injection adds what the injectors' own golden outputs show. Each
+/// fixture is un-injected here (its injected containers and marks removed), injected again by
+/// the policy, and the injected containers and the plans' roles compared.
+#[test]
+fn simulated_injection_matches_the_injectors_own_output() {
+    let cases = [
+        (
+            "istio/hello.yaml.injected",
+            "istio",
+            false,
+            ["istio-init", "istio-proxy"],
+        ),
+        (
+            "istio/job.yaml.injected",
+            "istio",
+            true,
+            ["istio-init", "istio-proxy"],
+        ),
+        (
+            "linkerd/inject_emojivoto_deployment.golden.yml",
+            "linkerd",
+            true,
+            ["linkerd-init", "linkerd-proxy"],
+        ),
+        (
+            "linkerd/inject_emojivoto_deployment.golden.classic-52016cb.yml",
+            "linkerd",
+            false,
+            ["linkerd-init", "linkerd-proxy"],
+        ),
+        (
+            "kuma/inject.01.golden.yaml",
+            "kuma",
+            true,
+            ["kuma-init", "kuma-sidecar"],
+        ),
+        (
+            "kuma/inject.01.golden.legacy-f5aa65e.yaml",
+            "kuma",
+            false,
+            ["kuma-init", "kuma-sidecar"],
+        ),
+    ];
+    let root = vectors::fixtures_dir();
+    let mut failures = Vec::new();
+    for (fixture, injector, native, names) in cases {
+        let text = std::fs::read_to_string(root.join(fixture)).unwrap();
+        let doc = sidekill_policy::yaml::documents(&text).unwrap().remove(0);
+        let (injected, at) = pod_of(&doc);
+        // Un-inject: drop the injector's containers, volumes and annotations.
+        let mut bare = doc.clone();
+        let mut pod = &mut bare;
+        for key in &at {
+            pod = &mut pod[*key];
+        }
+        for list in ["initContainers", "containers"] {
+            if let Some(cs) = pod["spec"][list].as_array_mut() {
+                cs.retain(|c| !names.contains(&c["name"].as_str().unwrap_or("")));
+            }
+        }
+        for key in ["annotations", "labels"] {
+            if let Some(m) = pod["metadata"][key].as_object_mut() {
+                m.retain(|k, _| !k.contains(injector) && !k.starts_with("kubectl.kubernetes.io"));
+            }
+        }
+        let request = json!({"object": bare, "facts": {"inject": {injector: {"native": native}}}});
+        let answer: Value = serde_json::from_slice(&sidekill_policy::call(
+            sidekill_policy::Call::Plan,
+            &serde_json::to_vec(&request).unwrap(),
+        ))
+        .unwrap();
+        let subject = &answer["ok"]["subjects"][0];
+        let simulated = &subject["injection"]["pod"];
+        for name in names {
+            let (want, got) = (shape(&injected, name), shape(simulated, name));
+            if want != got {
+                failures.push(format!(
+                    "{fixture} `{name}`:\n  upstream  {want}\n  simulated {got}"
+                ));
+            }
+        }
+        let roles = |s: &Value| -> Value {
+            s["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (c["name"].as_str().unwrap().to_string(), c["role"].clone()))
+                .collect::<Map<String, Value>>()
+                .into()
+        };
+        let upstream: Value = serde_json::from_slice(&sidekill_policy::call(
+            sidekill_policy::Call::Plan,
+            &serde_json::to_vec(&json!({"object": doc})).unwrap(),
+        ))
+        .unwrap();
+        let upstream_roles = roles(&upstream["ok"]["subjects"][0]);
+        if upstream_roles != roles(subject) {
+            failures.push(format!(
+                "{fixture}: roles upstream {upstream_roles}, simulated {}",
+                roles(subject)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

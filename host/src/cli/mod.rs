@@ -557,6 +557,18 @@ pub struct FactsArgs {
                      facts.stopMethods.ephemeral. Default: not allowed."
     )]
     pub quitter_image: Option<String>,
+
+    /// Plan the pods as INJECTOR would inject them (repeatable)
+    #[arg(
+        long,
+        value_name = "INJECTOR[:native]",
+        long_help = "Plan the pods as this injector would inject them, as when their \
+                     namespace is injected: istio, linkerd, kuma or vault, with :native for \
+                     the proxy as a native sidecar (default :classic, a regular container). \
+                     A pod that opts out or already has the injector's containers is left \
+                     alone. Passed as facts.inject."
+    )]
+    pub inject: Vec<String>,
 }
 
 /// Options of `matrix`.

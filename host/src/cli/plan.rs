@@ -35,6 +35,21 @@ pub(crate) fn facts(args: &FactsArgs) -> Value {
     if !methods.is_empty() {
         facts.insert("stopMethods".into(), Value::Object(methods));
     }
+    let mut inject = Map::new();
+    for spec in &args.inject {
+        // The policy checks the injector's name; a layout other than native or classic is
+        // passed on as is, for the policy to refuse.
+        let (name, layout) = spec.split_once(':').unwrap_or((spec, "classic"));
+        let native = match layout {
+            "native" => json!(true),
+            "classic" => json!(false),
+            other => json!(other),
+        };
+        inject.insert(name.into(), json!({"native": native}));
+    }
+    if !inject.is_empty() {
+        facts.insert("inject".into(), Value::Object(inject));
+    }
     Value::Object(facts)
 }
 
