@@ -10,9 +10,11 @@ use serde_json::{json, Value};
 use sidekill_policy::catalogue::{matches, COMMANDS};
 
 /// The fact variants each object is planned with.
-fn fact_variants() -> [Value; 3] {
+fn fact_variants() -> [Value; 5] {
     [
         json!({}),
+        json!({"inject": {"istio": {"native": false}, "vault": {"native": false}}}),
+        json!({"inject": {"linkerd": {"native": true}, "kuma": {"native": false}}}),
         json!({"stopMethods": {
             "imageSwap": {"allowed": true, "image": "sidekill-nop:0.1.0"},
             "ephemeral": {"allowed": true, "image": "sidekill-quitter:0.1.0"}}}),
