@@ -43,14 +43,14 @@ watch, patch, events, pods/exec over WebSocket), whose containers are real proce
 each in its own PID and mount namespaces, so PID 1 follows the kernel's rules. It creates
 eight sample pods whose main containers exit after two seconds, with the sidecars found in
 batch pods: an Istio proxy (stopped through pilot-agent's /quitquitquit), a shell-based
-sidecar (the default `kill 1`), one that ignores SIGTERM (SIGKILL after the grace period,
-through a `pidof` annotation),
-one whose PID 1 is a wrapper script (the `pidof entrypoint.sh` annotation), one without
-/bin/sh (cannot be stopped by exec: the diagnostic says why and how to fix it), a
-PID 1 without a signal handler (the kernel ignores even SIGKILL from inside: reported),
-and two Job pods with a Cloud SQL proxy, which exits 143 on SIGTERM: one succeeds only
-because the plan prefers the proxy's /quitquitquit (exit 0), the other, without that
-endpoint, ends Failed as predicted, with the fix.
+sidecar, one that ignores SIGTERM (SIGKILL after the grace period, through a `pidof`
+annotation), one whose PID 1 is a wrapper script (the `pidof entrypoint.sh` annotation),
+one without /bin/sh and a PID 1 without a signal handler (nothing sent from inside stops
+them: the kernel ignores even SIGKILL from inside a PID namespace), and two Job pods with
+a Cloud SQL proxy, which exits 143 on SIGTERM and so would fail its Job: one is stopped
+through the proxy's /quitquitquit (exit 0). The others are stopped by image swap: the
+container's image is patched to sidekill's nop, the kubelet stops it from outside and
+starts the nop, which exits 0. The summary says which method each plan chose.
 
 It then runs the controller, with the built-in policy, exactly as `sidekill controller`
 runs in a cluster, and prints each pod's report as its plan finishes: every step, its
@@ -61,7 +61,8 @@ It needs root (CAP_SYS_ADMIN for the PID and mount namespaces), unshare and nsen
 
 pub(super) const DEMO_HELP: &str = "\
 Exit codes:
-  0  every sample pod's plan was carried out (some sidecars are meant to stay running)
+  0  every sample pod's plan was carried out and every sidecar stopped
+  1  a sidecar was left running, or a pod did not end as its plan predicted
   2  the demo could not run: not root, unshare or nsenter missing, or a plan did not
      finish within --timeout-seconds";
 
@@ -151,7 +152,10 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &DemoArgs) -> Result<Exit> {
         let v = serde_json::to_value(&reports).unwrap_or_default();
         ctx.json_out(&v)?;
     }
-    Ok(Exit::Ok)
+    let failed = reports
+        .iter()
+        .any(|r| r.left_running() || r.end_matches == Some(false));
+    Ok(if failed { Exit::Report } else { Exit::Ok })
 }
 
 async fn demo(
