@@ -82,6 +82,7 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &StopArgs) -> Result<Exit> {
 /// The report as text for people.
 pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
     use std::fmt::Write;
+    let report = &escaped(report);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -243,4 +244,40 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
         let _ = writeln!(s, "  {}", job.describe());
     }
     s
+}
+
+/// The report with every string that came from outside escaped (the module's answer, the
+/// pod's names, a container's output, the API server's messages): shown, never obeyed.
+fn escaped(report: &PodReport) -> PodReport {
+    use crate::escape::{text, value};
+    let own = |s: &str| text(s).into_owned();
+    let mut r = report.clone();
+    r.namespace = own(&r.namespace);
+    r.name = own(&r.name);
+    r.readiness = value(&r.readiness);
+    r.prediction = value(&r.prediction);
+    r.diagnostics = r.diagnostics.iter().map(value).collect();
+    r.phase = r.phase.as_deref().map(own);
+    r.end = r.end.as_deref().map(own);
+    for c in &mut r.containers {
+        c.container = own(&c.container);
+        c.planned = own(&c.planned);
+        c.method = c.method.as_deref().map(own);
+        c.predicted_exit = value(&c.predicted_exit);
+        c.diagnostics = c.diagnostics.iter().map(value).collect();
+        for st in &mut c.steps {
+            st.step = value(&st.step);
+            st.result = own(&st.result);
+            st.message = st.message.as_deref().map(own);
+            // Output keeps its lines; each line is escaped.
+            st.stdout = st.stdout.lines().map(own).collect::<Vec<_>>().join("\n");
+            st.stderr = st.stderr.lines().map(own).collect::<Vec<_>>().join("\n");
+        }
+    }
+    if let Some(job) = &mut r.job {
+        job.name = own(&job.name);
+        job.conditions = job.conditions.iter().map(|c| own(c)).collect();
+        job.note = job.note.as_deref().map(own);
+    }
+    r
 }
