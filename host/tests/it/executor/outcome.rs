@@ -251,7 +251,7 @@ pub(super) fn complete(job: &Job) -> Option<&k8s_openapi::apimachinery::pkg::api
         .as_ref()
 }
 
-fn finished(p: &Pod, container: &str) -> Option<SystemTime> {
+pub(super) fn finished(p: &Pod, container: &str) -> Option<SystemTime> {
     let cs = p
         .status
         .as_ref()?
