@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use sidekill::exec::{DEFAULT_NOP_IMAGE, DEFAULT_QUITTER_IMAGE};
 
-use super::outcome::complete;
+use super::outcome::{complete, finished};
 use super::*;
 use crate::cluster;
 
@@ -346,7 +346,7 @@ async fn each_method_completes_a_real_job_with_one_pod() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        let status = job.status.unwrap_or_default();
+        let status = job.status.clone().unwrap_or_default();
         assert_eq!(status.succeeded, Some(1), "{name}: {status:?}");
         assert_eq!(status.failed.unwrap_or(0), 0, "{name}: {status:?}");
         assert_eq!(
@@ -354,6 +354,20 @@ async fn each_method_completes_a_real_job_with_one_pod() {
             1,
             "{name}: one pod, no retry"
         );
+        // For BENCHMARKS.md: main exit -> the sidecar's end (for a swap, the nop's) -> Job
+        // Complete, as the API server's timestamps (1 s resolution) say.
+        let p = c.pod(&pod_name).await.expect("pod");
+        if let (Some(main), Some(side), Some(done)) =
+            (finished(&p, "main"), finished(&p, "side"), complete(&job))
+        {
+            let done: std::time::SystemTime = done.0.into();
+            eprintln!(
+                "FIGURE {method} ({name}): main exited -> sidecar ended {:?} -> Job Complete {:?}; sidekill's stop took {} ms",
+                side.duration_since(main).unwrap_or_default(),
+                done.duration_since(side).unwrap_or_default(),
+                verdict(&r, "side").stopped_after_ms.unwrap_or(0)
+            );
+        }
     }
     c.shutdown().await;
 }
