@@ -202,7 +202,10 @@ mod tests {
             drop_exec_after_frames: None,
             delete_pod_on_exec: Some("ns/p".into()),
             close_watches: None,
+            deny: Some(vec!["patch pods/ephemeralcontainers".into()]),
         });
+        assert!(f.denied("patch", "pods/ephemeralcontainers"));
+        assert!(!f.denied("patch", "pods"));
         assert!(f.should_fail());
         assert!(f.should_fail());
         assert!(!f.should_fail());
