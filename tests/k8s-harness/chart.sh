@@ -4,8 +4,9 @@
 # ServiceAccount's bound token and CA under /var/run/secrets/kubernetes.io/serviceaccount,
 # KUBERNETES_SERVICE_HOST/PORT: tests/k8s-harness/identity.go), and it stops a pod's sidecar.
 #   1. helm lint, and helm template of the defaults and of every value family (file and
-#      ConfigMap policy, one namespace with a Role, pods/proxy, ServiceMonitor), each accepted by
-#      the apiserver (server-side dry run; the ServiceMonitor's CRD is not installed: client side);
+#      ConfigMap policy, one namespace with a Role, pods/proxy, ServiceMonitor, the stop
+#      methods' images and RBAC), each accepted by the apiserver (server-side dry run; the
+#      ServiceMonitor's CRD is not installed: client side);
 #   2. helm install (release `chart`, namespace sidekill-chart) with the image pinned by digest,
 #      the embedded policy pinned by its sha256 and nodeName set (the harness has no scheduler);
 #   3. the Deployment's pod runs, /readyz answers on the chart's port;
@@ -70,6 +71,7 @@ variants=(
   "policy from a file, signed with a trusted key|--set policy.source=file --set policy.file.volume.configMap.name=my-policy --set policy.sha256=$policy_sha --set policy.trustedKey.secretName=sidekill-policy-key"
   "embedded policy, one namespace (Role), selectors, pods/proxy|--set policy.source=embedded --set watch.namespace=batch --set watch.selectors={team=a,job-name} --set rbac.podsProxy=true --set concurrency=4 --set replicas=2"
   "image by digest, no probes, resources|--set image.digest=$digest --set livenessProbe.enabled=false --set readinessProbe.enabled=false --set resources.limits.memory=128Mi"
+  "the ephemeral quitter from a registry, no image swap|--set stopMethods.imageSwap.enabled=false --set stopMethods.ephemeral.enabled=true --set stopMethods.ephemeral.image=registry.example/sidekill-quitter@$digest"
 )
 for v in "${variants[@]}"; do
   label=${v%%|*} args=${v#*|}
@@ -86,6 +88,24 @@ if "$helm" template "$release" "$chart" -n "$rns" --set serviceMonitor.enabled=t
   pass "helm template (serviceMonitor.enabled): a Service and a ServiceMonitor"
 else
   fail "ServiceMonitor" "$(tail -5 "$work/sm.yaml")"
+fi
+# The stop methods: image swap on by default (patch on pods is granted anyway), the ephemeral
+# quitter only when enabled, with its RBAC rule.
+stop_methods() { # stop_methods HELM_ARGS...: the rendered --nop-image, --quitter-image and rule
+  "$helm" template "$release" "$chart" -n "$rns" "$@" 2>&1 |
+    grep -o -e '--nop-image=.*' -e '--quitter-image=.*' -e 'resources: \[pods/ephemeralcontainers\]' | tr '\n' ' '
+}
+found=$(stop_methods)
+if [ "$found" = "--nop-image=sidekill-nop:0.1.0 " ]; then
+  pass "helm template (defaults): image swap to sidekill-nop:0.1.0, no ephemeral quitter"
+else
+  fail "stop methods (defaults)" "rendered: $found"
+fi
+found=$(stop_methods --set stopMethods.ephemeral.enabled=true --set stopMethods.imageSwap.image=registry.example/sidekill-nop:1)
+if [ "$found" = "resources: [pods/ephemeralcontainers] --nop-image=registry.example/sidekill-nop:1 --quitter-image=sidekill-quitter:0.1.0 " ]; then
+  pass "helm template (stopMethods.ephemeral.enabled): --quitter-image and patch on pods/ephemeralcontainers"
+else
+  fail "stop methods (ephemeral)" "rendered: $found"
 fi
 if ! "$helm" template "$release" "$chart" --set policy.source=nope >/dev/null 2>"$work/bad" &&
   grep -q "policy.source must be embedded, file or configmap" "$work/bad"; then

@@ -35,6 +35,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* The nop and quitter images: the value, or NAME:<appVersion> as scripts/build-image names them. */}}
+{{- define "sidekill.nopImage" -}}
+{{- default (printf "sidekill-nop:%s" .Chart.AppVersion) .Values.stopMethods.imageSwap.image -}}
+{{- end -}}
+
+{{- define "sidekill.quitterImage" -}}
+{{- default (printf "sidekill-quitter:%s" .Chart.AppVersion) .Values.stopMethods.ephemeral.image -}}
+{{- end -}}
+
 {{- define "sidekill.policyNamespace" -}}
 {{- default .Release.Namespace .Values.policy.configMap.namespace -}}
 {{- end -}}
@@ -48,6 +57,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- if and .Values.policy.sha256 (not (regexMatch "^[0-9a-f]{64}$" .Values.policy.sha256)) -}}
 {{- fail (printf "policy.sha256 must be 64 lowercase hex digits, not %q" .Values.policy.sha256) -}}
+{{- end -}}
+{{- range list (include "sidekill.nopImage" .) (include "sidekill.quitterImage" .) -}}
+{{- if not (regexMatch "^[^\\s]+$" .) -}}
+{{- fail (printf "stopMethods' images must be image references without spaces, not %q" .) -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.watch.allPods .Values.watch.selectors -}}
 {{- fail "watch.allPods and watch.selectors exclude each other" -}}
