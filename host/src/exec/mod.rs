@@ -560,7 +560,14 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("host/ has a parent");
-        for resource in ["pods", "pods/exec", "events", "pods/proxy", "jobs"] {
+        for resource in [
+            "pods",
+            "pods/exec",
+            "events",
+            "pods/proxy",
+            "pods/ephemeralcontainers",
+            "jobs",
+        ] {
             let (file, rule) = deploy_rule(resource);
             let text = std::fs::read_to_string(root.join(file)).expect("deploy file");
             let mut rules = Vec::new();
