@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,11 @@ type spec struct {
 	Files       []string          `json:"files"`
 	Entrypoint  []string          `json:"entrypoint"`
 	Env         map[string]string `json:"env"`
+	// Binary is `sidekill-quitter` for sidekill's own nop and quitter images, which hold the
+	// real binary rather than the stand-in: AddQuitterImages lays them out (from --quitter),
+	// so the loop below skips them. Paths is where that binary goes (`nopPaths`, or a list).
+	Binary string          `json:"binary"`
+	Paths  json.RawMessage `json:"paths"`
 }
 
 type catalogueFile struct {
@@ -238,6 +244,9 @@ func Materialise(dir, stateDir, standin string) (*Catalogue, error) {
 	}
 	c := &Catalogue{}
 	for _, s := range file.Images {
+		if s.Binary == "sidekill-quitter" {
+			continue
+		}
 		base := filepath.Join(stateDir, "images", slug(s.Name))
 		img := &Image{Name: s.Name, Description: s.Description, Entrypoint: s.Entrypoint, Env: map[string]string{}}
 		var binDir string
