@@ -176,7 +176,8 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
         .await;
     let target = format!("{ns}/{}", case_name("create", "pods/exec"));
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidekill"))
-        .args(["stop", "--kubeconfig"])
+        // The exec's permission is the point: no image swap, which `patch` on pods allows.
+        .args(["stop", "--no-image-swap", "--kubeconfig"])
         .arg(&kubeconfig)
         .arg(&target)
         .env(
