@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 use sidekill_policy::Call;
 
-use super::plan::{describe_error, documents, error_json, facts, request};
+use super::plan::{check_facts, documents, facts, request};
 use super::{read_module, Context, Exit, FactsArgs};
 use crate::canary;
 use crate::diff::{diff as json_diff, Change};
@@ -257,10 +257,14 @@ pub(super) fn diff(
     let old = runtime.load(&read_module(old_path)?)?;
     let new = runtime.load(&read_module(new_path)?)?;
     let facts = facts(facts_args);
+    if let Err(message) = check_facts(&new, &facts) {
+        ctx.error(&message);
+        return Ok(Exit::Error);
+    }
     let mut errors = Vec::new();
     let docs = documents(files, &mut errors);
-    for (file, document, error) in &errors {
-        ctx.error(&describe_error(file, *document, None, error));
+    for problem in &errors {
+        ctx.error(&problem.describe());
     }
     let mut results: Vec<(&crate::input::Document, Vec<Change>)> = Vec::new();
     for doc in &docs {
@@ -284,6 +288,7 @@ pub(super) fn diff(
             "documents": results.iter().map(|(doc, changes)| json!({
                 "file": doc.file,
                 "document": doc.index,
+                "item": doc.item,
                 "object": doc.label(),
                 "same": changes.is_empty(),
                 "changes": changes.iter().map(|c| {
@@ -294,7 +299,7 @@ pub(super) fn diff(
                 }).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "differing": differing,
-            "errors": errors.iter().map(|(f, d, e)| error_json(f, *d, e)).collect::<Vec<_>>(),
+            "errors": errors.iter().map(|p| p.json()).collect::<Vec<_>>(),
         });
         ctx.json_out(&out)?;
         return Ok(exit);
@@ -312,7 +317,7 @@ pub(super) fn diff(
         new.sha256().short()
     );
     for (doc, changes) in &results {
-        let head = format!("{} document {} ({})", doc.file, doc.index, doc.label());
+        let head = format!("{} {} ({})", doc.file, doc.place(), doc.label());
         if changes.is_empty() {
             let _ = writeln!(text, "{} {head}", s.green("same"));
             continue;
