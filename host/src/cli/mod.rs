@@ -572,16 +572,31 @@ pub struct MatrixArgs {
 }
 
 /// `sidekill policy ...`
+///
+/// Wherever a module file is expected, the name `embedded` stands for the module built
+/// into this binary (`./embedded` is a file of that name).
 #[derive(Debug, Subcommand)]
+#[command(after_long_help = "\
+Wherever a module file is expected, the name `embedded` stands for the module built into
+this binary: `sidekill policy inspect embedded`, `sidekill policy diff embedded
+dist/raw/sidekill_policy.wasm manifests.yaml` (a file named embedded: ./embedded).")]
 pub enum PolicyCommand {
-    /// Show a module's ABI version, identity, imports, exports, size and sha256
-    #[command(long_about = "\
+    /// Show a module's ABI version, identity, build, imports, exports, size and sha256
+    #[command(
+        visible_alias = "info",
+        long_about = "\
 Show a module's size, sha256, imports and exports, and, when it loads, its ABI version
 and identity (name, version, features, presets hash). A module that would be refused
 (an import, a missing export, another ABI version, ...) is shown with the reason, and
-the exit code is 1.")]
+the exit code is 1.
+
+Every build of one source has the same identity (`sidekill-policy 0.1.0`): the embedded
+module (opt-level 3, for speed) and dist/raw/sidekill_policy.wasm (opt-level z, for
+size) differ only in their sha256. `build` says which one a module is: for `embedded`,
+how it was built; for a file, whether it is the embedded module's bytes."
+    )]
     Inspect {
-        /// The module
+        /// The module: a file, or `embedded`
         #[arg(value_name = "X.wasm")]
         module: PathBuf,
     },
@@ -593,10 +608,10 @@ as JSON paths (`$.ok.subjects[0].plan.stops[0].verdict: \"may-stop\" -> \"stops\
 An error answer, or a call that fails in one module and not the other, is a difference
 too. Exit code 1 when anything differs, 0 when every answer is the same.")]
     Diff {
-        /// The module in service
+        /// The module in service: a file, or `embedded`
         #[arg(value_name = "OLD.wasm")]
         old: PathBuf,
-        /// The candidate
+        /// The candidate: a file, or `embedded`
         #[arg(value_name = "NEW.wasm")]
         new: PathBuf,
         /// Manifest files (YAML or JSON); `-` reads standard input

@@ -322,6 +322,24 @@ fn findings<'a>(doc: &'a Document, answer: &'a Value, out: &mut Vec<Finding<'a>>
     }
 }
 
+/// The findings to show as annotations: a cannot-stop verdict only when the policy gave no
+/// error diagnostic about the same container (it does today: the diagnostic says why and
+/// how to fix it, the verdict would say it again).
+fn shown<'f, 'a>(found: &'f [Finding<'a>]) -> Vec<&'f Finding<'a>> {
+    found
+        .iter()
+        .filter(|f| {
+            f.severity != "cannot-stop"
+                || !found.iter().any(|g| {
+                    g.severity == "error"
+                        && std::ptr::eq(g.doc, f.doc)
+                        && g.subject == f.subject
+                        && g.container == f.container
+                })
+        })
+        .collect()
+}
+
 /// Whether a finding is at or above the `--fail-on` level.
 fn fails(level: FailOn, severity: &str) -> bool {
     match severity {
@@ -353,13 +371,14 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &PlanArgs) -> Result<Exit> {
             },
         }
     }
-    let mut found = Vec::new();
+    let mut all = Vec::new();
     for (doc, answer) in &answers {
-        findings(doc, answer, &mut found);
+        findings(doc, answer, &mut all);
     }
+    let found = shown(&all);
     let exit = if !problems.is_empty() {
         Exit::Error
-    } else if found.iter().any(|f| fails(args.fail_on, f.severity)) {
+    } else if all.iter().any(|f| fails(args.fail_on, f.severity)) {
         Exit::Report
     } else {
         Exit::Ok
@@ -463,7 +482,7 @@ fn notes(ctx: &Context<'_>, skipped: &[Skipped<'_>]) {
 /// GitHub Actions workflow commands: `::error file=F,line=L,col=C,title=T::message`, one
 /// per error or warning diagnostic (and cannot-stop verdict), and one per input error.
 /// Info diagnostics are left out: an annotation each would bury the rest.
-fn github(found: &[Finding<'_>], problems: &[Problem]) -> String {
+fn github(found: &[&Finding<'_>], problems: &[Problem]) -> String {
     let mut out = String::new();
     let mut line = |level: &str, file: &str, (l, c): (usize, usize), title: &str, text: &str| {
         let mut props = Vec::new();
@@ -521,7 +540,7 @@ fn problem_rule(p: &Problem) -> String {
 
 /// A SARIF 2.1.0 log: one run, one result per diagnostic and per input error, a rule per
 /// code seen.
-fn sarif(found: &[Finding<'_>], problems: &[Problem], policy: &str) -> Value {
+fn sarif(found: &[&Finding<'_>], problems: &[Problem], policy: &str) -> Value {
     let mut rules: Vec<String> = Vec::new();
     let mut results = Vec::new();
     let mut result = |rule: &str, level: &str, file: &str, (l, c): (usize, usize), text: String| {

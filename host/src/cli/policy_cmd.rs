@@ -26,10 +26,28 @@ fn safe(text: &str) -> String {
     crate::escape::text(text).into_owned()
 }
 
+/// Which build a module is: the module's identity is the same for every build of one
+/// source, so the host says what it knows. For `embedded`, how `host/build.rs` built it;
+/// for a file, whether its bytes are the embedded module's.
+fn build_of(path: &Path, sha256: &Sha256) -> String {
+    if super::is_embedded(path) {
+        format!("embedded in this binary: {}", crate::embedded::BUILD)
+    } else if *sha256 == crate::embedded::sha256() {
+        format!(
+            "a file with the embedded module's bytes ({})",
+            crate::embedded::BUILD
+        )
+    } else {
+        "a file, not the embedded build (another sha256); its build is not recorded in it"
+            .into()
+    }
+}
+
 pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
     let bytes = read_module(path)?;
     let runtime = ctx.runtime()?;
     let found = inspect_module(&runtime, &bytes);
+    let build = build_of(path, &found.sha256);
     let exit = if found.load.is_ok() {
         Exit::Ok
     } else {
@@ -40,6 +58,7 @@ pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
             "file": path.display().to_string(),
             "size": found.size,
             "sha256": found.sha256.to_string(),
+            "build": build,
             "imports": found.imports.iter().map(|i| json!({"module": i.module, "name": i.name, "kind": i.kind})).collect::<Vec<_>>(),
             "exports": found.exports.iter().map(|(name, ty)| json!({"name": name, "type": ty})).collect::<Vec<_>>(),
             "loads": found.load.is_ok(),
@@ -68,6 +87,7 @@ pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
     kv.row(vec!["file".into(), path.display().to_string()]);
     kv.row(vec!["size".into(), format!("{} bytes", found.size)]);
     kv.row(vec!["sha256".into(), found.sha256.to_string()]);
+    kv.row(vec!["build".into(), build.clone()]);
     if let Ok(policy) = &found.load {
         let info = policy.info();
         kv.row(vec!["abi".into(), policy.abi().to_string()]);
@@ -280,7 +300,7 @@ pub(super) fn diff(
     } else {
         Exit::Ok
     };
-    let side = |p: &Policy, path: &Path| json!({"file": path.display().to_string(), "name": p.info().name, "version": p.info().version, "sha256": p.sha256().to_string()});
+    let side = |p: &Policy, path: &Path| json!({"file": path.display().to_string(), "name": p.info().name, "version": p.info().version, "sha256": p.sha256().to_string(), "build": build_of(path, p.sha256())});
     if ctx.json {
         let out = json!({
             "old": side(&old, old_path),
@@ -306,15 +326,17 @@ pub(super) fn diff(
     }
     let s = ctx.style;
     let mut text = format!(
-        "{} {} {} (sha256 {})\n{} {} {} (sha256 {})\n\n",
+        "{} {} {} (sha256 {}), {}\n{} {} {} (sha256 {}), {}\n\n",
         s.bold("old"),
         safe(&old.info().name),
         safe(&old.info().version),
         old.sha256().short(),
+        super::module_origin(Some(old_path)),
         s.bold("new"),
         safe(&new.info().name),
         safe(&new.info().version),
-        new.sha256().short()
+        new.sha256().short(),
+        super::module_origin(Some(new_path)),
     );
     for (doc, changes) in &results {
         let head = format!("{} {} ({})", doc.file, doc.place(), doc.label());
