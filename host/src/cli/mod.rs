@@ -266,10 +266,14 @@ only in SARIF (level `note`); one `error` result per input error.")]
 
     /// Print the support matrix: how each executor can stop each kind of sidecar
     #[command(long_about = "\
-Print the support matrix: for each Argo executor (and `none`, for Jobs and plain pods),
-how sidecars declared in the Workflow, injected sidecars and native sidecars can be
-stopped, and by which path. The matrix comes from the policy module; `--format json`
-prints the module's answer unchanged: {\"columns\": [...], \"rows\": [...]}.")]
+Print the support matrix: for each Argo executor, in words, what Argo itself can do
+with sidecars declared in the Workflow, injected sidecars and native sidecars, and what
+sidekill does with them, which is the same with every executor (the row `none`: Jobs and
+plain pods, sidekill alone); then the Argo versions of each executor and the path of
+each cell (the command, endpoint or component that does it). The matrix comes from the
+policy module; `--format json` prints the module's answer unchanged, methods by their
+names: {\"columns\": [...], \"rows\": [{executor, versions, declared: {method, path},
+...}]}.")]
     Matrix(MatrixArgs),
 
     /// Inspect, test, compare, publish and roll back policy modules
