@@ -110,9 +110,10 @@ fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(),
                 prebuilt.display()
             )
         })?;
-        let name = prebuilt
-            .file_name()
-            .map_or_else(|| prebuilt.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = prebuilt.file_name().map_or_else(
+            || prebuilt.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         println!("cargo:rustc-env=SIDEKILL_EMBEDDED_BUILD=prebuilt {name} (SIDEKILL_POLICY_WASM)");
         return Ok(());
     }

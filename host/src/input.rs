@@ -86,9 +86,14 @@ impl Document {
         for (n, line) in self.text.lines().enumerate() {
             let trimmed = line.trim_start();
             let key = trimmed.trim_start_matches('"');
-            if ["containers", "initContainers", "ephemeralContainers", "sidecars"]
-                .iter()
-                .any(|k| key.starts_with(k) && key[k.len()..].trim_start_matches('"').starts_with(':'))
+            if [
+                "containers",
+                "initContainers",
+                "ephemeralContainers",
+                "sidecars",
+            ]
+            .iter()
+            .any(|k| key.starts_with(k) && key[k.len()..].trim_start_matches('"').starts_with(':'))
             {
                 in_containers = true;
             }
@@ -229,7 +234,11 @@ pub fn parse_all(file: &str, text: &str) -> Manifest {
                 Ok(_) if count == MAX_DOCUMENTS => {
                     manifest.errors.push((
                         None,
-                        syntax(0, 0, format!("more than {MAX_DOCUMENTS} documents in one text")),
+                        syntax(
+                            0,
+                            0,
+                            format!("more than {MAX_DOCUMENTS} documents in one text"),
+                        ),
                     ));
                     break;
                 }
@@ -261,7 +270,11 @@ pub fn parse_all(file: &str, text: &str) -> Manifest {
                     if count == MAX_DOCUMENTS {
                         manifest.errors.push((
                             None,
-                            syntax(0, 0, format!("more than {MAX_DOCUMENTS} documents in one text")),
+                            syntax(
+                                0,
+                                0,
+                                format!("more than {MAX_DOCUMENTS} documents in one text"),
+                            ),
                         ));
                         return manifest;
                     }
@@ -279,11 +292,9 @@ pub fn parse_all(file: &str, text: &str) -> Manifest {
                         column,
                         message,
                     } if line > 0 => (first_line + line - 1, column, message),
-                    sidekill_policy::Error::Yaml { message, .. } => (
-                        first_line + content_line(chunk),
-                        1,
-                        message,
-                    ),
+                    sidekill_policy::Error::Yaml { message, .. } => {
+                        (first_line + content_line(chunk), 1, message)
+                    }
                     other => (first_line + content_line(chunk), 1, other.to_string()),
                 };
                 manifest
@@ -346,7 +357,10 @@ fn content_line(piece: &str) -> usize {
         .lines()
         .position(|l| {
             let t = l.trim_start();
-            !(t.is_empty() || t.starts_with('#') || l.starts_with('%') || marker(l, "---") && l[3..].trim_start().is_empty())
+            !(t.is_empty()
+                || t.starts_with('#')
+                || l.starts_with('%')
+                || marker(l, "---") && l[3..].trim_start().is_empty())
         })
         .unwrap_or(0)
 }

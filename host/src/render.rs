@@ -291,7 +291,11 @@ pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
         text(row, "versions")
     );
     let executor = text(matrix, "executor");
-    let who = if executor == "none" { "sidekill" } else { "Argo" };
+    let who = if executor == "none" {
+        "sidekill"
+    } else {
+        "Argo"
+    };
     for column in &applies {
         let cell = row.get(*column).unwrap_or(&Value::Null);
         let _ = writeln!(
@@ -431,7 +435,11 @@ pub fn matrix(answer: &Value, style: &Style) -> String {
         }
         if let Some(sidekill) = sidekill {
             let mut cells = vec![
-                if is_none { executor.to_string() } else { String::new() },
+                if is_none {
+                    executor.to_string()
+                } else {
+                    String::new()
+                },
                 "sidekill".to_string(),
             ];
             cells.extend(columns.iter().map(|c| words(sidekill, c)));
@@ -459,7 +467,11 @@ pub fn matrix(answer: &Value, style: &Style) -> String {
     }
     let _ = writeln!(out, "\n{}", style.bold("paths"));
     for row in rows {
-        let who = if Some(row) == sidekill { "sidekill" } else { "Argo" };
+        let who = if Some(row) == sidekill {
+            "sidekill"
+        } else {
+            "Argo"
+        };
         for column in &columns {
             let cell = row.get(*column).unwrap_or(&Value::Null);
             let _ = writeln!(

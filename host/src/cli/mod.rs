@@ -350,15 +350,14 @@ fn web_refused_args() -> Vec<clap::Arg> {
     ]
     .into_iter()
     .map(|(id, flag)| {
-            clap::Arg::new(id)
-                .long(flag)
-                .hide(true)
-                .value_parser(clap::builder::UnknownArgumentValueParser::suggest(
-                    "`sidekill web` serves a page that runs the policy in the browser; it \
+        clap::Arg::new(id).long(flag).hide(true).value_parser(
+            clap::builder::UnknownArgumentValueParser::suggest(
+                "`sidekill web` serves a page that runs the policy in the browser; it \
                      prints only the page's URL and loads no module itself",
-                ))
-        })
-        .collect()
+            ),
+        )
+    })
+    .collect()
 }
 
 /// Arguments of `sidekill web`.
@@ -827,7 +826,11 @@ pub fn run(cli: &Cli) -> Result<Exit> {
     };
     if matches!(format, Format::Sarif | Format::Github) && !matches!(cli.command, Command::Plan(_))
     {
-        let name = if format == Format::Sarif { "sarif" } else { "github" };
+        let name = if format == Format::Sarif {
+            "sarif"
+        } else {
+            "github"
+        };
         eprintln!(
             "sidekill: --format {name} is an output of `sidekill plan` only; this command \
              writes table or json"
@@ -971,7 +974,11 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
     std::env::var_os("XDG_CACHE_HOME")
         .and_then(absolute)
-        .or_else(|| std::env::var_os("HOME").and_then(absolute).map(|h| h.join(".cache")))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".cache"))
+        })
         .map(|dir| dir.join("sidekill"))
 }
 

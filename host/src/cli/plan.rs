@@ -61,7 +61,10 @@ fn flag_of(path: &str) -> Option<&'static str> {
 ///
 /// # Errors
 /// A message naming the flag, when the policy refuses a fact.
-pub(crate) fn check_facts(policy: &crate::Policy, facts: &Value) -> std::result::Result<(), String> {
+pub(crate) fn check_facts(
+    policy: &crate::Policy,
+    facts: &Value,
+) -> std::result::Result<(), String> {
     if facts.as_object().is_none_or(Map::is_empty) {
         return Ok(());
     }
@@ -76,8 +79,14 @@ pub(crate) fn check_facts(policy: &crate::Policy, facts: &Value) -> std::result:
                 // "invalid field `facts.executor`: expected ..." -> "invalid --executor: expected ..."
                 let quoted = format!("`{path}`");
                 let text = message
-                    .replace(&format!("invalid field {quoted}"), &format!("invalid {flag}"))
-                    .replace(&format!("missing field {quoted}"), &format!("{flag} is missing"))
+                    .replace(
+                        &format!("invalid field {quoted}"),
+                        &format!("invalid {flag}"),
+                    )
+                    .replace(
+                        &format!("missing field {quoted}"),
+                        &format!("{flag} is missing"),
+                    )
                     .replace(&quoted, flag);
                 Err(text)
             }
@@ -234,11 +243,20 @@ struct Skipped<'d> {
     reason: String,
 }
 
-/// Whether an error answer means "not a kind the policy plans", and the policy's reason.
-/// The policy answers `unsupported_kind` at `object.kind`; deeper paths are not this
-/// document's own kind and stay errors.
+/// Whether an error answer means "not a workload", and why: the policy answers
+/// `unsupported_kind` at `object.kind` for a kind it does not plan, and `missing_field` at
+/// `object.kind` for a document that is no Kubernetes object (a kustomization.yaml, a
+/// values.yaml, a CI file among `git ls-files`). Deeper paths (a `List` item inside a
+/// `PodList`, a field of a Job) are errors of a workload and stay errors.
 fn skipped_reason(error: &Error) -> Option<String> {
     match error {
+        Error::Policy {
+            code,
+            path: Some(path),
+            ..
+        } if code == "missing_field" && path == "object.kind" => {
+            Some("not a Kubernetes object (it has no `kind`)".into())
+        }
         Error::Policy {
             code,
             path: Some(path),
@@ -248,7 +266,9 @@ fn skipped_reason(error: &Error) -> Option<String> {
             let planned = message
                 .split_once(": expected ")
                 .map_or(message.as_str(), |(_, kinds)| kinds);
-            Some(format!("not a workload sidekill plans (it plans {planned})"))
+            Some(format!(
+                "not a workload sidekill plans (it plans {planned})"
+            ))
         }
         _ => None,
     }
@@ -459,20 +479,29 @@ fn place_json(doc: &Document) -> Value {
 fn notes(ctx: &Context<'_>, skipped: &[Skipped<'_>]) {
     let note = ctx.err_style.cyan("note:");
     for s in skipped {
+        let short = if s.doc.object.get("kind").is_some() {
+            "skipped, not a workload"
+        } else {
+            "skipped, not a Kubernetes object (no kind)"
+        };
         eprintln!(
-            "{note} {}: {} ({}): skipped, not a workload",
+            "{note} {}: {} ({}): {short}",
             s.doc.file,
             s.doc.place(),
             s.doc.label()
         );
     }
-    if let Some(first) = skipped.first() {
+    let kinds = skipped
+        .iter()
+        .filter(|s| s.doc.object.get("kind").is_some())
+        .collect::<Vec<_>>();
+    if let Some(first) = kinds.first() {
         eprintln!(
             "{note} {} skipped: {}",
-            if skipped.len() == 1 {
+            if kinds.len() == 1 {
                 "1 object".to_string()
             } else {
-                format!("{} objects", skipped.len())
+                format!("{} objects", kinds.len())
             },
             first.reason
         );
@@ -494,7 +523,11 @@ fn github(found: &[&Finding<'_>], problems: &[Problem]) -> String {
             }
         }
         props.push(format!("title={}", gh_property(title)));
-        out.push_str(&format!("::{level} {}::{}\n", props.join(","), gh_data(text)));
+        out.push_str(&format!(
+            "::{level} {}::{}\n",
+            props.join(","),
+            gh_data(text)
+        ));
     };
     for f in found {
         let level = match f.severity {
@@ -502,7 +535,10 @@ fn github(found: &[&Finding<'_>], problems: &[Problem]) -> String {
             "warning" => "warning",
             _ => continue,
         };
-        let about = f.container.map(|c| format!(", container {c}")).unwrap_or_default();
+        let about = f
+            .container
+            .map(|c| format!(", container {c}"))
+            .unwrap_or_default();
         let title = format!("sidekill {} ({}{about})", f.code, f.subject);
         let mut text = f.message.clone();
         if let Some(fix) = f.fix {
@@ -567,7 +603,10 @@ fn sarif(found: &[&Finding<'_>], problems: &[Problem], policy: &str) -> Value {
             "warning" => "warning",
             _ => "note",
         };
-        let about = f.container.map(|c| format!(", container {c}")).unwrap_or_default();
+        let about = f
+            .container
+            .map(|c| format!(", container {c}"))
+            .unwrap_or_default();
         let mut text = format!("{} ({}{about})", f.message, f.subject);
         if let Some(fix) = f.fix {
             text.push_str(&format!(". Fix: {fix}"));
@@ -575,7 +614,13 @@ fn sarif(found: &[&Finding<'_>], problems: &[Problem], policy: &str) -> Value {
         result(f.code, level, &f.doc.file, f.position(), text);
     }
     for p in problems {
-        result(&problem_rule(p), "error", &p.file, p.position(), p.describe());
+        result(
+            &problem_rule(p),
+            "error",
+            &p.file,
+            p.position(),
+            p.describe(),
+        );
     }
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -631,7 +676,10 @@ mod tests {
     #[test]
     fn facts_fields_map_to_their_flags() {
         assert_eq!(flag_of("facts.executor"), Some("--executor"));
-        assert_eq!(flag_of("facts.stopMethods.imageSwap.image"), Some("--nop-image"));
+        assert_eq!(
+            flag_of("facts.stopMethods.imageSwap.image"),
+            Some("--nop-image")
+        );
         assert_eq!(flag_of("facts.sidecars[0]"), Some("--sidecar"));
         assert_eq!(flag_of("object.kind"), None);
     }

@@ -38,8 +38,7 @@ fn build_of(path: &Path, sha256: &Sha256) -> String {
             crate::embedded::BUILD
         )
     } else {
-        "a file, not the embedded build (another sha256); its build is not recorded in it"
-            .into()
+        "a file, not the embedded build (another sha256); its build is not recorded in it".into()
     }
 }
 
