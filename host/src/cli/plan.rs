@@ -404,10 +404,12 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &PlanArgs) -> Result<Exit> {
         Exit::Ok
     };
 
+    // Errors on standard error in every format (also in the output for json, sarif and
+    // github); notes only beside tables and annotations (json has `skipped`).
+    for problem in &problems {
+        ctx.error(&problem.describe());
+    }
     if ctx.format != Format::Json {
-        for problem in &problems {
-            ctx.error(&problem.describe());
-        }
         notes(ctx, &skipped);
     }
     match ctx.format {
