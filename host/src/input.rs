@@ -77,41 +77,56 @@ impl Document {
         }
     }
 
-    /// The line and column of a container's `name:` in the document's text, when a line
-    /// after a `containers:` (or `initContainers:`, `ephemeralContainers:`, `sidecars:`)
-    /// key names it: a text search, good for what `kubectl`, Helm and kustomize write.
-    /// `None` when it is not found (then the document's own line is the best position).
+    /// The line and column of a container's `name:` in the document's text: a text search
+    /// for block YAML as `kubectl`, Helm and kustomize write it, in the items of a
+    /// `containers:` (or `initContainers:`, `ephemeralContainers:`, `sidecars:`) list.
+    /// `None` when it is not found (flow style, JSON): then the document's own line is the
+    /// best position.
     pub fn container_position(&self, name: &str) -> Option<(usize, usize)> {
-        let mut in_containers = false;
+        const KEYS: [&str; 4] = [
+            "containers:",
+            "initContainers:",
+            "ephemeralContainers:",
+            "sidecars:",
+        ];
+        // The open list: the indentation of its key, and the column of its items' `-`.
+        let mut list: Option<(usize, Option<usize>)> = None;
         for (n, line) in self.text.lines().enumerate() {
             let trimmed = line.trim_start();
-            let key = trimmed.trim_start_matches('"');
-            if [
-                "containers",
-                "initContainers",
-                "ephemeralContainers",
-                "sidecars",
-            ]
-            .iter()
-            .any(|k| key.starts_with(k) && key[k.len()..].trim_start_matches('"').starts_with(':'))
-            {
-                in_containers = true;
-            }
-            if !in_containers {
+            if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let item = trimmed.trim_start_matches(['-', '{', ' ']);
-            let Some(value) = item
-                .strip_prefix("name:")
-                .or_else(|| item.strip_prefix("\"name\":"))
-            else {
+            let indent = line.len() - trimmed.len();
+            if let Some((key, _)) = list {
+                if indent < key || (indent == key && !trimmed.starts_with("- ")) {
+                    list = None;
+                }
+            }
+            if KEYS.iter().any(|k| trimmed.trim_end() == *k) {
+                list = Some((indent, None));
+                continue;
+            }
+            let Some((_, item)) = &mut list else {
                 continue;
             };
-            let value = value.trim().trim_end_matches([',', '}']).trim();
-            let value = value.trim_matches(|c| c == '"' || c == '\'');
-            if value == name {
-                let column = line.len() - item.len() + 1;
-                return Some((self.first_line + n, column));
+            let dash = *item.get_or_insert(indent);
+            // `- name: x` at the items' column, or `name: x` in an item's mapping.
+            let (column, field) = match trimmed.strip_prefix('-') {
+                Some(rest) if indent == dash => {
+                    let field = rest.trim_start();
+                    (line.len() - field.len(), field)
+                }
+                _ => (indent, trimmed),
+            };
+            if column != dash + 2 && !(column > dash && indent == dash) {
+                continue;
+            }
+            let Some(value) = field.strip_prefix("name:") else {
+                continue;
+            };
+            let value = value.split(" #").next().unwrap_or_default().trim();
+            if value.trim_matches(|c| c == '"' || c == '\'') == name {
+                return Some((self.first_line + n, column + 1));
             }
         }
         None
@@ -442,6 +457,58 @@ mod tests {
         assert_eq!(docs[0].label(), "Pod a");
         assert_eq!(docs[1].label(), "Job b-");
         assert_eq!(docs[1].index, 2);
+    }
+
+    #[test]
+    fn a_yaml_error_costs_only_its_document_and_keeps_the_file_position() {
+        let text = "kind: Pod\nmetadata: {name: a}\n---\n# Source: x\nkind: Job\n  bad: [\n---\nkind: Pod\nmetadata: {name: c}\n";
+        let manifest = parse_all("x.yaml", text);
+        assert_eq!(manifest.documents.len(), 2);
+        assert_eq!(manifest.documents[1].index, 3);
+        assert_eq!(manifest.documents[1].line, 8);
+        let [(Some(2), Error::Syntax { line, .. })] = manifest.errors.as_slice() else {
+            panic!("{:?}", manifest.errors)
+        };
+        assert_eq!(*line, 6, "{:?}", manifest.errors);
+    }
+
+    #[test]
+    fn markers_directives_and_document_ends() {
+        let text = "%YAML 1.1\n---\nkind: Pod\n...\n--- {kind: Job}\n---\n# only a comment\n";
+        let docs = parse("x.yaml", text).unwrap();
+        let kinds: Vec<_> = docs.iter().map(|d| d.object["kind"].clone()).collect();
+        assert_eq!(kinds, ["Pod", "Job"]);
+        assert_eq!(docs[0].line, 3);
+        assert_eq!(docs[1].line, 5);
+    }
+
+    #[test]
+    fn a_list_is_read_as_its_items_and_a_typed_list_names_their_kind() {
+        let docs = parse(
+            "x.yaml",
+            "kind: List\nitems:\n- {kind: ConfigMap}\n- {kind: Job}\n---\nkind: PodList\napiVersion: v1\nitems:\n- metadata: {name: p}\n",
+        )
+        .unwrap();
+        let places: Vec<_> = docs.iter().map(|d| (d.place(), d.label())).collect();
+        assert_eq!(
+            places,
+            [
+                ("document 1, item 1".to_string(), "ConfigMap ?".to_string()),
+                ("document 1, item 2".to_string(), "Job ?".to_string()),
+                ("document 2, item 1".to_string(), "Pod p".to_string()),
+            ]
+        );
+        assert_eq!(docs[2].object["apiVersion"], "v1");
+    }
+
+    #[test]
+    fn a_container_is_found_by_its_name_under_containers() {
+        let text = "kind: Pod\nmetadata:\n  name: proxy\nspec:\n  containers:\n  - name: main\n    env:\n    - {name: proxy}\n  - image: x\n    name: \"proxy\"\n";
+        let docs = parse("x.yaml", text).unwrap();
+        // Not the pod's own name above `containers:`, nor the env var's.
+        assert_eq!(docs[0].container_position("main"), Some((6, 5)));
+        assert_eq!(docs[0].container_position("proxy"), Some((10, 5)));
+        assert_eq!(docs[0].container_position("absent"), None);
     }
 
     #[test]
