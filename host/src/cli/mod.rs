@@ -234,8 +234,9 @@ Each FILE (or `-` for standard input) holds YAML or JSON: one object or several
 Deployments, ReplicaSets, StatefulSets, DaemonSets, Argo Workflows and WorkflowTemplates
 are planned: one plan per pod the object stands for (a Workflow has one per template that
 runs as a pod). A `List` is planned item by item. Objects of kinds the policy does not
-plan (ServiceAccount, ConfigMap, Service, ...) are skipped with a note, so the output of
-`helm template` or `kustomize build` is checked as it is. A YAML document with a syntax
+plan (ServiceAccount, ConfigMap, Service, ...) and documents with no `kind` (such as a
+kustomization.yaml) are skipped with a note, so the output of `helm template` or
+`kustomize build`, or a repository's YAML files, are checked as they are. A YAML document with a syntax
 error is reported with its line and column, and the other documents are still planned.
 
 For each pod the answer shows every container's classification with its evidence, the
