@@ -18,6 +18,10 @@
 //! (`CARGO_PROFILE_WASM_OPT_LEVEL`): about 2.4× faster plans for a module of 265 KB
 //! instead of 165 KB (host benchmarks). The code is the same; only the optimiser differs.
 //!
+//! The build is described in `SIDEKILL_EMBEDDED_BUILD` (`cargo profile wasm, opt-level 3,
+//! feature yaml`, or the prebuilt file's name), which `sidekill policy inspect embedded` shows:
+//! the module's own identity (`sidekill-policy 0.1.0`) is the same for every build.
+//!
 //! Environment:
 //! - `SIDEKILL_POLICY_WASM=/path/to/module.wasm` embeds that file instead of building one
 //!   (for packagers that ship a wasm-opt'ed `dist/raw/sidekill_policy.wasm`).
@@ -120,6 +124,11 @@ fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(),
                 prebuilt.display()
             )
         })?;
+        let name = prebuilt.file_name().map_or_else(
+            || prebuilt.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        println!("cargo:rustc-env=SIDEKILL_EMBEDDED_BUILD=prebuilt {name} (SIDEKILL_POLICY_WASM)");
         return Ok(());
     }
 
@@ -136,6 +145,10 @@ fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(),
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     println!("cargo:rerun-if-env-changed=SIDEKILL_POLICY_OPT_LEVEL");
     let opt_level = env::var("SIDEKILL_POLICY_OPT_LEVEL").unwrap_or_else(|_| "3".into());
+    // What `sidekill policy inspect embedded` says the embedded module's build is.
+    println!(
+        "cargo:rustc-env=SIDEKILL_EMBEDDED_BUILD=cargo profile {PROFILE}, opt-level {opt_level}, feature yaml"
+    );
 
     ensure_target_installed()?;
 

@@ -307,13 +307,26 @@ pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
         text(matrix, "executor"),
         text(row, "versions")
     );
+    let executor = text(matrix, "executor");
+    let who = if executor == "none" {
+        "sidekill"
+    } else {
+        "Argo"
+    };
     for column in &applies {
         let cell = row.get(*column).unwrap_or(&Value::Null);
         let _ = writeln!(
             out,
-            "    {column}: {}, {}",
-            text(cell, "method"),
+            "    {column}: {who} {} ({})",
+            method_words(text(cell, "method")),
             text(cell, "path")
+        );
+    }
+    if executor != "none" && !applies.is_empty() {
+        let _ = writeln!(
+            out,
+            "    {}",
+            style.dim("sidekill's plan below is the same whatever the executor")
         );
     }
     if applies.is_empty() {
@@ -390,37 +403,100 @@ pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
     out
 }
 
-/// Renders the `matrix` answer.
+/// A matrix cell's `method` in words. The module's JSON keeps the method's name (`Any`,
+/// `KubectlExec`, ...) for programs; people read what it means. A method this host does not
+/// know is shown by its name.
+pub fn method_words(method: &str) -> &str {
+    match method {
+        "Any" => "stops it (any image)",
+        "Shell" => "needs a shell in the image",
+        "KubectlExec" => "exec into it",
+        "NoneNeeded" => "kubelet stops it",
+        "NotApplicable" => "no such sidecar",
+        "Unsupported" => "cannot stop it",
+        other => other,
+    }
+}
+
+/// The row of the executor `none`: no Argo, sidekill alone. What sidekill does does not
+/// depend on the executor, so this row is also what sidekill does beside any executor.
+fn sidekill_row(answer: &Value) -> Option<&Value> {
+    list(answer, "rows")
+        .iter()
+        .find(|r| r.get("executor").and_then(Value::as_str) == Some("none"))
+}
+
+/// Renders the `matrix` answer: per executor, what Argo can do with each kind of sidecar
+/// and what sidekill does, in words; then the paths.
 pub fn matrix(answer: &Value, style: &Style) -> String {
     let answer = &crate::escape::value(answer);
     let columns: Vec<&str> = list(answer, "columns")
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    let mut header = vec!["EXECUTOR", "ARGO VERSIONS"];
+    let mut header = vec!["EXECUTOR", "WHO"];
     let upper: Vec<String> = columns.iter().map(|c| c.to_uppercase()).collect();
     header.extend(upper.iter().map(String::as_str));
     let mut table = Table::new(&header);
     let rows = list(answer, "rows");
+    let sidekill = sidekill_row(answer);
+    let words = |row: &Value, column: &str| {
+        method_words(text(row.get(column).unwrap_or(&Value::Null), "method")).to_string()
+    };
     for row in rows {
-        let mut cells = vec![
-            text(row, "executor").to_string(),
-            text(row, "versions").to_string(),
-        ];
-        for column in &columns {
-            cells.push(text(row.get(*column).unwrap_or(&Value::Null), "method").to_string());
+        let executor = text(row, "executor");
+        let is_none = Some(row) == sidekill;
+        if !is_none {
+            let mut cells = vec![executor.to_string(), "Argo".to_string()];
+            cells.extend(columns.iter().map(|c| words(row, c)));
+            table.row(cells);
         }
-        table.row(cells);
+        if let Some(sidekill) = sidekill {
+            let mut cells = vec![
+                if is_none {
+                    executor.to_string()
+                } else {
+                    String::new()
+                },
+                "sidekill".to_string(),
+            ];
+            cells.extend(columns.iter().map(|c| words(sidekill, c)));
+            table.row(cells);
+        }
     }
     let mut out = table.render(0, style);
+    let _ = writeln!(
+        out,
+        "\nDECLARED: sidecars the Workflow (or sidekill's annotations) declares. INJECTED: \
+         added by an\ninjector (istio, linkerd, ...). NATIVE: init containers with \
+         restartPolicy Always, which the\nkubelet stops after the main containers \
+         (Kubernetes 1.29+). `exec into it`: a command run in the\ncontainer through \
+         pods/exec, which works only if the image has its program. sidekill does the\n\
+         same with every executor: `sidekill plan` shows its commands for each pod."
+    );
+    let _ = writeln!(out, "\n{}", style.bold("Argo versions"));
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "  {:<9} {}",
+            text(row, "executor"),
+            text(row, "versions")
+        );
+    }
     let _ = writeln!(out, "\n{}", style.bold("paths"));
     for row in rows {
+        let who = if Some(row) == sidekill {
+            "sidekill"
+        } else {
+            "Argo"
+        };
         for column in &columns {
             let cell = row.get(*column).unwrap_or(&Value::Null);
             let _ = writeln!(
                 out,
-                "  {:<9} {:<9} {}",
+                "  {:<9} {:<8} {:<9} {}",
                 text(row, "executor"),
+                who,
                 column,
                 text(cell, "path")
             );

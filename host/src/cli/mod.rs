@@ -31,7 +31,7 @@ use crate::{embedded, Policy};
 pub enum Exit {
     /// 0: done, nothing to report.
     Ok,
-    /// 1: done, and something to report: a plan has a container that cannot be stopped,
+    /// 1: done, and something to report: a plan has a finding at or above `--fail-on`,
     /// `policy diff` found differences, `policy test`, `inspect`, `push` or `rollback`
     /// found a module that would be refused, `stop` left a sidecar running.
     Report,
@@ -49,20 +49,13 @@ impl Exit {
             Exit::Error => 2,
         }
     }
-
-    fn worst(self, other: Exit) -> Exit {
-        if other.code() > self.code() {
-            other
-        } else {
-            self
-        }
-    }
 }
 
 const AFTER_HELP: &str = "\
 Exit codes:
   0  done, nothing to report
-  1  done, something to report: a plan has a container that cannot be stopped,
+  1  done, something to report: a plan has a finding at or above `plan --fail-on`
+     (default: a container that cannot be stopped or an error-level diagnostic),
      `policy diff` found differences, `policy test`/`inspect`/`push`/`rollback`
      found a module that would be refused, `stop` left a sidecar running
   2  usage or input error: bad arguments, unreadable file, invalid YAML or JSON,
@@ -76,6 +69,9 @@ Environment:
   SIDEKILL_TIMEOUT_MS         deadline of one call into the module (--timeout-ms)
   SIDEKILL_MEMORY_LIMIT_MIB   memory limit of the module (--memory-limit-mib)
   SIDEKILL_CACHE_DIR          compiled-module cache directory (--cache-dir)
+  XDG_CACHE_HOME              its default is $XDG_CACHE_HOME/sidekill (or
+                              ~/.cache/sidekill)
+  SIDEKILL_FAIL_ON            what makes `plan` exit 1 (--fail-on)
   SIDEKILL_LOG                log level on stderr: error, warn (default), info,
                               debug, trace
   NO_COLOR                    when set, no colour even on a terminal
@@ -139,6 +135,10 @@ pub enum Format {
     Table,
     /// One JSON document on standard output, for programs.
     Json,
+    /// `plan` only: SARIF 2.1.0, for code scanning (GitHub, GitLab, Azure DevOps).
+    Sarif,
+    /// `plan` only: GitHub Actions workflow commands (`::error file=...,line=...::...`).
+    Github,
 }
 
 /// Colour choices.
@@ -165,7 +165,9 @@ pub struct Global {
         env = "SIDEKILL_FORMAT",
         long_help = "Output format. `table` is for people; `json` is one JSON document on \
                      standard output, for programs. The default, `auto`, is `table` when \
-                     standard output is a terminal and `json` otherwise (a pipe or a file)."
+                     standard output is a terminal and `json` otherwise (a pipe or a file). \
+                     `plan` also writes `sarif` (SARIF 2.1.0, for code scanning) and \
+                     `github` (GitHub Actions annotations); other commands refuse them."
     )]
     pub format: Format,
 
@@ -208,10 +210,14 @@ pub struct Global {
         value_name = "DIR",
         env = "SIDEKILL_CACHE_DIR",
         long_help = "Keep compiled policy modules in DIR (created with mode 0700 when \
-                     missing), keyed by the module's sha256, so later runs skip compilation. \
-                     DIR must be writable only by the user sidekill runs as: compiled code \
-                     is loaded from it without further checks. By default nothing is \
-                     written to disk."
+                     missing), keyed by the module's sha256 and bound to it, so later runs \
+                     skip compilation (about 2 s). DIR must be owned by the user sidekill \
+                     runs as and writable by no one else, or the command fails: compiled \
+                     code is loaded from it. Default for `plan`, `matrix`, `stop` and \
+                     `policy`: $XDG_CACHE_HOME/sidekill, else ~/.cache/sidekill, with the \
+                     same checks; when that folder cannot be used, a warning says why and \
+                     the module is compiled in memory. `controller` and `demo` write no \
+                     cache unless given one."
     )]
     pub cache_dir: Option<PathBuf>,
 }
@@ -225,30 +231,50 @@ Plan how the sidecars of each object's pods would be stopped.
 
 Each FILE (or `-` for standard input) holds YAML or JSON: one object or several
 (`---`-separated YAML documents, or concatenated JSON objects). Pods, Jobs, CronJobs,
-Deployments, ReplicaSets, StatefulSets, DaemonSets, Argo Workflows and WorkflowTemplates,
-and `List`s of them are planned: one plan per pod the object stands for (a Workflow has
-one per template that runs as a pod).
+Deployments, ReplicaSets, StatefulSets, DaemonSets, Argo Workflows and WorkflowTemplates
+are planned: one plan per pod the object stands for (a Workflow has one per template that
+runs as a pod). A `List` is planned item by item. Objects of kinds the policy does not
+plan (ServiceAccount, ConfigMap, Service, ...) and documents with no `kind` (such as a
+kustomization.yaml) are skipped with a note, so the output of `helm template` or
+`kustomize build`, or a repository's YAML files, are checked as they are. A YAML document with a syntax
+error is reported with its line and column, and the other documents are still planned.
 
 For each pod the answer shows every container's classification with its evidence, the
 support-matrix row that applies, the plan (which containers are stopped, in what order,
 with which commands and waits) and diagnostics with fixes.
 
-Exit code 1 when a plan has a container that cannot be stopped (verdict `cannot-stop`);
-2 when a file cannot be read or parsed or an object cannot be planned (the other
-objects are still planned and shown).
+Exit codes: 0 when no finding is at or above --fail-on (default `error`); 1 when one is
+(a container that cannot be stopped, an error-level diagnostic, ...); 2 on an input error:
+a file that cannot be read, a YAML or JSON error, an object the policy cannot plan, a
+fact the policy refuses (every other object is still planned and shown).
 
-JSON output: {\"policy\": {name, version, sha256, origin},
-              \"plans\": [{file, document, object, answer}],
-              \"errors\": [{file, document?, error, message, code?, path?, line?, column?}]}
-where `answer` is the policy module's answer, unchanged.")]
+In CI (README, \"Checking manifests in CI\"):
+  helm template my-release ./chart | sidekill plan --format github -
+  git ls-files -z '*.yaml' | xargs -0 sidekill plan --format sarif > sidekill.sarif
+
+JSON output: {\"policy\": {name, version, sha256, origin, build},
+              \"plans\": [{file, document, item?, line, object, answer}],
+              \"skipped\": [{file, document, item?, line, object, reason}],
+              \"errors\": [{file, document?, item?, error, message, code?, path?, line?,
+                          column?}]}
+where `document` and `item` count from 1 (`item`: the position in a `List`), `line` is
+where the document starts, and `answer` is the policy module's answer, unchanged.
+
+SARIF (2.1.0) and GitHub output: one result per diagnostic, at the file, line and
+column of its container's `name:` when found, else of its document; info diagnostics
+only in SARIF (level `note`); one `error` result per input error.")]
     Plan(PlanArgs),
 
     /// Print the support matrix: how each executor can stop each kind of sidecar
     #[command(long_about = "\
-Print the support matrix: for each Argo executor (and `none`, for Jobs and plain pods),
-how sidecars declared in the Workflow, injected sidecars and native sidecars can be
-stopped, and by which path. The matrix comes from the policy module; `--format json`
-prints the module's answer unchanged: {\"columns\": [...], \"rows\": [...]}.")]
+Print the support matrix: for each Argo executor, in words, what Argo itself can do
+with sidecars declared in the Workflow, injected sidecars and native sidecars, and what
+sidekill does with them, which is the same with every executor (the row `none`: Jobs and
+plain pods, sidekill alone); then the Argo versions of each executor and the path of
+each cell (the command, endpoint or component that does it). The matrix comes from the
+policy module; `--format json` prints the module's answer unchanged, methods by their
+names: {\"columns\": [...], \"rows\": [{executor, versions, declared: {method, path},
+...}]}.")]
     Matrix(MatrixArgs),
 
     /// Inspect, test, compare, publish and roll back policy modules
@@ -307,7 +333,7 @@ note?}}",
     Controller(controller::ControllerArgs),
 
     /// Serve the browser debugger on a local port
-    #[command(long_about = "\
+    #[command(args = web_refused_args(), long_about = "\
 Serve the browser debugger: a static page that runs the policy in the browser (the
 wasm-pack web build) and shows, for a pasted Pod, Job or Workflow, each container's
 classification with its evidence, the support matrix, the plan as a timeline and the
@@ -319,6 +345,30 @@ $SIDEKILL_WEB_DIST) existed at build time; --dir serves a folder instead. The pa
 no network call. Prints the URL on the first line of standard output, then serves until
 interrupted. Exit code 2 when there is nothing to serve or the port cannot be bound.")]
     Web(WebArgs),
+}
+
+/// The options every other command takes and `web` has no use for: the page runs the policy
+/// in the browser and `web` prints only its URL. They are refused as unknown arguments
+/// (an argument of the subcommand with the same name hides the global one), so that
+/// `sidekill web --timeout-ms 5` does not look like it did something. Their environment
+/// variables are not read.
+fn web_refused_args() -> Vec<clap::Arg> {
+    [
+        ("format", "format"),
+        ("timeout_ms", "timeout-ms"),
+        ("memory_limit_mib", "memory-limit-mib"),
+        ("cache_dir", "cache-dir"),
+    ]
+    .into_iter()
+    .map(|(id, flag)| {
+        clap::Arg::new(id).long(flag).hide(true).value_parser(
+            clap::builder::UnknownArgumentValueParser::suggest(
+                "`sidekill web` serves a page that runs the policy in the browser; it \
+                     prints only the page's URL and loads no module itself",
+            ),
+        )
+    })
+    .collect()
 }
 
 /// Arguments of `sidekill web`.
@@ -462,12 +512,42 @@ pub(crate) fn parse_target(text: &str) -> std::result::Result<(String, String), 
     }
 }
 
+/// Which findings make `plan` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    /// Never: exit 0 whatever the plans say (2 still for input errors).
+    Never,
+    /// A container that cannot be stopped (verdict `cannot-stop`).
+    CannotStop,
+    /// That, or an error-level diagnostic (such as a malformed kill-cmd).
+    Error,
+    /// Any of those, or a warning-level diagnostic.
+    Warning,
+}
+
 /// The facts and policy options of `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Manifest files (YAML or JSON); `-` reads standard input
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
+
+    /// Exit 1 on findings at or above this level [default: error]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "LEVEL",
+        default_value_t = FailOn::Error,
+        hide_default_value = true,
+        env = "SIDEKILL_FAIL_ON",
+        long_help = "Which findings make the exit code 1: `cannot-stop` (a container that \
+                     cannot be stopped), `error` (that, or an error-level diagnostic, such \
+                     as a malformed kill-cmd that makes the pod hang), `warning` (any of \
+                     those, or a warning), or `never`. Default: error. Input errors (a file \
+                     that cannot be read, a YAML error, an object the policy refuses) exit 2 \
+                     whatever the level; skipped non-workload objects never fail."
+    )]
+    pub fail_on: FailOn,
 
     /// Which policy module to run.
     #[command(flatten)]
@@ -487,7 +567,7 @@ pub struct PolicyArgs {
         value_name = "X.wasm",
         env = "SIDEKILL_POLICY",
         long_help = "Policy module (a raw-ABI .wasm file) to run instead of the one built \
-                     into sidekill. It must pass the load checks of a hot swap: the wasm \
+                     into sidekill (which the name `embedded` stands for). It must pass the load checks of a hot swap: the wasm \
                      magic, no imports, the ABI's exports and their types, ABI major \
                      version 1. (`sidekill policy test` also runs the canary requests.)"
     )]
@@ -511,13 +591,19 @@ pub struct FactsArgs {
     )]
     pub executor: Option<String>,
 
-    /// Kubernetes version of the cluster, such as 1.31 or v1.31.2
+    /// Kubernetes version of the cluster, 1.20 or later, such as 1.31 or v1.31.2
     #[arg(
         long,
         value_name = "VERSION",
-        long_help = "The cluster's Kubernetes version, such as 1.31 or v1.31.2. Native \
-                     sidecars need 1.29 or later; without this fact the plan says what \
-                     happens on either side."
+        value_parser = parse_cluster_version,
+        long_help = "The cluster's Kubernetes version: 1.MINOR with MINOR 20 or more, with \
+                     an optional `v`, patch and suffix (1.31, v1.31.2, 1.31+, v1.31.2-eks-1). \
+                     Older versions are refused: they are long out of support, and a typo \
+                     such as 1.3 for 1.30 would change the plan. Native sidecars \
+                     (initContainers with restartPolicy Always) need 1.29 or later: given \
+                     an older version, the plan reports each native sidecar as an error \
+                     (it runs as an ordinary init container and blocks the pod). Without \
+                     this fact the plan assumes 1.29 or later."
     )]
     pub cluster_version: Option<String>,
 
@@ -580,16 +666,31 @@ pub struct MatrixArgs {
 }
 
 /// `sidekill policy ...`
+///
+/// Wherever a module file is expected, the name `embedded` stands for the module built
+/// into this binary (`./embedded` is a file of that name).
 #[derive(Debug, Subcommand)]
+#[command(after_long_help = "\
+Wherever a module file is expected, the name `embedded` stands for the module built into
+this binary: `sidekill policy inspect embedded`, `sidekill policy diff embedded
+dist/raw/sidekill_policy.wasm manifests.yaml` (a file named embedded: ./embedded).")]
 pub enum PolicyCommand {
-    /// Show a module's ABI version, identity, imports, exports, size and sha256
-    #[command(long_about = "\
+    /// Show a module's ABI version, identity, build, imports, exports, size and sha256
+    #[command(
+        visible_alias = "info",
+        long_about = "\
 Show a module's size, sha256, imports and exports, and, when it loads, its ABI version
 and identity (name, version, features, presets hash). A module that would be refused
 (an import, a missing export, another ABI version, ...) is shown with the reason, and
-the exit code is 1.")]
+the exit code is 1.
+
+Every build of one source has the same identity (`sidekill-policy 0.1.0`): the embedded
+module (opt-level 3, for speed) and dist/raw/sidekill_policy.wasm (opt-level z, for
+size) differ only in their sha256. `build` says which one a module is: for `embedded`,
+how it was built; for a file, whether it is the embedded module's bytes."
+    )]
     Inspect {
-        /// The module
+        /// The module: a file, or `embedded`
         #[arg(value_name = "X.wasm")]
         module: PathBuf,
     },
@@ -601,10 +702,10 @@ as JSON paths (`$.ok.subjects[0].plan.stops[0].verdict: \"may-stop\" -> \"stops\
 An error answer, or a call that fails in one module and not the other, is a difference
 too. Exit code 1 when anything differs, 0 when every answer is the same.")]
     Diff {
-        /// The module in service
+        /// The module in service: a file, or `embedded`
         #[arg(value_name = "OLD.wasm")]
         old: PathBuf,
-        /// The candidate
+        /// The candidate: a file, or `embedded`
         #[arg(value_name = "NEW.wasm")]
         new: PathBuf,
         /// Manifest files (YAML or JSON); `-` reads standard input
@@ -762,6 +863,41 @@ a file cannot be read.")]
     },
 }
 
+/// The oldest Kubernetes minor version `--cluster-version` accepts.
+const OLDEST_MINOR: u32 = 20;
+
+/// Checks `--cluster-version` (`1.31`, `v1.31.2`, `1.31+`, `v1.31.2-eks-1`) and passes it
+/// on unchanged: the policy reads it.
+fn parse_cluster_version(text: &str) -> std::result::Result<String, String> {
+    let refuse = || {
+        format!(
+            "expected a Kubernetes version 1.{OLDEST_MINOR} or later, as MAJOR.MINOR or \
+             vMAJOR.MINOR.PATCH (such as 1.31 or v1.31.2)"
+        )
+    };
+    let bare = text.strip_prefix('v').unwrap_or(text);
+    let mut parts = bare.splitn(3, '.');
+    let major = parts.next().ok_or_else(refuse)?;
+    let minor = parts.next().ok_or_else(refuse)?;
+    let digits = minor.trim_end_matches('+');
+    if major != "1" || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refuse());
+    }
+    match digits.parse::<u32>() {
+        Ok(minor) if minor >= OLDEST_MINOR => Ok(text.to_string()),
+        Ok(minor) => Err(format!(
+            "Kubernetes 1.{minor} is older than 1.{OLDEST_MINOR}, the oldest version sidekill \
+             plans for{}",
+            if (2..10).contains(&minor) {
+                format!(" (did you mean 1.{minor}0?)")
+            } else {
+                String::new()
+            }
+        )),
+        Err(_) => Err(refuse()),
+    }
+}
+
 fn parse_sha256(text: &str) -> std::result::Result<Sha256, String> {
     text.parse().map_err(|e: Error| e.to_string())
 }
@@ -774,12 +910,27 @@ fn parse_sha256(text: &str) -> std::result::Result<Sha256, String> {
 pub fn run(cli: &Cli) -> Result<Exit> {
     let stdout = std::io::stdout();
     let terminal = stdout.is_terminal();
+    let format = match cli.global.format {
+        Format::Auto if terminal => Format::Table,
+        Format::Auto => Format::Json,
+        other => other,
+    };
+    if matches!(format, Format::Sarif | Format::Github) && !matches!(cli.command, Command::Plan(_))
+    {
+        let name = if format == Format::Sarif {
+            "sarif"
+        } else {
+            "github"
+        };
+        eprintln!(
+            "sidekill: --format {name} is an output of `sidekill plan` only; this command \
+             writes table or json"
+        );
+        return Ok(Exit::Error);
+    }
     let mut ctx = Context {
-        json: match cli.global.format {
-            Format::Auto => !terminal,
-            Format::Table => false,
-            Format::Json => true,
-        },
+        json: format == Format::Json,
+        format,
         style: Style {
             color: match cli.global.color {
                 Color::Always => true,
@@ -874,6 +1025,8 @@ fn web(ctx: &mut Context<'_>, args: &WebArgs) -> Result<Exit> {
 /// What every command writes with.
 pub(crate) struct Context<'a> {
     pub(crate) json: bool,
+    /// The output format, `auto` resolved.
+    pub(crate) format: Format,
     pub(crate) style: Style,
     pub(crate) err_style: Style,
     pub(crate) out: Box<dyn Write + 'a>,
@@ -899,8 +1052,52 @@ impl Context<'_> {
         eprintln!("{} {text}", self.err_style.red("error:"));
     }
 
+    /// The runtime of a command run by a person or a CI job: with the default disk cache
+    /// when `--cache-dir` is not given ([`cli_runtime`]).
     pub(crate) fn runtime(&self) -> Result<Runtime> {
-        runtime(self.global)
+        cli_runtime(self.global)
+    }
+}
+
+/// The default compiled-module cache: `$XDG_CACHE_HOME/sidekill` when XDG_CACHE_HOME is an
+/// absolute path, else `$HOME/.cache/sidekill`; `None` without either.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_CACHE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".cache"))
+        })
+        .map(|dir| dir.join("sidekill"))
+}
+
+/// The runtime for a one-shot command (`plan`, `matrix`, `stop`, `policy`): as [`runtime`],
+/// and without `--cache-dir` the [`default_cache_dir`], with the same checks (owned by this
+/// user, writable by no one else, entries bound to the module's sha256 and the engine).
+/// A default folder that cannot be created or fails the checks costs only the compilation:
+/// a warning says why, and the module is compiled in memory.
+///
+/// # Errors
+/// As [`runtime`].
+pub fn cli_runtime(global: &Global) -> Result<Runtime> {
+    if global.cache_dir.is_some() {
+        return runtime(global);
+    }
+    let Some(dir) = default_cache_dir() else {
+        return runtime(global);
+    };
+    match Runtime::new(config(global, Some(dir.clone()))) {
+        Err(e @ (Error::UnsafeCache { .. } | Error::Io { .. })) => {
+            tracing::warn!(
+                cache = %dir.display(),
+                error = %e.report(),
+                "not using the default module cache (give --cache-dir to choose another)"
+            );
+            runtime(global)
+        }
+        other => other,
     }
 }
 
@@ -909,20 +1106,42 @@ impl Context<'_> {
 /// # Errors
 /// As [`Runtime::new`].
 pub fn runtime(global: &Global) -> Result<Runtime> {
-    Runtime::new(Config {
+    Runtime::new(config(global, global.cache_dir.clone()))
+}
+
+fn config(global: &Global, cache_dir: Option<PathBuf>) -> Config {
+    Config {
         limits: Limits {
             timeout: Duration::from_millis(global.timeout_ms),
             memory: usize::try_from(global.memory_limit_mib << 20).unwrap_or(usize::MAX),
             ..Limits::default()
         },
-        cache_dir: global.cache_dir.clone(),
+        cache_dir,
         ..Config::default()
-    })
+    }
 }
 
-/// Reads a module file, refusing one over 16 MiB without reading it whole.
+/// Reads a module file, refusing one over 16 MiB without reading it whole. The name
+/// `embedded` (no folder) is the module built into this binary; `./embedded` is a file.
 pub(crate) fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
+    if is_embedded(path) {
+        return Ok(embedded::BYTES.to_vec());
+    }
     crate::limits::read_module(path)
+}
+
+/// Whether a module argument names the embedded module.
+pub(crate) fn is_embedded(path: &std::path::Path) -> bool {
+    path.as_os_str() == embedded::ORIGIN
+}
+
+/// Where a module comes from, for people: `embedded (cargo profile wasm, opt-level 3, ...)`
+/// or the file's path.
+pub(crate) fn module_origin(path: Option<&std::path::Path>) -> String {
+    match path {
+        Some(path) if !is_embedded(path) => path.display().to_string(),
+        _ => format!("{} ({})", embedded::ORIGIN, embedded::BUILD),
+    }
 }
 
 /// The module `--policy` names, or the embedded one, checked against `--sha256`.
@@ -931,10 +1150,10 @@ pub(crate) fn read_module(path: &std::path::Path) -> Result<Vec<u8>> {
 /// # Errors
 /// [`Error::Io`], [`Error::Pin`] or a load error.
 pub fn load_policy(global: &Global, args: &PolicyArgs) -> Result<(Policy, String)> {
-    let runtime = runtime(global)?;
+    let runtime = cli_runtime(global)?;
     let (bytes, origin) = match &args.policy {
-        Some(path) => (read_module(path)?, path.display().to_string()),
-        None => (embedded::BYTES.to_vec(), embedded::ORIGIN.to_string()),
+        Some(path) if !is_embedded(path) => (read_module(path)?, path.display().to_string()),
+        _ => (embedded::BYTES.to_vec(), embedded::ORIGIN.to_string()),
     };
     if let Some(expected) = &args.sha256 {
         let found = Sha256::of(&bytes);
@@ -964,11 +1183,5 @@ mod tests {
         let err =
             Cli::try_parse_from(["sidekill", "plan", "--sha256", "xyz", "f.yaml"]).unwrap_err();
         assert!(err.to_string().contains("not a sha256 digest"), "{err}");
-    }
-
-    #[test]
-    fn exit_codes_order() {
-        assert_eq!(Exit::Ok.worst(Exit::Report), Exit::Report);
-        assert_eq!(Exit::Error.worst(Exit::Report), Exit::Error);
     }
 }

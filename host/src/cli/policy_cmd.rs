@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 use sidekill_policy::Call;
 
-use super::plan::{describe_error, documents, error_json, facts, request};
+use super::plan::{check_facts, documents, facts, request};
 use super::{read_module, Context, Exit, FactsArgs};
 use crate::canary;
 use crate::diff::{diff as json_diff, Change};
@@ -26,10 +26,27 @@ fn safe(text: &str) -> String {
     crate::escape::text(text).into_owned()
 }
 
+/// Which build a module is: the module's identity is the same for every build of one
+/// source, so the host says what it knows. For `embedded`, how `host/build.rs` built it;
+/// for a file, whether its bytes are the embedded module's.
+fn build_of(path: &Path, sha256: &Sha256) -> String {
+    if super::is_embedded(path) {
+        format!("embedded in this binary: {}", crate::embedded::BUILD)
+    } else if *sha256 == crate::embedded::sha256() {
+        format!(
+            "a file with the embedded module's bytes ({})",
+            crate::embedded::BUILD
+        )
+    } else {
+        "a file, not the embedded build (another sha256); its build is not recorded in it".into()
+    }
+}
+
 pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
     let bytes = read_module(path)?;
     let runtime = ctx.runtime()?;
     let found = inspect_module(&runtime, &bytes);
+    let build = build_of(path, &found.sha256);
     let exit = if found.load.is_ok() {
         Exit::Ok
     } else {
@@ -40,6 +57,7 @@ pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
             "file": path.display().to_string(),
             "size": found.size,
             "sha256": found.sha256.to_string(),
+            "build": build,
             "imports": found.imports.iter().map(|i| json!({"module": i.module, "name": i.name, "kind": i.kind})).collect::<Vec<_>>(),
             "exports": found.exports.iter().map(|(name, ty)| json!({"name": name, "type": ty})).collect::<Vec<_>>(),
             "loads": found.load.is_ok(),
@@ -68,6 +86,7 @@ pub(super) fn inspect(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
     kv.row(vec!["file".into(), path.display().to_string()]);
     kv.row(vec!["size".into(), format!("{} bytes", found.size)]);
     kv.row(vec!["sha256".into(), found.sha256.to_string()]);
+    kv.row(vec!["build".into(), build.clone()]);
     if let Ok(policy) = &found.load {
         let info = policy.info();
         kv.row(vec!["abi".into(), policy.abi().to_string()]);
@@ -257,10 +276,14 @@ pub(super) fn diff(
     let old = runtime.load(&read_module(old_path)?)?;
     let new = runtime.load(&read_module(new_path)?)?;
     let facts = facts(facts_args);
+    if let Err(message) = check_facts(&new, &facts) {
+        ctx.error(&message);
+        return Ok(Exit::Error);
+    }
     let mut errors = Vec::new();
     let docs = documents(files, &mut errors);
-    for (file, document, error) in &errors {
-        ctx.error(&describe_error(file, *document, None, error));
+    for problem in &errors {
+        ctx.error(&problem.describe());
     }
     let mut results: Vec<(&crate::input::Document, Vec<Change>)> = Vec::new();
     for doc in &docs {
@@ -276,7 +299,7 @@ pub(super) fn diff(
     } else {
         Exit::Ok
     };
-    let side = |p: &Policy, path: &Path| json!({"file": path.display().to_string(), "name": p.info().name, "version": p.info().version, "sha256": p.sha256().to_string()});
+    let side = |p: &Policy, path: &Path| json!({"file": path.display().to_string(), "name": p.info().name, "version": p.info().version, "sha256": p.sha256().to_string(), "build": build_of(path, p.sha256())});
     if ctx.json {
         let out = json!({
             "old": side(&old, old_path),
@@ -284,6 +307,7 @@ pub(super) fn diff(
             "documents": results.iter().map(|(doc, changes)| json!({
                 "file": doc.file,
                 "document": doc.index,
+                "item": doc.item,
                 "object": doc.label(),
                 "same": changes.is_empty(),
                 "changes": changes.iter().map(|c| {
@@ -294,25 +318,27 @@ pub(super) fn diff(
                 }).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "differing": differing,
-            "errors": errors.iter().map(|(f, d, e)| error_json(f, *d, e)).collect::<Vec<_>>(),
+            "errors": errors.iter().map(|p| p.json()).collect::<Vec<_>>(),
         });
         ctx.json_out(&out)?;
         return Ok(exit);
     }
     let s = ctx.style;
     let mut text = format!(
-        "{} {} {} (sha256 {})\n{} {} {} (sha256 {})\n\n",
+        "{} {} {} (sha256 {}), {}\n{} {} {} (sha256 {}), {}\n\n",
         s.bold("old"),
         safe(&old.info().name),
         safe(&old.info().version),
         old.sha256().short(),
+        super::module_origin(Some(old_path)),
         s.bold("new"),
         safe(&new.info().name),
         safe(&new.info().version),
-        new.sha256().short()
+        new.sha256().short(),
+        super::module_origin(Some(new_path)),
     );
     for (doc, changes) in &results {
-        let head = format!("{} document {} ({})", doc.file, doc.index, doc.label());
+        let head = format!("{} {} ({})", doc.file, doc.place(), doc.label());
         if changes.is_empty() {
             let _ = writeln!(text, "{} {head}", s.green("same"));
             continue;

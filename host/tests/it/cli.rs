@@ -31,17 +31,44 @@ impl Sidekill {
     /// Runs the binary with a shared compiled-module cache, so the debug build compiles
     /// the embedded module once for all tests.
     fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run sidekill")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let cache = std::env::temp_dir().join("sidekill-cli-test-cache");
-        Command::new(env!("CARGO_BIN_EXE_sidekill"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidekill"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env("SIDEKILL_CACHE_DIR", cache)
             .env_remove("SIDEKILL_POLICY")
             .env_remove("SIDEKILL_FORMAT")
-            .env_remove("NO_COLOR")
-            .output()
-            .expect("run sidekill")
+            .env_remove("SIDEKILL_FAIL_ON")
+            .env_remove("NO_COLOR");
+        command
     }
+
+    /// Runs the binary with `input` on standard input.
+    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
+        run_with_stdin(self.command(args), input)
+    }
+}
+
+fn run_with_stdin(mut command: Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
 }
 
 fn code(out: &Output) -> i32 {
@@ -187,11 +214,17 @@ fn plan_json_on_every_real_world_fixture() {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .any(|stop| stop["verdict"] == "cannot-stop");
+                    .any(|stop| stop["verdict"] == "cannot-stop")
+                    || s["diagnostics"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|d| d["severity"] == "error");
             }
         }
     }
-    // Exit 1 exactly when some plan has a container that cannot be stopped.
+    // Exit 1 exactly when some plan has a container that cannot be stopped or an error
+    // (`--fail-on error`, the default).
     assert_eq!(
         code(&out),
         if cannot_stop { 1 } else { 0 },
@@ -561,4 +594,485 @@ fn web_serves_a_folder_and_nothing_outside_it() {
     );
     assert!(wasm.contains("Content-Type: application/wasm"), "{wasm}");
     assert!(outside.starts_with("HTTP/1.1 404"), "{outside}");
+}
+
+/// A real fixture's text.
+fn fixture(path: &str) -> String {
+    let path = fixtures().join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What `helm template` writes for a chart with a ServiceAccount, a ConfigMap, a Service and
+/// a Job: `# Source:` comments, `---` before each document. The Job is istio's injected Job
+/// (a real fixture, read in place), with a native istio-proxy sidecar.
+fn helm_output() -> String {
+    format!(
+        "---\n# Source: app/templates/serviceaccount.yaml\napiVersion: v1\nkind: ServiceAccount\n\
+         metadata:\n  name: app\n---\n# Source: app/templates/configmap.yaml\napiVersion: v1\n\
+         kind: ConfigMap\nmetadata:\n  name: app\ndata:\n  key: value\n---\n\
+         # Source: app/templates/service.yaml\napiVersion: v1\nkind: Service\nmetadata:\n  \
+         name: app\nspec:\n  ports:\n  - port: 80\n---\n# Source: app/templates/job.yaml\n{}",
+        fixture("istio/job.yaml.injected")
+    )
+}
+
+/// Issue #19, "Real inputs mix kinds": the non-workloads of `helm template` output are
+/// skipped with a note, the workload is planned, and the exit code is 0.
+#[test]
+fn a_helm_rendered_multi_kind_file_is_planned_with_the_non_workloads_skipped() {
+    let t = Sidekill::new();
+    let input = helm_output();
+    let out = t.run_stdin(&["plan", "--format", "json", "-"], &input);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let answer = json(&out);
+    assert_eq!(answer["errors"], Value::Array(vec![]));
+    let plans = answer["plans"].as_array().expect("plans");
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    assert_eq!(plans[0]["object"], "Job pi");
+    assert_eq!(plans[0]["document"], 4);
+    // The Job's `apiVersion:` is the line after its `# Source:` comment.
+    let job_line = input
+        .lines()
+        .position(|l| l == "apiVersion: batch/v1")
+        .expect("the Job")
+        + 1;
+    assert_eq!(plans[0]["line"], job_line);
+    let skipped: Vec<&str> = answer["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| s["object"].as_str().expect("object"))
+        .collect();
+    assert_eq!(
+        skipped,
+        ["ServiceAccount app", "ConfigMap app", "Service app"]
+    );
+    assert!(answer["skipped"][0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("not a workload")));
+
+    // In a table, a note per skipped object on standard error.
+    let out = t.run_stdin(&["plan", "--format", "table", "-"], &input);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("note: -: document 1 (ServiceAccount app): skipped, not a workload"),
+        "{err}"
+    );
+    assert!(!err.contains("error"), "{err}");
+    assert!(stdout(&out).contains("Job pi"), "{}", stdout(&out));
+}
+
+/// The README's CI example ("Checking manifests in CI"), as it is written there:
+/// `helm template … | sidekill plan --fail-on error -`, here with the chart's output above.
+/// (`scripts/test` runs it with the real helm on charts/sidekill.)
+#[test]
+fn the_readme_ci_example_gates_on_errors() {
+    let t = Sidekill::new();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
+    assert!(
+        readme.contains("| sidekill plan --fail-on error -"),
+        "the README's CI example changed: update this test"
+    );
+    let clean = helm_output();
+    let out = t.run_stdin(&["plan", "--fail-on", "error", "-"], &clean);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The same output on a cluster too old for its native sidecar: an error, exit 1.
+    let out = t.run_stdin(
+        &[
+            "plan",
+            "--fail-on",
+            "error",
+            "--cluster-version",
+            "1.28",
+            "-",
+        ],
+        &clean,
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+
+    // The `git ls-files` form, over a folder of manifests.
+    let repo = t.path("repo");
+    std::fs::create_dir_all(repo.join("deploy")).expect("mkdir");
+    std::fs::write(repo.join("deploy/app.yaml"), &clean).expect("write");
+    std::fs::write(repo.join("deploy/pod.yaml"), POD).expect("write");
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+        out
+    };
+    git(&["init", "-q"]);
+    git(&["add", "deploy"]);
+    let listed = stdout(&git(&["ls-files", "--", "*.yaml"]));
+    let files: Vec<&str> = listed.lines().collect();
+    assert_eq!(files, ["deploy/app.yaml", "deploy/pod.yaml"]);
+    let mut args = vec!["plan", "--fail-on", "error", "--format", "github"];
+    args.extend(&files);
+    let mut command = t.command(&args);
+    command.current_dir(&repo);
+    let out = command.output().expect("run");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "no annotation for clean plans");
+}
+
+/// Issue #19: "A `List` with one ConfigMap fails whole." A kustomize-style `List` is planned
+/// item by item; its ConfigMap and Service are skipped.
+#[test]
+fn a_kustomize_list_is_planned_item_by_item() {
+    let t = Sidekill::new();
+    let job = "    apiVersion: batch/v1\n    kind: Job\n    metadata:\n      name: migrate\n    \
+               spec:\n      template:\n        metadata:\n          annotations:\n            \
+               sidecar.istio.io/status: '{\"containers\":[\"istio-proxy\"]}'\n        spec:\n          \
+               restartPolicy: Never\n          containers:\n          - name: migrate\n            \
+               image: perl\n          - name: istio-proxy\n            \
+               image: docker.io/istio/proxyv2:1.24.0\n            args: [proxy, sidecar]\n";
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    \
+         name: settings\n  data: {{a: b}}\n-\n{job}- apiVersion: v1\n  kind: Service\n  metadata:\n    \
+         name: web\n  spec: {{ports: [{{port: 80}}]}}\n"
+    );
+    t.write("list.yaml", list.as_bytes());
+    let out = t.run(&["plan", "--format", "json", "list.yaml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let answer = json(&out);
+    assert_eq!(answer["errors"], Value::Array(vec![]));
+    let plans = answer["plans"].as_array().expect("plans");
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0]["object"], "Job migrate");
+    assert_eq!(plans[0]["item"], 2);
+    let skipped = answer["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 2);
+    assert_eq!(skipped[0]["item"], 1);
+    assert_eq!(skipped[1]["object"], "Service web");
+    let stops = &plans[0]["answer"]["subjects"][0]["plan"]["stops"];
+    assert_eq!(stops[0]["container"], "istio-proxy");
+}
+
+/// Issue #19: "One YAML syntax error discards the whole file." It costs its own document:
+/// reported with the file's line and column, the others planned, exit 2.
+#[test]
+fn a_yaml_error_costs_only_its_document() {
+    let t = Sidekill::new();
+    let bad = "apiVersion: v1\nkind: Service\nmetadata:\n  name: app\n  labels: {a: [b}\n";
+    t.write(
+        "mixed.yaml",
+        format!("{POD}---\n{bad}---\n{POD}").as_bytes(),
+    );
+    let bad_line = POD.lines().count() + 1 + 5;
+    let out = t.run(&["plan", "--format", "json", "mixed.yaml"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let answer = json(&out);
+    assert_eq!(answer["plans"].as_array().map(Vec::len), Some(2));
+    assert_eq!(answer["plans"][1]["document"], 3);
+    let errors = answer["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["document"], 2);
+    assert_eq!(errors[0]["line"], bad_line);
+    assert_eq!(errors[0]["column"], 17);
+
+    let out = t.run(&["plan", "--format", "github", "mixed.yaml"]);
+    assert_eq!(code(&out), 2);
+    let annotations = stdout(&out);
+    assert!(
+        annotations.starts_with(&format!(
+            "::error file=mixed.yaml,line={bad_line},col=17,title=sidekill syntax::"
+        )),
+        "{annotations}"
+    );
+}
+
+/// Issue #19, "Exit codes" and "An output CI systems read": `--fail-on` on plans with an
+/// error, a warning and nothing, and the GitHub and SARIF outputs with the positions.
+#[test]
+fn fail_on_and_the_ci_formats() {
+    let t = Sidekill::new();
+    let native = fixtures().join("istio/job.yaml.injected");
+    let native = native.to_str().expect("utf-8 path");
+    let classic = fixtures().join("istio/hello.yaml.injected");
+    let classic = classic.to_str().expect("utf-8 path");
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["plan", "--format", "github"];
+        args.extend(extra);
+        t.run(&args)
+    };
+    // An error: a native sidecar on Kubernetes 1.28.
+    let error = ["--cluster-version", "1.28", native];
+    assert_eq!(code(&plan(&error)), 1, "the default is --fail-on error");
+    for (level, expected) in [
+        ("error", 1),
+        ("warning", 1),
+        ("cannot-stop", 0),
+        ("never", 0),
+    ] {
+        let mut args = vec!["--fail-on", level];
+        args.extend(error);
+        assert_eq!(
+            code(&plan(&args)),
+            expected,
+            "--fail-on {level} on an error"
+        );
+    }
+    // A warning: Argo's docker executor and an injected sidecar.
+    let warning = ["--executor", "docker", classic];
+    assert_eq!(code(&plan(&warning)), 0, "a warning passes --fail-on error");
+    let mut args = vec!["--fail-on", "warning"];
+    args.extend(warning);
+    let out = plan(&args);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).starts_with(&format!("::warning file={classic},line=1,col=1,")),
+        "{}",
+        stdout(&out)
+    );
+    // Clean: info diagnostics only, which are no annotations.
+    let out = plan(&["--fail-on", "warning", native]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+
+    // The error's annotation is at the line and column of the sidecar's `name:`.
+    let out = plan(&error);
+    let text = fixture("istio/job.yaml.injected");
+    let (line, column) = text
+        .lines()
+        .enumerate()
+        .find_map(|(n, l)| {
+            (l.trim_start() == "name: istio-proxy")
+                .then(|| (n + 1, l.len() - l.trim_start().len() + 1))
+        })
+        .expect("istio-proxy's name");
+    let annotation = stdout(&out);
+    assert!(
+        annotation.starts_with(&format!(
+            "::error file={native},line={line},col={column},title=sidekill native-sidecar-unsupported (Job pi%2C container istio-proxy)::"
+        )),
+        "{annotation}"
+    );
+
+    // SARIF: the same result, with its rule and region.
+    let out = t.run(&[
+        "plan",
+        "--format",
+        "sarif",
+        "--cluster-version",
+        "1.28",
+        native,
+    ]);
+    assert_eq!(code(&out), 1);
+    let sarif = json(&out);
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "sidekill");
+    let results = run["results"].as_array().expect("results");
+    let error = results
+        .iter()
+        .find(|r| r["level"] == "error")
+        .expect("an error result");
+    assert_eq!(error["ruleId"], "native-sidecar-unsupported");
+    let location = &error["locations"][0]["physicalLocation"];
+    assert_eq!(location["artifactLocation"]["uri"], native);
+    assert_eq!(location["region"]["startLine"], line);
+    assert_eq!(location["region"]["startColumn"], column);
+    assert!(run["tool"]["driver"]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .any(|r| r["id"] == "native-sidecar-unsupported"));
+
+    // Other commands refuse the plan-only formats.
+    let out = t.run(&["matrix", "--format", "sarif"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("`sidekill plan` only"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Issue #19: "`--cluster-version 1.3` is silently accepted" and "Flag errors quote internal
+/// field names (`facts.executor`), repeated once per document".
+#[test]
+fn flag_errors_name_the_flag_once() {
+    let t = Sidekill::new();
+    let out = t.run(&["plan", "--cluster-version", "1.3", "x.yaml"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("1.20 or later") || err.contains("older than 1.20"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 1.30?"), "{err}");
+    for good in ["1.31", "v1.31.2", "1.31+", "v1.29.3-eks-1"] {
+        let out = t.run_stdin(&["plan", "--cluster-version", good, "-"], POD);
+        assert_eq!(code(&out), 0, "{good}: {}", stderr(&out));
+    }
+    let out = t.run(&["plan", "--cluster-version", "2.1", "x.yaml"]);
+    assert!(
+        stderr(&out).contains("expected a Kubernetes version"),
+        "{}",
+        stderr(&out)
+    );
+
+    t.write("two.yaml", format!("{POD}---\n{POD}").as_bytes());
+    let out = t.run(&["plan", "--executor", "podman", "two.yaml"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(!err.contains("facts."), "{err}");
+    assert_eq!(err.matches("--executor").count(), 1, "{err}");
+    assert!(err.contains("emissary"), "{err}");
+}
+
+/// Issue #19, "Speed": without --cache-dir, `plan` keeps the compiled module under
+/// $XDG_CACHE_HOME/sidekill; a folder others may write is not used, with a warning.
+#[test]
+fn plan_caches_the_module_in_the_user_cache_dir_by_default() {
+    let t = Sidekill::new();
+    let xdg = t.path("xdg");
+    let run = |xdg: &Path| {
+        let mut command = t.command(&["plan", "-"]);
+        command
+            .env_remove("SIDEKILL_CACHE_DIR")
+            .env("XDG_CACHE_HOME", xdg);
+        run_with_stdin(command, POD)
+    };
+    let out = run(&xdg);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let entries: Vec<_> = std::fs::read_dir(xdg.join("sidekill"))
+        .expect("the default cache folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.starts_with(&sidekill::embedded::sha256().to_string())),
+        "{entries:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let open = t.path("open");
+        std::fs::create_dir_all(open.join("sidekill")).expect("mkdir");
+        std::fs::set_permissions(
+            open.join("sidekill"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .expect("chmod");
+        let out = run(&open);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not using the default module cache"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(
+            std::fs::read_dir(open.join("sidekill"))
+                .expect("dir")
+                .count(),
+            0
+        );
+    }
+}
+
+/// Issue #19, "Policy identity": the embedded module by name, with its build.
+#[test]
+fn the_embedded_module_is_named_embedded() {
+    let t = Sidekill::new();
+    let out = t.run(&["policy", "info", "embedded", "--format", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let info = json(&out);
+    assert_eq!(info["sha256"], sidekill::embedded::sha256().to_string());
+    assert!(
+        info["build"]
+            .as_str()
+            .is_some_and(|b| b.contains("embedded in this binary")),
+        "{info}"
+    );
+    let copy = t.write("copy.wasm", &common_variant());
+    t.write("pod.yaml", POD.as_bytes());
+    let out = t.run(&[
+        "policy",
+        "diff",
+        "embedded",
+        copy.to_str().expect("path"),
+        "pod.yaml",
+        "--format",
+        "table",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("embedded (cargo profile wasm"),
+        "{}",
+        stdout(&out)
+    );
+    let out = t.run(&[
+        "policy",
+        "inspect",
+        copy.to_str().expect("path"),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        json(&out)["build"]
+            .as_str()
+            .is_some_and(|b| b.contains("not the embedded build")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+fn common_variant() -> Vec<u8> {
+    crate::common::embedded_variant("identity")
+}
+
+/// Issue #19: "`sidekill web` accepts `--format` and `--timeout-ms` and ignores them."
+#[test]
+fn web_refuses_the_flags_it_would_ignore() {
+    let t = Sidekill::new();
+    for flag in [
+        ["--format", "json"],
+        ["--timeout-ms", "5"],
+        ["--cache-dir", "x"],
+    ] {
+        let out = t.run(&["web", "--port", "0", flag[0], flag[1]]);
+        assert_eq!(code(&out), 2, "{flag:?}");
+        assert!(
+            stderr(&out).contains(&format!("unexpected argument '{}", flag[0])),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let help = stdout(&t.run(&["web", "--help"]));
+    assert!(!help.contains("--timeout-ms"), "{help}");
+}
+
+/// Issue #19: the support matrix in words, no enum names.
+#[test]
+fn the_matrix_says_in_words_what_argo_and_sidekill_do() {
+    let t = Sidekill::new();
+    let out = t.run(&["matrix", "--format", "table"]);
+    let table = stdout(&out);
+    for name in ["KubectlExec", "NoneNeeded", "Any", "Unsupported"] {
+        assert!(
+            !table
+                .split_whitespace()
+                .any(|w| w.trim_matches(',') == name),
+            "{name} in:\n{table}"
+        );
+    }
+    let docker: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("docker"))
+        .take(2)
+        .collect();
+    assert!(
+        docker[0].contains("Argo") && docker[0].contains("cannot stop it"),
+        "{table}"
+    );
+    assert!(
+        docker[1].contains("sidekill") && docker[1].contains("exec into it"),
+        "{table}"
+    );
 }
