@@ -307,7 +307,9 @@ async fn each_method_completes_a_real_job_with_one_pod() {
     let c = Cluster::start("methjob").await;
     let ns = c.namespace().to_owned();
     let quit = cloud_sql(free_port());
-    let jobs: [(&str, &str, fn(&mut Options), &str); 3] = [
+    // (Job, sidecar, the executor's methods, the method expected)
+    type Case<'a> = (&'a str, &'a str, fn(&mut Options), &'a str);
+    let jobs: [Case; 3] = [
         ("job-distroless", DISTROLESS, swap_only, "image-swap"),
         ("job-nohandler", NO_HANDLER, swap_only, "image-swap"),
         ("job-quitter", &quit, quitter_only, "ephemeral"),
