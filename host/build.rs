@@ -154,13 +154,10 @@ fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(),
 
     let target_dir = nested_target_dir("embedded-policy", workspace, out_dir);
 
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .args([
+    nested_build(
+        workspace,
+        &target_dir,
+        &[
             "-p",
             "sidekill-policy-wasm",
             "--target",
@@ -170,21 +167,9 @@ fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(),
             // The raw ABI plus `sidekill_documents`, which the debugger page reads YAML with.
             "--features",
             "yaml",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("CARGO_PROFILE_WASM_OPT_LEVEL", &opt_level);
-    for var in OUTER_BUILD_VARS {
-        command.env_remove(var);
-    }
-    run_nested(command, "the policy module").map_err(|e| {
-        format!(
-            "the nested build of the policy module failed ({e}): \
-             cargo build -p sidekill-policy-wasm --target {TARGET} --profile {PROFILE} \
-             --target-dir {}",
-            target_dir.display()
-        )
-    })?;
+        ],
+        &[("CARGO_PROFILE_WASM_OPT_LEVEL", &opt_level)],
+    )?;
     let built = target_dir
         .join(TARGET)
         .join(PROFILE)
@@ -194,15 +179,39 @@ fn build_module(workspace: &Path, out_dir: &Path, embedded: &Path) -> Result<(),
     Ok(())
 }
 
-/// Runs a nested `cargo build`; `what` names it in errors.
-fn run_nested(mut command: Command, what: &str) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run the nested cargo build of {what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(status.to_string())
+/// Runs `cargo build ARGS --target-dir TARGET_DIR` on the workspace with `envs`, without the
+/// flags and wrappers meant for the outer (host) build; its own target directory means it
+/// never waits on the outer build's lock.
+fn nested_build(
+    workspace: &Path,
+    target_dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<(), String> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .envs(envs.iter().copied());
+    for var in OUTER_BUILD_VARS {
+        command.env_remove(var);
+    }
+    let what = || {
+        format!(
+            "cargo build {} --target-dir {}",
+            args.join(" "),
+            target_dir.display()
+        )
+    };
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("the nested build failed ({status}): {}", what())),
+        Err(e) => Err(format!("cannot run the nested build ({}): {e}", what())),
     }
 }
 
@@ -237,25 +246,12 @@ fn build_quitter(workspace: &Path, out_dir: &Path) -> Result<(), String> {
         workspace.join("crates/quitter").display()
     );
     let target_dir = nested_target_dir("embedded-quitter", workspace, out_dir);
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .args(["-p", "sidekill-quitter", "--release"])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for var in OUTER_BUILD_VARS {
-        command.env_remove(var);
-    }
-    run_nested(command, "sidekill-quitter").map_err(|e| {
-        format!(
-            "the nested build of sidekill-quitter failed ({e}): \
-             cargo build -p sidekill-quitter --release --target-dir {}",
-            target_dir.display()
-        )
-    })?;
+    nested_build(
+        workspace,
+        &target_dir,
+        &["-p", "sidekill-quitter", "--release"],
+        &[],
+    )?;
     let built = target_dir.join("release").join("sidekill-quitter");
     std::fs::copy(&built, out_dir.join("sidekill-quitter"))
         .map_err(|e| format!("cannot copy {} to OUT_DIR: {e}", built.display()))?;

@@ -5,14 +5,14 @@
 //! genuine kube-apiserver, whose pod-update rules decide which patches are legal; there the
 //! Jobs run through the real Job controller.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use sidekill::exec::{DEFAULT_NOP_IMAGE, DEFAULT_QUITTER_IMAGE};
 
-use super::outcome::{complete, finished};
+use super::outcome::{complete, completed_job, finished, first_pod_of_job};
 use super::*;
 use crate::cluster;
 
@@ -320,14 +320,7 @@ async fn each_method_completes_a_real_job_with_one_pod() {
             .unwrap_or_else(|e| panic!("create job {name}: {e}"));
     }
     for (name, _, options, method) in &jobs {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let pod = loop {
-            if let Some(p) = c.pods_of_job(name).await.into_iter().next() {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "job {name}: no pod after 30 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let pod = first_pod_of_job(&c, name).await;
         let pod_name = pod.metadata.name.clone().expect("pod name");
         main_done(&c, &pod_name, &["side"]).await;
         let r = executor(c.client().await, *options)
@@ -335,19 +328,7 @@ async fn each_method_completes_a_real_job_with_one_pod() {
             .await
             .expect("stop");
         assert_stopped_by(&r, method);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let job = loop {
-            let job = c.job(name).await.expect("job");
-            if complete(&job).is_some() {
-                break job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {name} not Complete: {:?}",
-                job.status
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let job = completed_job(&c, name).await;
         let status = job.status.clone().unwrap_or_default();
         assert_eq!(status.succeeded, Some(1), "{name}: {status:?}");
         assert_eq!(status.failed.unwrap_or(0), 0, "{name}: {status:?}");

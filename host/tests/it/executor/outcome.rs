@@ -240,6 +240,35 @@ spec:
     )
 }
 
+/// The first pod the Job controller made for Job `name` (at most 30 s).
+pub(super) async fn first_pod_of_job(c: &Cluster, name: &str) -> Pod {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(p) = c.pods_of_job(name).await.into_iter().next() {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "job {name}: no pod after 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Job `name` once its `Complete` condition is there (at most 30 s).
+pub(super) async fn completed_job(c: &Cluster, name: &str) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = c.job(name).await.expect("job");
+        if complete(&job).is_some() {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {name} not Complete: {:?}",
+            job.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub(super) fn complete(job: &Job) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
     job.status
         .as_ref()?
@@ -319,14 +348,7 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
         } else {
             "cloud-sql-proxy"
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let pod = loop {
-            if let Some(p) = c.pods_of_job(name).await.into_iter().next() {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "job {name}: no pod after 30 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let pod = first_pod_of_job(&c, name).await;
         let pod_name = pod.metadata.name.clone().expect("pod name");
         main_done(&c, &pod_name, &[sidecar]).await;
         let r = ex.stop_pod(&ns, &pod_name).await.expect("stop");
@@ -346,19 +368,7 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
         assert_eq!(r.end.as_deref(), Some("Succeeded"), "{name}: {r:#?}");
         assert_eq!(r.end_matches, Some(true), "{name}: {r:#?}");
         // The Job controller counts the pod and completes the Job.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let job = loop {
-            let job = c.job(name).await.expect("job");
-            if complete(&job).is_some() {
-                break job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {name} not Complete after 30 s: {:?}",
-                job.status
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let job = completed_job(&c, name).await;
         let status = job.status.clone().unwrap_or_default();
         assert_eq!(status.succeeded, Some(1), "{name}: {status:?}");
         assert_eq!(status.failed.unwrap_or(0), 0, "{name}: {status:?}");
