@@ -171,6 +171,12 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
             );
             if let Some(code) = st.exit_code {
                 let _ = write!(line, ", exit {code}");
+                // An exec runs in the container's PID namespace: when the container's PID 1
+                // ends, the kernel kills the exec's process too, so a stop that worked reads
+                // 137 (SIGKILL) here. Said, so that it does not read as a failure.
+                if code == 137 && st.terminated_after_ms.is_some() {
+                    let _ = write!(line, " (the exec was killed with the container it stopped)");
+                }
             }
             if let Some(ms) = st.terminated_after_ms {
                 let _ = write!(line, ", container terminated after {ms} ms");
