@@ -145,6 +145,10 @@ impl Kind for Pod {
         // configmaps have none on a real API server.
         self.metadata.generation = Some(1);
         let name = name_of(&self.metadata);
+        let errs = validate_annotations(&self.metadata);
+        if !errs.is_empty() {
+            return Err(invalid_list(&name, &errs));
+        }
         let Some(spec) = self.spec.as_mut() else {
             return Err(ApiError::invalid(
                 "Pod",
@@ -243,7 +247,8 @@ impl Kind for Pod {
             new.spec = old.spec.clone();
         }
         new.metadata.generation = old.metadata.generation;
-        let errs = validate_pod_update(old, new);
+        let mut errs = validate_annotations(&new.metadata);
+        errs.extend(validate_pod_update(old, new));
         if !errs.is_empty() {
             return Err(invalid_list(&name_of(&old.metadata), &errs));
         }
@@ -288,6 +293,52 @@ impl Kind for Pod {
 
 /// The `Pod "NAME" is invalid: ...` error of a field error list, worded as apimachinery's
 /// `errors.NewInvalid` words it: one error as is, several in brackets joined by ", ".
+/// `ValidateAnnotations` (apimachinery/pkg/api/validation/objectmeta.go): every key is a
+/// qualified name (an optional DNS-subdomain prefix of at most 253 characters and `/`, then a
+/// name of 1 to 63 characters, alphanumeric at both ends, `-_.` inside), and all keys and
+/// values together are at most 256 KiB (`TotalAnnotationSizeLimitB`). Worded as the API
+/// server words it.
+pub(crate) fn validate_annotations(meta: &ObjectMeta) -> Vec<String> {
+    const TOTAL_MAX: usize = 256 * 1024;
+    let mut errs = Vec::new();
+    let mut total = 0;
+    for (key, value) in meta.annotations.iter().flatten() {
+        total += key.len() + value.len();
+        let (prefix, name) = match key.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, key.as_str()),
+        };
+        let name_ok = |n: &str| {
+            let b = n.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+        };
+        if name.len() > 63 {
+            errs.push(format!(
+                "metadata.annotations: Invalid value: \"{key}\": name part must be no more than 63 characters"
+            ));
+        } else if !name_ok(name) {
+            errs.push(format!(
+                "metadata.annotations: Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+            ));
+        }
+        if prefix.is_some_and(|p| p.is_empty() || p.len() > 253) {
+            errs.push(format!(
+                "metadata.annotations: Invalid value: \"{key}\": prefix part must be a DNS subdomain of at most 253 characters"
+            ));
+        }
+    }
+    if total > TOTAL_MAX {
+        errs.push(format!(
+            "metadata.annotations: Too long: must have at most {TOTAL_MAX} bytes"
+        ));
+    }
+    errs
+}
+
 fn invalid_list(name: &str, errs: &[String]) -> ApiError {
     let text = match errs {
         [one] => one.clone(),
@@ -803,6 +854,20 @@ impl Kind for Event {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn annotation_keys_are_checked_as_the_api_server_checks_them() {
+        let meta = |key: &str| ObjectMeta {
+            annotations: Some([(key.to_owned(), "[0]".to_owned())].into()),
+            ..ObjectMeta::default()
+        };
+        assert!(validate_annotations(&meta("sidekill.dev/done-istio-proxy")).is_empty());
+        let long = format!("sidekill.dev/done-{}", "c".repeat(63));
+        let errs = validate_annotations(&meta(&long));
+        assert!(errs[0].contains("no more than 63 characters"), "{errs:?}");
+        assert!(!validate_annotations(&meta("sidekill.dev/-x")).is_empty());
+    }
+
     use super::*;
 
     fn spec_pod(spec: Value) -> Pod {

@@ -66,6 +66,26 @@ pub const DEFAULT_QUITTER_IMAGE: &str = concat!("sidekill-quitter:", env!("CARGO
 /// The annotation prefix recording the steps done on a container.
 pub const DONE_ANNOTATION_PREFIX: &str = "sidekill.dev/done-";
 
+/// The annotation recording the steps done on `container`: `sidekill.dev/done-<container>`.
+/// An annotation key's name part is at most 63 characters (a qualified name:
+/// apimachinery/pkg/util/validation IsQualifiedName), and a container name may have 63 of
+/// its own, so a name longer than 58 is shortened to its first 46 characters and a hash of
+/// the whole: the key stays valid, and the API server never refuses the record after the
+/// step has run (which would make the plan run it again).
+pub fn done_key(container: &str) -> String {
+    const NAME_MAX: usize = 63;
+    let prefix_name = DONE_ANNOTATION_PREFIX.trim_start_matches("sidekill.dev/");
+    if prefix_name.len() + container.len() <= NAME_MAX {
+        return format!("{DONE_ANNOTATION_PREFIX}{container}");
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(container.as_bytes());
+    let hex: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+    // Container names are ASCII DNS labels: any byte index is a char boundary.
+    let head = container[..46.min(container.len())].trim_end_matches(['-', '.', '_']);
+    format!("{DONE_ANNOTATION_PREFIX}{head}-{hex}")
+}
+
 /// The executor's errors.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -551,6 +571,28 @@ mod tests {
             }
             _ => {}
         }
+    }
+
+    #[test]
+    fn done_keys_are_valid_annotation_keys_for_every_container_name() {
+        assert_eq!(done_key("istio-proxy"), "sidekill.dev/done-istio-proxy");
+        for len in [58, 59, 63] {
+            let name = "c".repeat(len - 1) + "x";
+            let key = done_key(&name);
+            let (_, part) = key.split_once('/').expect("prefix");
+            assert!(part.len() <= 63, "{key}");
+            assert!(
+                part.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    && part.as_bytes()[0].is_ascii_alphanumeric()
+                    && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric(),
+                "{key}"
+            );
+        }
+        // Two long names that share their first 46 characters still get two records.
+        let a = "a".repeat(50) + "-one";
+        let b = "a".repeat(50) + "-two";
+        assert_ne!(done_key(&a), done_key(&b));
     }
 
     /// A 403 names the rule of `deploy/` to apply: that rule must be in the file, or the

@@ -18,7 +18,7 @@ use super::guard;
 use super::methods::{swapped_end, swapped_out_exit};
 use super::{
     ContainerReport, Error, JobReport, Options, Outcome, Planner, PodReport, Result, StepReport,
-    Verdict, DONE_ANNOTATION_PREFIX,
+    Verdict,
 };
 
 /// Carries out pods' plans. Cheap to clone; clones share the concurrency bound.
@@ -253,6 +253,17 @@ fn now_rfc3339() -> String {
         (rem / 60) % 60,
         rem % 60
     )
+}
+
+/// An Event's name, `<pod>.sidekill.<nanos in hex>`, at most 253 characters (a DNS subdomain,
+/// as every object name): a pod's name may have 253 of its own, so it is shortened, without
+/// leaving a `-` or `.` at the end of its part.
+fn event_name(pod: &str, nanos: u128) -> String {
+    let suffix = format!(".sidekill.{nanos:x}");
+    let keep = 253usize.saturating_sub(suffix.len()).min(pod.len());
+    // Pod names are ASCII (a DNS subdomain): any byte index is a char boundary.
+    let head = pod.get(..keep).unwrap_or(pod).trim_end_matches(['-', '.']);
+    format!("{head}{suffix}")
 }
 
 /// Reads at most `limit` bytes, draining (and dropping) the rest.
@@ -703,7 +714,7 @@ impl Executor {
         let Some(pod) = self.get(ns, name).await? else {
             return Err(Stop::Gone);
         };
-        let key = format!("{DONE_ANNOTATION_PREFIX}{container}");
+        let key = super::done_key(&container);
         let mut done = done_steps(&pod, &container);
         if let State::Terminated(code) = container_state(&pod, &container) {
             report.exit_code = Some(code);
@@ -1125,7 +1136,7 @@ impl Executor {
         let ev = json!({
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": format!("{name}.sidekill.{nanos:x}"), "namespace": ns},
+            "metadata": {"name": event_name(name, nanos), "namespace": ns},
             "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": uid},
             "reason": reason,
             "message": msg,
@@ -1447,7 +1458,7 @@ impl Executor {
 
 /// The step indices recorded as done on the pod for a container.
 pub(super) fn done_steps(pod: &Pod, container: &str) -> BTreeSet<usize> {
-    let key = format!("{DONE_ANNOTATION_PREFIX}{container}");
+    let key = super::done_key(container);
     pod.metadata
         .annotations
         .as_ref()
@@ -1461,7 +1472,7 @@ pub(super) fn done_steps(pod: &Pod, container: &str) -> BTreeSet<usize> {
 /// Whether the pod has a record for the container at all (an empty one marks a sidecar with
 /// no step that was reported).
 pub(super) fn recorded(pod: &Pod, container: &str) -> bool {
-    let key = format!("{DONE_ANNOTATION_PREFIX}{container}");
+    let key = super::done_key(container);
     pod.metadata
         .annotations
         .as_ref()
@@ -1492,6 +1503,15 @@ fn step_report(index: usize, step: &Value, result: &str) -> StepReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_names_fit_a_dns_subdomain() {
+        assert_eq!(event_name("p", 255), "p.sidekill.ff");
+        let long = "a".repeat(240) + "-" + &"b".repeat(12);
+        let name = event_name(&long, u128::MAX);
+        assert!(name.len() <= 253, "{}", name.len());
+        assert!(!name.contains("-.") && !name.contains(".."), "{name}");
+    }
 
     #[test]
     fn timestamps_are_rfc3339() {

@@ -113,6 +113,42 @@ async fn default_kill_stops_a_shell_sidecar_and_records_it() {
     c.shutdown().await;
 }
 
+/// A container name of 63 characters (the most a DNS label allows) would make
+/// `sidekill.dev/done-<name>` an invalid annotation key: the API server refuses the record
+/// after the step ran, and the plan would re-send SIGTERM forever. The record's key is
+/// shortened instead, and a second run finds it (issue 18).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_with_a_63_character_name_is_stopped_and_recorded_once() {
+    let c = Cluster::start("longname").await;
+    let ns = c.namespace();
+    let name = format!("{}-proxy", "l".repeat(57));
+    assert_eq!(name.len(), 63);
+    let sidecar = SH_SIDECAR.replace("name: proxy", &format!("name: {name}"));
+    c.apply_yaml(&pod("longname", "", "'--seconds', '0'", &sidecar))
+        .await
+        .expect("apply");
+    main_done(&c, "longname", &[&name]).await;
+    let ex = executor(c.client().await, |_| {});
+    let r = ex.stop_pod(ns, "longname").await.expect("stop");
+    assert_eq!(verdict(&r, &name).verdict, Verdict::Stopped, "{r:#?}");
+    let pod = c.pod("longname").await.expect("pod");
+    let key = sidekill::exec::done_key(&name);
+    assert_eq!(
+        pod.metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .get(&key)
+            .map(String::as_str),
+        Some("[0]"),
+        "{key}"
+    );
+    // Asked again, nothing runs twice.
+    assert!(ex.assess(&pod).expect("assess").pending.is_empty());
+    assert_eq!(c.events("longname", "SidecarStep").await, 1);
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_without_a_shell_is_reported_still_running_with_or_without_annotation() {
     let c = Cluster::start("nosh").await;
