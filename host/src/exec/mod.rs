@@ -11,6 +11,18 @@
 //!   `ExitCode` cause).
 //! - `send` with an `http` action: through `pods/proxy`, only with [`Options::pods_proxy`],
 //!   under [`Options::http_timeout`].
+//! - `send` with an `image-swap` action: a JSON patch of the container's image to the nop
+//!   ([`Options::nop_image`]), guarded by a `test` of its name; the kubelet stops it from
+//!   outside and runs the nop, and the nop's end is what is awaited (`methods.rs`).
+//! - `send` with an `ephemeral` action: the quitter ([`Options::quitter_image`]) added as an
+//!   ephemeral container targeting the sidecar, watched to its end (`methods.rs`).
+//!
+//! Before it plans, the executor asks RBAC (SelfSubjectAccessReviews, cached per namespace)
+//! which of those two methods it may use and passes the answer as `facts.stopMethods`; it
+//! sends the pod with env values and `last-applied-configuration` redacted (`redact.rs`). Before
+//! each step it checks the step against the pod, trusting the module no further than the
+//! sandbox (`guard.rs`): the pod's UID, the container, the signal, an argv that is the pod's own
+//! kill-cmd or a command of the module's catalogue, a declared HTTP port, the swap's index.
 //! - after a `send`, the container's termination is awaited by watching the pod (kube-runtime
 //!   watcher, field-selected on the pod's name) up to the following `wait` step's seconds (or
 //!   [`Options::settle`] after the last send). No fixed sleeps.
