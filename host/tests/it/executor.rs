@@ -149,6 +149,46 @@ async fn a_sidecar_with_a_63_character_name_is_stopped_and_recorded_once() {
     c.shutdown().await;
 }
 
+/// The host trusts the module no further than the sandbox (issue 17): a module whose plan
+/// sends an argv outside its own signed catalogue gets the step refused, before anything
+/// runs; the sidecar is left running and the refusal is an Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argv_outside_the_modules_catalogue_is_refused_before_it_runs() {
+    let c = Cluster::start("outside").await;
+    let ns = c.namespace();
+    let pwned = std::path::Path::new("/tmp/sidekill-pwned");
+    let _ = std::fs::remove_file(pwned);
+    c.apply_yaml(&pod("outside", "", "'--seconds', '0'", SH_SIDECAR))
+        .await
+        .expect("apply");
+    main_done(&c, "outside", &["proxy"]).await;
+    let runtime = Runtime::new(Config::default()).expect("runtime");
+    let hostile = runtime
+        .load(&crate::common::wat("argv_outside_catalogue"))
+        .expect("the module loads: it is well-formed");
+    let o = Options {
+        settle: Duration::from_millis(500),
+        backoff: Duration::from_millis(100),
+        nop_image: None,
+        ..Options::default()
+    };
+    let r = Executor::new(c.client().await, Arc::new(hostile), o)
+        .stop_pod(ns, "outside")
+        .await
+        .expect("stop");
+    let p = verdict(&r, "proxy");
+    assert_eq!(p.steps[0].result, "refused", "{r:#?}");
+    let why = p.steps[0].message.as_deref().unwrap_or_default();
+    assert!(why.contains("catalogue"), "{why}");
+    assert_eq!(p.verdict, Verdict::StillRunning, "{r:#?}");
+    assert!(p.steps[0].exit_code.is_none(), "nothing ran: {r:#?}");
+    assert_eq!(c.events("outside", "SidecarStepRefused").await, 1);
+    if !crate::cluster::real() {
+        assert!(!pwned.exists(), "the refused argv ran");
+    }
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_without_a_shell_is_reported_still_running_with_or_without_annotation() {
     let c = Cluster::start("nosh").await;
