@@ -42,7 +42,8 @@ refused version is logged and the live one keeps serving. The embedded module is
 as part of the binary. Plans in flight finish on the version they started with.
 
 Endpoints on --listen: /healthz (the event loop turns), /readyz (every watch has listed
-once), /metrics (Prometheus text: plans, containers, steps and failures by kind, watch
+once, and none has failed for 30 s without a success: an outage or a permission taken
+away makes the controller not ready, with the error), /metrics (Prometheus text: plans, containers, steps and failures by kind, watch
 errors, pods in flight, policy identity, switches and refusals).
 
 The first line of standard output is the endpoints' URL; logs go to standard error

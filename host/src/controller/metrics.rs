@@ -26,6 +26,16 @@ pub struct Metrics {
     pub synced: AtomicBool,
     /// Unix milliseconds of the event loop's last turn: liveness.
     pub heartbeat_ms: AtomicU64,
+    /// Unix milliseconds since which a watcher has had only errors (0: every watcher is
+    /// healthy): readiness.
+    pub watch_failing_since_ms: AtomicU64,
+    /// Unix milliseconds of the last error of a failing watcher.
+    pub watch_last_error_ms: AtomicU64,
+    /// How long a watcher may fail before the controller is not ready, in milliseconds
+    /// ([`super::Options::watch_failure_grace`]).
+    pub watch_failure_grace_ms: AtomicU64,
+    /// The last watch error, for `/readyz`.
+    pub watch_last_error: Mutex<String>,
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
@@ -156,7 +166,8 @@ impl Metrics {
     }
 
     /// Answers the controller's HTTP endpoints. Liveness fails when the event loop has not
-    /// turned for `stall`; readiness needs every watcher to have listed once.
+    /// turned for `stall`; readiness needs every watcher to have listed once and none to
+    /// have failed without a success for longer than the watch failure grace.
     pub fn endpoint(&self, store: &PolicyStore, path: &str, stall: Duration) -> Response {
         match path {
             "healthz" | "livez" => {
@@ -171,13 +182,38 @@ impl Metrics {
                 }
             }
             "readyz" => {
-                if self.synced.load(Ordering::Relaxed) {
-                    Response::text("200 OK", "ok\n")
-                } else {
+                let now = now_ms();
+                let since = self.watch_failing_since_ms.load(Ordering::Relaxed);
+                let failing = now.saturating_sub(since);
+                let grace = self.watch_failure_grace_ms.load(Ordering::Relaxed);
+                // Still failing: its errors keep coming. A watcher that recovered on a quiet
+                // selector yields no event, so errors that stopped for twice the grace (the
+                // watcher's backoff stays below it) count as recovered.
+                let erring = now.saturating_sub(self.watch_last_error_ms.load(Ordering::Relaxed))
+                    <= grace.saturating_mul(2);
+                if !self.synced.load(Ordering::Relaxed) {
                     Response::text(
                         "503 Service Unavailable",
                         "the pod watchers have not listed yet\n",
                     )
+                } else if since != 0 && failing >= grace && erring {
+                    // A watch that keeps failing (an outage, a permission taken away) means
+                    // no pod event reaches this controller: not ready, with the reason.
+                    let error = self
+                        .watch_last_error
+                        .lock()
+                        .map(|e| e.clone())
+                        .unwrap_or_default();
+                    Response::text(
+                        "503 Service Unavailable",
+                        format!(
+                            "the pod watch has failed for {} s: {}\n",
+                            failing / 1000,
+                            crate::escape::text(&error)
+                        ),
+                    )
+                } else {
+                    Response::text("200 OK", "ok\n")
                 }
             }
             "metrics" => Response::ok(

@@ -59,6 +59,9 @@ pub struct Options {
     pub claim_ttl: Duration,
     /// First delay before a failed pod is tried again. Default 1 s.
     pub retry_after: Duration,
+    /// How long a pod watcher may fail without a success before `/readyz` says not ready.
+    /// Default 30 s: a watcher retries with backoff, and an API server restart takes seconds.
+    pub watch_failure_grace: Duration,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             identity: format!("sidekill-{host}-{}", std::process::id()),
             claim_ttl: Duration::from_secs(30),
             retry_after: Duration::from_secs(1),
+            watch_failure_grace: Duration::from_secs(30),
         }
     }
 }
@@ -207,6 +211,25 @@ impl Controller {
         });
         let mut events = stream::select_all(watchers);
         let mut listed = vec![false; selectors.len()];
+        // Per watcher: since when it has had only errors, and its last error. A watcher that
+        // recovers on an idle selector yields no event, so "healthy again" is also an error
+        // that stops coming (see Metrics::endpoint).
+        let mut failing: Vec<Option<(u64, u64)>> = vec![None; selectors.len()];
+        self.metrics.watch_failure_grace_ms.store(
+            u64::try_from(self.options.watch_failure_grace.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let health = |failing: &[Option<(u64, u64)>]| {
+            let since = failing.iter().flatten().map(|f| f.0).min().unwrap_or(0);
+            let last = failing.iter().flatten().map(|f| f.1).max().unwrap_or(0);
+            (since, last)
+        };
+        let store = |metrics: &Metrics, (since, last): (u64, u64)| {
+            metrics
+                .watch_failing_since_ms
+                .store(since, Ordering::Relaxed);
+            metrics.watch_last_error_ms.store(last, Ordering::Relaxed);
+        };
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         let mut shutdown = std::pin::pin!(shutdown);
         tracing::info!(
@@ -225,7 +248,24 @@ impl Controller {
                     let this = Arc::clone(&self);
                     tokio::spawn(async move { this.look_again(&ns, &name).await });
                 }
-                next = events.next() => match next {
+                next = events.next() => {
+                    match &next {
+                        Some((i, Ok(_))) if failing[*i].is_some() => {
+                            failing[*i] = None;
+                            store(&self.metrics, health(&failing));
+                        }
+                        Some((i, Err(e))) => {
+                            let now = now_ms();
+                            let first = failing[*i].map_or(now, |f| f.0);
+                            failing[*i] = Some((first, now));
+                            store(&self.metrics, health(&failing));
+                            if let Ok(mut last) = self.metrics.watch_last_error.lock() {
+                                *last = e.to_string();
+                            }
+                        }
+                        _ => {}
+                    }
+                    match next {
                     Some((_, Ok(Event::Apply(pod) | Event::InitApply(pod)))) => {
                         self.metrics.events.fetch_add(1, Ordering::Relaxed);
                         self.consider(pod);
@@ -246,7 +286,8 @@ impl Controller {
                         tracing::warn!(error = %e, "pod watch error; retrying with backoff");
                     }
                     None => break,
-                },
+                    }
+                }
             }
         }
         tracing::info!("controller stopping: waiting for the plans in flight");

@@ -49,6 +49,8 @@ struct Setup {
     identity: &'static str,
     claim: Option<Duration>,
     configmap: Option<(&'static str, &'static str)>,
+    /// `controller::Options::watch_failure_grace`, when not the default.
+    watch_grace: Option<Duration>,
 }
 
 impl Running {
@@ -92,6 +94,9 @@ impl Running {
                 };
                 if let Some(ttl) = setup.claim {
                     options.claim_ttl = ttl;
+                }
+                if let Some(grace) = setup.watch_grace {
+                    options.watch_failure_grace = grace;
                 }
                 Controller::new(client, executor, options)
             });
@@ -504,6 +509,7 @@ async fn the_controller_rides_out_an_api_outage_and_a_watch_too_old_to_resume() 
         c.kubeconfig_path(),
         Setup {
             identity: "ctl",
+            watch_grace: Some(Duration::from_millis(500)),
             ..Setup::default()
         },
     );
@@ -511,9 +517,19 @@ async fn the_controller_rides_out_an_api_outage_and_a_watch_too_old_to_resume() 
         ctl.get("readyz").0 == 200
     })
     .await;
-    // An API server restart: every watch ends, and for 3 s every request fails.
-    c.faults().fail_for(Duration::from_secs(3));
+    // An API server restart: every watch ends, and for 4 s every request fails. Readiness
+    // follows the watch: not ready while it fails past the grace, ready again after.
+    c.faults().fail_for(Duration::from_secs(4));
     c.faults().close_watches();
+    eventually(
+        "readyz 503 while the watch fails",
+        Duration::from_secs(4),
+        || {
+            let (code, body) = ctl.get("readyz");
+            code == 503 && body.contains("the pod watch has failed")
+        },
+    )
+    .await;
     let names: Vec<String> = (0..12).map(|i| format!("outage-{i}")).collect();
     for name in &names {
         c.apply_yaml(&pod(
@@ -554,6 +570,12 @@ async fn the_controller_rides_out_an_api_outage_and_a_watch_too_old_to_resume() 
         "the outage was seen by the watch"
     );
     assert_eq!(ctl.get("healthz").0, 200);
+    eventually(
+        "readyz again after the outage",
+        Duration::from_secs(10),
+        || ctl.get("readyz").0 == 200,
+    )
+    .await;
     drop(ctl);
     c.shutdown().await;
 }
