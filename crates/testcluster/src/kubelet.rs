@@ -891,6 +891,87 @@ fn field_path(c: &Container, init: bool) -> String {
     )
 }
 
+/// Starts a container's process from `image` (in `target_pid1`'s PID namespace for an
+/// ephemeral container), as the runtime does: a `command[0]` the image lacks is containerd's
+/// `StartError` (exit 128, [`start_error`]); a started process takes the container's slot and
+/// gets the `Created` event. The regular and the ephemeral paths share it.
+async fn start(
+    inner: &Inner,
+    rt: &PodRuntime,
+    c: &Container,
+    image: &Arc<Image>,
+    env: Vec<(String, String)>,
+    target_pid1: Option<i32>,
+    fp: &str,
+) -> Result<process::Launched, (Exit, Option<String>)> {
+    let argv = argv_of(c, image);
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let program = argv.first().cloned().unwrap_or_default();
+    let launched = if image.resolve(&program, path).is_none() {
+        Err(start_error(&program))
+    } else {
+        let log = rt.dir.join(format!("{}.log", c.name));
+        process::launch(
+            &inner.tools,
+            &inner.spawner,
+            LaunchSpec {
+                argv: &argv,
+                env: &env,
+                root: image.root.as_deref(),
+                workdir: c.working_dir.as_deref().unwrap_or("/"),
+                log: &log,
+                target_pid1,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
+    match launched {
+        Err(message) => {
+            event(
+                inner,
+                rt,
+                "Warning",
+                "Failed",
+                format!("Error: {message}"),
+                Some(fp.to_owned()),
+            );
+            Err((
+                Exit {
+                    code: 128,
+                    signal: None,
+                },
+                Some(message),
+            ))
+        }
+        Ok(l) => {
+            if let Some(pid1) = l.pid1 {
+                lock(&rt.slots).insert(
+                    c.name.clone(),
+                    Slot {
+                        pid1,
+                        launcher: l.launcher,
+                        image: Arc::clone(image),
+                        env,
+                    },
+                );
+            }
+            event(
+                inner,
+                rt,
+                "Normal",
+                "Created",
+                format!("Created container: {}", c.name),
+                Some(fp.to_owned()),
+            );
+            Ok(l)
+        }
+    }
+}
+
 fn start_error(program: &str) -> String {
     let detail = if program.contains('/') {
         format!("exec: \"{program}\": stat {program}: no such file or directory")
@@ -962,73 +1043,14 @@ async fn supervise(
                 r = spec_rx.changed() => if r.is_err() { std::future::pending::<()>().await },
             }
         };
-        let argv = argv_of(&c, &image);
         let env = container_env(&pod, &c, &image);
-        let path = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str());
         let container_id = format!("containerd://{}", hex_id());
         let started_at = now();
-        let program = argv.first().cloned().unwrap_or_default();
-        let launched = if image.resolve(&program, path).is_none() {
-            Err(start_error(&program))
-        } else {
-            let log = rt.dir.join(format!("{}.log", c.name));
-            process::launch(
-                &inner.tools,
-                &inner.spawner,
-                LaunchSpec {
-                    argv: &argv,
-                    env: &env,
-                    root: image.root.as_deref(),
-                    workdir: c.working_dir.as_deref().unwrap_or("/"),
-                    log: &log,
-                    target_pid1: None,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())
-        };
+        let launched = start(&inner, &rt, &c, &image, env, None, &fp).await;
         let mut changed = false;
         let (exit, message) = match launched {
-            Err(message) => {
-                event(
-                    &inner,
-                    &rt,
-                    "Warning",
-                    "Failed",
-                    format!("Error: {message}"),
-                    Some(fp.clone()),
-                );
-                (
-                    Exit {
-                        code: 128,
-                        signal: None,
-                    },
-                    Some(message),
-                )
-            }
+            Err(failed) => failed,
             Ok(mut l) => {
-                if let Some(pid1) = l.pid1 {
-                    lock(&rt.slots).insert(
-                        c.name.clone(),
-                        Slot {
-                            pid1,
-                            launcher: l.launcher,
-                            image: image.clone(),
-                            env: env.clone(),
-                        },
-                    );
-                }
-                event(
-                    &inner,
-                    &rt,
-                    "Normal",
-                    "Created",
-                    format!("Created container: {}", c.name),
-                    Some(fp.clone()),
-                );
                 set_container(&inner, &rt, &c.name, init, |cs| {
                     cs.state = Some(ContainerState {
                         running: Some(ContainerStateRunning {
@@ -1299,72 +1321,13 @@ async fn run_ephemeral(inner: Arc<Inner>, rt: Arc<PodRuntime>, ec: EphemeralCont
             }
         },
     };
-    let argv = argv_of(&c, &image);
     let env = container_env(&pod, &c, &image);
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str());
-    let program = argv.first().cloned().unwrap_or_default();
     let container_id = format!("containerd://{}", hex_id());
     let started_at = now();
-    let launched = if image.resolve(&program, path).is_none() {
-        Err(start_error(&program))
-    } else {
-        let log = rt.dir.join(format!("{}.log", c.name));
-        process::launch(
-            &inner.tools,
-            &inner.spawner,
-            LaunchSpec {
-                argv: &argv,
-                env: &env,
-                root: image.root.as_deref(),
-                workdir: c.working_dir.as_deref().unwrap_or("/"),
-                log: &log,
-                target_pid1,
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())
-    };
+    let launched = start(&inner, &rt, &c, &image, env, target_pid1, &fp).await;
     let (exit, message) = match launched {
-        Err(message) => {
-            event(
-                &inner,
-                &rt,
-                "Warning",
-                "Failed",
-                format!("Error: {message}"),
-                Some(fp.clone()),
-            );
-            (
-                Exit {
-                    code: 128,
-                    signal: None,
-                },
-                Some(message),
-            )
-        }
+        Err(failed) => failed,
         Ok(mut l) => {
-            if let Some(pid1) = l.pid1 {
-                lock(&rt.slots).insert(
-                    c.name.clone(),
-                    Slot {
-                        pid1,
-                        launcher: l.launcher,
-                        image: image.clone(),
-                        env: env.clone(),
-                    },
-                );
-            }
-            event(
-                &inner,
-                &rt,
-                "Normal",
-                "Created",
-                format!("Created container: {}", c.name),
-                Some(fp.clone()),
-            );
             set_ephemeral(&inner, &rt, &c.name, |cs| {
                 cs.state = Some(ContainerState {
                     running: Some(ContainerStateRunning {
