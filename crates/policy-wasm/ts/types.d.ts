@@ -439,4 +439,8 @@ export interface PolicyInfo {
   nopPathEnv: string;
   /** Where the quitter image holds the quitter binary, its ENTRYPOINT. ABI 1.3. */
   quitterPath: string;
+  /** The command catalogue: every argv a plan may contain besides the pod's own kill-cmd
+   * annotation, as templates (`%d` the step's signal; whole-element holes `{port}`,
+   * `{loopback}`, `{url}`, `{path}`, `{method}`, `{name}`). ABI 1.4. */
+  commands: string[][];
 }
