@@ -440,6 +440,20 @@ async fn two_controllers_one_killed_mid_plan_never_run_a_step_twice() {
             == Some("[0]")
     })
     .await;
+    // The step's Event follows its record: let it be written before the holder is killed,
+    // so that the count below is of steps run, not of Events a killed process never sent.
+    let events_client = sidekill::cli::stop::client(Some(c.kubeconfig_path()))
+        .await
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events(events_client.clone(), "handover")
+        .await
+        .iter()
+        .any(|e| e.contains("step 0 send SIGTERM"))
+    {
+        assert!(Instant::now() < deadline, "no Event for step 0");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let holder = controller::claim::Claim::of(&c.pod("default", "handover").expect("pod"))
         .expect("a claim while the plan runs")
         .holder;
