@@ -126,7 +126,7 @@ else
   fail "sidecar swap" "$out; $(cs swap sidecar '')"
 fi
 killing() { k -n "$ns" get events --field-selector involvedObject.name=swap,reason=Killing -o jsonpath='{.items[*].message}' | grep -q "Container $1 definition changed, will be restarted"; }
-if eventually 10 killing sidecar; then
+if eventually 30 killing sidecar; then
   pass "event Killing: 'Container sidecar definition changed, will be restarted' (the kubelet's message)"
 else
   fail "Killing event" "$(k -n "$ns" get events --field-selector involvedObject.name=swap 2>&1 | tail -5)"
