@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
@@ -170,7 +171,19 @@ func serveNode(o nodeOptions) error {
 		return fmt.Errorf("--kubeconfig: %w", err)
 	}
 	restCfg.UserAgent = "sidekill-harness-node"
+	// The kubelet's client limits, and its separate event client with limits of its own
+	// (kubernetes pkg/kubelet/apis/config/v1beta1/defaults.go: kubeAPIQPS 50, kubeAPIBurst 100,
+	// eventRecordQPS 50, eventBurst 100; cmd/kubelet/app/server.go builds the event client
+	// from a copy of the config). With client-go's default 5 QPS shared by status and Events,
+	// Events fell minutes behind after the e2e steps' pods and checks on them timed out.
+	restCfg.QPS, restCfg.Burst = 50, 100
 	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	eventCfg := rest.CopyConfig(restCfg)
+	eventCfg.QPS, eventCfg.Burst = 50, 100
+	eventClient, err := kubernetes.NewForConfig(eventCfg)
 	if err != nil {
 		return err
 	}
@@ -188,7 +201,7 @@ func serveNode(o nodeOptions) error {
 	defer cancel()
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	broadcaster.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: eventClient.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: o.name})
 

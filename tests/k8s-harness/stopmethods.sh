@@ -129,10 +129,7 @@ killing() { k -n "$ns" get events --field-selector involvedObject.name=swap,reas
 if eventually 30 killing sidecar; then
   pass "event Killing: 'Container sidecar definition changed, will be restarted' (the kubelet's message)"
 else
-  # Events are best effort (the kubelet rate-limits and drops them; so does client-go's
-  # recorder here): after the earlier harness steps none shows for this pod, unexplained yet.
-  # The restart itself is checked above from the pod's status.
-  echo "note  Killing event not seen: $(k -n "$ns" get events --field-selector involvedObject.name=swap 2>&1 | tail -1)"
+  fail "event Killing" "$(k -n "$ns" get events --field-selector involvedObject.name=swap 2>&1 | tail -3)"
 fi
 
 # 1b. stubborn (ignores SIGTERM) and main (no handler: the kernel drops SIGTERM sent to a
