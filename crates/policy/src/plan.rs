@@ -499,6 +499,7 @@ pub fn plan_subject(subject: &Subject, facts: &Facts) -> Report {
 
 /// What injection changes: the injectors the pod opts into and has not met yet, and the
 /// simulated injections.
+#[inline(never)] // see stop_container
 fn injection_notes(subject: &Subject, facts: &Facts, diagnostics: &mut Vec<Diagnostic>) {
     let pod = &subject.pod;
     for injected in subject.injection.iter().flat_map(|i| &i.injected) {
@@ -535,6 +536,7 @@ fn injection_notes(subject: &Subject, facts: &Facts, diagnostics: &mut Vec<Diagn
     }
 }
 
+#[inline(never)] // see stop_container
 fn skip_reason(c: &Classified, pod: &Pod) -> Option<&'static str> {
     let reason = match c.role {
         Role::ArgoInit | Role::ArgoWait | Role::ArgoSupervisor => {
@@ -557,6 +559,7 @@ fn skip_reason(c: &Classified, pod: &Pod) -> Option<&'static str> {
 }
 
 /// Parses every kill-cmd annotation, reporting bad ones, keyed by container name.
+#[inline(never)] // see stop_container
 fn kill_cmd_annotations<'p>(
     pod: &'p Pod,
     containers: &[Classified],
@@ -667,6 +670,7 @@ fn kill_cmd_annotations<'p>(
 /// The command chain: annotation, preset, argoexec, default. Returns the command, the notes
 /// that matter if the container is stopped, and the preset whose endpoint only the quitter
 /// can call (its image has no client for it).
+#[inline(never)] // see stop_container
 fn resolve_command(
     pod: &Pod,
     c: &Container,
@@ -810,6 +814,7 @@ fn argo_fallback(c: &Container) -> (CommandSource, Vec<String>) {
     )
 }
 
+#[inline(never)] // see stop_container
 fn readiness(pod: &Pod, mains: &[String], argo: bool, policy: Option<RestartPolicy>) -> Readiness {
     if policy == Some(RestartPolicy::Always) {
         return Readiness {
@@ -927,6 +932,11 @@ enum Pick<'a> {
 /// process by name; the command inside the container whatever its exit; nothing. A command
 /// that cannot work (a shell the image lacks, `kill 1` when PID 1 is the pod's pause) is
 /// never planned.
+///
+/// Never inlined: LLVM would inline this single-use function into [`plan_subject`], and the
+/// sum is too big for one JVM method when chicory compiles the module to Java bytecode (it
+/// then interprets the plan's hottest function; BENCHMARKS.md "Policy module across runtimes").
+#[inline(never)]
 fn stop_container(input: &StopInput<'_>, notes: &mut Vec<Diagnostic>) -> ContainerStop {
     let StopInput {
         pod,
@@ -1580,6 +1590,7 @@ fn native_fallback(classified: &Classified) -> String {
     format!("upgrade the cluster, or {classic}: sidekill then stops `{name}` once the main containers exit")
 }
 
+#[inline(never)] // see stop_container
 fn native_notes(classified: &Classified, facts: &Facts, diagnostics: &mut Vec<Diagnostic>) {
     let name = Some(classified.name.as_str());
     match facts.cluster_version {
@@ -1601,6 +1612,7 @@ fn native_notes(classified: &Classified, facts: &Facts, diagnostics: &mut Vec<Di
 }
 
 /// The diagnostics of a stop whose expected exit code breaks the pod's result.
+#[inline(never)] // see stop_container
 fn exit_notes(
     c: &Container,
     classified: &Classified,

@@ -14,7 +14,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 cd "$here"
 
-mvn -q -B test-compile dependency:build-classpath -Dmdep.includeScope=test \
+mvn -q -B ${SIDEKILL_WASM:+-Dsidekill.wasm="$SIDEKILL_WASM"} test-compile dependency:build-classpath -Dmdep.includeScope=test \
   -Dmdep.outputFile=target/bench.classpath 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g'
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 exec "$java" -Xmx1g -Dsidekill.repo="$repo" \

@@ -25,7 +25,7 @@ reports=target/surefire-reports
 rm -rf "$reports" # stale reports must not count
 status=0
 # Maven 3.8 prints stray colour resets even with -B: drop them (pipefail keeps mvn's status).
-mvn -q -B test 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' || status=$?
+mvn -q -B ${SIDEKILL_WASM:+-Dsidekill.wasm="$SIDEKILL_WASM"} test 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' || status=$?
 
 # -q hides Surefire's own summary: add it up from its reports, in its words.
 shopt -s nullglob

@@ -108,3 +108,29 @@ def test_buffers_are_freed(policy, good_answer):
         policy.plan(GOOD_REQUEST)
     assert memory_size(policy) == before
     assert_still_usable(policy, good_answer)
+
+
+TRAPPING_MODULE = """
+(module
+  (memory (export "memory") 1)
+  (func (export "sidekill_abi_major") (result i32) i32.const 1)
+  (func (export "sidekill_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "sidekill_free") (param i32 i32))
+  (func (export "sidekill_result_len") (result i32) i32.const 0)
+  (func (export "sidekill_plan") (param i32 i32) (result i32) unreachable)
+  (func (export "sidekill_classify") (param i32 i32) (result i32) i32.const 0)
+  (func (export "sidekill_matrix") (result i32) i32.const 0)
+  (func (export "sidekill_policy_info") (result i32) i32.const 0))
+"""
+
+
+def test_a_trap_raises_wasmtime_trap_and_the_next_call_still_runs(engine):
+    """The loader calls the C API directly (sidekill_loader._i32_caller): a trap must still
+    surface as wasmtime.Trap, as through wasmtime-py's own call path, not pass silently."""
+    import wasmtime
+
+    policy = Policy(wasmtime.Module(engine, wasmtime.wat2wasm(TRAPPING_MODULE)), engine)
+    for _ in range(2):
+        with pytest.raises(wasmtime.Trap, match="unreachable"):
+            policy.plan(GOOD_REQUEST)
+    assert policy.classify(GOOD_REQUEST) == b""

@@ -19,9 +19,11 @@ import java.util.Properties;
 /**
  * Figures for the Java loader, printed, not asserted: cold parse + instantiate time (in fresh JVMs
  * and in a warm one) and plan latency per vector, with chicory's interpreter (what {@link
- * SidekillPolicy} uses by default) and its compiler (wasm to JVM bytecode at instantiation).
+ * SidekillPolicy} uses by default), its compiler (wasm to JVM bytecode at instantiation) and the
+ * classes its build-time compiler made of the shipped module ({@link SidekillBundled}; its
+ * "parse" reads the stripped module the classes carry, whatever $SIDEKILL_WASM says).
  *
- * <p>Run with {@code bench.sh [--engine interpreter|compiler|both] [--warmup-ms N] [--measure-ms N]
+ * <p>Run with {@code bench.sh [--engine interpreter|compiler|bundled|all] [--warmup-ms N] [--measure-ms N]
  * [--min-calls N] [--fresh-jvms N] [--cold-runs N] [--filter TEXT]}. Module and vectors as in the
  * tests ($SIDEKILL_WASM, $SIDEKILL_VECTORS_OUT). Each answer is checked against the native one
  * once before it is timed; a differing vector is marked DIFFERS and still timed.
@@ -35,7 +37,9 @@ import java.util.Properties;
 public final class Bench {
   enum Engine {
     INTERPRETER,
-    COMPILER
+    COMPILER,
+    /** The jar's own module, compiled to classes at build time ({@link SidekillBundled}). */
+    BUNDLED
   }
 
   private long warmupMs = 500, measureMs = 1000;
@@ -43,7 +47,7 @@ public final class Bench {
   private String filter = "";
   private String jsonl;
   private long globalWarmupMs = -1; // -1: 4 × warmupMs
-  private List<Engine> engines = List.of(Engine.INTERPRETER, Engine.COMPILER);
+  private List<Engine> engines = List.of(Engine.INTERPRETER, Engine.COMPILER, Engine.BUNDLED);
 
   public static void main(String[] args) throws Exception {
     if (args.length == 2 && args[0].equals("--cold-once")) {
@@ -65,8 +69,8 @@ public final class Bench {
       switch (args[i]) {
         case "--engine" -> {
           engines =
-              value.equals("both")
-                  ? List.of(Engine.INTERPRETER, Engine.COMPILER)
+              value.equals("all")
+                  ? List.of(Engine.INTERPRETER, Engine.COMPILER, Engine.BUNDLED)
                   : List.of(Engine.valueOf(value.toUpperCase()));
           i++;
         }
@@ -117,7 +121,7 @@ public final class Bench {
   /** Parse + instantiate (+ compile) + ABI check, each step timed, in nanoseconds. */
   private static long[] coldOnceNanos(Engine engine, byte[] bytes) {
     long t0 = System.nanoTime();
-    WasmModule module = Parser.parse(bytes);
+    WasmModule module = parse(engine, bytes);
     long t1 = System.nanoTime();
     SidekillPolicy policy = new SidekillPolicy(instance(engine, module));
     long t2 = System.nanoTime();
@@ -126,12 +130,17 @@ public final class Bench {
     return new long[] {t1 - t0, t2 - t1, t3 - t2};
   }
 
+  private static WasmModule parse(Engine engine, byte[] bytes) {
+    return engine == Engine.BUNDLED ? SidekillPolicyModule.load() : Parser.parse(bytes);
+  }
+
   private static Instance instance(Engine engine, WasmModule module) {
     Instance.Builder builder = Instance.builder(module).withImportValues(ImportValues.empty());
-    if (engine == Engine.COMPILER) {
-      builder = builder.withMachineFactory(MachineFactoryCompiler.compile(module));
-    }
-    return builder.build();
+    return switch (engine) {
+      case INTERPRETER -> builder.build();
+      case COMPILER -> builder.withMachineFactory(MachineFactoryCompiler.compile(module)).build();
+      case BUNDLED -> builder.withMachineFactory(SidekillPolicyModule::create).build();
+    };
   }
 
   private static void coldOnce(Engine engine) {
@@ -149,7 +158,7 @@ public final class Bench {
       Process child =
           new ProcessBuilder(java, "-Dsidekill.repo=" + Fixtures.repo(), "-cp",
                   System.getProperty("java.class.path"), Bench.class.getName(), "--cold-once", engine.name())
-              .redirectErrorStream(true)
+              .redirectError(ProcessBuilder.Redirect.INHERIT)
               .start();
       String line;
       try (BufferedReader out =
@@ -199,7 +208,7 @@ public final class Bench {
     byte[] bytes = Fixtures.read(Fixtures.wasm());
     byte[] request = Fixtures.vectors().get(0).requestBytes();
     long t0 = System.nanoTime();
-    SidekillPolicy policy = new SidekillPolicy(instance(engine, Parser.parse(bytes)));
+    SidekillPolicy policy = new SidekillPolicy(instance(engine, parse(engine, bytes)));
     long t1 = System.nanoTime();
     policy.plan(request);
     long t2 = System.nanoTime();
@@ -237,7 +246,7 @@ public final class Bench {
               new ProcessBuilder(java, "-Xmx1g", "-Dsidekill.repo=" + Fixtures.repo(), "-cp",
                       System.getProperty("java.class.path"), Bench.class.getName(), "--cold-once-plan",
                       engine.name())
-                  .redirectErrorStream(true)
+                  .redirectError(ProcessBuilder.Redirect.INHERIT)
                   .start();
           String line;
           try (BufferedReader r =
@@ -257,14 +266,18 @@ public final class Bench {
           emit.accept(
               String.format(
                   "\"kind\":\"cold\",\"median_ns\":%d,\"min_ns\":%d,\"runs\":%d,\"first_plan_ns\":%d,"
-                      + "\"first_plan_vector\":\"%s\",\"how\":\"Parser.parse + Instance.build%s + sidekill_abi_major(),"
+                      + "\"first_plan_vector\":\"%s\",\"how\":\"%s + sidekill_abi_major(),"
                       + " each in a fresh JVM (JVM start not timed)\"",
                   cold[freshJvms / 2], cold[0], freshJvms, first[freshJvms / 2], vectors.get(0).name(),
-                  engine == Engine.COMPILER ? " (MachineFactoryCompiler.compile)" : ""));
+                  switch (engine) {
+                    case INTERPRETER -> "Parser.parse + Instance.build";
+                    case COMPILER -> "Parser.parse + Instance.build (MachineFactoryCompiler.compile)";
+                    case BUNDLED -> "SidekillPolicyModule.load + Instance.build (build-time compiled classes)";
+                  }));
         }
 
         // Plan: one instance, warmed on every vector, then each vector timed.
-        SidekillPolicy policy = new SidekillPolicy(instance(engine, Parser.parse(Fixtures.wasm())));
+        SidekillPolicy policy = new SidekillPolicy(instance(engine, parse(engine, Fixtures.read(Fixtures.wasm()))));
         long warmEnd = System.nanoTime() + (globalWarmupMs >= 0 ? globalWarmupMs : 4 * warmupMs) * 1_000_000;
         do {
           vectors.forEach(v -> policy.plan(v.requestBytes()));
@@ -304,7 +317,7 @@ public final class Bench {
   // ---- plan latency ----
 
   private void planLatency(Engine engine, List<Fixtures.Vector> vectors) {
-    SidekillPolicy policy = new SidekillPolicy(instance(engine, Parser.parse(Fixtures.wasm())));
+    SidekillPolicy policy = new SidekillPolicy(instance(engine, parse(engine, Fixtures.read(Fixtures.wasm()))));
     // Warm the JIT on every vector first, so that the first rows are not timed colder than the rest.
     long warmEnd = System.nanoTime() + 4 * warmupMs * 1_000_000;
     do {

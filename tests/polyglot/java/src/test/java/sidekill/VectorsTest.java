@@ -10,13 +10,24 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
 
-/** Every shared vector through the wasm module agrees with the native core's answer. */
+/**
+ * Every shared vector through the wasm module agrees with the native core's answer: in chicory's
+ * interpreter (the module file, {@link SidekillPolicy#load}) and in the classes chicory's
+ * build-time compiler made of the same module ({@link SidekillBundled}).
+ */
 class VectorsTest {
-  /** One instance for all vectors, as a host would keep one: it must serve call after call. */
-  private final SidekillPolicy policy = Fixtures.fresh();
-
   @TestFactory
   Stream<DynamicTest> plan_matches_native_answer() {
+    return vectors(Fixtures.fresh());
+  }
+
+  @TestFactory
+  Stream<DynamicTest> bundled_module_matches_native_answer() {
+    return vectors(SidekillBundled.create());
+  }
+
+  /** One instance for all vectors, as a host would keep one: it must serve call after call. */
+  private static Stream<DynamicTest> vectors(SidekillPolicy policy) {
     List<Fixtures.Vector> vectors = Fixtures.vectors();
     if (vectors.isEmpty()) {
       return Stream.of(
