@@ -66,6 +66,8 @@ pub mod http;
 pub mod input;
 pub mod limits;
 pub mod policy;
+#[cfg(feature = "configmap")]
+pub mod publish;
 pub mod render;
 pub mod runtime;
 pub mod signature;

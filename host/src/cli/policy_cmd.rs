@@ -425,7 +425,7 @@ fn parse_key(text: &str) -> std::result::Result<String, String> {
 /// `policy push` and `policy rollback`: thin over [`PolicyConfigMap`], which holds the
 /// Kubernetes side.
 ///
-/// [`PolicyConfigMap`]: crate::source::configmap::PolicyConfigMap
+/// [`PolicyConfigMap`]: crate::publish::PolicyConfigMap
 #[cfg(feature = "configmap")]
 mod publish {
     use std::fmt::Write as _;
@@ -437,11 +437,10 @@ mod publish {
     use crate::cli::{read_module, Context, Exit};
     use crate::digest::Sha256;
     use crate::error::{Error, Result};
+    use crate::publish::{Action, Candidate, ModuleId, PolicyConfigMap, Published};
     use crate::render::Table;
     use crate::runtime::Runtime;
-    use crate::source::configmap::{
-        previous_key, Action, Candidate, ModuleId, PolicyConfigMap, Published,
-    };
+    use crate::source::configmap::previous_key;
 
     /// `sidekill policy push X.wasm [--signature X.wasm.sig] --configmap NAMESPACE/NAME`.
     /// The signature (`--signature`, else `X.wasm.sig` when it exists) goes under

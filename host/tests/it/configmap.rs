@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use sidekill::error::Error;
-use sidekill::source::configmap::{Action, Candidate, ConfigMapSource, PolicyConfigMap};
+use sidekill::publish::{Action, Candidate, PolicyConfigMap};
+use sidekill::source::configmap::ConfigMapSource;
 use sidekill::{embedded, PolicyStore, Sha256};
 use sidekill_testcluster::{ClusterConfig, TestCluster};
 
