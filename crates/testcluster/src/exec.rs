@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::api::{full, Body, Ctx, Query};
+use crate::ctx::{full, Body, Ctx, Query};
 use crate::kubelet::ExecFailure;
 use crate::status::ApiError;
 

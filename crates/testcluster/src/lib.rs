@@ -98,6 +98,8 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod config;
+mod ctx;
 mod error;
 mod exec;
 mod faults;
@@ -123,63 +125,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::config::ClusterConfig;
 pub use crate::error::{Error, Result};
 pub use crate::faults::{FaultRequest, Faults};
 pub use crate::images::Image;
 pub use rustix::process::Signal;
 
-use crate::api::Ctx;
+use crate::config::{find_quitter, find_standin};
+use crate::ctx::Ctx;
 use crate::store::Store;
-
-/// How to start a cluster. `Default` gives an ephemeral port and a temporary state folder.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// TCP port on 127.0.0.1; 0 picks a free one. Default 0.
-    pub port: u16,
-    /// Folder for the kubeconfig, the materialised images and container logs. Default: a new
-    /// temporary folder, removed on shutdown.
-    pub state_dir: Option<PathBuf>,
-    /// Where to write the kubeconfig. Default: `STATE_DIR/kubeconfig`.
-    pub kubeconfig: Option<PathBuf>,
-    /// The `sidekill-standin` binary. Default: `$SIDEKILL_TESTCLUSTER_BIN_DIR/sidekill-standin`,
-    /// else next to the current executable or in its parent folder (cargo's `deps/` layout).
-    pub standin: Option<PathBuf>,
-    /// The real `sidekill-quitter` binary (crates/quitter) behind the `sidekill-nop` and
-    /// `sidekill-quitter` images. Default: `$SIDEKILL_QUITTER`, else
-    /// `$SIDEKILL_TESTCLUSTER_BIN_DIR/sidekill-quitter`, else next to the current executable or
-    /// in its parent folder (so `cargo build -p sidekill-quitter` in the same target folder is
-    /// enough). A path given here or in `SIDEKILL_QUITTER` that is not a file fails
-    /// [`TestCluster::start`] with [`Error::QuitterMissing`]; when no default is found the
-    /// cluster starts and those two images answer `ErrImagePull`, saying how to provide it.
-    pub quitter: Option<PathBuf>,
-    /// A folder with an `images.yaml` to use instead of the built-in catalogue. Default none.
-    pub images_dir: Option<PathBuf>,
-    /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK. Default 1 s.
-    pub bookmark_interval: Duration,
-    /// How many changes per kind a watch can resume over before it gets 410. Default 1000.
-    pub history: usize,
-    /// First back-off before a container restart (doubling, at most 8×). Default 1 s.
-    pub restart_backoff: Duration,
-    /// The bearer token clients must send. Default: a random one.
-    pub token: Option<String>,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            port: 0,
-            state_dir: None,
-            kubeconfig: None,
-            standin: None,
-            quitter: None,
-            images_dir: None,
-            bookmark_interval: Duration::from_secs(1),
-            history: 1000,
-            restart_backoff: Duration::from_secs(1),
-            token: None,
-        }
-    }
-}
 
 /// A running test cluster. Dropping it SIGKILLs every container; prefer [`TestCluster::shutdown`].
 pub struct TestCluster {
@@ -190,71 +144,6 @@ pub struct TestCluster {
     temp_state: bool,
     shutdown_tx: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
-}
-
-fn find_standin(configured: Option<&Path>) -> Result<PathBuf> {
-    let name = "sidekill-standin";
-    let candidates: Vec<PathBuf> = match configured {
-        Some(p) => vec![p.to_path_buf()],
-        None => {
-            let mut c = Vec::new();
-            if let Ok(dir) = std::env::var("SIDEKILL_TESTCLUSTER_BIN_DIR") {
-                c.push(Path::new(&dir).join(name));
-            }
-            if let Ok(exe) = std::env::current_exe() {
-                if let Some(dir) = exe.parent() {
-                    c.push(dir.join(name));
-                    if let Some(up) = dir.parent() {
-                        c.push(up.join(name));
-                    }
-                }
-            }
-            c
-        }
-    };
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .and_then(|p| p.canonicalize().ok())
-        .ok_or_else(|| Error::StandinMissing {
-            path: candidates
-                .first()
-                .cloned()
-                .unwrap_or_else(|| PathBuf::from(name)),
-        })
-}
-
-/// The quitter binary: the configured path or `SIDEKILL_QUITTER` (which must exist), else the
-/// first of the default places that holds it, else none.
-fn find_quitter(configured: Option<&Path>) -> Result<Option<PathBuf>> {
-    let name = "sidekill-quitter";
-    let named = configured
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("SIDEKILL_QUITTER").map(PathBuf::from));
-    if let Some(p) = named {
-        return p
-            .is_file()
-            .then(|| p.canonicalize().ok())
-            .flatten()
-            .map(Some)
-            .ok_or(Error::QuitterMissing { path: p });
-    }
-    let mut candidates = Vec::new();
-    if let Ok(dir) = std::env::var("SIDEKILL_TESTCLUSTER_BIN_DIR") {
-        candidates.push(Path::new(&dir).join(name));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            candidates.push(dir.join(name));
-            if let Some(up) = dir.parent() {
-                candidates.push(up.join(name));
-            }
-        }
-    }
-    Ok(candidates
-        .iter()
-        .find(|p| p.is_file())
-        .and_then(|p| p.canonicalize().ok()))
 }
 
 fn kubeconfig_text(server: &str, token: &str) -> String {
@@ -433,7 +322,7 @@ impl TestCluster {
                 .unwrap_or("default")
                 .to_owned();
             let body = serde_json::to_vec(&v).map_err(|source| Error::Json { source })?;
-            let q = api::Query::default();
+            let q = ctx::Query::default();
             let api_err = |e: status::ApiError| Error::Api {
                 code: e.code,
                 reason: e.reason.to_owned(),

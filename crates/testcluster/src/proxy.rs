@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use crate::api::{full, Body, Ctx};
+use crate::ctx::{full, Body, Ctx};
 use crate::status::ApiError;
 
 /// Forwards one request.

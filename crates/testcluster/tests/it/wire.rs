@@ -383,6 +383,88 @@ async fn configmaps_update_with_optimistic_concurrency() {
     c.shutdown().await;
 }
 
+/// Status writes go through the objects' one write path: a stale `metadata.resourceVersion`
+/// is 409 there too, as the real `pods/status` (the generic registry's `Store.Update`) answers;
+/// none is an unconditional write (issue #15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_check_the_resource_version_as_object_writes_do() {
+    let c = cluster().await;
+    let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "st"},
+        "spec": {"containers": [{"name": "main", "image": "sidekill.test/no-such-image"}]}
+    }))
+    .expect("pod");
+    let made = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create");
+    // A version older than the pod itself: stale whatever the node has written since.
+    let stale = json!({"metadata": {"resourceVersion": "1"}, "status": {"message": "stale"}});
+    for (what, result) in [
+        (
+            "patch",
+            pods.patch_status("st", &PatchParams::default(), &Patch::Merge(&stale))
+                .await,
+        ),
+        (
+            "replace",
+            pods.replace_status(
+                "st",
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "st", "resourceVersion": "1"},
+                    "status": {"message": "stale"}
+                }))
+                .expect("pod"),
+            )
+            .await,
+        ),
+    ] {
+        let err = result.expect_err(what);
+        assert_eq!(
+            api_code(&err).map(|e| (e.0, e.1)),
+            Some((409, "Conflict".into())),
+            "{what}"
+        );
+    }
+    let fresh = json!({"status": {"message": "fresh"}});
+    let written = pods
+        .patch_status("st", &PatchParams::default(), &Patch::Merge(&fresh))
+        .await
+        .expect("unconditional status patch");
+    assert_eq!(
+        written.status.and_then(|s| s.message).as_deref(),
+        Some("fresh")
+    );
+    assert_eq!(written.spec, made.spec, "a status write keeps the spec");
+    c.shutdown().await;
+}
+
+/// `dryRun` on an update or patch answers the would-be object and stores nothing (issue #15:
+/// the one write path honours it for objects and subresources alike).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_patches_store_nothing() {
+    let c = cluster().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client(&c).await);
+    cms.create(&PostParams::default(), &cm("dry", &[]))
+        .await
+        .expect("create");
+    let params = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let answered = cms
+        .patch("dry", &params, &Patch::Merge(json!({"data": {"k": "dry"}})))
+        .await
+        .expect("dry-run patch");
+    let value = |m: &ConfigMap| m.data.as_ref().and_then(|d| d.get("k")).cloned();
+    assert_eq!(value(&answered).as_deref(), Some("dry"));
+    let stored = cms.get("dry").await.expect("get");
+    assert_eq!(value(&stored).as_deref(), Some("v"));
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_proxy_forwards_to_the_container_port() {
     let c = cluster().await;
