@@ -203,6 +203,23 @@ pub struct Global {
     )]
     pub memory_limit_mib: u64,
 
+    /// Most bytes of answers one command reads from the module in all, in MiB
+    #[arg(
+        long,
+        global = true,
+        value_name = "MIB",
+        default_value_t = crate::policy::ANSWER_BUDGET >> 20,
+        value_parser = clap::value_parser!(u64).range(1..=65_536),
+        env = "SIDEKILL_ANSWER_BUDGET_MIB",
+        long_help = "The whole command's budget for the policy's answers, in MiB (1 to \
+                     65536; default 256). One answer is at most 16 MiB; `plan` of many \
+                     documents and `policy diff` read one per document (two for diff), and \
+                     their sum may not pass this. The command stops at the answer that \
+                     passes it, reports the error `answer_budget` naming the documents left \
+                     unplanned, and exits 2."
+    )]
+    pub answer_budget_mib: u64,
+
     /// Keep compiled modules in this directory across runs
     #[arg(
         long,
@@ -357,6 +374,7 @@ fn web_refused_args() -> Vec<clap::Arg> {
         ("format", "format"),
         ("timeout_ms", "timeout-ms"),
         ("memory_limit_mib", "memory-limit-mib"),
+        ("answer_budget_mib", "answer-budget-mib"),
         ("cache_dir", "cache-dir"),
     ]
     .into_iter()
