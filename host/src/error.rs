@@ -290,6 +290,16 @@ pub enum Error {
         left: usize,
     },
 
+    /// A corpus manifest (`corpus.json`, `sidekill policy test --corpus`) is not JSON or not
+    /// the manifest's shape.
+    #[error("{}: {message}", .path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+
     /// A canary request failed during the self-test before a swap.
     #[error("canary `{canary}` failed{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Canary {
@@ -455,6 +465,7 @@ impl Error {
             Error::UnsafeCache { .. } => "unsafe_cache",
             Error::AnswerTooComplex { .. } => "answer_too_complex",
             Error::AnswerBudget { .. } => "answer_budget",
+            Error::Manifest { .. } => "manifest",
             Error::Canary { .. } => "canary",
             Error::MissingKey { .. } => "missing_key",
             Error::NoPrevious => "no_previous",
@@ -491,6 +502,7 @@ impl Error {
                 | Error::Io { .. }
                 | Error::Engine { .. }
                 | Error::Syntax { .. }
+                | Error::Manifest { .. }
         )
     }
 

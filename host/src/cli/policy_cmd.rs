@@ -255,6 +255,63 @@ pub(super) fn test(ctx: &mut Context<'_>, path: &Path, pin: Option<&Sha256>) -> 
     Ok(exit)
 }
 
+/// `policy test --corpus DIR`: every module of the corpus against its manifest
+/// ([`crate::corpus`]).
+#[cfg(feature = "configmap")]
+pub(super) fn corpus(ctx: &mut Context<'_>, dir: &Path) -> Result<Exit> {
+    let runtime = ctx.runtime()?;
+    let cases = crate::corpus::run(&runtime, dir)?;
+    let matched = cases.iter().filter(|c| c.matches()).count();
+    let exit = if matched == cases.len() {
+        Exit::Ok
+    } else {
+        Exit::Report
+    };
+    if ctx.json {
+        ctx.json_out(&json!({
+            "corpus": dir.display().to_string(),
+            "total": cases.len(),
+            "matched": matched,
+            "modules": cases.iter().map(|c| json!({
+                "file": c.file,
+                "expected": c.expected.json(),
+                "actual": c.actual.json(),
+                "detail": c.detail,
+                "matches": c.matches(),
+            })).collect::<Vec<_>>(),
+        }))?;
+        return Ok(exit);
+    }
+    let s = ctx.style;
+    let mut table = Table::new(&["", "MODULE", "EXPECTED", "ACTUAL", "DETAIL"]);
+    for c in &cases {
+        let mut detail = safe(&c.detail);
+        if detail.chars().count() > 90 {
+            detail = format!("{}…", detail.chars().take(90).collect::<String>());
+        }
+        table.row(vec![
+            if c.matches() {
+                s.green("ok")
+            } else {
+                s.red("FAIL")
+            },
+            safe(&c.file),
+            safe(&c.expected.label()),
+            safe(&c.actual.label()),
+            detail,
+        ]);
+    }
+    let mut text = table.render(0, &s);
+    let _ = writeln!(
+        text,
+        "\n{matched} of {} modules did what {} says",
+        cases.len(),
+        dir.join(crate::corpus::MANIFEST).display()
+    );
+    ctx.print(&text)?;
+    Ok(exit)
+}
+
 /// One side's answer: the envelope as JSON, or the host's error as `{"hostError": ...}`.
 /// The answer is charged to the command's `budget` (`left`: documents after this one), then
 /// checked as every answer is ([`check_answer`]) before it is parsed.

@@ -126,6 +126,31 @@ pub(super) fn check_stop(pod: &Pod, mains: &[String], container: &str) -> Result
     Ok(())
 }
 
+/// Every refusal the executor's guard gives the stops of `subject` (one subject of an
+/// answer) on `pod` as the host reads it, with `commands` the module's catalogue: each
+/// refused stop ([`check_stop`]) or step ([`check_step`]), as `container: why`. Empty when
+/// the executor would run every step. What `sidekill policy test --corpus` reports.
+pub fn refusals(pod: &Pod, subject: &Value, commands: &[Vec<String>]) -> Vec<String> {
+    let mains = mains(subject);
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let mut out = Vec::new();
+    let stops = subject.pointer("/plan/stops").and_then(Value::as_array);
+    for stop in stops.into_iter().flatten() {
+        let container = stop.get("container").and_then(Value::as_str).unwrap_or("");
+        if let Err(why) = check_stop(pod, &mains, container) {
+            out.push(format!("{container}: {why}"));
+            continue;
+        }
+        let steps = stop.get("steps").and_then(Value::as_array);
+        for (index, step) in steps.into_iter().flatten().enumerate() {
+            if let Err(why) = check_step(pod, uid, container, step, commands) {
+                out.push(format!("{container}: step {index}: {why}"));
+            }
+        }
+    }
+    out
+}
+
 /// Checks one step of `container`'s stop against the pod as it is now.
 pub(super) fn check_step(
     pod: &Pod,

@@ -65,6 +65,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use assess::Assessment;
+pub use guard::refusals;
 pub use run::{predicted_phase, Executor};
 
 use crate::{Policy, PolicyStore};

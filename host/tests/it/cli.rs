@@ -1214,10 +1214,89 @@ fn policy_diff_stops_at_the_commands_answer_budget() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     let out = json(&out);
     assert_eq!(out["documents"].as_array().map(Vec::len), Some(4), "{out}");
-    assert_eq!(
-        out["documents"][0]["changes"][0]["new"]["hostError"]["error"],
-        "answer_too_complex"
-    );
+    let changes = out["documents"][0]["changes"].as_array().expect("changes");
+    let refused = changes
+        .iter()
+        .find(|c| c["path"] == "$.hostError")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(refused["new"]["error"], "answer_too_complex");
     assert_eq!(out["errors"][0]["error"], "answer_budget");
     assert!(peak < 1 << 30, "VmHWM {peak}");
+}
+
+/// Issue 17: `policy test --corpus` runs every module of the hostile corpus through read,
+/// load, plan and the executor's guard, and compares each outcome with the manifest; one
+/// outcome that differs makes the exit code 1.
+#[test]
+fn policy_test_runs_the_hostile_corpus_against_its_manifest() {
+    let t = Sidekill::new();
+    let corpus = repo_root().join("host/tests/modules");
+    let corpus_arg = corpus.display().to_string();
+    let out = t.run(&[
+        "policy",
+        "test",
+        "--format",
+        "json",
+        "--corpus",
+        &corpus_arg,
+    ]);
+    let report = json(&out);
+    assert_eq!(code(&out), 0, "{report:#}\n{}", stderr(&out));
+    let modules = report["modules"].as_array().expect("modules").clone();
+    assert_eq!(report["matched"], report["total"]);
+    let outcome = |file: &str| {
+        let m = modules
+            .iter()
+            .find(|m| m["file"] == file)
+            .unwrap_or_else(|| panic!("{file} in {report:#}"));
+        m["actual"].clone()
+    };
+    assert_eq!(outcome("loop_plan.wasm")["error"], "deadline");
+    assert_eq!(outcome("imports.wasm")["outcome"], "refused-at-load");
+    assert_eq!(
+        outcome("stop_running_main.wasm")["outcome"],
+        "steps-refused"
+    );
+    assert_eq!(outcome("embedded")["outcome"], "benign");
+    eprintln!("corpus:");
+    for m in &modules {
+        eprintln!(
+            "  {:28} {}{}",
+            m["file"].as_str().unwrap_or(""),
+            m["actual"]["outcome"].as_str().unwrap_or(""),
+            m["actual"]["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+
+    // A manifest that expects something else of one module: exit 1, and the table says which.
+    let text = std::fs::read_to_string(corpus.join("corpus.json")).expect("manifest");
+    let wrong = text.replacen("\"error\": \"deadline\"", "\"error\": \"trap\"", 1);
+    assert_ne!(wrong, text);
+    std::fs::create_dir(t.path("corpus")).expect("dir");
+    std::fs::write(t.path("corpus/corpus.json"), wrong).expect("write");
+    std::fs::copy(
+        corpus.join("loop_plan.wasm"),
+        t.path("corpus/loop_plan.wasm"),
+    )
+    .expect("copy");
+    let dir = t.path("corpus").display().to_string();
+    let out = t.run(&["policy", "test", "--format", "table", "--corpus", &dir]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let table = stdout(&out);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("FAIL") && l.contains("loop_plan.wasm")),
+        "{table}"
+    );
+    // Modules missing from the folder are refused at load with `io`, and reported.
+    assert!(table.contains("refused-at-load (io)"), "{table}");
+    // A manifest that is not one: exit 2 with the field named.
+    std::fs::write(t.path("corpus/corpus.json"), "{\"modules\": []}").expect("write");
+    let out = t.run(&["policy", "test", "--corpus", &dir]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("no `request`"), "{}", stderr(&out));
 }
