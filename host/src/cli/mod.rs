@@ -322,7 +322,9 @@ list of step indices) and skipped by later runs, so no step ever runs twice; eac
 and its result is also an Event on the pod. Transient API errors are retried.
 
 A plan whose readiness is not `ready` (a main container still running) is not run:
-the command says so and exits 1, unless --force.
+the command says so and exits 1, unless --force. Even then, and whatever the policy module
+says, no stop runs while a container the plan calls main is still running, nor a stop of
+one of them: its steps are reported `refused` (and an Event), and not recorded.
 
 After the plan the pod is watched (at most 10 s) for its end, shown next to the plan's
 prediction: each sidecar's exit code against the predicted one, the pod's end (Succeeded,
