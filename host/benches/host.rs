@@ -6,7 +6,11 @@
 //!    trivial calls (target ≤ 20 µs);
 //! 3. cold load, with and without the precompiled-module cache on disk;
 //! 4. hot swap under load: 4 threads plan while the module is swapped 1,000 times;
-//!    failed calls, p50/p99/max latency during swaps vs steady.
+//!    failed calls, p50/p99/max latency during swaps vs steady;
+//! 5. pristine state per call, same run: the host's call (a fresh instance from the pooling
+//!    allocator) against the same plan in one instance reused for every call (what the host
+//!    did before issue 17; no longer in its API, so made here on wasmtime directly, with the
+//!    host's engine), and instantiation alone.
 //!
 //! Run: `cargo bench -p sidekill --bench host` (add `-- quick` for fewer iterations).
 
@@ -14,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sidekill::{embedded, Config, PolicyStore, Runtime};
+use sidekill::{embedded, Config, Policy, PolicyStore, Runtime};
 use sidekill_policy::Call;
 
 const REQUESTS: [(&str, &str); 4] = [
@@ -172,6 +176,8 @@ fn main() -> anyhow::Result<()> {
         cold.p50.as_secs_f64() / warm.p50.as_secs_f64()
     );
 
+    pristine(&runtime, &policy, &module, iterations)?;
+
     println!("\n4. hot swap under load: 4 threads plan `istio-job` continuously");
     let store = Arc::new(PolicyStore::new(runtime.clone(), None, &module, &origin)?);
     let b = variant(&module, "b");
@@ -262,5 +268,100 @@ fn main() -> anyhow::Result<()> {
         us(during.p99),
         us(during.max)
     );
+    Ok(())
+}
+
+/// One instance of the module, reused for every call: the calls a host makes (alloc, copy
+/// in, plan, result length, copy out, free, reset), on the host's engine.
+struct Reused {
+    store: wasmtime::Store<()>,
+    memory: wasmtime::Memory,
+    alloc: wasmtime::TypedFunc<i32, i32>,
+    free: wasmtime::TypedFunc<(i32, i32), ()>,
+    plan: wasmtime::TypedFunc<(i32, i32), i32>,
+    result_len: wasmtime::TypedFunc<(), i32>,
+    reset: wasmtime::TypedFunc<(), ()>,
+}
+
+impl Reused {
+    fn new(runtime: &Runtime, module: &[u8]) -> wasmtime::Result<Self> {
+        let module = wasmtime::Module::new(runtime.engine(), module)?;
+        let mut store = wasmtime::Store::new(runtime.engine(), ());
+        // The engine interrupts on epochs: a deadline far away, as no call here loops.
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[])?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
+        Ok(Reused {
+            alloc: instance.get_typed_func(&mut store, "sidekill_alloc")?,
+            free: instance.get_typed_func(&mut store, "sidekill_free")?,
+            plan: instance.get_typed_func(&mut store, "sidekill_plan")?,
+            result_len: instance.get_typed_func(&mut store, "sidekill_result_len")?,
+            reset: instance.get_typed_func(&mut store, "sidekill_reset")?,
+            memory,
+            store,
+        })
+    }
+
+    fn plan(&mut self, request: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        let len = i32::try_from(request.len()).map_err(wasmtime::Error::msg)?;
+        let ptr = self.alloc.call(&mut self.store, len.max(1))?;
+        self.memory
+            .write(&mut self.store, ptr as u32 as usize, request)?;
+        let at = self.plan.call(&mut self.store, (ptr, len))? as u32 as usize;
+        let n = self.result_len.call(&mut self.store, ())? as u32 as usize;
+        let answer = self
+            .memory
+            .data(&self.store)
+            .get(at..at + n)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| wasmtime::Error::msg("an answer outside memory"))?;
+        self.free.call(&mut self.store, (ptr, len.max(1)))?;
+        self.reset.call(&mut self.store, ())?;
+        Ok(answer)
+    }
+}
+
+fn pristine(
+    runtime: &Runtime,
+    policy: &Policy,
+    module: &[u8],
+    iterations: usize,
+) -> anyhow::Result<()> {
+    println!("\n5. pristine state per call: a fresh instance (pooling) vs one instance reused");
+    println!("   instantiate: new Store + InstancePre::instantiate + 2 trivial calls (as 2.)");
+    let instantiate = time(iterations, || {
+        std::hint::black_box(policy.read_abi().ok());
+    });
+    let wasm = |e: wasmtime::Error| anyhow::anyhow!("{e:?}");
+    let mut reused = Reused::new(runtime, module).map_err(wasm)?;
+    println!(
+        "   {:<20} {:>10} {:>10} {:>7} {:>12} {:>12}",
+        "request", "reused", "fresh", "ratio", "fresh-reused", "instantiate"
+    );
+    for (name, request) in REQUESTS {
+        // The same answer both ways, or the comparison means nothing.
+        anyhow::ensure!(
+            reused.plan(request.as_bytes()).map_err(wasm)?
+                == policy.call(Call::Plan, request.as_bytes())?,
+            "{name}: the reused instance answers otherwise"
+        );
+        let warm = time(iterations, || {
+            std::hint::black_box(reused.plan(request.as_bytes()).ok());
+        });
+        let fresh = time(iterations, || {
+            std::hint::black_box(policy.call(Call::Plan, request.as_bytes()).ok());
+        });
+        println!(
+            "   {:<20} {:>10} {:>10} {:>6.2}× {:>12} {:>12}",
+            name,
+            us(warm.p50),
+            us(fresh.p50),
+            fresh.p50.as_secs_f64() / warm.p50.as_secs_f64(),
+            us(fresh.p50.saturating_sub(warm.p50)),
+            us(instantiate.p50)
+        );
+    }
     Ok(())
 }

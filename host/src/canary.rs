@@ -7,6 +7,14 @@
 //! a call errors (trap, deadline, memory limit, ...), when the answer is not an envelope,
 //! when an object that must plan gets an error envelope (or the other way round), or
 //! when a required field is missing or has the wrong JSON type.
+//!
+//! What canaries cannot catch: a module that recognises them. They are a fixed, public set of
+//! requests, so a module can compare each request with them byte for byte, answer exactly as
+//! the real module does, and turn hostile on any other pod (issue 17; the test
+//! `a_canary_aware_module_passes_the_swap_and_its_steps_are_refused` builds one from the
+//! embedded module's own answers, and the swap accepts it). Canaries keep out broken modules;
+//! a hostile one is kept harmless by the executor's guard (`exec::guard`), which checks every
+//! step against the pod itself.
 
 use std::time::{Duration, Instant};
 

@@ -278,6 +278,28 @@ pub enum Error {
         max: u64,
     },
 
+    /// The answers of one command (`plan` over many documents, `policy diff`) are over the
+    /// command's budget: one answer is bounded, their sum is too.
+    #[error("the policy's answers in this command reached {used} bytes, over its budget of {limit} bytes (--answer-budget-mib); the {left} document(s) after this one were not planned")]
+    AnswerBudget {
+        /// Bytes of answers read so far, this one included.
+        used: u64,
+        /// The budget.
+        limit: u64,
+        /// Documents left unplanned.
+        left: usize,
+    },
+
+    /// A corpus manifest (`corpus.json`, `sidekill policy test --corpus`) is not JSON or not
+    /// the manifest's shape.
+    #[error("{}: {message}", .path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+
     /// A canary request failed during the self-test before a swap.
     #[error("canary `{canary}` failed{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Canary {
@@ -442,6 +464,8 @@ impl Error {
             Error::KeyFormat { .. } => "key_format",
             Error::UnsafeCache { .. } => "unsafe_cache",
             Error::AnswerTooComplex { .. } => "answer_too_complex",
+            Error::AnswerBudget { .. } => "answer_budget",
+            Error::Manifest { .. } => "manifest",
             Error::Canary { .. } => "canary",
             Error::MissingKey { .. } => "missing_key",
             Error::NoPrevious => "no_previous",
@@ -478,6 +502,7 @@ impl Error {
                 | Error::Io { .. }
                 | Error::Engine { .. }
                 | Error::Syntax { .. }
+                | Error::Manifest { .. }
         )
     }
 

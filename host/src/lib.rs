@@ -55,6 +55,8 @@ pub mod canary;
 pub mod cli;
 #[cfg(feature = "configmap")]
 pub mod controller;
+#[cfg(feature = "configmap")]
+pub mod corpus;
 pub mod diff;
 pub mod digest;
 pub mod embedded;

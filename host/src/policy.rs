@@ -490,6 +490,55 @@ pub const ANSWER_DEPTH: u64 = 64;
 /// answers (a Workflow of many templates) have a few thousand.
 pub const ANSWER_VALUES: u64 = 100_000;
 
+/// Default of a command's answer budget ([`AnswerBudget`], `--answer-budget-mib`): 256 MiB.
+pub const ANSWER_BUDGET: u64 = 256 << 20;
+
+/// What one command may read from the module in all: the sum of its answers' bytes. One
+/// answer is bounded ([`Limits::max_answer`](crate::Limits), [`check_answer`]); a command
+/// over many documents (`plan` of a file of 10,000 documents, `policy diff`) holds or
+/// produces one per document, so their sum is bounded too. Each answer is charged when it is
+/// read, whether it is then accepted or refused (a refused one still cost its pass); the
+/// command stops at the first answer over the budget, with [`Error::AnswerBudget`].
+/// What a command keeps of its answers (parsed plans, `policy diff`'s changes, which are
+/// parts of the two answers) is at most what it was charged, plus the parsed values'
+/// overhead that [`ANSWER_VALUES`] bounds per answer.
+#[derive(Debug, Clone)]
+pub struct AnswerBudget {
+    limit: u64,
+    used: u64,
+}
+
+impl AnswerBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        AnswerBudget { limit, used: 0 }
+    }
+
+    /// Charges one answer of `bytes`; `left` is how many documents the command has after
+    /// this one, for the error.
+    ///
+    /// # Errors
+    /// [`Error::AnswerBudget`] when the sum goes over the budget.
+    pub fn charge(&mut self, bytes: usize, left: usize) -> Result<()> {
+        self.used = self
+            .used
+            .saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX));
+        if self.used > self.limit {
+            return Err(Error::AnswerBudget {
+                used: self.used,
+                limit: self.limit,
+                left,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes charged so far.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+}
+
 /// Counts an answer's nesting depth and values in one pass, without allocating, and
 /// refuses one over [`ANSWER_DEPTH`] or [`ANSWER_VALUES`].
 ///

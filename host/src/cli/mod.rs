@@ -203,6 +203,23 @@ pub struct Global {
     )]
     pub memory_limit_mib: u64,
 
+    /// Most bytes of answers one command reads from the module in all, in MiB
+    #[arg(
+        long,
+        global = true,
+        value_name = "MIB",
+        default_value_t = crate::policy::ANSWER_BUDGET >> 20,
+        value_parser = clap::value_parser!(u64).range(1..=65_536),
+        env = "SIDEKILL_ANSWER_BUDGET_MIB",
+        long_help = "The whole command's budget for the policy's answers, in MiB (1 to \
+                     65536; default 256). One answer is at most 16 MiB; `plan` of many \
+                     documents and `policy diff` read one per document (two for diff), and \
+                     their sum may not pass this. The command stops at the answer that \
+                     passes it, reports the error `answer_budget` naming the documents left \
+                     unplanned, and exits 2."
+    )]
+    pub answer_budget_mib: u64,
+
     /// Keep compiled modules in this directory across runs
     #[arg(
         long,
@@ -305,7 +322,9 @@ list of step indices) and skipped by later runs, so no step ever runs twice; eac
 and its result is also an Event on the pod. Transient API errors are retried.
 
 A plan whose readiness is not `ready` (a main container still running) is not run:
-the command says so and exits 1, unless --force.
+the command says so and exits 1, unless --force. Even then, and whatever the policy module
+says, no stop runs while a container the plan calls main is still running, nor a stop of
+one of them: its steps are reported `refused` (and an Event), and not recorded.
 
 After the plan the pod is watched (at most 10 s) for its end, shown next to the plan's
 prediction: each sidecar's exit code against the predicted one, the pod's end (Succeeded,
@@ -357,6 +376,7 @@ fn web_refused_args() -> Vec<clap::Arg> {
         ("format", "format"),
         ("timeout_ms", "timeout-ms"),
         ("memory_limit_mib", "memory-limit-mib"),
+        ("answer_budget_mib", "answer-budget-mib"),
         ("cache_dir", "cache-dir"),
     ]
     .into_iter()
@@ -716,20 +736,39 @@ too. Exit code 1 when anything differs, 0 when every answer is the same.")]
         facts: FactsArgs,
     },
 
-    /// Run the checks a hot swap runs before a module goes live
+    /// Run the checks a hot swap runs before a module goes live, or a corpus of modules
     #[command(long_about = "\
 Run the checks a hot swap runs before a module goes live: the sha256 pin (with
 --sha256), loading (wasm magic, compilation, no imports, the ABI's exports and their
 types, ABI major version 1, instantiation under the limits), then every canary request
 (no trap, no deadline, an answer that parses and has the expected shape). Exit code 0
-when the module would be accepted, 1 when it would be refused.")]
+when the module would be accepted, 1 when it would be refused.
+
+With --corpus DIR instead of X.wasm: run every module DIR/corpus.json lists (the
+hostile-module corpus is host/tests/modules) through the path every module takes:
+read (16 MiB at most), load, plan the manifest's `request`, and check the plan with the
+executor's guard against the request's pod. Each module's outcome (refused-at-load,
+call-fails, not-a-plan, steps-refused or benign, with the error's name for the first
+two) is compared with the one the manifest gives it. Exit code 0 when every module did
+what the manifest says, 1 when one did not, 2 when the manifest cannot be read.
+
+  sidekill policy test --corpus host/tests/modules
+
+JSON output with --corpus: {corpus, total, matched, modules: [{file, expected: {outcome,
+error?}, actual: {outcome, error?}, detail, matches}]}")]
     Test {
         /// The module
         #[arg(value_name = "X.wasm")]
-        module: PathBuf,
+        #[cfg_attr(feature = "configmap", arg(required_unless_present = "corpus"))]
+        #[cfg_attr(not(feature = "configmap"), arg(required = true))]
+        module: Option<PathBuf>,
         /// Refuse the module unless its sha256 is this (64 hex digits)
         #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
         sha256: Option<Sha256>,
+        /// Run the corpus in DIR (DIR/corpus.json) instead of one module
+        #[cfg(feature = "configmap")]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["module", "sha256"])]
+        corpus: Option<PathBuf>,
     },
 
     /// Put a module live in the ConfigMap a controller watches, keeping the old one
@@ -963,9 +1002,17 @@ pub fn run(cli: &Cli) -> Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Policy(PolicyCommand::Inspect { module }) => policy_cmd::inspect(&mut ctx, module),
-        Command::Policy(PolicyCommand::Test { module, sha256 }) => {
-            policy_cmd::test(&mut ctx, module, sha256.as_ref())
-        }
+        #[cfg(feature = "configmap")]
+        Command::Policy(PolicyCommand::Test {
+            corpus: Some(dir), ..
+        }) => policy_cmd::corpus(&mut ctx, dir),
+        Command::Policy(PolicyCommand::Test {
+            module: Some(module),
+            sha256,
+            ..
+        }) => policy_cmd::test(&mut ctx, module, sha256.as_ref()),
+        // clap requires X.wasm unless --corpus is given.
+        Command::Policy(PolicyCommand::Test { .. }) => Ok(Exit::Error),
         Command::Policy(PolicyCommand::Diff {
             old,
             new,

@@ -2,10 +2,12 @@
 //! Actions annotations, and an exit code a CI job can gate on (`--fail-on`).
 
 use serde_json::{json, Map, Value};
+use sidekill_policy::Call;
 
 use super::{load_policy, module_origin, Context, Exit, FactsArgs, FailOn, Format, PlanArgs};
 use crate::error::{Error, Result};
 use crate::input::{self, Document};
+use crate::policy::{export_name, unwrap_envelope, AnswerBudget};
 use crate::render;
 
 /// The `facts` object of a request, with only the facts given.
@@ -140,7 +142,7 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    fn of(doc: &Document, error: Error) -> Problem {
+    pub(crate) fn of(doc: &Document, error: Error) -> Problem {
         Problem {
             file: doc.file.clone(),
             document: Some(doc.index),
@@ -397,8 +399,19 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &PlanArgs) -> Result<Exit> {
 
     let mut answers = Vec::new();
     let mut skipped = Vec::new();
-    for doc in &docs {
-        match policy.plan(&request(doc, &facts)) {
+    let mut budget = AnswerBudget::new(ctx.global.answer_budget_mib << 20);
+    for (i, doc) in docs.iter().enumerate() {
+        let answer = match policy.call(Call::Plan, &request(doc, &facts)) {
+            Ok(bytes) => {
+                if let Err(e) = budget.charge(bytes.len(), docs.len() - i - 1) {
+                    problems.push(Problem::of(doc, e));
+                    break;
+                }
+                unwrap_envelope(export_name(Call::Plan), &bytes)
+            }
+            Err(e) => Err(e),
+        };
+        match answer {
             Ok(answer) => answers.push((doc, answer)),
             Err(e) => match skipped_reason(&e) {
                 Some(reason) => skipped.push(Skipped { doc, reason }),

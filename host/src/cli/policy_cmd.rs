@@ -6,13 +6,13 @@ use std::path::Path;
 use serde_json::{json, Value};
 use sidekill_policy::Call;
 
-use super::plan::{check_facts, documents, facts, request};
+use super::plan::{check_facts, documents, facts, request, Problem};
 use super::{read_module, Context, Exit, FactsArgs};
 use crate::canary;
 use crate::diff::{diff as json_diff, Change};
 use crate::digest::Sha256;
 use crate::error::{Error, Result};
-use crate::policy::{inspect as inspect_module, Policy};
+use crate::policy::{check_answer, export_name, inspect as inspect_module, AnswerBudget, Policy};
 use crate::render::Table;
 
 fn error_value(e: &Error) -> Value {
@@ -255,14 +255,86 @@ pub(super) fn test(ctx: &mut Context<'_>, path: &Path, pin: Option<&Sha256>) -> 
     Ok(exit)
 }
 
-/// One side's answer: the envelope as JSON, or the host's error as `{"hostError": ...}`.
-fn envelope(policy: &Policy, request: &[u8]) -> Value {
-    match policy.call(Call::Plan, request) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(
-            |e| json!({"hostError": {"error": "bad_answer", "message": format!("not JSON: {e}")}}),
-        ),
-        Err(e) => json!({"hostError": error_value(&e)}),
+/// `policy test --corpus DIR`: every module of the corpus against its manifest
+/// ([`crate::corpus`]).
+#[cfg(feature = "configmap")]
+pub(super) fn corpus(ctx: &mut Context<'_>, dir: &Path) -> Result<Exit> {
+    let runtime = ctx.runtime()?;
+    let cases = crate::corpus::run(&runtime, dir)?;
+    let matched = cases.iter().filter(|c| c.matches()).count();
+    let exit = if matched == cases.len() {
+        Exit::Ok
+    } else {
+        Exit::Report
+    };
+    if ctx.json {
+        ctx.json_out(&json!({
+            "corpus": dir.display().to_string(),
+            "total": cases.len(),
+            "matched": matched,
+            "modules": cases.iter().map(|c| json!({
+                "file": c.file,
+                "expected": c.expected.json(),
+                "actual": c.actual.json(),
+                "detail": c.detail,
+                "matches": c.matches(),
+            })).collect::<Vec<_>>(),
+        }))?;
+        return Ok(exit);
     }
+    let s = ctx.style;
+    let mut table = Table::new(&["", "MODULE", "EXPECTED", "ACTUAL", "DETAIL"]);
+    for c in &cases {
+        let mut detail = safe(&c.detail);
+        if detail.chars().count() > 90 {
+            detail = format!("{}…", detail.chars().take(90).collect::<String>());
+        }
+        table.row(vec![
+            if c.matches() {
+                s.green("ok")
+            } else {
+                s.red("FAIL")
+            },
+            safe(&c.file),
+            safe(&c.expected.label()),
+            safe(&c.actual.label()),
+            detail,
+        ]);
+    }
+    let mut text = table.render(0, &s);
+    let _ = writeln!(
+        text,
+        "\n{matched} of {} modules did what {} says",
+        cases.len(),
+        dir.join(crate::corpus::MANIFEST).display()
+    );
+    ctx.print(&text)?;
+    Ok(exit)
+}
+
+/// One side's answer: the envelope as JSON, or the host's error as `{"hostError": ...}`.
+/// The answer is charged to the command's `budget` (`left`: documents after this one), then
+/// checked as every answer is ([`check_answer`]) before it is parsed.
+///
+/// # Errors
+/// [`Error::AnswerBudget`] only: the host's other errors are the side's answer.
+fn envelope(
+    policy: &Policy,
+    request: &[u8],
+    budget: &mut AnswerBudget,
+    left: usize,
+) -> Result<Value> {
+    let bytes = match policy.call(Call::Plan, request) {
+        Ok(bytes) => bytes,
+        Err(e) => return Ok(json!({"hostError": error_value(&e)})),
+    };
+    budget.charge(bytes.len(), left)?;
+    if let Err(e) = check_answer(export_name(Call::Plan), &bytes) {
+        return Ok(json!({"hostError": error_value(&e)}));
+    }
+    Ok(serde_json::from_slice(&bytes).unwrap_or_else(
+        |e| json!({"hostError": {"error": "bad_answer", "message": format!("not JSON: {e}")}}),
+    ))
 }
 
 pub(super) fn diff(
@@ -282,14 +354,24 @@ pub(super) fn diff(
     }
     let mut errors = Vec::new();
     let docs = documents(files, &mut errors);
+    let mut results: Vec<(&crate::input::Document, Vec<Change>)> = Vec::new();
+    // The changes kept are parts of the two answers: the budget on answers bounds them too.
+    let mut budget = AnswerBudget::new(ctx.global.answer_budget_mib << 20);
+    for (i, doc) in docs.iter().enumerate() {
+        let request = request(doc, &facts);
+        let left = docs.len() - i - 1;
+        let sides = envelope(&old, &request, &mut budget, left)
+            .and_then(|a| Ok((a, envelope(&new, &request, &mut budget, left)?)));
+        match sides {
+            Ok((a, b)) => results.push((doc, json_diff(&a, &b))),
+            Err(e) => {
+                errors.push(Problem::of(doc, e));
+                break;
+            }
+        }
+    }
     for problem in &errors {
         ctx.error(&problem.describe());
-    }
-    let mut results: Vec<(&crate::input::Document, Vec<Change>)> = Vec::new();
-    for doc in &docs {
-        let request = request(doc, &facts);
-        let changes = json_diff(&envelope(&old, &request), &envelope(&new, &request));
-        results.push((doc, changes));
     }
     let differing = results.iter().filter(|(_, c)| !c.is_empty()).count();
     let exit = if !errors.is_empty() {

@@ -14,6 +14,27 @@
 //! - an `image-swap` names another container's index;
 //! - the action's kind is unknown.
 //!
+//! Before any step of a stop, the stop itself is checked against the pod's status as the
+//! host reads it ([`check_stop`]), so that a plan naming a running main container is refused
+//! whatever the module calls it. The host acts on a stop only when:
+//!
+//! - the answer names at least one main container (`pod.mainContainers`, and every container
+//!   its predicted outcome calls `main`);
+//! - every container the answer calls main is a regular container of the pod's spec
+//!   (`spec.containers`) that has terminated according to the pod's status;
+//! - the stop's target is not one of them, and has not terminated.
+//!
+//! None of this is policy knowledge: the answer says which containers are the pod's work, and
+//! the host only checks that this work is over and that the stop is not aimed at it. A module
+//! that relabels the running main as a sidecar must therefore name some other regular
+//! container as main, and that container must really have ended. What it cannot catch: a pod
+//! with two main containers where one ended early (a Job whose first step exits while the
+//! second runs): a module that calls only the ended one main may stop the running one. It is
+//! also stricter than the embedded policy in one case: with several main containers where one
+//! failed under `restartPolicy: Never`, the policy is ready at once, and the host waits until
+//! every main container has ended. This refusal is not recorded on the pod (unlike a step
+//! refusal): the pod's status changes, and the same plan is acceptable once the mains end.
+//!
 //! Namespaces outside the executor's scope are refused before the pod is planned
 //! ([`super::Options::scope`]).
 
@@ -23,6 +44,112 @@ use sidekill_policy::{argo, catalogue, killcmd};
 
 /// Why a step is refused, for the step's report and an Event.
 pub(super) type Refusal = String;
+
+/// The containers `subject` (one subject of an answer) calls main: `pod.mainContainers`, and
+/// every container of `plan.outcome.containers` whose predicted result is `main`.
+pub(super) fn mains(subject: &Value) -> Vec<String> {
+    let listed = subject
+        .pointer("/pod/mainContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or("\u{fffd}").to_owned());
+    let predicted = subject
+        .pointer("/plan/outcome/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("result").and_then(Value::as_str) == Some("main"))
+        .map(|c| {
+            c.get("container")
+                .and_then(Value::as_str)
+                .unwrap_or("\u{fffd}")
+                .to_owned()
+        });
+    let mut all: Vec<String> = listed.chain(predicted).collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// Checks `container`'s stop as a whole against the pod's status as it is now: the module's
+/// main containers have all ended, and the stop is aimed at none of them (module docs).
+pub(super) fn check_stop(pod: &Pod, mains: &[String], container: &str) -> Result<(), Refusal> {
+    if mains.is_empty() {
+        return Err(
+            "the answer names no main container, so nothing shows that the pod's work is done"
+                .to_owned(),
+        );
+    }
+    if mains.iter().any(|m| m == container) {
+        return Err(format!(
+            "the stop targets {container}, which the answer itself calls a main container"
+        ));
+    }
+    let regular = |name: &str| {
+        pod.spec
+            .as_ref()
+            .is_some_and(|s| s.containers.iter().any(|c| c.name == name))
+    };
+    let terminated = |name: &str| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .chain(
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.init_container_statuses.as_ref())
+                    .into_iter()
+                    .flatten(),
+            )
+            .find(|c| c.name == name)
+            .and_then(|c| c.state.as_ref())
+            .is_some_and(|s| s.terminated.is_some())
+    };
+    for main in mains {
+        if !regular(main) {
+            return Err(format!(
+                "the answer calls {main:?} a main container, which is not a regular container of the pod"
+            ));
+        }
+        if !terminated(main) {
+            return Err(format!(
+                "main container {main} has not terminated (the pod's status as read before the stop)"
+            ));
+        }
+    }
+    if terminated(container) {
+        return Err(format!("{container} has terminated already"));
+    }
+    Ok(())
+}
+
+/// Every refusal the executor's guard gives the stops of `subject` (one subject of an
+/// answer) on `pod` as the host reads it, with `commands` the module's catalogue: each
+/// refused stop ([`check_stop`]) or step ([`check_step`]), as `container: why`. Empty when
+/// the executor would run every step. What `sidekill policy test --corpus` reports.
+pub fn refusals(pod: &Pod, subject: &Value, commands: &[Vec<String>]) -> Vec<String> {
+    let mains = mains(subject);
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let mut out = Vec::new();
+    let stops = subject.pointer("/plan/stops").and_then(Value::as_array);
+    for stop in stops.into_iter().flatten() {
+        let container = stop.get("container").and_then(Value::as_str).unwrap_or("");
+        if let Err(why) = check_stop(pod, &mains, container) {
+            out.push(format!("{container}: {why}"));
+            continue;
+        }
+        let steps = stop.get("steps").and_then(Value::as_array);
+        for (index, step) in steps.into_iter().flatten().enumerate() {
+            if let Err(why) = check_step(pod, uid, container, step, commands) {
+                out.push(format!("{container}: step {index}: {why}"));
+            }
+        }
+    }
+    out
+}
 
 /// Checks one step of `container`'s stop against the pod as it is now.
 pub(super) fn check_step(
@@ -253,5 +380,149 @@ mod tests {
         no_signal["signal"] = json!(0);
         assert!(check_step(&p, "u1", "side", &no_signal, &c).is_err());
         assert!(check_step(&p, "u1", "side", &json!({"step": "reboot"}), &c).is_err());
+    }
+
+    fn with_states(main: &str, side: &str) -> Pod {
+        let state = |s: &str| {
+            if s == "terminated" {
+                json!({"terminated": {"exitCode": 0}})
+            } else {
+                json!({"running": {}})
+            }
+        };
+        let mut p = serde_json::to_value(pod()).expect("pod");
+        p["status"] = json!({"containerStatuses": [
+            {"name": "main", "image": "m", "imageID": "", "ready": false, "restartCount": 0,
+             "state": state(main)},
+            {"name": "side", "image": "s", "imageID": "", "ready": true, "restartCount": 0,
+             "state": state(side)}]});
+        serde_json::from_value(p).expect("pod")
+    }
+
+    #[test]
+    fn mains_come_from_the_pod_summary_and_the_predicted_outcome() {
+        let subject = json!({"pod": {"mainContainers": ["a"]}, "plan": {"outcome": {
+            "containers": [{"container": "b", "result": "main"},
+                           {"container": "c", "result": "succeeds"}]}}});
+        assert_eq!(mains(&subject), ["a", "b"]);
+        assert!(mains(&json!({"pod": {}})).is_empty());
+    }
+
+    /// Issue 17: a plan naming a running main container is refused, however it is labelled.
+    #[test]
+    fn a_stop_is_refused_unless_every_main_has_ended_and_it_is_not_one() {
+        let main = vec!["main".to_owned()];
+        let ended = with_states("terminated", "running");
+        assert_eq!(check_stop(&ended, &main, "side"), Ok(()));
+        // The main still runs: no stop at all, of the sidecar or of the main.
+        let running = with_states("running", "running");
+        assert!(check_stop(&running, &main, "side").is_err_and(|e| e.contains("not terminated")));
+        assert!(check_stop(&running, &main, "main").is_err_and(|e| e.contains("calls a main")));
+        // Relabelled: the running main as a sidecar, the running sidecar as main.
+        let side = vec!["side".to_owned()];
+        assert!(check_stop(&running, &side, "main").is_err_and(|e| e.contains("not terminated")));
+        // No main at all, or a main that is not a regular container.
+        assert!(check_stop(&running, &[], "main").is_err_and(|e| e.contains("no main")));
+        let ghost = vec!["ghost".to_owned()];
+        assert!(check_stop(&ended, &ghost, "side").is_err_and(|e| e.contains("not a regular")));
+        // A target that has ended is not stopped again.
+        let both = with_states("terminated", "terminated");
+        assert!(check_stop(&both, &main, "side").is_err_and(|e| e.contains("already")));
+    }
+
+    /// Arbitrary JSON, biased towards the shapes of steps: short strings among the words a
+    /// step uses, numbers around the signal and port ranges.
+    fn json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let word = prop_oneof![
+            Just("send".to_owned()),
+            Just("wait".to_owned()),
+            Just("await".to_owned()),
+            Just("exec".to_owned()),
+            Just("http".to_owned()),
+            Just("image-swap".to_owned()),
+            Just("ephemeral".to_owned()),
+            Just("main".to_owned()),
+            Just("side".to_owned()),
+            Just("/bin/sh".to_owned()),
+            Just("-c".to_owned()),
+            Just("kill -15 1".to_owned()),
+            "\\PC{0,8}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-2i64..70_000).prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            word.clone().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            let key = prop_oneof![
+                Just("step".to_owned()),
+                Just("signal".to_owned()),
+                Just("action".to_owned()),
+                Just("kind".to_owned()),
+                Just("argv".to_owned()),
+                Just("port".to_owned()),
+                Just("container".to_owned()),
+                Just("containerIndex".to_owned()),
+                Just("seconds".to_owned()),
+                word.clone(),
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(key, inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: cases(),
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Fuzz target (issue 17): any JSON as a step, against a pod: the guard never panics,
+        /// a refusal is an error with a reason, and what passes is one of the step kinds the
+        /// executor knows, a send only with a signal number.
+        #[test]
+        fn check_step_never_panics_and_passes_only_known_steps(
+            step in json(),
+            container in proptest::prop_oneof![
+                proptest::strategy::Just("side"), proptest::strategy::Just("main"),
+                proptest::strategy::Just("ghost")],
+            subject in json(),
+        ) {
+            let p = pod();
+            let c = catalogue();
+            match check_step(&p, "u1", container, &step, &c) {
+                Err(why) => proptest::prop_assert!(!why.is_empty()),
+                Ok(()) => {
+                    let kind = step.get("step").and_then(Value::as_str);
+                    proptest::prop_assert!(matches!(kind, Some("send" | "wait" | "await")));
+                    proptest::prop_assert!(container != "ghost");
+                    if kind == Some("send") {
+                        let signal = step.get("signal").and_then(Value::as_u64);
+                        proptest::prop_assert!(signal.is_some_and(|s| (1..=64).contains(&s)));
+                    }
+                }
+            }
+            // The stop check and the answer's mains never panic either.
+            let mains = mains(&subject);
+            let ended = with_states("terminated", "running");
+            if check_stop(&ended, &mains, container).is_ok() {
+                proptest::prop_assert!(mains == ["main"] && container != "main");
+            }
+        }
     }
 }

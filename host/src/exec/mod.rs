@@ -65,6 +65,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use assess::Assessment;
+pub use guard::refusals;
 pub use run::{predicted_phase, Executor};
 
 use crate::{Policy, PolicyStore};
@@ -277,7 +278,8 @@ pub struct Options {
     /// The namespaces the executor may act in; empty: any. A plan for a pod elsewhere is
     /// refused before the pod is read. The controller sets it to its `--namespace`.
     pub scope: Vec<String>,
-    /// Carry out the plan even when its readiness is not `ready`. Default false.
+    /// Carry out the plan even when its readiness is not `ready`. Default false. The guard
+    /// still refuses every stop while a container the plan calls main runs (`guard.rs`).
     pub force: bool,
     /// Whether `pods/proxy` may be used (passed to the policy as the `podsProxy` fact, and
     /// required for `http` actions). Default false.

@@ -506,6 +506,7 @@ impl Executor {
         report.outcome = Outcome::Done;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let commands = self.planner.commands();
+        let mains = guard::mains(&subject);
         for (i, stop) in stops.iter().enumerate() {
             match self
                 .stop_container(
@@ -513,7 +514,7 @@ impl Executor {
                     name,
                     &uid,
                     stop,
-                    &commands,
+                    (&mains, &commands),
                     &mut report.containers[i],
                 )
                 .await
@@ -706,7 +707,7 @@ impl Executor {
         name: &str,
         uid: &str,
         stop: &Value,
-        commands: &[Vec<String>],
+        (mains, commands): (&[String], &[Vec<String>]),
         report: &mut ContainerReport,
     ) -> Result<(), Stop> {
         let container = report.container.clone();
@@ -744,6 +745,25 @@ impl Executor {
                 }
                 return Ok(());
             }
+        }
+        if let Err(why) = guard::check_stop(&pod, mains, &container) {
+            // Not recorded: the pod's status changes, and the same plan is fine once the
+            // main containers have ended (guard.rs).
+            for (index, step) in steps.iter().enumerate() {
+                let mut sr = step_report(index, step, "refused");
+                sr.message = Some(why.clone());
+                report.steps.push(sr);
+            }
+            self.event(
+                ns,
+                name,
+                uid,
+                "Warning",
+                "SidecarStepRefused",
+                &format!("container {container}: every step refused: {why}"),
+            )
+            .await;
+            return Ok(());
         }
         // The instance this plan stops: its end, not a later instance's, is what is awaited.
         let instance = running_instance(&pod, &container);

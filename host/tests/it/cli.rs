@@ -1076,3 +1076,227 @@ fn the_matrix_says_in_words_what_argo_and_sidekill_do() {
         "{table}"
     );
 }
+
+/// Runs `command` with its output in files of `t`'s folder and returns its output and its
+/// peak RSS in bytes (VmHWM, polled from /proc every 5 ms until it exits: a lower bound
+/// of the true peak, close to it since VmHWM only grows).
+fn run_measured(t: &Sidekill, mut command: Command) -> (Output, u64) {
+    let (out_path, err_path) = (t.path("stdout"), t.path("stderr"));
+    let mut child = command
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0) << 10);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let output = Output {
+        status,
+        stdout: std::fs::read(&out_path).expect("stdout"),
+        stderr: std::fs::read(&err_path).expect("stderr"),
+    };
+    (output, peak)
+}
+
+/// `n` small pods, one YAML document each.
+fn many_pods(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  restartPolicy: Never\n  containers:\n  - {{name: main, image: busybox}}\n"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Issue 17, the whole-command cost: one answer is bounded (16 MiB, 100,000 values), and
+/// so is their sum over a command. `plan` of 10,000 documents with a module whose every
+/// answer is an accepted 8 MiB envelope would hold 80 GB; with a budget of 64 MiB it stops at
+/// the 9th answer with an error naming the budget. The huge_answer module's 16 MiB answers
+/// are refused one by one, and still charged: the command stops at the 5th.
+#[test]
+fn plan_stops_at_the_commands_answer_budget() {
+    let t = Sidekill::new();
+    let many = t.write("many.yaml", many_pods(10_000).as_bytes());
+    let many = many.display().to_string();
+    let fat = t.write("fat.wasm", &wat("fat_answer"));
+    let fat = fat.display().to_string();
+    let args = [
+        "plan",
+        "--format",
+        "table",
+        "--answer-budget-mib",
+        "64",
+        "--policy",
+        &fat,
+        &many,
+    ];
+    let (out, peak) = run_measured(&t, t.command(&args));
+    eprintln!(
+        "plan, fat_answer x 10,000 documents, budget 64 MiB: VmHWM {} MiB",
+        peak >> 20
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("reached 75497472 bytes, over its budget of 67108864 bytes (--answer-budget-mib); the 9991 document(s) after this one were not planned"),
+        "{err}"
+    );
+    // Eight 8 MiB answers held, parsed once: far under 1 GiB (80 GB without the budget).
+    assert!(peak < 1 << 30, "VmHWM {peak}");
+
+    let huge = t.write("huge.wasm", &wat("huge_answer"));
+    let huge = huge.display().to_string();
+    let args = [
+        "plan",
+        "--format",
+        "json",
+        "--answer-budget-mib",
+        "64",
+        "--policy",
+        &huge,
+        &many,
+    ];
+    let (out, peak) = run_measured(&t, t.command(&args));
+    eprintln!(
+        "plan, huge_answer x 10,000 documents, budget 64 MiB: VmHWM {} MiB",
+        peak >> 20
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let errors = json(&out)["errors"].as_array().expect("errors").clone();
+    let names: Vec<&str> = errors.iter().filter_map(|e| e["error"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["answer_too_complex"; 4]
+            .into_iter()
+            .chain(["answer_budget"])
+            .collect::<Vec<_>>()
+    );
+    assert!(peak < 1 << 30, "VmHWM {peak}");
+}
+
+/// Issue 17: `policy diff` reads two answers per document and keeps the changes between
+/// them. A module answering 16 MiB of `[0,0,...]` used to be parsed whole on each side (about
+/// 700 MB) and kept as one change per document; each answer is now checked before it is
+/// parsed, and the answers of the command are charged to its budget.
+#[test]
+fn policy_diff_stops_at_the_commands_answer_budget() {
+    let t = Sidekill::new();
+    let many = t.write("many.yaml", many_pods(1_000).as_bytes());
+    let many = many.display().to_string();
+    let huge = t.write("huge.wasm", &wat("huge_answer"));
+    let huge = huge.display().to_string();
+    let args = [
+        "policy",
+        "diff",
+        "--format",
+        "json",
+        "--answer-budget-mib",
+        "64",
+        "embedded",
+        &huge,
+        &many,
+    ];
+    let (out, peak) = run_measured(&t, t.command(&args));
+    eprintln!(
+        "policy diff, huge_answer x 1,000 documents, budget 64 MiB: VmHWM {} MiB",
+        peak >> 20
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = json(&out);
+    assert_eq!(out["documents"].as_array().map(Vec::len), Some(4), "{out}");
+    let changes = out["documents"][0]["changes"].as_array().expect("changes");
+    let refused = changes
+        .iter()
+        .find(|c| c["path"] == "$.hostError")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(refused["new"]["error"], "answer_too_complex");
+    assert_eq!(out["errors"][0]["error"], "answer_budget");
+    assert!(peak < 1 << 30, "VmHWM {peak}");
+}
+
+/// Issue 17: `policy test --corpus` runs every module of the hostile corpus through read,
+/// load, plan and the executor's guard, and compares each outcome with the manifest; one
+/// outcome that differs makes the exit code 1.
+#[test]
+fn policy_test_runs_the_hostile_corpus_against_its_manifest() {
+    let t = Sidekill::new();
+    let corpus = repo_root().join("host/tests/modules");
+    let corpus_arg = corpus.display().to_string();
+    let out = t.run(&[
+        "policy",
+        "test",
+        "--format",
+        "json",
+        "--corpus",
+        &corpus_arg,
+    ]);
+    let report = json(&out);
+    assert_eq!(code(&out), 0, "{report:#}\n{}", stderr(&out));
+    let modules = report["modules"].as_array().expect("modules").clone();
+    assert_eq!(report["matched"], report["total"]);
+    let outcome = |file: &str| {
+        let m = modules
+            .iter()
+            .find(|m| m["file"] == file)
+            .unwrap_or_else(|| panic!("{file} in {report:#}"));
+        m["actual"].clone()
+    };
+    assert_eq!(outcome("loop_plan.wasm")["error"], "deadline");
+    assert_eq!(outcome("imports.wasm")["outcome"], "refused-at-load");
+    assert_eq!(
+        outcome("stop_running_main.wasm")["outcome"],
+        "steps-refused"
+    );
+    assert_eq!(outcome("embedded")["outcome"], "benign");
+    eprintln!("corpus:");
+    for m in &modules {
+        eprintln!(
+            "  {:28} {}{}",
+            m["file"].as_str().unwrap_or(""),
+            m["actual"]["outcome"].as_str().unwrap_or(""),
+            m["actual"]["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+
+    // A manifest that expects something else of one module: exit 1, and the table says which.
+    let text = std::fs::read_to_string(corpus.join("corpus.json")).expect("manifest");
+    let wrong = text.replacen("\"error\": \"deadline\"", "\"error\": \"trap\"", 1);
+    assert_ne!(wrong, text);
+    std::fs::create_dir(t.path("corpus")).expect("dir");
+    std::fs::write(t.path("corpus/corpus.json"), wrong).expect("write");
+    std::fs::copy(
+        corpus.join("loop_plan.wasm"),
+        t.path("corpus/loop_plan.wasm"),
+    )
+    .expect("copy");
+    let dir = t.path("corpus").display().to_string();
+    let out = t.run(&["policy", "test", "--format", "table", "--corpus", &dir]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let table = stdout(&out);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("FAIL") && l.contains("loop_plan.wasm")),
+        "{table}"
+    );
+    // Modules missing from the folder are refused at load with `io`, and reported.
+    assert!(table.contains("refused-at-load (io)"), "{table}");
+    // A manifest that is not one: exit 2 with the field named.
+    std::fs::write(t.path("corpus/corpus.json"), "{\"modules\": []}").expect("write");
+    let out = t.run(&["policy", "test", "--corpus", &dir]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("no `request`"), "{}", stderr(&out));
+}

@@ -83,3 +83,99 @@ pub fn start_web(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
         .to_string();
     (child, address)
 }
+
+/// A canary-aware module (issue 17): it answers each canary request of
+/// [`sidekill::canary::CANARIES`] with the bytes `real` answers it with (compared byte for
+/// byte with the request), `policy_info` and `matrix` as `real` does, and any other request
+/// with `hostile` (a plan answer's JSON). Built as WAT at test time, so the canned answers
+/// are always the current embedded module's.
+pub fn canary_aware(real: &sidekill::Policy, hostile: &str) -> Vec<u8> {
+    use sidekill_policy::Call;
+    use std::fmt::Write as _;
+    // Data segments from 64 KiB on; the request buffer after them.
+    let mut at: usize = 1 << 16;
+    let mut data = String::new();
+    let mut segment = |bytes: &[u8]| -> (usize, usize) {
+        let start = at;
+        let mut text = String::with_capacity(bytes.len() * 3);
+        for b in bytes {
+            let _ = write!(text, "\\{b:02x}");
+        }
+        let _ = writeln!(data, "  (data (i32.const {start}) \"{text}\")");
+        at += bytes.len().next_multiple_of(8);
+        (start, bytes.len())
+    };
+    let answer = |call, request: &[u8]| real.call(call, request).expect("the real module answers");
+    let info = segment(&answer(Call::Info, b""));
+    let matrix = segment(&answer(Call::Matrix, b""));
+    let hostile = segment(hostile.as_bytes());
+    // One `if` per canary of a call: request equal -> its real answer.
+    let mut plan_ifs = String::new();
+    let mut classify_ifs = String::new();
+    for canary in &sidekill::canary::CANARIES {
+        let ifs = match canary.call {
+            Call::Plan => &mut plan_ifs,
+            Call::Classify => &mut classify_ifs,
+            _ => continue,
+        };
+        let request = segment(canary.request.as_bytes());
+        let reply = segment(&answer(canary.call, canary.request.as_bytes()));
+        let _ = writeln!(
+            ifs,
+            "    (if (call $eq (local.get $ptr) (local.get $len) (i32.const {}) (i32.const {}))
+      (then (return (call $answer (i32.const {}) (i32.const {})))))",
+            request.0, request.1, reply.0, reply.1
+        );
+    }
+    let buffer = at.next_multiple_of(1 << 16);
+    let pages = buffer / (1 << 16) + 16; // 1 MiB for the request
+    let wat = format!(
+        "(module
+  (memory (export \"memory\") {pages})
+{data}
+  (global $len (mut i32) (i32.const 0))
+  (func $answer (param $at i32) (param $n i32) (result i32)
+    (global.set $len (local.get $n))
+    (local.get $at))
+  ;; Whether the n bytes at $a equal the m bytes at $b.
+  (func $eq (param $a i32) (param $n i32) (param $b i32) (param $m i32) (result i32)
+    (local $i i32)
+    (if (i32.ne (local.get $n) (local.get $m)) (then (return (i32.const 0))))
+    (block $no
+      (loop $next
+        (if (i32.ge_u (local.get $i) (local.get $n)) (then (return (i32.const 1))))
+        (br_if $no (i32.ne
+          (i32.load8_u (i32.add (local.get $a) (local.get $i)))
+          (i32.load8_u (i32.add (local.get $b) (local.get $i)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i32.const 0))
+  (func (export \"sidekill_abi_major\") (result i32) i32.const 1)
+  (func (export \"sidekill_abi_minor\") (result i32) i32.const {minor})
+  (func (export \"sidekill_alloc\") (param $len i32) (result i32)
+    (if (i32.gt_u (local.get $len) (i32.const 1048576)) (then (return (i32.const 0))))
+    (i32.const {buffer}))
+  (func (export \"sidekill_free\") (param i32 i32))
+  (func (export \"sidekill_reset\"))
+  (func (export \"sidekill_result_len\") (result i32) global.get $len)
+  (func (export \"sidekill_policy_info\") (result i32)
+    (call $answer (i32.const {}) (i32.const {})))
+  (func (export \"sidekill_matrix\") (result i32)
+    (call $answer (i32.const {}) (i32.const {})))
+  (func (export \"sidekill_plan\") (param $ptr i32) (param $len i32) (result i32)
+{plan_ifs}    (call $answer (i32.const {}) (i32.const {})))
+  (func (export \"sidekill_classify\") (param $ptr i32) (param $len i32) (result i32)
+{classify_ifs}    (call $answer (i32.const {}) (i32.const {})))
+)",
+        info.0,
+        info.1,
+        matrix.0,
+        matrix.1,
+        hostile.0,
+        hostile.1,
+        hostile.0,
+        hostile.1,
+        minor = real.abi().minor,
+    );
+    wat::parse_str(&wat).expect("the generated WAT parses")
+}

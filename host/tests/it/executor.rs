@@ -189,6 +189,101 @@ async fn an_argv_outside_the_modules_catalogue_is_refused_before_it_runs() {
     c.shutdown().await;
 }
 
+/// An executor that plans with `module` (a hostile module's bytes).
+fn hostile_executor(client: kube::Client, module: &[u8]) -> Executor {
+    let runtime = Runtime::new(Config::default()).expect("runtime");
+    let hostile = runtime
+        .load(module)
+        .expect("the module loads: it is well-formed");
+    let o = Options {
+        settle: Duration::from_millis(500),
+        backoff: Duration::from_millis(100),
+        outcome_timeout: Duration::from_secs(1),
+        nop_image: None,
+        ..Options::default()
+    };
+    Executor::new(client, Arc::new(hostile), o)
+}
+
+/// A pod whose main runs until SIGTERM (a shell with a handler, so that a SIGTERM sent from
+/// inside would end it), with a shell sidecar.
+const MAIN_RUNS: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {name: main, image: alpine, command: [sh, -c, \"trap 'exit 0' TERM; echo running; while true; do sleep 0.1; done\"]}
+  - {name: proxy, image: alpine, command: [sh, -c, \"trap 'exit 0' TERM; echo running; while true; do sleep 0.1; done\"]}
+";
+
+async fn both_running(c: &Cluster, name: &str) {
+    c.wait_for_pod(name, Duration::from_secs(20), |p| {
+        sidekill_testcluster::container_running(p, "main")
+            && sidekill_testcluster::container_running(p, "proxy")
+    })
+    .await
+    .expect("main and proxy running");
+    for n in ["main", "proxy"] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if c.logs(name, n)
+                .await
+                .unwrap_or_default()
+                .contains("running")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Issue 17: a plan naming a running main container is refused by the host, however the
+/// module labels it. `stop_running_main.wat` calls the running sidecar the main and plans
+/// SIGTERM to `main` with a command of its own catalogue (every step check passes): the stop
+/// is refused before anything runs, the main keeps running, the refusal is reported and an
+/// Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_stops_the_running_main_is_refused_and_the_main_keeps_running() {
+    let c = Cluster::start("mainrun").await;
+    let ns = c.namespace();
+    c.apply_yaml(&MAIN_RUNS.replace("NAME", "mainrun"))
+        .await
+        .expect("apply");
+    both_running(&c, "mainrun").await;
+    let ex = hostile_executor(c.client().await, &crate::common::wat("stop_running_main"));
+    let r = ex.stop_pod(ns, "mainrun").await.expect("stop");
+    let m = verdict(&r, "main");
+    assert_eq!(m.steps.len(), 1, "{r:#?}");
+    assert_eq!(m.steps[0].result, "refused", "{r:#?}");
+    let why = m.steps[0].message.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("main container proxy has not terminated"),
+        "{why}"
+    );
+    assert!(m.steps[0].exit_code.is_none(), "nothing ran: {r:#?}");
+    assert_eq!(m.verdict, Verdict::NotRun, "{r:#?}");
+    assert_eq!(c.events("mainrun", "SidecarStepRefused").await, 1);
+    // The refusal is not recorded: once the real main ends, the pod is not marked done.
+    let pod = c.pod("mainrun").await.expect("pod");
+    assert!(!pod
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .contains_key("sidekill.dev/done-main"));
+    // A second later the main still runs: no SIGTERM reached it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pod = c.pod("mainrun").await.expect("pod");
+    assert!(
+        sidekill_testcluster::container_running(&pod, "main"),
+        "the main was stopped: {:?}",
+        pod.status
+    );
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_without_a_shell_is_reported_still_running_with_or_without_annotation() {
     let c = Cluster::start("nosh").await;
@@ -580,5 +675,78 @@ async fn dry_run_runs_nothing() {
         "proxy"
     ));
     assert_eq!(c.events("dry", "SidecarStep").await, 0);
+    c.shutdown().await;
+}
+
+/// What the canary-aware module answers for any pod that is not a canary: SIGTERM through an
+/// argv outside the catalogue to `proxy` (it would leave a file behind), and SIGTERM through a
+/// catalogue command to `main`, which it calls main.
+const CANARY_AWARE_HOSTILE: &str = r#"{"ok":{"subjects":[{"source":{},"pod":{"mainContainers":["main"]},"containers":[],"commands":[],"readiness":{"state":"ready","reason":"the module says so"},"matrix":{},"plan":{"gracePeriodSeconds":2,"stops":[{"container":"proxy","verdict":"stops","group":"sidecar","source":"default","method":{"kind":"exec","evidence":"-"},"steps":[{"step":"send","signal":15,"signalName":"SIGTERM","action":{"kind":"exec","argv":["/bin/sh","-c","echo pwned > /tmp/sidekill-pwned-canary; kill -15 1"]}}]},{"container":"main","verdict":"stops","group":"sidecar","source":"default","method":{"kind":"exec","evidence":"-"},"steps":[{"step":"send","signal":15,"signalName":"SIGTERM","action":{"kind":"exec","argv":["/bin/sh","-c","kill -15 1"]}}]}],"skipped":[]},"diagnostics":[]}]}}"#;
+
+/// Issue 17: a module that answers every canary exactly as the real module does and turns
+/// hostile on any other pod. The hot swap's checks accept it: canaries are a fixed set of
+/// requests, so a module can recognise them byte for byte, and no canary can catch it. What
+/// makes it harmless is the executor's guard: on a real pod its steps are refused (an argv
+/// outside the catalogue; a stop of a container it calls main) and nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_aware_module_passes_the_swap_and_its_steps_are_refused() {
+    let runtime = Runtime::new(Config::default()).expect("runtime");
+    let real = runtime.load(embedded::BYTES).expect("embedded");
+    let module = crate::common::canary_aware(&real, CANARY_AWARE_HOSTILE);
+    let store = sidekill::PolicyStore::new(runtime.clone(), None, embedded::BYTES, "embedded")
+        .expect("store");
+    // (a) The swap's checks accept it: every canary answers as the real module does.
+    store
+        .propose(&module, "canary-aware")
+        .unwrap_or_else(|e| panic!("the canaries cannot tell: {}", e.report()));
+    assert_eq!(
+        store.current().sha256().to_string(),
+        sidekill::Sha256::of(&module).to_string()
+    );
+    // (b) On a pod of the cluster it is hostile, and its steps are refused.
+    let c = Cluster::start("canaryaware").await;
+    let ns = c.namespace();
+    let pwned = std::path::Path::new("/tmp/sidekill-pwned-canary");
+    let _ = std::fs::remove_file(pwned);
+    c.apply_yaml(&pod("canaryaware", "", "'--seconds', '0'", SH_SIDECAR))
+        .await
+        .expect("apply");
+    main_done(&c, "canaryaware", &["proxy"]).await;
+    let o = Options {
+        settle: Duration::from_millis(500),
+        backoff: Duration::from_millis(100),
+        outcome_timeout: Duration::from_secs(1),
+        nop_image: None,
+        ..Options::default()
+    };
+    let ex = Executor::new(c.client().await, Arc::new(store), o);
+    let r = ex.stop_pod(ns, "canaryaware").await.expect("stop");
+    let p = verdict(&r, "proxy");
+    assert_eq!(p.steps[0].result, "refused", "{r:#?}");
+    assert!(p.steps[0]
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("catalogue")));
+    assert_eq!(p.verdict, Verdict::StillRunning, "{r:#?}");
+    let m = verdict(&r, "main");
+    assert_eq!(m.verdict, Verdict::AlreadyTerminated, "{r:#?}");
+    assert_eq!(c.events("canaryaware", "SidecarStepRefused").await, 1);
+    // On a pod whose main still runs, both stops are refused whole and the main runs on.
+    c.apply_yaml(&MAIN_RUNS.replace("NAME", "canaryrun"))
+        .await
+        .expect("apply");
+    both_running(&c, "canaryrun").await;
+    let r = ex.stop_pod(ns, "canaryrun").await.expect("stop");
+    for container in ["proxy", "main"] {
+        let s = verdict(&r, container);
+        assert_eq!(s.steps[0].result, "refused", "{r:#?}");
+        assert_eq!(s.verdict, Verdict::NotRun, "{r:#?}");
+    }
+    assert_eq!(c.events("canaryrun", "SidecarStepRefused").await, 2);
+    let pod = c.pod("canaryrun").await.expect("pod");
+    assert!(sidekill_testcluster::container_running(&pod, "main"));
+    if !crate::cluster::real() {
+        assert!(!pwned.exists(), "the refused argv ran");
+    }
     c.shutdown().await;
 }

@@ -299,3 +299,47 @@ fn the_store_refuses_what_the_canaries_catch() {
     assert_eq!(store.stats().refusals, 8);
     assert_eq!(store.stats().switches, 0);
 }
+
+/// The corpus's `.wasm` files, which the loaders read (they have no WAT parser), are the
+/// `.wat` files compiled, and the manifest lists every one (issue 17). `SIDEKILL_BLESS=1`
+/// rewrites the `.wasm` files.
+#[test]
+fn the_corpus_wasm_files_are_the_wat_files_compiled_and_all_listed() {
+    let dir = crate::common::repo_root().join("host/tests/modules");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("corpus.json")).expect("manifest"))
+            .expect("JSON");
+    let listed: Vec<&str> = manifest["modules"]
+        .as_array()
+        .expect("modules")
+        .iter()
+        .filter_map(|m| m["file"].as_str())
+        .collect();
+    let bless = std::env::var_os("SIDEKILL_BLESS").is_some();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("modules")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".wat").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20, "{names:?}");
+    for name in &names {
+        let compiled = wat(name);
+        let path = dir.join(format!("{name}.wasm"));
+        if bless {
+            std::fs::write(&path, &compiled).expect("write");
+        }
+        let on_disk = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            on_disk == compiled,
+            "{} is not {name}.wat compiled: run SIDEKILL_BLESS=1 cargo test -p sidekill --test it corpus_wasm",
+            path.display()
+        );
+        assert!(
+            listed.contains(&format!("{name}.wasm").as_str()),
+            "{name}.wasm is not in corpus.json"
+        );
+    }
+}

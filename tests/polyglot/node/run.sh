@@ -22,4 +22,4 @@ if [[ -z "${SIDEKILL_VECTORS_OUT:-}" ]]; then
 fi
 
 cd "$here"
-node --test raw.test.mjs pkg-node.test.mjs
+node --test raw.test.mjs pkg-node.test.mjs corpus.test.mjs
