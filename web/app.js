@@ -9,7 +9,7 @@
 import init, { plan, matrix, policyInfo, parseDocuments, callJson } from './policy.js';
 import { h, replace } from './dom.js';
 import { renderSubject, renderMatrix, renderDiagnostics, subjectTitle, verdictBadge, severityBadge, actionShell } from './render.js';
-import { encodeState, decodeState } from './share.js';
+import { encodeState, readSharedState } from './share.js';
 import { KILL_CMD_PREFIX, annotationsAt, withAnnotation, annotationLine, writeBack } from './edit.js';
 import { ComparisonModule, diffAnswers, renderDiff, MAX_MODULE_BYTES } from './compare.js';
 import { toYaml } from './yaml-emit.js';
@@ -647,7 +647,7 @@ async function updateHash(force) {
 
 async function restoreFromHash() {
   try {
-    const shared = await decodeState(location.hash);
+    const shared = await readSharedState(location.hash);
     if (!shared) return false;
     writeFacts(shared.facts);
     setInput(shared.text);

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -160,11 +161,12 @@ func serveNode(o nodeOptions) error {
 		if err != nil {
 			return err
 		}
-		if err := catalogue.AddQuitterImages(o.quitter, o.stateDir, nop); err != nil {
+		made, err := catalogue.AddQuitterImages(o.quitter, o.stateDir, nop)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "node: images %s and %s from %s (%d nop paths from %s)\n",
-			images.NopImage, images.QuitterImage, o.quitter, len(nop.Paths), o.nopSource)
+		fmt.Fprintf(os.Stderr, "node: images %s from %s (%d nop paths from %s)\n",
+			strings.Join(made, " and "), o.quitter, len(nop.Paths), o.nopSource)
 	}
 	restCfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
 	if err != nil {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams};
 use sidekill_testcluster::{ClusterConfig, TestCluster};
@@ -250,28 +250,80 @@ pub async fn raw_request(
     (code, v)
 }
 
-/// The status of an ephemeral container, once the pod reports one.
-pub fn ephemeral_status(
-    pod: &Pod,
-    name: &str,
-) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
-    pod.status
-        .as_ref()?
-        .ephemeral_container_statuses
-        .as_ref()?
+/// A container's status (init, regular or ephemeral), once the pod reports one.
+pub fn find_status(pod: &Pod, name: &str) -> Option<ContainerStatus> {
+    let st = pod.status.as_ref()?;
+    st.container_statuses
         .iter()
+        .flatten()
+        .chain(st.init_container_statuses.iter().flatten())
+        .chain(st.ephemeral_container_statuses.iter().flatten())
         .find(|c| c.name == name)
         .cloned()
 }
 
-/// A container's status (init, regular or ephemeral).
-pub fn status_of(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
-    let st = pod.status.clone().unwrap_or_default();
-    st.container_statuses
-        .into_iter()
-        .flatten()
-        .chain(st.init_container_statuses.into_iter().flatten())
-        .chain(st.ephemeral_container_statuses.into_iter().flatten())
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no status for {name}: {:#?}", pod.status))
+/// A container's status (init, regular or ephemeral); panics when the pod reports none.
+pub fn status_of(pod: &Pod, name: &str) -> ContainerStatus {
+    find_status(pod, name).unwrap_or_else(|| panic!("no status for {name}: {:#?}", pod.status))
+}
+
+/// How a container's current instance ended; panics when it has not.
+pub fn terminated(pod: &Pod, name: &str) -> ContainerStateTerminated {
+    status_of(pod, name)
+        .state
+        .and_then(|s| s.terminated)
+        .unwrap_or_else(|| panic!("{name} has not terminated: {:#?}", pod.status))
+}
+
+/// How a container's previous instance ended (`lastState`); panics when none did.
+pub fn last_terminated(pod: &Pod, name: &str) -> ContainerStateTerminated {
+    status_of(pod, name)
+        .last_state
+        .and_then(|s| s.terminated)
+        .unwrap_or_else(|| panic!("{name} has no lastState: {:#?}", pod.status))
+}
+
+/// Waits until container `name` (of any kind) of pod `pod` has terminated; the pod then.
+pub async fn wait_terminated(c: &TestCluster, pod: &str, name: &str) -> Pod {
+    wait(c, pod, &format!("{name} terminated"), |p| {
+        find_status(p, name)
+            .and_then(|s| s.state)
+            .is_some_and(|s| s.terminated.is_some())
+    })
+    .await
+}
+
+/// Applies a pod's YAML (namespace `default`) and waits until every container in `running`
+/// runs; the pod then.
+pub async fn start_pod(c: &TestCluster, yaml: &str, name: &str, running: &[&str]) -> Pod {
+    c.apply_yaml(yaml).await.expect("apply");
+    wait(c, name, &format!("{running:?} running"), |p| {
+        running
+            .iter()
+            .all(|n| sidekill_testcluster::container_running(p, n))
+    })
+    .await
+}
+
+/// Pod `p`: one container, `side`, whose PID 1 is `sleep` (no SIGTERM handler), running.
+pub async fn sleeping_pod(c: &TestCluster) -> Pod {
+    start_pod(
+        c,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: side, image: alpine, command: [sleep, '1000']}\n",
+        "p",
+        &["side"],
+    )
+    .await
+}
+
+/// A PATCH of `path` that the server must refuse with 422: the Status it answers.
+pub async fn refused_patch(
+    c: &TestCluster,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> serde_json::Value {
+    let (code, status) = raw_request(c.base_url(), "PATCH", path, content_type, body).await;
+    assert_eq!(code, 422, "{body}: {status}");
+    status
 }

@@ -9,7 +9,8 @@ use serde_json::json;
 use sidekill_testcluster::{container_exit_code, container_running, pod_phase};
 
 use crate::common::{
-    client, cluster, ephemeral_status, free_port, raw_request, status_of, wait, wait_log,
+    client, cluster, free_port, raw_request, refused_patch, sleeping_pod, start_pod, status_of,
+    terminated, wait, wait_log, wait_terminated,
 };
 
 /// Adds one ephemeral quitter running `argv` (after `/sidekill-quitter`) against `target`.
@@ -32,32 +33,18 @@ async fn add_quitter(pods: &Api<Pod>, pod: &str, name: &str, target: &str, argv:
 
 /// Waits until the ephemeral container has terminated; returns its exit code.
 async fn quitter_exit(c: &sidekill_testcluster::TestCluster, pod: &str, name: &str) -> i32 {
-    let p = wait(c, pod, &format!("ephemeral {name} terminated"), |p| {
-        ephemeral_status(p, name)
-            .and_then(|s| s.state)
-            .is_some_and(|s| s.terminated.is_some())
-    })
-    .await;
-    let s = ephemeral_status(&p, name).expect("status");
-    s.state
-        .and_then(|st| st.terminated)
-        .map(|t| t.exit_code)
-        .expect("terminated")
+    terminated(&wait_terminated(c, pod, name).await, name).exit_code
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_quitter_signals_the_target_by_name_in_its_pid_namespace() {
     let c = cluster().await;
-    c.apply_yaml(
+    start_pod(
+        &c,
         "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: main, image: sidekill.test/main, args: ['--seconds', '1000']}\n  - {name: stubborn, image: sidekill.test/stubborn}\n  - {name: proxy, image: sidekill.test/sidecar}\n",
+        "p",
+        &["main", "stubborn", "proxy"],
     )
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| {
-        ["main", "stubborn", "proxy"]
-            .iter()
-            .all(|n| container_running(p, n))
-    })
     .await;
     wait_log(&c, "p", "stubborn", "stubborn: running").await;
     wait_log(&c, "p", "proxy", "sidecar: running").await;
@@ -118,7 +105,7 @@ async fn an_ephemeral_quitter_signals_the_target_by_name_in_its_pid_namespace() 
     );
     assert!(container_running(&p, "main") && container_running(&p, "stubborn"));
 
-    let s = ephemeral_status(&p, "quit-2").expect("status");
+    let s = status_of(&p, "quit-2");
     assert_eq!(s.image, "sidekill-quitter:0.1.0");
     assert!(
         s.image_id
@@ -131,18 +118,13 @@ async fn an_ephemeral_quitter_signals_the_target_by_name_in_its_pid_namespace() 
         .is_some_and(|id| id.starts_with("containerd://")));
     assert!(!s.ready);
     assert_eq!(s.restart_count, 0);
-    let t = s.state.and_then(|st| st.terminated).expect("terminated");
-    assert_eq!(t.reason.as_deref(), Some("Completed"));
-    // Each ephemeral container ran once: the first still reports its failure.
-    let first = ephemeral_status(&p, "quit-1").expect("quit-1");
-    assert_eq!(first.restart_count, 0);
     assert_eq!(
-        first
-            .state
-            .and_then(|st| st.terminated)
-            .and_then(|t| t.reason),
-        Some("Error".to_string())
+        terminated(&p, "quit-2").reason.as_deref(),
+        Some("Completed")
     );
+    // Each ephemeral container ran once: the first still reports its failure.
+    assert_eq!(status_of(&p, "quit-1").restart_count, 0);
+    assert_eq!(terminated(&p, "quit-1").reason.as_deref(), Some("Error"));
     c.shutdown().await;
 }
 
@@ -150,15 +132,10 @@ async fn an_ephemeral_quitter_signals_the_target_by_name_in_its_pid_namespace() 
 async fn an_ephemeral_quitter_reaches_loopback_only_endpoints_that_pods_proxy_cannot() {
     let c = cluster().await;
     let (admin, status, csql) = (free_port(), free_port(), free_port());
-    c.apply_yaml(&format!(
+    let yaml = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: main, image: sidekill.test/main, args: ['--seconds', '0']}}\n  - name: istio-proxy\n    image: docker.io/istio/proxyv2:1.22.0\n    env: [{{name: ISTIO_ADMIN_PORT, value: '{admin}'}}, {{name: ISTIO_STATUS_PORT, value: '{status}'}}]\n  - name: csql\n    image: gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.11.0\n    args: ['--quitquitquit', '--admin-port', '{csql}', 'proj:region:db']\n"
-    ))
-    .await
-    .expect("apply");
-    let p = wait(&c, "p", "sidecars running", |p| {
-        container_running(p, "istio-proxy") && container_running(p, "csql")
-    })
-    .await;
+    );
+    let p = start_pod(&c, &yaml, "p", &["istio-proxy", "csql"]).await;
     assert_eq!(
         p.status.and_then(|s| s.pod_ip).as_deref(),
         Some("127.0.0.2"),
@@ -235,32 +212,16 @@ async fn an_ephemeral_quitter_reaches_loopback_only_endpoints_that_pods_proxy_ca
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ephemeral_container_updates_that_the_apiserver_refuses_are_422() {
     let c = cluster().await;
-    c.apply_yaml(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: side, image: alpine, command: [sleep, '1000']}\n",
-    )
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| container_running(p, "side")).await;
+    sleeping_pod(&c).await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     add_quitter(&pods, "p", "q", "side", &["--help"]).await;
     assert_eq!(quitter_exit(&c, "p", "q").await, 0);
 
     let path = "/api/v1/namespaces/default/pods/p/ephemeralcontainers";
-    let base = c.base_url().to_owned();
-    let refused = |body: &'static str| {
-        let base = base.clone();
-        async move {
-            let (code, st) = raw_request(
-                &base,
-                "PATCH",
-                path,
-                "application/strategic-merge-patch+json",
-                body,
-            )
-            .await;
-            assert_eq!(code, 422, "{body}: {st}");
-            st["message"].as_str().unwrap_or_default().to_owned()
-        }
+    let server = &c;
+    let refused = |body: &'static str| async move {
+        let st = refused_patch(server, path, "application/strategic-merge-patch+json", body).await;
+        st["message"].as_str().unwrap_or_default().to_owned()
     };
     let msg = refused(r#"{"spec":{"ephemeralContainers":[{"name":"q","$patch":"delete"}]}}"#).await;
     assert!(
@@ -299,15 +260,13 @@ async fn ephemeral_container_updates_that_the_apiserver_refuses_are_422() {
         "{msg}"
     );
     // JSON patch works on the subresource too, and its `remove` is refused the same way.
-    let (code, st) = raw_request(
-        c.base_url(),
-        "PATCH",
+    refused_patch(
+        &c,
         path,
         "application/json-patch+json",
         r#"[{"op":"remove","path":"/spec/ephemeralContainers/0"}]"#,
     )
     .await;
-    assert_eq!(code, 422, "{st}");
 
     let p = c.pod("default", "p").expect("pod");
     let ecs = p

@@ -6,9 +6,12 @@
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
-use sidekill_testcluster::{container_running, container_state, pod_phase};
+use sidekill_testcluster::{container_running, pod_phase};
 
-use crate::common::{client, cluster, raw_request, status_of, wait, wait_log};
+use crate::common::{
+    client, cluster, last_terminated, refused_patch, sleeping_pod, start_pod, status_of,
+    terminated, wait, wait_log,
+};
 
 /// The executor's patch: test that index `i` is container `name`, then replace its image.
 fn swap_patch(i: usize, name: &str, image: &str) -> json_patch::Patch {
@@ -61,17 +64,14 @@ async fn a_swapped_pid1_without_a_handler_is_sigkilled_after_grace_then_the_nop_
 
     let p = wait(&c, "swap", "Succeeded", |p| pod_phase(p) == "Succeeded").await;
     let s = status_of(&p, "sidecar");
-    let last = s
-        .last_state
-        .and_then(|l| l.terminated)
-        .expect("the old instance's end in lastState");
+    let last = last_terminated(&p, "sidecar");
     assert_eq!(
         (last.exit_code, last.signal, last.reason.as_deref()),
         (137, Some(9), Some("Error")),
         "SIGTERM was dropped, so the grace ran out and SIGKILL ended it"
     );
     assert_eq!(last.container_id, old_id);
-    let now = s.state.and_then(|st| st.terminated).expect("terminated");
+    let now = terminated(&p, "sidecar");
     assert_eq!(
         (now.exit_code, now.reason.as_deref()),
         (0, Some("Completed")),
@@ -108,12 +108,13 @@ async fn a_swapped_pid1_without_a_handler_is_sigkilled_after_grace_then_the_nop_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_whose_command_is_not_in_the_nop_image_fails_with_start_error_128() {
     let c = cluster().await;
-    c.apply_yaml(
+    start_pod(
+        &c,
         "apiVersion: v1\nkind: Pod\nmetadata: {name: swap}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: side, image: sidekill.test/sidecar, command: [sidecar]}\n",
+        "swap",
+        &["side"],
     )
-    .await
-    .expect("apply");
-    wait(&c, "swap", "running", |p| container_running(p, "side")).await;
+    .await;
     wait_log(&c, "swap", "side", "sidecar: running").await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     pods.patch(
@@ -128,16 +129,13 @@ async fn a_swap_whose_command_is_not_in_the_nop_image_fails_with_start_error_128
     .await
     .expect("swap");
     let p = wait(&c, "swap", "Failed", |p| pod_phase(p) == "Failed").await;
-    let s = status_of(&p, "side");
-    let last = s.last_state.and_then(|l| l.terminated).expect("lastState");
+    let last = last_terminated(&p, "side");
     assert_eq!(
         (last.exit_code, last.reason.as_deref()),
         (0, Some("Completed")),
         "the sidecar's handler obeyed SIGTERM"
     );
-    let t = container_state(&p, "side")
-        .and_then(|st| st.terminated)
-        .expect("terminated");
+    let t = terminated(&p, "side");
     assert_eq!(
         (t.exit_code, t.reason.as_deref()),
         (128, Some("StartError"))
@@ -147,37 +145,26 @@ async fn a_swap_whose_command_is_not_in_the_nop_image_fails_with_start_error_128
         msg.contains("exec: \"sidecar\": executable file not found in $PATH"),
         "{msg}"
     );
-    assert_eq!(s.restart_count, 1);
+    assert_eq!(status_of(&p, "side").restart_count, 1);
     c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_updates_that_the_apiserver_refuses_are_422() {
     let c = cluster().await;
-    c.apply_yaml(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: side, image: alpine, command: [sleep, '1000']}\n",
-    )
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| container_running(p, "side")).await;
-    let before = c.pod("default", "p").expect("pod");
+    let before = sleeping_pod(&c).await;
     let path = "/api/v1/namespaces/default/pods/p";
     let jp = "application/json-patch+json";
 
     // A failed `test`: the apiserver's generic 422 with the patch library's error as cause.
-    let (code, st) = raw_request(
-        c.base_url(),
-        "PATCH",
+    let st = refused_patch(
+        &c,
         path,
         jp,
         r#"[{"op":"test","path":"/spec/containers/0/name","value":"other"},{"op":"replace","path":"/spec/containers/0/image","value":"sidekill-nop:0.1.0"}]"#,
     )
     .await;
-    assert_eq!(
-        (code, st["reason"].as_str()),
-        (422, Some("Invalid")),
-        "{st}"
-    );
+    assert_eq!(st["reason"], "Invalid", "{st}");
     assert_eq!(
         st["message"],
         "the server rejected our request due to an error in our request"
@@ -188,15 +175,13 @@ async fn pod_updates_that_the_apiserver_refuses_are_422() {
     );
 
     // A field other than the image.
-    let (code, st) = raw_request(
-        c.base_url(),
-        "PATCH",
+    let st = refused_patch(
+        &c,
         path,
         jp,
         r#"[{"op":"replace","path":"/spec/containers/0/command","value":["sleep","1"]}]"#,
     )
     .await;
-    assert_eq!(code, 422, "{st}");
     let msg = st["message"].as_str().unwrap_or_default();
     assert!(
         msg.starts_with("Pod \"p\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),
@@ -205,41 +190,33 @@ async fn pod_updates_that_the_apiserver_refuses_are_422() {
     assert!(msg.contains("spec.containers[0].command"), "{msg}");
 
     // An empty image, and a grace period changed other than from negative to 1.
-    let (code, st) = raw_request(
-        c.base_url(),
-        "PATCH",
+    let st = refused_patch(
+        &c,
         path,
         jp,
         r#"[{"op":"replace","path":"/spec/containers/0/image","value":""}]"#,
     )
     .await;
     assert_eq!(
-        (code, st["message"].as_str()),
-        (
-            422,
-            Some("Pod \"p\" is invalid: spec.containers[0].image: Required value")
-        )
+        st["message"],
+        "Pod \"p\" is invalid: spec.containers[0].image: Required value"
     );
-    let (code, _) = raw_request(
-        c.base_url(),
-        "PATCH",
+    refused_patch(
+        &c,
         path,
         "application/merge-patch+json",
         r#"{"spec":{"terminationGracePeriodSeconds":5}}"#,
     )
     .await;
-    assert_eq!(code, 422);
 
     // Ephemeral containers change only through their subresource.
-    let (code, st) = raw_request(
-        c.base_url(),
-        "PATCH",
+    refused_patch(
+        &c,
         path,
         "application/strategic-merge-patch+json",
         r#"{"spec":{"ephemeralContainers":[{"name":"q","image":"sidekill-quitter:0.1.0"}]}}"#,
     )
     .await;
-    assert_eq!(code, 422, "{st}");
 
     let after = c.pod("default", "p").expect("pod");
     assert_eq!(

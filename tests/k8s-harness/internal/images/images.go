@@ -118,6 +118,8 @@ func (i *Image) Resolve(program, pathEnv string) string {
 type Catalogue struct {
 	mu     sync.Mutex
 	images []entry
+	// quitterSpecs are the `binary: sidekill-quitter` entries, for AddQuitterImages.
+	quitterSpecs []spec
 }
 
 type entry struct {
@@ -244,8 +246,13 @@ func Materialise(dir, stateDir, standin string) (*Catalogue, error) {
 	}
 	c := &Catalogue{}
 	for _, s := range file.Images {
-		if s.Binary == "sidekill-quitter" {
+		switch s.Binary {
+		case "sidekill-quitter":
+			c.quitterSpecs = append(c.quitterSpecs, s)
 			continue
+		case "", "standin":
+		default:
+			return nil, fmt.Errorf("%s: image %s: binary must be standin or sidekill-quitter, not %q", source, s.Name, s.Binary)
 		}
 		base := filepath.Join(stateDir, "images", slug(s.Name))
 		img := &Image{Name: s.Name, Description: s.Description, Entrypoint: s.Entrypoint, Env: map[string]string{}}

@@ -33,19 +33,28 @@ func TestAMiscountedNopListIsRefused(t *testing.T) {
 	}
 }
 
+// The nop and quitter images are built from images.yaml's own entries (issue #15: one home for
+// their names, aliases and entrypoints, shared with crates/testcluster).
 func TestNopAndQuitterImagesHoldTheBinary(t *testing.T) {
 	dir := t.TempDir()
 	binary := filepath.Join(dir, "sidekill-quitter")
 	if err := os.WriteFile(binary, []byte("#!/bin/true\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := &Catalogue{}
-	nop := NopSpec{Paths: []string{"/nop", "/bin/sh", "/usr/local/bin/pilot-agent"}, PathEnv: "/usr/local/bin:/bin"}
-	if err := c.AddQuitterImages(binary, filepath.Join(dir, "state"), nop); err != nil {
+	c, err := Materialise("../../../images", filepath.Join(dir, "state"), "")
+	if err != nil {
 		t.Fatal(err)
 	}
+	nop := NopSpec{Paths: []string{"/nop", "/bin/sh", "/usr/local/bin/pilot-agent"}, PathEnv: "/usr/local/bin:/bin"}
+	made, err := c.AddQuitterImages(binary, filepath.Join(dir, "state"), nop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(made, []string{"sidekill-nop", "sidekill-quitter"}) {
+		t.Errorf("made %v, want images.yaml's two binary: sidekill-quitter entries", made)
+	}
 	img := c.Find("docker.io/library/sidekill-nop:0.1.0")
-	if img == nil || img.Root == "" || img.Entrypoint[0] != "/nop" {
+	if img == nil || img.Root == "" || img.Entrypoint[0] != "/nop" || img.Env["PATH"] != nop.PathEnv {
 		t.Fatalf("nop image %+v", img)
 	}
 	for _, program := range []string{"/nop", "sh", "pilot-agent", "/usr/local/bin/pilot-agent"} {
@@ -62,5 +71,32 @@ func TestNopAndQuitterImagesHoldTheBinary(t *testing.T) {
 	}
 	if q.ID == img.ID || !strings.HasPrefix(q.Ref(), "sidekill-quitter@sha256:") {
 		t.Errorf("image ids %s %s", q.Ref(), img.Ref())
+	}
+}
+
+// An entry's paths must be nopPaths or absolute paths holding its entrypoint; a catalogue with
+// no quitter-binary entry cannot make the images.
+func TestQuitterImageEntriesAreChecked(t *testing.T) {
+	nop := NopSpec{Paths: []string{"/nop"}, PathEnv: "/"}
+	for paths, want := range map[string]string{
+		`"other"`:    "a name must be nopPaths",
+		`["rel/x"]`:  "not an absolute path",
+		`{"a": "b"}`: "paths must be nopPaths or a list",
+	} {
+		_, err := placementOf(spec{Name: "x", Paths: []byte(paths)}, nop)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("paths %s: %v, want %q", paths, err, want)
+		}
+	}
+	binary := filepath.Join(t.TempDir(), "q")
+	if _, err := (&Catalogue{}).AddQuitterImages(binary, t.TempDir(), nop); err == nil || !strings.Contains(err.Error(), "declares no") {
+		t.Errorf("an empty catalogue: %v", err)
+	}
+	c := &Catalogue{quitterSpecs: []spec{{Name: "x", Paths: []byte(`["/a"]`), Entrypoint: []string{"/b"}}}}
+	if err := os.WriteFile(binary, []byte("#!/bin/true\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddQuitterImages(binary, t.TempDir(), nop); err == nil || !strings.Contains(err.Error(), "not one of its paths") {
+		t.Errorf("an entrypoint outside the paths: %v", err)
 	}
 }

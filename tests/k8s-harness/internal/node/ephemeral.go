@@ -126,17 +126,7 @@ func (n *Runtime) runEphemeral(rt *podRT, ec corev1.EphemeralContainer) {
 	startedAt := metav1.Now()
 	ref, imageID := c.Image, img.Ref()
 	end := func(exit Exit, message string) {
-		reason := "Error"
-		switch {
-		case message != "":
-			reason = "StartError"
-		case exit.Code == 0:
-			reason = "Completed"
-		}
-		terminated := &corev1.ContainerStateTerminated{
-			ExitCode: exit.Code, Signal: exit.Signal, Reason: reason, Message: message,
-			StartedAt: startedAt, FinishedAt: metav1.Now(), ContainerID: containerID,
-		}
+		terminated := terminatedState(exit, message, startedAt, containerID)
 		rt.setEphemeral(c.Name, func(cs *corev1.ContainerStatus) {
 			cs.State = corev1.ContainerState{Terminated: terminated}
 			cs.ContainerID, cs.Image, cs.ImageID, cs.Ready = containerID, ref, imageID, false

@@ -316,17 +316,7 @@ func (n *Runtime) supervise(rt *podRT, s *supervisor) {
 			delete(rt.slots, c.Name)
 			rt.mu.Unlock()
 		}
-		reason := "Error"
-		switch {
-		case message != "":
-			reason = "StartError"
-		case exit.Code == 0:
-			reason = "Completed"
-		}
-		terminated := &corev1.ContainerStateTerminated{
-			ExitCode: exit.Code, Signal: exit.Signal, Reason: reason, Message: message,
-			StartedAt: startedAt, FinishedAt: metav1.Now(), ContainerID: containerID,
-		}
+		terminated := terminatedState(exit, message, startedAt, containerID)
 		if swapped && !s.stopping() {
 			// Replaced: the next instance reports this one's end (see above).
 			pendingLast, bump = terminated, true

@@ -207,6 +207,24 @@ func recompute(spec *corev1.PodSpec, st *corev1.PodStatus, terminal bool) {
 	})
 }
 
+// terminatedState is how a container instance that started at startedAt ended, with the reasons
+// containerd's CRI plugin reports (completeExitReason "Completed" on exit code 0, errorExitReason
+// "Error" otherwise) and StartError when it never started (message says why). Regular, init and
+// ephemeral containers all end through it.
+func terminatedState(exit Exit, message string, startedAt metav1.Time, containerID string) *corev1.ContainerStateTerminated {
+	reason := "Error"
+	switch {
+	case message != "":
+		reason = "StartError"
+	case exit.Code == 0:
+		reason = "Completed"
+	}
+	return &corev1.ContainerStateTerminated{
+		ExitCode: exit.Code, Signal: exit.Signal, Reason: reason, Message: message,
+		StartedAt: startedAt, FinishedAt: metav1.Now(), ContainerID: containerID,
+	}
+}
+
 // startError is containerd's message for a container whose command is not in the image.
 func startError(program string) string {
 	detail := fmt.Sprintf("exec: %q: executable file not found in $PATH", program)
