@@ -454,7 +454,10 @@ function simRow({ mesh, mode, answer, subject, injected }, doc, target) {
   const added = new Set(injected.added);
   const containers = subject.containers.filter((c) => added.has(c.name));
   const stops = subject.plan.stops.filter((s) => added.has(s.container));
-  const skipped = subject.plan.skipped.filter((s) => added.has(s.container) && s.container.match(/proxy|sidecar/));
+  // What the policy left alone among the injected sidecars, by the role it gave each (an
+  // injector's init containers run to completion and are not shown).
+  const sidecars = new Set(containers.filter((c) => c.role.endsWith('sidecar')).map((c) => c.name));
+  const skipped = subject.plan.skipped.filter((s) => sidecars.has(s.container));
   const diags = subject.diagnostics.filter((d) => added.has(d.container));
   return row(
     h('td', { 'data-label': 'Injected containers' }, h('ul', { class: 'evidence' }, containers.map((c) => h('li', { dataset: { container: c.name, role: c.role } }, h('code', {}, c.name), ` ${c.role}`)))),

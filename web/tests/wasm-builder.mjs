@@ -41,7 +41,7 @@ const i32 = (n) => [OP.i32const, ...sleb(n | 0)];
  * an imported function `env.<name>`. Memory: enough pages for the answers and a 1 MiB
  * request buffer at 64 KiB.
  */
-export function rawAbiModule({ answers, abiMajor = 1, abiMinor = 0, planBody = 'answer', importFn = null }) {
+export function rawAbiModule({ answers, abiMajor = 1, abiMinor = 0, planBody = 'answer', importFn = null, omit = [] }) {
   const calls = ['plan', 'classify', 'matrix', 'policyInfo'];
   const data = [];
   let at = 2 * 1024 * 1024; // answers live after the request buffer
@@ -76,7 +76,7 @@ export function rawAbiModule({ answers, abiMajor = 1, abiMinor = 0, planBody = '
     ['sidekill_classify', 2, answer('classify')],
     ['sidekill_matrix', 0, answer('matrix')],
     ['sidekill_policy_info', 0, answer('policyInfo')],
-  ];
+  ].filter(([name]) => !omit.includes(name));
   const imports = importFn ? 1 : 0;
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
