@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::{repo_root, wat};
+use crate::common::{real_world_fixtures, repo_root, wat};
 
 struct Sidekill {
     dir: tempfile::TempDir,
@@ -93,12 +93,6 @@ fn json(out: &Output) -> Value {
     })
 }
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("SIDEKILL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/fixtures/real-world"))
-}
-
 fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("entry").path();
@@ -178,13 +172,13 @@ fn usage_errors_exit_2() {
 #[test]
 fn plan_json_on_every_real_world_fixture() {
     let mut files = Vec::new();
-    manifests(&fixtures(), &mut files);
+    manifests(&real_world_fixtures(), &mut files);
     files.sort();
     assert!(
         files.len() >= 20,
         "{} fixtures under {}",
         files.len(),
-        fixtures().display()
+        real_world_fixtures().display()
     );
     let t = Sidekill::new();
     let args: Vec<String> = ["plan", "--format", "json"]
@@ -237,7 +231,7 @@ fn plan_json_on_every_real_world_fixture() {
 #[test]
 fn plan_each_fixture_alone_as_a_table() {
     let mut files = Vec::new();
-    manifests(&fixtures(), &mut files);
+    manifests(&real_world_fixtures(), &mut files);
     let t = Sidekill::new();
     for file in files.iter().take(4) {
         let out = t.run(&["plan", "--format", "table", &file.display().to_string()]);
@@ -598,7 +592,7 @@ fn web_serves_a_folder_and_nothing_outside_it() {
 
 /// A real fixture's text.
 fn fixture(path: &str) -> String {
-    let path = fixtures().join(path);
+    let path = real_world_fixtures().join(path);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -790,9 +784,9 @@ fn a_yaml_error_costs_only_its_document() {
 #[test]
 fn fail_on_and_the_ci_formats() {
     let t = Sidekill::new();
-    let native = fixtures().join("istio/job.yaml.injected");
+    let native = real_world_fixtures().join("istio/job.yaml.injected");
     let native = native.to_str().expect("utf-8 path");
-    let classic = fixtures().join("istio/hello.yaml.injected");
+    let classic = real_world_fixtures().join("istio/hello.yaml.injected");
     let classic = classic.to_str().expect("utf-8 path");
     let plan = |extra: &[&str]| {
         let mut args = vec!["plan", "--format", "github"];

@@ -179,3 +179,11 @@ pub fn canary_aware(real: &sidekill::Policy, hostile: &str) -> Vec<u8> {
     );
     wat::parse_str(&wat).expect("the generated WAT parses")
 }
+
+/// The real-world injector outputs, read in place (never copied into the project):
+/// `$SIDEKILL_FIXTURES`, else `../shared/fixtures/real-world` beside the clone.
+pub fn real_world_fixtures() -> PathBuf {
+    std::env::var_os("SIDEKILL_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/fixtures/real-world"))
+}
