@@ -132,11 +132,13 @@ fn http_to_a_closed_port_exits_3_and_to_another_host_exits_2() {
     assert_eq!(code, 2, "{text}");
 }
 
-/// A child running `sleep 60` under a name no other process has.
+/// A child running `sleep 60` under a name no other process has: a symlink, whose name the
+/// kernel gives the process as its comm. Not a copy: exec'ing a file just written fails with
+/// ETXTBSY when another test thread forks while the copy's fd is open (seen in a CI run).
 fn sleeper(dir: &Path, name: &str) -> Child {
     let path = dir.join(name);
     if !path.exists() {
-        std::fs::copy(which_sleep(), &path).unwrap();
+        std::os::unix::fs::symlink(which_sleep(), &path).unwrap();
     }
     Command::new(&path).arg("60").spawn().unwrap()
 }
