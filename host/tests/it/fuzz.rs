@@ -274,6 +274,32 @@ const TOKENS: &[&str] = &[
     "\u{2028}",
 ];
 
+/// One of `seeds`, mutated `mutations` times by [`mutate_text`] (each over at most `max_len`
+/// bytes).
+fn mutated(
+    seeds: &[String],
+    max_len: usize,
+    mutations: std::ops::Range<usize>,
+) -> impl Strategy<Value = String> + '_ {
+    let mutation = (
+        any::<u8>(),
+        any::<usize>(),
+        0..max_len,
+        any::<usize>(),
+        any::<u8>(),
+    );
+    (
+        any::<prop::sample::Index>(),
+        prop::collection::vec(mutation, mutations),
+    )
+        .prop_map(move |(seed, list)| {
+            list.into_iter().fold(
+                seed.get(seeds).clone(),
+                |text, (op, at, len, token, byte)| mutate_text(&text, op, at, len, token, byte),
+            )
+        })
+}
+
 /// A text with one mutation: a token inserted, a span deleted, a byte replaced, the text
 /// cut, or a line duplicated; positions are moved to a char boundary.
 fn mutate_text(text: &str, op: u8, at: usize, len: usize, token: usize, byte: u8) -> String {
@@ -330,26 +356,9 @@ fn the_manifest_reader_never_panics_and_places_every_error() {
         assert!(!m.documents.is_empty(), "{text}");
     }
     let runs = std::sync::atomic::AtomicU64::new(0);
-    let strategy = (
-        any::<prop::sample::Index>(),
-        prop::collection::vec(
-            (
-                any::<u8>(),
-                any::<usize>(),
-                0usize..64,
-                any::<usize>(),
-                any::<u8>(),
-            ),
-            1..4,
-        ),
-    );
     runner()
-        .run(&strategy, |(seed, mutations)| {
+        .run(&mutated(seeds, 64, 1..4), |text| {
             runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut text = seed.get(seeds).clone();
-            for (op, at, len, token, byte) in mutations {
-                text = mutate_text(&text, op, at, len, token, byte);
-            }
             let m = sidekill::input::parse_all("fuzz.yaml", &text);
             prop_assert!(m.documents.len() <= MAX_DOCUMENTS);
             let lines = text.lines().count() + 1;
@@ -386,26 +395,9 @@ fn the_kill_cmd_parser_agrees_with_json_and_never_panics() {
     let seeds = kill_cmd_seeds();
     assert!(seeds.len() > 5, "{seeds:?}");
     let runs = std::sync::atomic::AtomicU64::new(0);
-    let strategy = (
-        any::<prop::sample::Index>(),
-        prop::collection::vec(
-            (
-                any::<u8>(),
-                any::<usize>(),
-                0usize..8,
-                any::<usize>(),
-                any::<u8>(),
-            ),
-            0..4,
-        ),
-    );
     runner()
-        .run(&strategy, |(seed, mutations)| {
+        .run(&mutated(&seeds, 8, 0..4), |value| {
             runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut value = seed.get(seeds).clone();
-            for (op, at, len, token, byte) in mutations {
-                value = mutate_text(&value, op, at, len, token, byte);
-            }
             let as_json = serde_json::from_str::<Vec<String>>(&value)
                 .ok()
                 .filter(|a| !a.is_empty() && a.iter().all(|s| !s.is_empty()))
