@@ -396,7 +396,7 @@ fn the_kill_cmd_parser_agrees_with_json_and_never_panics() {
     assert!(seeds.len() > 5, "{seeds:?}");
     let runs = std::sync::atomic::AtomicU64::new(0);
     runner()
-        .run(&mutated(&seeds, 8, 0..4), |value| {
+        .run(&mutated(seeds, 8, 0..4), |value| {
             runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let as_json = serde_json::from_str::<Vec<String>>(&value)
                 .ok()
