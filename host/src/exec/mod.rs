@@ -284,7 +284,7 @@ pub struct Options {
     /// Whether `pods/proxy` may be used (passed to the policy as the `podsProxy` fact, and
     /// required for `http` actions). Default false.
     pub pods_proxy: bool,
-    /// sidekill's nop image, for image swap ([`permissions`]): with it, and `patch` on pods
+    /// sidekill's nop image, for image swap (see `permissions`): with it, and `patch` on pods
     /// in the pod's namespace, the policy may plan a swap. Default `sidekill-nop:<version>`,
     /// the image `scripts/build-image` builds.
     pub nop_image: Option<String>,
