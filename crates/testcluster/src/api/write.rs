@@ -245,6 +245,18 @@ pub(super) async fn update<K: Kind>(
         {
             return Err(ApiError::conflict(K::URL_PATH_SEGMENT, name));
         }
+        // The UID is immutable: kube-apiserver fills in only an empty one
+        // (staging/src/k8s.io/apiserver/pkg/registry/rest/update.go `BeforeUpdate`), then
+        // `ValidateObjectMetaUpdate` refuses another (422). So a write naming the UID it was
+        // meant for never lands on an object recreated under the same name.
+        let uid = new.metadata().uid.as_deref().unwrap_or_default();
+        if !uid.is_empty() && Some(uid) != cur.metadata().uid.as_deref() {
+            return Err(ApiError::invalid(
+                K::KIND,
+                name,
+                format!("metadata.uid: Invalid value: \"{uid}\": field is immutable"),
+            ));
+        }
         (part.keep)(cur, new)
     };
     if q.get("dryRun").is_some() {

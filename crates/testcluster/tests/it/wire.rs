@@ -441,6 +441,56 @@ async fn status_writes_check_the_resource_version_as_object_writes_do() {
     c.shutdown().await;
 }
 
+/// A write that names another `metadata.uid` is refused with 422, as kube-apiserver's
+/// `ValidateObjectMetaUpdate` refuses it (the UID is immutable): so a patch carrying the UID it
+/// was meant for never lands on a pod recreated under the same name (issue #18).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_naming_another_uid_is_refused_as_immutable() {
+    let c = cluster().await;
+    let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "uid"},
+        "spec": {"containers": [{"name": "main", "image": "sidekill.test/no-such-image"}]}
+    }))
+    .expect("pod");
+    let made = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create");
+    let uid = made.metadata.uid.clone().expect("uid");
+    let other = json!({"metadata": {"uid": "not-the-pod", "annotations": {"a": "b"}}});
+    for (what, result) in [
+        (
+            "patch",
+            pods.patch("uid", &PatchParams::default(), &Patch::Merge(&other))
+                .await,
+        ),
+        (
+            "status patch",
+            pods.patch_status("uid", &PatchParams::default(), &Patch::Merge(&other))
+                .await,
+        ),
+    ] {
+        let err = result.expect_err(what);
+        let (code, _, message) = api_code(&err).expect("an API error");
+        assert_eq!(code, 422, "{what}: {message}");
+        assert!(message.contains("field is immutable"), "{what}: {message}");
+    }
+    let same = json!({"metadata": {"uid": uid, "annotations": {"a": "b"}}});
+    let written = pods
+        .patch("uid", &PatchParams::default(), &Patch::Merge(&same))
+        .await
+        .expect("a patch naming the pod's own UID");
+    assert_eq!(
+        written
+            .metadata
+            .annotations
+            .and_then(|a| a.get("a").cloned()),
+        Some("b".into())
+    );
+    c.shutdown().await;
+}
+
 /// `dryRun` on an update or patch answers the would-be object and stores nothing (issue #15:
 /// the one write path honours it for objects and subresources alike).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
