@@ -348,11 +348,7 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> 
     };
     args.methods.apply(&mut executor);
     executor.scope = args.namespace.iter().cloned().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let rt = crate::cli::async_runtime()?;
     rt.block_on(async {
         let client = client(args.kubeconfig.as_deref()).await.map_err(boxed)?;
         let started = start(Setup {

@@ -117,11 +117,7 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &DemoArgs) -> Result<Exit> {
         embedded::ORIGIN,
     )?);
     let pods = sample_pods()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let rt = crate::cli::async_runtime()?;
     let reports = rt.block_on(async {
         let bin = tempfile::Builder::new()
             .prefix("sidekill-demo-")

@@ -1215,6 +1215,17 @@ pub fn load_policy(global: &Global, args: &PolicyArgs) -> Result<(Policy, String
     Ok((policy, origin))
 }
 
+/// The async runtime of the commands that talk to a cluster (`stop`, `controller`, `demo`,
+/// `policy push` and `rollback`): two workers (the work is mostly waiting on the API
+/// server), IO and timers.
+fn async_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -600,11 +600,7 @@ mod publish {
         Fut: std::future::Future<Output = Result<Published>>,
     {
         let (namespace, name) = &target.configmap;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting the async runtime", e))?;
+        let rt = crate::cli::async_runtime()?;
         rt.block_on(async {
             let client = crate::cli::stop::client(target.kubeconfig.as_deref())
                 .await

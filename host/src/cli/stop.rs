@@ -53,11 +53,7 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &StopArgs) -> Result<Exit> {
         ..Options::default()
     };
     args.methods.apply(&mut options);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let rt = crate::cli::async_runtime()?;
     let report = rt.block_on(async {
         let client = client(args.kubeconfig.as_deref()).await.map_err(boxed)?;
         let executor = Executor::new(client, Arc::new(policy), options);
