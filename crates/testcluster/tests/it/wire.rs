@@ -383,6 +383,19 @@ async fn configmaps_update_with_optimistic_concurrency() {
     c.shutdown().await;
 }
 
+/// Creates a pod whose only container's image does not exist: it never runs, so nothing but
+/// the test writes to it.
+async fn idle_pod(pods: &Api<Pod>, name: &str) -> Pod {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "main", "image": "sidekill.test/no-such-image"}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create")
+}
+
 /// Status writes go through the objects' one write path: a stale `metadata.resourceVersion`
 /// is 409 there too, as the real `pods/status` (the generic registry's `Store.Update`) answers;
 /// none is an unconditional write (issue #15).
@@ -390,15 +403,7 @@ async fn configmaps_update_with_optimistic_concurrency() {
 async fn status_writes_check_the_resource_version_as_object_writes_do() {
     let c = cluster().await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "st"},
-        "spec": {"containers": [{"name": "main", "image": "sidekill.test/no-such-image"}]}
-    }))
-    .expect("pod");
-    let made = pods
-        .create(&PostParams::default(), &pod)
-        .await
-        .expect("create");
+    let made = idle_pod(&pods, "st").await;
     // A version older than the pod itself: stale whatever the node has written since.
     let stale = json!({"metadata": {"resourceVersion": "1"}, "status": {"message": "stale"}});
     for (what, result) in [
@@ -448,15 +453,7 @@ async fn status_writes_check_the_resource_version_as_object_writes_do() {
 async fn a_write_naming_another_uid_is_refused_as_immutable() {
     let c = cluster().await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "uid"},
-        "spec": {"containers": [{"name": "main", "image": "sidekill.test/no-such-image"}]}
-    }))
-    .expect("pod");
-    let made = pods
-        .create(&PostParams::default(), &pod)
-        .await
-        .expect("create");
+    let made = idle_pod(&pods, "uid").await;
     let uid = made.metadata.uid.clone().expect("uid");
     let other = json!({"metadata": {"uid": "not-the-pod", "annotations": {"a": "b"}}});
     for (what, result) in [
