@@ -289,8 +289,16 @@ impl Kubelet {
         }
     }
 
-    /// Starts running a newly created pod.
+    /// Starts running a newly created pod, when it is bound to this node: a kubelet runs only
+    /// the pods whose spec.nodeName is its own (pkg/kubelet/config/apiserver.go
+    /// NewSourceApiserver watches pods with the field selector spec.nodeName=<node>). A pod
+    /// bound elsewhere stays as created, its status written by whoever writes it (a test,
+    /// through the status subresource), and none of its containers runs.
     pub fn admit(&self, pod: &Pod) {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        if node.is_some_and(|n| n != NODE_NAME) {
+            return;
+        }
         let key = (
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
