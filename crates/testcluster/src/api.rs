@@ -714,6 +714,21 @@ async fn write<K: Kind>(
                     return Err(ApiError::conflict(K::URL_PATH_SEGMENT, name));
                 }
             }
+            // A patch that sets another metadata.uid is refused: the UID is immutable
+            // (staging/src/k8s.io/apiserver/pkg/registry/rest/update.go BeforeUpdate fills in
+            // only an empty UID, then validateCommonFields runs ValidateObjectMetaUpdate's
+            // ValidateImmutableField on it: 422). So a patch naming the UID it was meant for
+            // never lands on a pod recreated under the same name.
+            if let Some(want) = patched.pointer("/metadata/uid").and_then(Value::as_str) {
+                let have = cur.metadata().uid.as_deref().unwrap_or_default();
+                if !want.is_empty() && want != have {
+                    return Err(ApiError::invalid(
+                        K::KIND,
+                        name,
+                        format!("metadata.uid: Invalid value: \"{want}\": field is immutable"),
+                    ));
+                }
+            }
             let mut new: K = serde_json::from_value(patched).map_err(|e| {
                 ApiError::invalid(
                     K::KIND,
