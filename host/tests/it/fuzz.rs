@@ -8,6 +8,18 @@
 //! - `native_and_wasm_agree_byte_for_byte`: requests seeded from `tests/vectors`, mutated
 //!   (a value replaced, a key removed, bytes cut): the native core and the module in
 //!   wasmtime must answer byte-identical envelopes.
+//! - `the_manifest_reader_never_panics_and_places_every_error` (issue 18): the YAML/JSON reader
+//!   (`sidekill::input`) on texts seeded from the real-world manifests under
+//!   `/work/shared/fixtures/real-world` (read in place, when present) and from `tests/vectors`
+//!   (as JSON), mutated at the byte and token level (YAML's anchors, aliases, merge keys,
+//!   tags, flow brackets, document markers, tabs, a cut, a duplicated line): an answer, never
+//!   a panic; each error a syntax error at a line of the text; at most `MAX_DOCUMENTS`.
+//! - `the_kill_cmd_parser_agrees_with_json_and_never_panics` (issue 18): Argo's kill-cmd
+//!   annotation parser on the values of `tests/vectors`, mutated: accepted exactly when the
+//!   value is a JSON array of non-empty strings within the size cap, round-trips, renders
+//!   every argument.
+//!
+//! The last two run through a `TestRunner` so that they can print how many cases they ran.
 
 use std::sync::OnceLock;
 
@@ -140,4 +152,287 @@ proptest! {
             );
         }
     }
+}
+
+/// Where the real-world manifests are kept (read in place, never copied into the project);
+/// `SIDEKILL_FIXTURES` overrides it. Missing: the seeds are `tests/vectors` only.
+fn real_world_texts() -> Vec<String> {
+    let root = std::env::var_os("SIDEKILL_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/work/shared/fixtures/real-world".into());
+    let mut texts = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = path.to_string_lossy().into_owned();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if [".yaml", ".yml", ".injected", ".json"]
+                .iter()
+                .any(|x| name.ends_with(x))
+            {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    texts.push(text);
+                }
+            }
+        }
+    }
+    texts.sort();
+    texts
+}
+
+/// Manifest texts to mutate: the real-world manifests and each vector's object as JSON.
+fn manifest_seeds() -> &'static [String] {
+    static SEEDS: OnceLock<Vec<String>> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let mut texts = real_world_texts();
+        texts.extend(seeds().iter().filter_map(|r| {
+            r.get("object")
+                .map(|o| serde_json::to_string_pretty(o).expect("json"))
+        }));
+        texts
+    })
+}
+
+/// Kill-cmd annotation values found in `tests/vectors`, and a few shapes Argo's docs use.
+fn kill_cmd_seeds() -> &'static [String] {
+    static SEEDS: OnceLock<Vec<String>> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        fn walk(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        match v {
+                            Value::String(s)
+                                if k.starts_with("workflows.argoproj.io/kill-cmd-") =>
+                            {
+                                out.push(s.clone());
+                            }
+                            _ => walk(v, out),
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        let mut out = vec![
+            r#"["sh", "-c", "kill -%d 1"]"#.to_owned(),
+            r#"["/bin/kill", "-%d", "1"]"#.to_owned(),
+            r#"["pilot-agent", "request", "POST", "quitquitquit"]"#.to_owned(),
+        ];
+        seeds().iter().for_each(|s| walk(s, &mut out));
+        out.sort();
+        out.dedup();
+        out
+    })
+}
+
+/// Pieces a mutation inserts: what YAML and JSON parsers find hardest.
+const TOKENS: &[&str] = &[
+    "&a ",
+    "*a",
+    "<<: *a\n",
+    "!!binary ",
+    "!!str ",
+    "---\n",
+    "...\n",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\t",
+    "- ",
+    "? ",
+    ": ",
+    "%YAML 1.2\n",
+    "\"",
+    "'",
+    "\\u0000",
+    "#",
+    "|\n",
+    ">-\n",
+    "\n  ",
+    ",",
+    "null",
+    "1e999",
+    "-0",
+    "%d",
+    "%%",
+    "%!",
+    "\u{feff}",
+    "\u{2028}",
+];
+
+/// A text with one mutation: a token inserted, a span deleted, a byte replaced, the text
+/// cut, or a line duplicated; positions are moved to a char boundary.
+fn mutate_text(text: &str, op: u8, at: usize, len: usize, token: usize, byte: u8) -> String {
+    let boundary = |mut i: usize| {
+        i = i.min(text.len());
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let at = boundary(at % (text.len() + 1));
+    let end = boundary(at + len);
+    let mut out = String::with_capacity(text.len() + 16);
+    match op % 5 {
+        0 => {
+            out.push_str(&text[..at]);
+            out.push_str(TOKENS[token % TOKENS.len()]);
+            out.push_str(&text[at..]);
+        }
+        1 => {
+            out.push_str(&text[..at]);
+            out.push_str(&text[end..]);
+        }
+        2 => {
+            out.push_str(&text[..at]);
+            out.push(char::from(byte & 0x7f));
+            out.push_str(&text[end.max(boundary(at + 1))..]);
+        }
+        3 => out.push_str(&text[..at]),
+        _ => {
+            let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let stop = text[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+            out.push_str(&text[..stop]);
+            out.push_str(&text[start..stop]);
+            out.push_str(&text[stop..]);
+        }
+    }
+    out
+}
+
+fn runner() -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(config())
+}
+
+#[test]
+fn the_manifest_reader_never_panics_and_places_every_error() {
+    use sidekill_policy::yaml::MAX_DOCUMENTS;
+    let seeds = manifest_seeds();
+    assert!(seeds.len() > 50, "{} seeds", seeds.len());
+    // The seeds themselves read cleanly.
+    for text in seeds {
+        let m = sidekill::input::parse_all("seed", text);
+        assert!(m.errors.is_empty(), "{:?}\n{text}", m.errors);
+        assert!(!m.documents.is_empty(), "{text}");
+    }
+    let runs = std::sync::atomic::AtomicU64::new(0);
+    let strategy = (
+        any::<prop::sample::Index>(),
+        prop::collection::vec(
+            (
+                any::<u8>(),
+                any::<usize>(),
+                0usize..64,
+                any::<usize>(),
+                any::<u8>(),
+            ),
+            1..4,
+        ),
+    );
+    runner()
+        .run(&strategy, |(seed, mutations)| {
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut text = seed.get(seeds).clone();
+            for (op, at, len, token, byte) in mutations {
+                text = mutate_text(&text, op, at, len, token, byte);
+            }
+            let m = sidekill::input::parse_all("fuzz.yaml", &text);
+            prop_assert!(m.documents.len() <= MAX_DOCUMENTS);
+            let lines = text.lines().count() + 1;
+            for (_, e) in &m.errors {
+                match e {
+                    sidekill::Error::Syntax {
+                        line,
+                        column,
+                        message,
+                        ..
+                    } => {
+                        prop_assert!(!message.is_empty(), "{e}");
+                        prop_assert!(
+                            (1..=lines).contains(line) && *column >= 1,
+                            "{e} is not at a line of the {lines}-line text:\n{text}"
+                        );
+                    }
+                    other => prop_assert!(false, "not a syntax error: {other}"),
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "the manifest reader: {} cases from {} seeds",
+        runs.into_inner(),
+        seeds.len()
+    );
+}
+
+#[test]
+fn the_kill_cmd_parser_agrees_with_json_and_never_panics() {
+    use sidekill_policy::killcmd;
+    let seeds = kill_cmd_seeds();
+    assert!(seeds.len() > 5, "{seeds:?}");
+    let runs = std::sync::atomic::AtomicU64::new(0);
+    let strategy = (
+        any::<prop::sample::Index>(),
+        prop::collection::vec(
+            (
+                any::<u8>(),
+                any::<usize>(),
+                0usize..8,
+                any::<usize>(),
+                any::<u8>(),
+            ),
+            0..4,
+        ),
+    );
+    runner()
+        .run(&strategy, |(seed, mutations)| {
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut value = seed.get(seeds).clone();
+            for (op, at, len, token, byte) in mutations {
+                value = mutate_text(&value, op, at, len, token, byte);
+            }
+            let as_json = serde_json::from_str::<Vec<String>>(&value)
+                .ok()
+                .filter(|a| !a.is_empty() && a.iter().all(|s| !s.is_empty()))
+                .filter(|_| value.len() <= killcmd::MAX_LEN);
+            match killcmd::parse(&value) {
+                Ok(argv) => {
+                    prop_assert_eq!(Some(&argv), as_json.as_ref(), "accepted {}", value);
+                    let again = serde_json::to_string(&argv).expect("json");
+                    if again.len() <= killcmd::MAX_LEN {
+                        prop_assert_eq!(killcmd::parse(&again).ok(), Some(argv.clone()));
+                    }
+                    for signal in [9u8, 15] {
+                        let rendered = killcmd::render(&argv, signal);
+                        prop_assert_eq!(rendered.len(), argv.len());
+                        for (r, a) in rendered.iter().zip(&argv) {
+                            if !a.contains('%') {
+                                prop_assert_eq!(r, a);
+                            }
+                        }
+                    }
+                    let _ = killcmd::verb_problems(&argv);
+                }
+                Err(p) => {
+                    prop_assert!(!p.detail.is_empty());
+                    prop_assert!(as_json.is_none(), "refused {} ({})", value, p.detail);
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "the kill-cmd parser: {} cases from {} seeds",
+        runs.into_inner(),
+        seeds.len()
+    );
 }
