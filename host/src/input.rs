@@ -267,7 +267,10 @@ pub fn parse_all(file: &str, text: &str) -> Manifest {
                 Err(e) => {
                     manifest.errors.push((
                         Some(index + 1),
-                        syntax(e.line(), e.column(), strip_position(&e.to_string())),
+                        // serde_json says column 0 for an error at a line's first
+                        // character (a control character right after a newline); columns are
+                        // 1-based here, as YAML's are. Found by the manifest fuzz target.
+                        syntax(e.line(), e.column().max(1), strip_position(&e.to_string())),
                     ));
                     break;
                 }
