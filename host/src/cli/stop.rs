@@ -97,6 +97,10 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
         Outcome::Gone => {
             let _ = writeln!(s, "  the pod is gone: nothing left to stop");
         }
+        // `sidekill stop` waits in place; only the controller's executor hands waits back.
+        Outcome::Waiting => {
+            let _ = writeln!(s, "  a wait was handed back: run again to resume it");
+        }
         Outcome::NotReady => {
             let _ = writeln!(
                 s,
