@@ -111,6 +111,18 @@ pub async fn acquire(
     write(api, pod, Some((holder, ttl))).await
 }
 
+/// The executor's fence for `holder` ([`crate::exec::Executor::fenced`]): a pod may be
+/// written while its claim is `holder`'s and has not run out by `until` (written by this
+/// holder, so judged on its own clock).
+pub fn fence(holder: String) -> crate::exec::Fence {
+    std::sync::Arc::new(move |pod: &Pod| match Claim::of(pod) {
+        Some(c) if c.holder != holder => Err(format!("claimed by {}", c.holder)),
+        Some(c) if c.remaining(now_ms()).is_none() => Err("its claim ran out".into()),
+        Some(_) => Ok(()),
+        None => Err("no claim on the pod".into()),
+    })
+}
+
 /// What a renewal found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {

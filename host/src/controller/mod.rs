@@ -167,7 +167,9 @@ impl Controller {
     /// [`crate::PolicyStore`] for hot swaps) and options. The executor's concurrency is the
     /// number of workers; its waits longer than [`Options::hold`] are handed back.
     pub fn new(client: kube::Client, executor: Executor, options: Options) -> Arc<Controller> {
-        let executor = executor.suspending(options.hold);
+        let executor = executor
+            .suspending(options.hold)
+            .fenced(claim::fence(options.identity.clone()));
         Arc::new(Controller {
             client,
             executor,
@@ -595,6 +597,11 @@ impl Controller {
                 tracing::warn!(pod = %format!("{ns}/{name}"), "the claim was lost or could not be renewed in time; stopped this plan");
                 self.metrics.count(metrics::FAILURES, "claim-lost");
                 // Whoever holds it now finishes the plan; if nobody does, look again.
+                Next::After(self.options.claim_ttl)
+            }
+            Some(Err(e @ exec::Error::Fenced { .. })) => {
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "stopped this plan");
+                self.metrics.count(metrics::FAILURES, "claim-lost");
                 Next::After(self.options.claim_ttl)
             }
             Some(Err(e)) => {

@@ -4,7 +4,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::run::{container_state, done_steps, recorded, restarted_before, steps_of, State};
+use super::records::Done;
+use super::run::{container_state, restarted_before, steps_of, State};
 use super::waits::{now_ms, waiting};
 use super::{Executor, Result};
 
@@ -68,8 +69,11 @@ impl Executor {
             .iter()
             .filter_map(|stop| {
                 let container = stop.get("container").and_then(Value::as_str)?;
-                let done = done_steps(pod, container);
-                if let Some(w) = waiting(pod, container).filter(|w| !done.contains(&w.step)) {
+                let steps = steps_of(stop);
+                let done = Done::read(pod, container, &steps);
+                if let Some(w) = waiting(pod, container)
+                    .filter(|w| done.resolve(w).is_some_and(|i| !done.contains(&i)))
+                {
                     // A wait handed back: pending, now if what it awaits has happened (the
                     // sidecar's end is then reported), else at its deadline.
                     if w.met(pod, container).is_none() {
@@ -80,11 +84,11 @@ impl Executor {
                 if matches!(container_state(pod, container), State::Terminated(_)) {
                     return None;
                 }
-                let steps = steps_of(stop).len();
+                let steps = steps.len();
                 // A sidecar the plan has no step for (`cannot-stop`) is still reported once,
                 // with its fix: pending until its record exists (an empty one).
                 if steps == 0 {
-                    return (!recorded(pod, container)).then(|| container.to_owned());
+                    return (!done.present).then(|| container.to_owned());
                 }
                 // Restarted by the kubelet after sidekill's stop: the new instance is left
                 // alone, whatever the record says (an older sidekill recorded only the steps
@@ -111,7 +115,7 @@ impl Executor {
                 .flat_map(|s| &s.containers)
                 .map(|c| c.name.as_str())
                 .filter(|c| !planned.contains(c))
-                .filter(|c| waiting(pod, c).is_some_and(|w| !done_steps(pod, c).contains(&w.step)))
+                .filter(|c| waiting(pod, c).is_some())
                 .map(str::to_owned),
         );
         Ok(Assessment {

@@ -71,6 +71,7 @@ pub mod backoff;
 mod guard;
 mod methods;
 mod permissions;
+mod records;
 mod redact;
 mod run;
 mod waits;
@@ -82,6 +83,7 @@ use serde_json::Value;
 
 pub use assess::Assessment;
 pub use guard::refusals;
+pub use records::Fence;
 pub use run::{predicted_phase, Executor};
 
 use crate::{Policy, PolicyStore};
@@ -170,6 +172,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The pod may no longer be written by this executor ([`Executor::fenced`]): its claim
+    /// is another controller's. The plan stops; whoever holds the pod carries it on.
+    #[error("{what}: not written, the pod is no longer this controller's ({why})")]
+    Fenced {
+        /// What was being recorded.
+        what: String,
+        /// Why the fence refused.
+        why: String,
+    },
     /// The API server answered 403: the identity sidekill runs as lacks an RBAC permission.
     /// Never retried: a missing permission does not come back by waiting. The message names
     /// the rule of `deploy/` that grants it ([`deploy_rule`]).
@@ -211,6 +222,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::OutOfScope { .. } => "out-of-scope",
             Error::Forbidden { .. } => "forbidden",
+            Error::Fenced { .. } => "fenced",
         }
     }
 }

@@ -1,6 +1,5 @@
 //! The executor proper: one pod at a time per permit, steps in plan order.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
-use kube::api::{Api, AttachParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, AttachParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -16,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::guard;
 use super::methods::{swapped_end, swapped_out_exit};
+use super::records::Done;
 use super::waits::{now_ms, waiting, Waiting};
 use super::{
     ContainerReport, Error, JobReport, Options, Outcome, Planner, PodReport, Result, StepReport,
@@ -33,6 +33,8 @@ pub struct Executor {
     pub(super) permissions: Arc<super::permissions::Cache>,
     /// The longest a wait holds the pod's permit; `None`: waits are waited in place.
     pub(super) hold: Option<Duration>,
+    /// Whether the pod may still be written by this executor ([`Executor::fenced`]).
+    pub(super) fence: Option<super::records::Fence>,
 }
 
 /// What a container's state is, as far as the executor cares.
@@ -167,6 +169,11 @@ fn is_transient(e: &kube::Error) -> bool {
 
 pub(super) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// A write whose `resourceVersion` precondition no longer holds (409 Conflict).
+pub(super) fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
 /// The write named the UID of the pod it was meant for, and the pod under that name now is
@@ -329,6 +336,7 @@ impl Executor {
             permits,
             permissions: Arc::default(),
             hold: None,
+            fence: None,
         }
     }
 
@@ -786,10 +794,15 @@ impl Executor {
         let Some(pod) = self.get(ns, name).await? else {
             return Err(Stop::Gone);
         };
-        let key = super::done_key(&container);
-        let mut done = done_steps(&pod, &container);
-        // A wait handed back earlier (a stale one, whose step is recorded, is ignored).
-        let mut resumed = waiting(&pod, &container).filter(|w| !done.contains(&w.step));
+        let mut done = Done::read(&pod, &container, &steps);
+        // A wait handed back earlier, or a send begun, named by its step's identity (a stale
+        // one, whose step is recorded or not in this plan, is ignored).
+        let mut resumed = waiting(&pod, &container)
+            .and_then(|mut w| {
+                w.step = done.resolve(&w)?;
+                Some(w)
+            })
+            .filter(|w| !done.contains(&w.step));
         if let Some(end) = resumed.as_ref().and_then(|w| w.met(&pod, &container)) {
             // The sidecar ended during its suspended wait: the wait is recorded (which removes
             // it) and the stop reported now.
@@ -804,19 +817,9 @@ impl Executor {
                 };
                 report.steps.push(step_report(index, s, result));
             }
-            self.record(ns, name, uid, &key, &mut done, step).await?;
-            self.finish(
-                ns,
-                name,
-                uid,
-                report,
-                None,
-                end,
-                &key,
-                &mut done,
-                steps.len(),
-            )
-            .await?;
+            self.record(ns, name, uid, &mut done, step).await?;
+            self.finish(ns, name, uid, report, None, end, &mut done, steps.len())
+                .await?;
             return Ok(());
         }
         if let State::Terminated(code) = container_state(&pod, &container) {
@@ -897,7 +900,7 @@ impl Executor {
                     "begun by an executor that stopped before recording its end: not sent again"
                         .into(),
                 );
-                self.record(ns, name, uid, &key, &mut done, index).await?;
+                self.record(ns, name, uid, &mut done, index).await?;
                 report.steps.push(sr);
                 index += 1;
                 continue;
@@ -918,7 +921,7 @@ impl Executor {
                     };
                     if let Some(end) = w.met(&pod, &container) {
                         // Recording the step also removes the wait.
-                        self.record(ns, name, uid, &key, &mut done, index).await?;
+                        self.record(ns, name, uid, &mut done, index).await?;
                         self.finish(
                             ns,
                             name,
@@ -926,7 +929,6 @@ impl Executor {
                             report,
                             first_send,
                             end,
-                            &key,
                             &mut done,
                             steps.len(),
                         )
@@ -937,7 +939,7 @@ impl Executor {
                     continue;
                 }
                 sr.result = if matched { "terminated" } else { "timeout" }.into();
-                self.record(ns, name, uid, &key, &mut done, index).await?;
+                self.record(ns, name, uid, &mut done, index).await?;
                 report.steps.push(sr);
                 index += 1;
                 continue;
@@ -945,7 +947,7 @@ impl Executor {
             if let Err(why) = guard::check_step(&pod, uid, &container, step, commands) {
                 // Recorded like a step run: the same plan would be refused again.
                 sr.result = "refused".into();
-                self.record(ns, name, uid, &key, &mut done, index).await?;
+                self.record(ns, name, uid, &mut done, index).await?;
                 self.event(
                     ns,
                     name,
@@ -968,6 +970,7 @@ impl Executor {
                         .unwrap_or_default();
                     let w = Waiting {
                         step: index,
+                        id: done.id(index),
                         until: now_ms().saturating_add(millis(self.options.await_timeout)),
                         instance: None,
                         target: Some(target.to_owned()),
@@ -987,6 +990,7 @@ impl Executor {
                     // the next one a record not to send it again.
                     let begun = Waiting {
                         step: index,
+                        id: done.id(index),
                         until: 0,
                         instance: instance.map(str::to_owned),
                         target: None,
@@ -1055,7 +1059,7 @@ impl Executor {
                         }
                         return Err(e);
                     }
-                    self.record(ns, name, uid, &key, &mut done, index).await?;
+                    self.record(ns, name, uid, &mut done, index).await?;
                     self.event(
                         ns,
                         name,
@@ -1084,6 +1088,7 @@ impl Executor {
                     // A wait longer than the hold is handed back (as the following wait step).
                     let w = next_wait.map(|_| Waiting {
                         step: index + 1,
+                        id: done.id(index + 1),
                         until: now_ms().saturating_add(millis(
                             deadline.saturating_sub(started.elapsed())
                                 + if swapped {
@@ -1144,7 +1149,6 @@ impl Executor {
                             report,
                             first_send,
                             end,
-                            &key,
                             &mut done,
                             steps.len(),
                         )
@@ -1156,7 +1160,7 @@ impl Executor {
                         index += 1;
                         let mut wr = step_report(index, w, "timeout");
                         wr.millis = millis(deadline);
-                        self.record(ns, name, uid, &key, &mut done, index).await?;
+                        self.record(ns, name, uid, &mut done, index).await?;
                         report.steps.push(wr);
                     }
                     index += 1;
@@ -1166,6 +1170,7 @@ impl Executor {
                     let secs = step.get("seconds").and_then(Value::as_u64).unwrap_or(0);
                     let w = Waiting {
                         step: index,
+                        id: done.id(index),
                         until: now_ms().saturating_add(millis(self.capped(secs))),
                         instance: instance.map(str::to_owned),
                         target: None,
@@ -1189,7 +1194,6 @@ impl Executor {
                                 report,
                                 first_send,
                                 end,
-                                &key,
                                 &mut done,
                                 steps.len(),
                             )
@@ -1202,7 +1206,7 @@ impl Executor {
                 _ => sr.result = "refused".into(),
             }
             sr.millis = millis(started.elapsed());
-            self.record(ns, name, uid, &key, &mut done, index).await?;
+            self.record(ns, name, uid, &mut done, index).await?;
             report.steps.push(sr);
             index += 1;
         }
@@ -1218,7 +1222,6 @@ impl Executor {
                 report,
                 first_send,
                 end,
-                &key,
                 &mut done,
                 steps.len(),
             )
@@ -1227,13 +1230,13 @@ impl Executor {
         }
         report.verdict = Verdict::StillRunning;
         if steps.is_empty() {
-            if recorded(&pod, &container) {
+            if done.present {
                 // Reported before: no second Event.
                 return Ok(());
             }
             // Nothing to run (the plan cannot stop it): an empty record says it was reported,
             // so a controller does not come back to it.
-            self.record_all(ns, name, uid, &key, &mut done, &[]).await?;
+            self.record_all(ns, name, uid, &mut done, &[]).await?;
         }
         let fixes: Vec<String> = report
             .diagnostics
@@ -1273,8 +1276,7 @@ impl Executor {
         report: &mut ContainerReport,
         first_send: Option<Instant>,
         end: End,
-        key: &str,
-        done: &mut BTreeSet<usize>,
+        done: &mut Done,
         steps: usize,
     ) -> Result<(), Stop> {
         report.exit_code = Some(end.code);
@@ -1288,7 +1290,7 @@ impl Executor {
             report.restart_count = Some(end.restart_count);
             let missing: Vec<usize> = (0..steps).filter(|i| !done.contains(i)).collect();
             if !missing.is_empty() {
-                self.record_all(ns, name, uid, key, done, &missing).await?;
+                self.record_all(ns, name, uid, done, &missing).await?;
             }
             let fixes: Vec<String> = report
                 .diagnostics
@@ -1331,63 +1333,6 @@ impl Executor {
         )
         .await;
         Ok(())
-    }
-
-    /// Records a step as done in the container's annotation (merge patch).
-    pub(super) async fn record(
-        &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
-        key: &str,
-        done: &mut BTreeSet<usize>,
-        index: usize,
-    ) -> Result<(), Stop> {
-        self.record_all(ns, name, uid, key, done, &[index]).await
-    }
-
-    /// Records steps as done in the container's annotation, in one merge patch.
-    pub(super) async fn record_all(
-        &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
-        key: &str,
-        done: &mut BTreeSet<usize>,
-        indices: &[usize],
-    ) -> Result<(), Stop> {
-        let index = indices.first().copied().unwrap_or(0);
-        done.extend(indices.iter().copied());
-        let list: Vec<usize> = done.iter().copied().collect();
-        let value = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-        // A recorded step ends any wait handed back for the container.
-        let container = key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
-        let wait = format!("{}{container}", super::WAIT_ANNOTATION_PREFIX);
-        // The UID is a precondition (the API server refuses to change it: 422): a pod
-        // recreated under the name never inherits this pod's record.
-        let patch = json!({"metadata": {
-            "uid": uid,
-            "annotations": {key: value, wait: Value::Null},
-        }});
-        let api = self.pods(ns);
-        let pp = PatchParams::default();
-        let merge = Patch::Merge(&patch);
-        match self
-            .retry("record step", || api.patch(name, &pp, &merge))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) || is_other_pod(&e) => Err(Stop::Gone),
-            Err(source) => {
-                let what = || format!("recording step {index} on pod {ns}/{name}");
-                Err(Stop::Err(
-                    forbidden(&source, "patch", "pods", ns, what).unwrap_or(Error::Kube {
-                        what: what(),
-                        source,
-                    }),
-                ))
-            }
-        }
     }
 
     /// Creates an Event on the pod; failures are logged, never fatal.
@@ -1717,29 +1662,6 @@ impl Executor {
             Err(_) => Ok(("failed", "timed out".into())),
         }
     }
-}
-
-/// The step indices recorded as done on the pod for a container.
-pub(super) fn done_steps(pod: &Pod, container: &str) -> BTreeSet<usize> {
-    let key = super::done_key(container);
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(&key))
-        .and_then(|v| serde_json::from_str::<Vec<usize>>(v).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
-}
-
-/// Whether the pod has a record for the container at all (an empty one marks a sidecar with
-/// no step that was reported).
-pub(super) fn recorded(pod: &Pod, container: &str) -> bool {
-    let key = super::done_key(container);
-    pod.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(&key))
 }
 
 pub(super) fn steps_of(stop: &Value) -> Vec<Value> {

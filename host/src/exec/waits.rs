@@ -10,14 +10,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams};
 use serde_json::{json, Value};
 
 use super::methods::swapped_end;
-use super::run::{
-    done_steps, ended, forbidden, is_not_found, is_other_pod, step_report, End, Stop,
-};
-use super::{ContainerReport, Error, Executor, PodReport, Verdict};
+use super::records::Done;
+use super::run::{ended, step_report, End, Stop};
+use super::{ContainerReport, Executor, PodReport, Verdict};
 
 /// The step of a container in progress, as recorded on the pod in
 /// `sidekill.dev/wait-<container>`: a wait handed back to the controller (which step waits,
@@ -26,6 +24,10 @@ use super::{ContainerReport, Error, Executor, PodReport, Verdict};
 pub(super) struct Waiting {
     /// The waiting step's index in the container's steps.
     pub step: usize,
+    /// The step's identity (records.rs): what names it when another policy version's plan
+    /// has it at another index. Absent from an older record: the index names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Its deadline, Unix milliseconds.
     pub until: u64,
     /// The instance (`containerID`) whose end is awaited; none: any.
@@ -114,30 +116,11 @@ impl Executor {
         w: Option<&Waiting>,
     ) -> Result<(), Stop> {
         let value = w.and_then(|w| serde_json::to_string(w).ok());
-        // The UID is a precondition: a pod recreated under the name never gets the record.
-        let patch = json!({"metadata": {
-            "uid": uid,
-            "annotations": {super::wait_key(container): value},
-        }});
-        let api = self.pods(ns);
-        let pp = PatchParams::default();
-        let merge = Patch::Merge(&patch);
-        match self
-            .retry("record wait", || api.patch(name, &pp, &merge))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) || is_other_pod(&e) => Err(Stop::Gone),
-            Err(source) => {
-                let what = || format!("recording a wait on pod {ns}/{name}");
-                Err(Stop::Err(
-                    forbidden(&source, "patch", "pods", ns, what).unwrap_or(Error::Kube {
-                        what: what(),
-                        source,
-                    }),
-                ))
-            }
-        }
+        let annotations = json!({ super::wait_key(container): value });
+        self.write_annotations(ns, name, uid, annotations, || {
+            format!("recording a wait on pod {ns}/{name}")
+        })
+        .await
     }
 
     /// Closes the records of containers the plan no longer stops (an ended sidecar is left
@@ -160,18 +143,18 @@ impl Executor {
             .collect();
         let containers = pod.spec.iter().flat_map(|s| &s.containers);
         for container in containers.map(|c| c.name.as_str()) {
-            let mut done = done_steps(pod, container);
-            let Some(w) = waiting(pod, container)
-                .filter(|w| !planned.contains(container) && !done.contains(&w.step))
-            else {
+            let Some(w) = waiting(pod, container).filter(|_| !planned.contains(container)) else {
                 continue;
             };
             let Some(end) = w.met(pod, container) else {
                 self.write_waiting(ns, name, uid, container, None).await?;
                 continue;
             };
-            let key = super::done_key(container);
-            self.record(ns, name, uid, &key, &mut done, w.step).await?;
+            // Its step is recorded as the record named it (no plan in hand has it), which
+            // also removes the record.
+            let mut done = Done::read(pod, container, &[]);
+            done.add_entry(&w);
+            self.record_all(ns, name, uid, &mut done, &[]).await?;
             let kind = if w.started { "send" } else { "wait" };
             let mut step = step_report(w.step, &json!({ "step": kind }), "terminated");
             step.message = Some(format!(
@@ -201,18 +184,8 @@ impl Executor {
                 steps: vec![step],
                 diagnostics: Vec::new(),
             };
-            self.finish(
-                ns,
-                name,
-                uid,
-                &mut c,
-                None,
-                end,
-                &key,
-                &mut done,
-                w.step + 1,
-            )
-            .await?;
+            self.finish(ns, name, uid, &mut c, None, end, &mut done, 0)
+                .await?;
             report.containers.push(c);
         }
         Ok(())
