@@ -167,13 +167,18 @@ impl Controller {
     /// [`crate::PolicyStore`] for hot swaps) and options. The executor's concurrency is the
     /// number of workers; its waits longer than [`Options::hold`] are handed back.
     pub fn new(client: kube::Client, executor: Executor, options: Options) -> Arc<Controller> {
+        let metrics = Arc::new(Metrics::default());
+        let queue = Arc::clone(&metrics);
         let executor = executor
             .suspending(options.hold)
+            .yielding(Arc::new(move || {
+                queue.queue_ready.load(Ordering::Relaxed) > 0
+            }))
             .fenced(claim::fence(options.identity.clone()));
         Arc::new(Controller {
             client,
             executor,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             tracking: Mutex::new(Tracking {
                 queue: Queue::new(options.queue_capacity.max(1)),
                 finished: HashMap::new(),

@@ -85,6 +85,7 @@ pub use assess::Assessment;
 pub use guard::refusals;
 pub use records::Fence;
 pub use run::{predicted_phase, Executor};
+pub use waits::Contended;
 
 use crate::{Policy, PolicyStore};
 

@@ -33,6 +33,8 @@ pub struct Executor {
     pub(super) permissions: Arc<super::permissions::Cache>,
     /// The longest a wait holds the pod's permit; `None`: waits are waited in place.
     pub(super) hold: Option<Duration>,
+    /// Whether other pods wait for a slot: a wait held then is handed back at once.
+    pub(super) contended: Option<super::waits::Contended>,
     /// Whether the pod may still be written by this executor ([`Executor::fenced`]).
     pub(super) fence: Option<super::records::Fence>,
 }
@@ -336,21 +338,9 @@ impl Executor {
             permits,
             permissions: Arc::default(),
             hold: None,
+            contended: None,
             fence: None,
         }
-    }
-
-    /// This executor, handing waits longer than `hold` back instead of waiting them out: the
-    /// wait is recorded on the pod (`sidekill.dev/wait-<container>`, its step, deadline and
-    /// what it awaits) and [`stop_pod`](Executor::stop_pod) returns [`Outcome::Waiting`] with
-    /// the deadline. Called again for the pod, it resumes the wait from the record: at once
-    /// when the awaited container has ended, else until the deadline. The controller uses it
-    /// so that a pod's grace period (its owner's choice, up to [`Options::max_wait`]) never
-    /// holds one of the few concurrency slots; `sidekill stop` waits in place.
-    #[must_use]
-    pub fn suspending(mut self, hold: Duration) -> Executor {
-        self.hold = Some(hold);
-        self
     }
 
     /// The options.

@@ -74,7 +74,36 @@ pub(super) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Says whether other pods are waiting for one of the executor's slots.
+pub type Contended = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How often a held wait asks whether it should make way.
+const CONTENDED_POLL: Duration = Duration::from_millis(50);
+
 impl Executor {
+    /// This executor, handing waits longer than `hold` back instead of waiting them out: the
+    /// wait is recorded on the pod (`sidekill.dev/wait-<container>`, its step, deadline and
+    /// what it awaits) and [`stop_pod`](Executor::stop_pod) returns [`Outcome::Waiting`] with
+    /// the deadline. Called again for the pod, it resumes the wait from the record: at once
+    /// when the awaited container has ended, else until the deadline. The controller uses it
+    /// so that a pod's grace period (its owner's choice, up to [`Options::max_wait`]) never
+    /// holds one of the few concurrency slots; `sidekill stop` waits in place.
+    #[must_use]
+    pub fn suspending(mut self, hold: Duration) -> Executor {
+        self.hold = Some(hold);
+        self
+    }
+
+    /// This executor, handing a wait back before its hold is over as soon as `contended`
+    /// says other pods wait for a slot: the hold saves a round trip when a sidecar ends
+    /// soon after its signal, never at the cost of a pod that has not had its turn. The
+    /// controller says "contended" while its work queue has ready entries.
+    #[must_use]
+    pub fn yielding(mut self, contended: Contended) -> Executor {
+        self.contended = Some(contended);
+        self
+    }
+
     /// Watches until `cond` holds or the wait's deadline passes, holding the permit at most
     /// the hold: past it, the wait is recorded on the pod and [`Stop::Suspend`] returned. A
     /// deadline read from the pod is trusted no further than the caps allow.
@@ -94,9 +123,24 @@ impl Executor {
         let remaining = Duration::from_millis(w.until.saturating_sub(now_ms())).min(cap);
         match self.hold {
             Some(hold) if remaining > hold => {
-                let (pod, matched) = self.watch_until(ns, name, hold, &cond).await?;
-                if matched {
-                    return Ok((pod, true));
+                let contended = async {
+                    match &self.contended {
+                        Some(contended) => {
+                            while !contended() {
+                                tokio::time::sleep(CONTENDED_POLL).await;
+                            }
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    watched = self.watch_until(ns, name, hold, &cond) => {
+                        let (pod, matched) = watched?;
+                        if matched {
+                            return Ok((pod, true));
+                        }
+                    }
+                    () = contended => {}
                 }
                 self.write_waiting(ns, name, uid, container, Some(w))
                     .await?;
