@@ -44,10 +44,20 @@ pub struct Metrics {
     pub watch_failure_grace_ms: AtomicU64,
     /// The last watch error, for `/readyz`.
     pub watch_last_error: Mutex<String>,
+    /// The client's API requests, by verb and resource.
+    pub api_requests: Arc<crate::requests::Counts>,
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
 impl Metrics {
+    /// Metrics whose `sidekill_api_requests_total` reads `api_requests`.
+    pub fn counting(api_requests: Arc<crate::requests::Counts>) -> Metrics {
+        Metrics {
+            api_requests,
+            ..Metrics::default()
+        }
+    }
+
     /// Adds one to a labelled counter.
     pub fn count(&self, family: &'static str, label: &str) {
         self.add(family, label, 1);
@@ -166,6 +176,18 @@ impl Metrics {
             "Pods the controller keeps state for (queued or finished, until deleted).",
             self.tracked.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            s,
+            "# HELP sidekill_api_requests_total Kubernetes API requests sent, by verb and resource.\n\
+             # TYPE sidekill_api_requests_total counter"
+        );
+        for (request, n) in self.api_requests.snapshot() {
+            let _ = writeln!(
+                s,
+                "sidekill_api_requests_total{{request=\"{}\"}} {n}",
+                escape(&request)
+            );
+        }
         let map = self.labelled.lock().map(|m| m.clone()).unwrap_or_default();
         for (family, label, help) in FAMILIES {
             let _ = writeln!(s, "# HELP {family} {help}\n# TYPE {family} counter");

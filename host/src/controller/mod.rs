@@ -90,6 +90,10 @@ pub struct Options {
     /// 20 MB of entries. A pod that finds the queue full is counted
     /// (`sidekill_queue_full_total`) and comes back with its next watch event.
     pub queue_capacity: usize,
+    /// Where the client's requests are counted ([`crate::requests`]), for `/metrics`; the
+    /// client must be built with its layer ([`crate::cli::stop::client_counted`]). Default:
+    /// counts nobody adds to.
+    pub api_requests: Arc<crate::requests::Counts>,
 }
 
 impl Default for Options {
@@ -109,6 +113,7 @@ impl Default for Options {
             watch_failure_grace: Duration::from_secs(30),
             hold: Duration::from_secs(2),
             queue_capacity: 100_000,
+            api_requests: Arc::default(),
         }
     }
 }
@@ -167,7 +172,7 @@ impl Controller {
     /// [`crate::PolicyStore`] for hot swaps) and options. The executor's concurrency is the
     /// number of workers; its waits longer than [`Options::hold`] are handed back.
     pub fn new(client: kube::Client, executor: Executor, options: Options) -> Arc<Controller> {
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::counting(Arc::clone(&options.api_requests)));
         let queue = Arc::clone(&metrics);
         let executor = executor
             .suspending(options.hold)

@@ -75,8 +75,9 @@ impl Running {
                 PolicyStore::new(runtime().clone(), None, embedded::BYTES, embedded::ORIGIN)
                     .expect("store"),
             );
+            let api_requests = Arc::new(sidekill::requests::Counts::default());
             let controller = rt.block_on(async {
-                let client = sidekill::cli::stop::client(Some(&kubeconfig))
+                let client = sidekill::cli::stop::client_counted(Some(&kubeconfig), &api_requests)
                     .await
                     .expect("client");
                 if let Some((name, key)) = setup.configmap {
@@ -97,6 +98,7 @@ impl Running {
                 );
                 let mut options = controller::Options {
                     identity: setup.identity.to_owned(),
+                    api_requests,
                     retry_after: Duration::from_millis(200),
                     ..controller::Options::default()
                 };
@@ -343,7 +345,17 @@ async fn the_controller_stops_watched_pods_once_main_exits_and_leaves_the_rest_a
         Some(2.0)
     );
     assert_eq!(ctl.metric("sidekill_pods_in_flight"), Some(0.0));
+    // Every request the controller sent is counted, by verb: one exec per stopped pod.
+    assert_eq!(
+        ctl.metric("sidekill_api_requests_total{request=\"get pods/exec\"}"),
+        Some(2.0)
+    );
     let info = ctl.get("metrics").1;
+    let requests: Vec<&str> = info
+        .lines()
+        .filter(|l| l.starts_with("sidekill_api_requests_total{"))
+        .collect();
+    eprintln!("API requests for 2 stopped pods and 1 left alone: {requests:#?}");
     assert!(
         info.contains(&format!("sha256=\"{}\"", ctl.store.current().sha256())),
         "{info}"
