@@ -71,6 +71,8 @@ pub mod policy;
 #[cfg(feature = "configmap")]
 pub mod publish;
 pub mod render;
+#[cfg(feature = "configmap")]
+pub mod requests;
 pub mod runtime;
 pub mod signature;
 pub mod source;

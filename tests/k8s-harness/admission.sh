@@ -79,3 +79,30 @@ allowed "the image swap to the nop" \
 allowed "exec into a workload pod" as_sidekill -n "$ns" exec step -c main -- true
 refused "exec into kube-system" as_sidekill -n kube-system exec "$probe" -c main -- true
 allowed "the admin is not bound by it" k -n "$ns" label pod step admin=1
+
+# The fenced record write (host/src/exec/records.rs): a merge patch naming the pod's UID and
+# resourceVersion passes the policy, and the API server refuses it once the pod has changed.
+uid=$(k -n "$ns" get pod step -o jsonpath='{.metadata.uid}')
+rv=$(k -n "$ns" get pod step -o jsonpath='{.metadata.resourceVersion}')
+record='{"metadata":{"uid":"'"$uid"'","resourceVersion":"'"$rv"'","annotations":{"sidekill.dev/done-proxy":"[\"0:00000000\"]"}}}'
+allowed "a record written at the pod's resourceVersion" as_sidekill -n "$ns" patch pod step --type merge -p "$record"
+if out=$(as_sidekill -n "$ns" patch pod step --type merge -p "$record" 2>&1); then
+  fail "a record at a stale resourceVersion" "allowed: $out"
+elif grep -q "Conflict\|modified" <<<"$out"; then
+  pass "a record at a stale resourceVersion is refused (409): $(head -c 120 <<<"$out")"
+else
+  fail "a record at a stale resourceVersion" "$out"
+fi
+
+# deploy/namespaced/: the ClusterRole bound in team-a only, the controller watching team-a.
+rendered=$(k kustomize "$here/../../deploy/namespaced" 2>&1)
+if grep -q "^kind: RoleBinding" <<<"$rendered" && ! grep -q "^kind: ClusterRoleBinding" <<<"$rendered" &&
+  grep -q -- "--namespace=team-a" <<<"$rendered"; then
+  pass "deploy/namespaced renders a RoleBinding, no ClusterRoleBinding, and --namespace=team-a"
+else
+  fail "deploy/namespaced" "$rendered"
+fi
+k create namespace team-a >/dev/null 2>&1
+allowed "deploy/namespaced passes the API server's validation (server dry run)" \
+  k apply --dry-run=server -k "$here/../../deploy/namespaced"
+k delete namespace team-a --wait=false >/dev/null 2>&1

@@ -155,7 +155,7 @@ if eventually 60 proxy_stopped "$ns"; then
 else
   fail "sidecar stopped" "$(k -n "$ns" get pod step -o yaml | tail -20; k -n "$rns" logs "$pod" --tail 20)"
 fi
-done_list=$(k -n "$ns" get pod step -o jsonpath='{.metadata.annotations.sidekill\.dev/done-proxy}')
+done_list=$(proxy_record "$ns")
 counted() { curl -fsS "http://127.0.0.1:$port/metrics" | grep -q 'sidekill_plans_total{outcome="done"} 1'; }
 if [ "$done_list" = "[0]" ] && eventually 10 counted; then
   pass "done by the chart's pod: step recorded (done-proxy $done_list), plan counted on its /metrics"

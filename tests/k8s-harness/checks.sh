@@ -37,3 +37,11 @@ YAML
 proxy_exit() { k -n "$1" get pod step -o jsonpath='{.status.containerStatuses[?(@.name=="proxy")].state.terminated.exitCode}'; }
 # proxy_stopped NAMESPACE: whether it has terminated.
 proxy_stopped() { [ -n "$(proxy_exit "$1")" ]; }
+# The steps recorded on the step pod's proxy as their indices ("[0]"): the record's entries are
+# "<index>:<id>" (host/src/exec/records.rs).
+proxy_record() {
+  k -n "$1" get pod step -o jsonpath='{.metadata.annotations.sidekill\.dev/done-proxy}' |
+    python3 -c 'import json, sys
+t = sys.stdin.read()
+print("[" + ",".join(str(e).split(":")[0] for e in json.loads(t)) + "]" if t else "")'
+}

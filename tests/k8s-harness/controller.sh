@@ -82,7 +82,7 @@ if eventually 30 live_is "$sha_a"; then pass "controller swapped to A from the C
 
 argo_step "$ns" wf
 if eventually 60 proxy_stopped "$ns"; then pass "the controller stopped the sidecar after main exited (exit $(proxy_exit "$ns"))"; else fail "sidecar stopped" "$(k -n "$ns" get pod step -o yaml | tail -30; tail -10 "$work/controller.log")"; fi
-done_list=$(k -n "$ns" get pod step -o jsonpath='{.metadata.annotations.sidekill\.dev/done-proxy}')
+done_list=$(proxy_record "$ns")
 if [ "$done_list" = "[0]" ]; then pass "step recorded on the pod ($done_list)"; else fail "record" "sidekill.dev/done-proxy=$done_list"; fi
 if eventually 10 sh -c "k() { \"$K8S_HARNESS_KUBECTL\" \"\$@\"; }; k -n $ns get events --field-selector reason=SidecarStopped -o name | grep -q ."; then pass "SidecarStopped Event recorded"; else fail "event" "$(k -n "$ns" get events 2>&1 | tail -5)"; fi
 if eventually 10 sh -c "curl -fsS ${url}metrics | grep -q 'sidekill_plans_total{outcome=\"done\"} 1'"; then pass "metrics count the plan"; else fail "metrics" "$(metrics | grep plans_total)"; fi

@@ -69,7 +69,17 @@ struct Inner<K> {
     history: VecDeque<Arc<Change<K>>>,
     /// Changes at or below this version are no longer in `history`.
     floor: u64,
+    /// Versions below this one are compacted away: a continue token naming one is too old.
+    compacted: u64,
+    /// The last compaction tick, and the version then (the next tick compacts to it).
+    tick: (std::time::Instant, u64),
 }
+
+/// How often the API server compacts etcd (`--etcd-compaction-interval`, default 5 min):
+/// each time to the revision of the tick before (k8s.io/apiserver storage/etcd3 compact.go).
+/// A list's continue token stays valid until its version is compacted, however many changes
+/// happen meanwhile (storage/etcd3 store.go GetList answers 410 only for a compacted one).
+const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A store of one kind.
 pub(crate) struct Store<K> {
@@ -111,6 +121,8 @@ impl<K: ApiObject> Store<K> {
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
                 floor,
+                compacted: floor,
+                tick: (std::time::Instant::now(), floor),
             }),
             rv,
             tx,
@@ -339,9 +351,15 @@ impl<K: ApiObject> Store<K> {
         (out, self.current_rv())
     }
 
-    /// The oldest version a watch can still resume from.
-    pub fn floor(&self) -> u64 {
-        self.lock().floor
+    /// The oldest version a list's continue token may name (older ones are compacted).
+    pub fn compacted(&self) -> u64 {
+        let current = self.current_rv();
+        let mut inner = self.lock();
+        while inner.tick.0.elapsed() >= COMPACTION_INTERVAL {
+            inner.compacted = inner.tick.1;
+            inner.tick = (inner.tick.0 + COMPACTION_INTERVAL, current);
+        }
+        inner.compacted
     }
 }
 
@@ -402,8 +420,12 @@ mod tests {
         s.create(cm("b")).unwrap();
         s.create(cm("c")).unwrap();
         assert_eq!(s.current_rv(), 3);
-        assert_eq!(s.floor(), 1);
-        assert!(s.watch(None, Some(0)).is_err(), "version 0 is compacted");
+        assert!(
+            s.watch(None, Some(0)).is_err(),
+            "version 0 is out of the history"
+        );
+        // A list's continue token outlives the watch history: only compaction ends it.
+        assert_eq!(s.compacted(), 0);
         let w = s.watch(None, Some(1)).unwrap();
         assert_eq!(w.replay.len(), 2);
         let err = s.watch(None, Some(0)).err().unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::stop::{boxed, client};
+use super::stop::{boxed, client_counted};
 use super::{runtime, Context, Exit, PolicyArgs};
 use crate::controller::{self, Controller};
 use crate::error::{Error, Result};
@@ -350,7 +350,9 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> 
     executor.scope = args.namespace.iter().cloned().collect();
     let rt = crate::cli::async_runtime()?;
     rt.block_on(async {
-        let client = client(args.kubeconfig.as_deref()).await.map_err(boxed)?;
+        let client = client_counted(args.kubeconfig.as_deref(), &options.api_requests)
+            .await
+            .map_err(boxed)?;
         let started = start(Setup {
             client,
             store,

@@ -174,6 +174,9 @@ async fn demo(
         },
         controller: controller::Options {
             identity: "sidekill-demo".into(),
+            // Eight pods and eight workers: every wait is waited in place, so that each
+            // report times its sidecar's stop from the first signal.
+            hold: Duration::from_secs(60),
             ..controller::Options::default()
         },
         listen: "127.0.0.1:0"

@@ -12,7 +12,15 @@ use crate::exec::{self, Executor, Options, Outcome, PodReport, Verdict};
 /// # Errors
 /// [`exec::Error::Config`] when the kubeconfig cannot be read or used.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> exec::Result<kube::Client> {
-    let config = match kubeconfig {
+    let config = config(kubeconfig).await?;
+    kube::Client::try_from(config).map_err(|e| exec::Error::Config {
+        message: e.to_string(),
+    })
+}
+
+/// The client configuration from `kubeconfig`, or inferred (in-cluster, `KUBECONFIG`).
+async fn config(kubeconfig: Option<&std::path::Path>) -> exec::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc =
                 kube::config::Kubeconfig::read_from(path).map_err(|e| exec::Error::Config {
@@ -29,10 +37,23 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> exec::Result<kube::
             .map_err(|e| exec::Error::Config {
                 message: e.to_string(),
             })?,
-    };
-    kube::Client::try_from(config).map_err(|e| exec::Error::Config {
-        message: e.to_string(),
     })
+}
+
+/// [`client`], counting every request it sends in `counts` ([`crate::requests`]).
+///
+/// # Errors
+/// As [`client`].
+pub async fn client_counted(
+    kubeconfig: Option<&std::path::Path>,
+    counts: &std::sync::Arc<crate::requests::Counts>,
+) -> exec::Result<kube::Client> {
+    let config = config(kubeconfig).await?;
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|e| exec::Error::Config {
+            message: e.to_string(),
+        })?;
+    Ok(builder.with_layer(&counts.layer()).build())
 }
 
 /// An executor error as the command line's error.
@@ -96,6 +117,10 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
     match report.outcome {
         Outcome::Gone => {
             let _ = writeln!(s, "  the pod is gone: nothing left to stop");
+        }
+        // `sidekill stop` waits in place; only the controller's executor hands waits back.
+        Outcome::Waiting => {
+            let _ = writeln!(s, "  a wait was handed back: run again to resume it");
         }
         Outcome::NotReady => {
             let _ = writeln!(

@@ -9,8 +9,14 @@
 //! expires; another controller then takes the pod over and, thanks to the
 //! `sidekill.dev/done-*` record, carries on from the first step not yet done.
 //!
-//! Clocks: `until` is compared with the local clock, so controllers' clocks should agree
-//! to well within the claim's lifetime (NTP does).
+//! Clocks: no controller trusts another's clock. A controller that finds another's claim
+//! judges its expiry on its own monotonic clock, as client-go's leader election does
+//! (tools/leaderelection/leaderelection.go isLeaseValid: `observedTime + LeaseDuration`
+//! after now, `observedTime` stamped when this client saw the record change): the claim is
+//! live until its `ttl` (milliseconds) has passed since this controller first saw that
+//! exact claim value, and every renewal is a new value. `until` (the holder's wall clock) is
+//! kept for people reading the pod, and for claims written without a `ttl`. The holder, on
+//! its side, stops acting when it cannot renew in time (see the controller's fencing).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,8 +32,12 @@ pub const CLAIM_ANNOTATION: &str = "sidekill.dev/claim";
 pub struct Claim {
     /// Who holds it.
     pub holder: String,
-    /// When it expires, in milliseconds since the Unix epoch.
+    /// When it expires, in milliseconds since the Unix epoch, on the holder's clock.
     pub until_ms: u64,
+    /// Its lifetime from when it was written, in milliseconds (absent from older claims).
+    pub ttl_ms: Option<u64>,
+    /// The annotation's text: a renewal changes it.
+    pub text: String,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -46,6 +56,8 @@ impl Claim {
         Some(Claim {
             holder: v.get("holder")?.as_str()?.to_owned(),
             until_ms: v.get("until")?.as_u64()?,
+            ttl_ms: v.get("ttl").and_then(Value::as_u64),
+            text: text.clone(),
         })
     }
 
@@ -73,7 +85,9 @@ pub enum Attempt {
     Gone,
 }
 
-/// Claims `pod` for `holder` for `ttl`, unless another holder's claim is live.
+/// Claims `pod` for `holder` for `ttl`, unless another holder's claim is live: `live` says
+/// for how long more, `None` when it has expired (the controller judges it on its own
+/// clock from when it first saw the claim).
 ///
 /// # Errors
 /// An API error other than 404 and 409.
@@ -82,10 +96,11 @@ pub async fn acquire(
     pod: &Pod,
     holder: &str,
     ttl: Duration,
+    live: impl FnOnce(&Claim) -> Option<Duration>,
 ) -> Result<Attempt, kube::Error> {
     if let Some(claim) = Claim::of(pod) {
         if claim.holder != holder {
-            if let Some(remaining) = claim.remaining(now_ms()) {
+            if let Some(remaining) = live(&claim) {
                 return Ok(Attempt::Held {
                     holder: claim.holder,
                     remaining,
@@ -96,8 +111,32 @@ pub async fn acquire(
     write(api, pod, Some((holder, ttl))).await
 }
 
-/// Extends our claim on the pod (read fresh) by `ttl`. `Ok(false)` when the claim is no
-/// longer ours (another holder, no claim, or the pod is gone). A write that loses a race
+/// The executor's fence for `holder` ([`crate::exec::Executor::fenced`]): a pod may be
+/// written while its claim is `holder`'s and has not run out by `until` (written by this
+/// holder, so judged on its own clock).
+pub fn fence(holder: String) -> crate::exec::Fence {
+    std::sync::Arc::new(move |pod: &Pod| match Claim::of(pod) {
+        Some(c) if c.holder != holder => Err(format!("claimed by {}", c.holder)),
+        Some(c) if c.remaining(now_ms()).is_none() => Err("its claim ran out".into()),
+        Some(_) => Ok(()),
+        None => Err("no claim on the pod".into()),
+    })
+}
+
+/// What a renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Written: the claim is ours for `ttl` from when the write was sent.
+    Renewed,
+    /// The claim is no longer ours (another holder, no claim, the pod gone, or another pod
+    /// under the name now).
+    Lost,
+    /// Still ours at the last read, but every write lost a race with another writer: not
+    /// renewed (try again soon).
+    Raced,
+}
+
+/// Extends our claim on the pod (read fresh) by `ttl`. A write that loses a race
 /// with another change to the pod (409) is retried on a fresh read: a busy pod does not
 /// lose its claim, only another holder takes it.
 ///
@@ -106,24 +145,24 @@ pub async fn acquire(
 pub async fn renew(
     api: &Api<Pod>,
     name: &str,
+    uid: &str,
     holder: &str,
     ttl: Duration,
-) -> Result<bool, kube::Error> {
+) -> Result<Renewal, kube::Error> {
     for _ in 0..RACES {
-        let Some(pod) = read(api, name).await? else {
-            return Ok(false);
+        let Some(pod) = read(api, name).await?.filter(|p| is(p, uid)) else {
+            return Ok(Renewal::Lost);
         };
         if Claim::of(&pod).is_none_or(|c| c.holder != holder) {
-            return Ok(false);
+            return Ok(Renewal::Lost);
         }
         match write(api, &pod, Some((holder, ttl))).await? {
-            Attempt::Won => return Ok(true),
-            Attempt::Gone => return Ok(false),
+            Attempt::Won => return Ok(Renewal::Renewed),
+            Attempt::Gone => return Ok(Renewal::Lost),
             Attempt::Stale | Attempt::Held { .. } => {}
         }
     }
-    // Still ours at the last read; the next renewal tries again well before it expires.
-    Ok(true)
+    Ok(Renewal::Raced)
 }
 
 /// Removes our claim from the pod, if it is still ours. A pod that is gone is left alone;
@@ -131,9 +170,14 @@ pub async fn renew(
 ///
 /// # Errors
 /// An API error other than 404 and 409.
-pub async fn release(api: &Api<Pod>, name: &str, holder: &str) -> Result<(), kube::Error> {
+pub async fn release(
+    api: &Api<Pod>,
+    name: &str,
+    uid: &str,
+    holder: &str,
+) -> Result<(), kube::Error> {
     for _ in 0..RACES {
-        let Some(pod) = read(api, name).await? else {
+        let Some(pod) = read(api, name).await?.filter(|p| is(p, uid)) else {
             return Ok(());
         };
         if Claim::of(&pod).is_none_or(|c| c.holder != holder) {
@@ -146,6 +190,11 @@ pub async fn release(api: &Api<Pod>, name: &str, holder: &str) -> Result<(), kub
     Ok(())
 }
 
+/// Whether `pod` is the pod with `uid` (not another created under its name since).
+fn is(pod: &Pod, uid: &str) -> bool {
+    pod.metadata.uid.as_deref() == Some(uid)
+}
+
 /// Attempts at a conditional write that keeps losing races with other writers.
 const RACES: usize = 5;
 
@@ -155,6 +204,11 @@ async fn read(api: &Api<Pod>, name: &str) -> Result<Option<Pod>, kube::Error> {
         Err(e) if code(&e) == Some(404) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The API server refused the UID precondition: the name is another pod's now.
+fn other_pod(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("metadata.uid"))
 }
 
 fn code(e: &kube::Error) -> Option<u16> {
@@ -172,11 +226,15 @@ async fn write(
 ) -> Result<Attempt, kube::Error> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let value = claim.map(|(holder, ttl)| {
-        let until = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        json!({"holder": holder, "until": until}).to_string()
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let until = now_ms().saturating_add(ttl);
+        json!({"holder": holder, "until": until, "ttl": ttl}).to_string()
     });
+    // Both preconditions: the version read (409 when stale) and the pod's UID (422 when
+    // the name is another pod's now).
     let patch = json!({"metadata": {
         "resourceVersion": pod.metadata.resource_version,
+        "uid": pod.metadata.uid,
         "annotations": {CLAIM_ANNOTATION: value},
     }});
     match api
@@ -185,7 +243,7 @@ async fn write(
     {
         Ok(_) => Ok(Attempt::Won),
         Err(e) if code(&e) == Some(409) => Ok(Attempt::Stale),
-        Err(e) if code(&e) == Some(404) => Ok(Attempt::Gone),
+        Err(e) if code(&e) == Some(404) || other_pod(&e) => Ok(Attempt::Gone),
         Err(e) => Err(e),
     }
 }

@@ -20,8 +20,16 @@ pub struct Metrics {
     pub events: AtomicU64,
     /// Watch errors (each is retried with backoff).
     pub watch_errors: AtomicU64,
-    /// Pods whose plan is being carried out now.
+    /// Pods whose plan is being carried out now (the work queue's entries in work).
     pub in_flight: AtomicU64,
+    /// Work queue entries ready for a worker.
+    pub queue_ready: AtomicU64,
+    /// Work queue entries waiting for their time (a backoff, a claim held elsewhere, a
+    /// wait handed back).
+    pub queue_delayed: AtomicU64,
+    /// Pods the controller keeps anything about (queued, in work, or finished until they
+    /// are deleted): what a pod deleted unseen would leak.
+    pub tracked: AtomicU64,
     /// Every watcher has listed once.
     pub synced: AtomicBool,
     /// Unix milliseconds of the event loop's last turn: liveness.
@@ -36,10 +44,20 @@ pub struct Metrics {
     pub watch_failure_grace_ms: AtomicU64,
     /// The last watch error, for `/readyz`.
     pub watch_last_error: Mutex<String>,
+    /// The client's API requests, by verb and resource.
+    pub api_requests: Arc<crate::requests::Counts>,
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
 impl Metrics {
+    /// Metrics whose `sidekill_api_requests_total` reads `api_requests`.
+    pub fn counting(api_requests: Arc<crate::requests::Counts>) -> Metrics {
+        Metrics {
+            api_requests,
+            ..Metrics::default()
+        }
+    }
+
     /// Adds one to a labelled counter.
     pub fn count(&self, family: &'static str, label: &str) {
         self.add(family, label, 1);
@@ -141,6 +159,35 @@ impl Metrics {
             "Pods whose plan is being carried out.",
             self.in_flight.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            s,
+            "# HELP sidekill_queue_depth Work queue entries, by state.\n\
+             # TYPE sidekill_queue_depth gauge\n\
+             sidekill_queue_depth{{state=\"ready\"}} {}\n\
+             sidekill_queue_depth{{state=\"delayed\"}} {}\n\
+             sidekill_queue_depth{{state=\"running\"}} {}",
+            self.queue_ready.load(Ordering::Relaxed),
+            self.queue_delayed.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "sidekill_tracked_pods",
+            "Pods the controller keeps state for (queued or finished, until deleted).",
+            self.tracked.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sidekill_api_requests_total Kubernetes API requests sent, by verb and resource.\n\
+             # TYPE sidekill_api_requests_total counter"
+        );
+        for (request, n) in self.api_requests.snapshot() {
+            let _ = writeln!(
+                s,
+                "sidekill_api_requests_total{{request=\"{}\"}} {n}",
+                escape(&request)
+            );
+        }
         let map = self.labelled.lock().map(|m| m.clone()).unwrap_or_default();
         for (family, label, help) in FAMILIES {
             let _ = writeln!(s, "# HELP {family} {help}\n# TYPE {family} counter");
@@ -238,10 +285,24 @@ pub const FAILURES: &str = "sidekill_failures_total";
 pub const POD_ENDS: &str = "sidekill_pods_by_phase_total";
 /// Pods whose plan ran, by whether their end was the predicted one.
 pub const PREDICTIONS: &str = "sidekill_pod_predictions_total";
+/// Pods looked at again after a failure, by kind (claim renewals retried included).
+pub const RETRIES: &str = "sidekill_retries_total";
+/// Pods not queued because the work queue was full.
+pub const QUEUE_FULL: &str = "sidekill_queue_full_total";
 const STOP_MS_SUM: &str = "sidekill_stop_milliseconds_sum";
 const STOP_MS_COUNT: &str = "sidekill_stop_milliseconds_count";
 
-const FAMILIES: [(&str, &str, &str); 6] = [
+const FAMILIES: [(&str, &str, &str); 8] = [
+    (
+        RETRIES,
+        "kind",
+        "Pods looked at again after a failure (jittered backoff), and claim renewals retried.",
+    ),
+    (
+        QUEUE_FULL,
+        "reason",
+        "Pods not queued because the work queue was full (each comes back with its next event).",
+    ),
     (PLANS, "outcome", "Pod plans carried out, by outcome."),
     (
         POD_ENDS,

@@ -8,11 +8,26 @@
 //! - **Deciding.** Each pod event is put to the policy ([`Executor::assess`]): is the pod
 //!   ready, and has it a sidecar still running with steps not yet recorded as done? Only
 //!   then is an API call spent on it. The controller itself decides nothing about pods.
-//! - **Acting.** A pod with work is claimed ([`claim`]), its plan carried out by the
-//!   [`Executor`] (bounded concurrency, retries, the `sidekill.dev/done-*` record that
-//!   keeps any step from running twice, Events), and the claim released. A pod claimed
-//!   by another live controller is looked at again when that claim expires. A failure
-//!   is retried with backoff, doubling from [`Options::retry_after`] up to 5 minutes.
+//! - **Queueing.** A pod with work goes into a bounded work queue keyed by its UID
+//!   ([`queue`]): one entry per pod however many events it has, namespaces served in
+//!   turn, and a delay queue for pods to look at later. [`Options`]'s executor
+//!   concurrency is the number of workers; nothing else runs a plan.
+//! - **Acting.** A worker reads the pod again, claims it ([`claim`]), has the
+//!   [`Executor`] carry out its plan (retries, the `sidekill.dev/done-*` record that
+//!   keeps any step from running twice, Events), and releases the claim. A wait longer
+//!   than [`Options::hold`] (a grace period of the pod owner's choosing, an `await`) is
+//!   handed back ([`Executor::suspending`]): the worker moves on, and the pod comes back
+//!   through the delay queue at the wait's deadline, or sooner when the watch sees what it
+//!   awaits. A pod claimed by another live controller is looked at again when that claim
+//!   expires. A failure is retried with a jittered backoff per pod, doubling from
+//!   [`Options::retry_after`] up to 5 minutes, never sooner than the API server's
+//!   `Retry-After`.
+//! - **Fencing.** The holder renews its claim every third of its lifetime and stops acting
+//!   (drops the plan mid-step) when no renewal has been confirmed within two thirds of it,
+//!   judged on its own monotonic clock from when each confirmed renewal was sent: a holder
+//!   cut off from the API server stops before its claim can expire, as client-go's leader
+//!   election stops leading after its RenewDeadline (tools/leaderelection/leaderelection.go
+//!   renew).
 //! - **Policy.** Plans come from a [`crate::PolicyStore`] (through the executor's
 //!   [`crate::exec::Planner`]), so a hot-swapped policy applies to the next pod with no
 //!   restart; a plan in flight finishes on the version it started with.
@@ -21,6 +36,7 @@
 
 pub mod claim;
 pub mod metrics;
+pub mod queue;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -33,11 +49,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, Notify};
+use tokio::time::Instant;
 
-use crate::exec::{self, Executor, Outcome, PodReport};
+use crate::exec::{self, backoff, Executor, Outcome, PodReport};
 use claim::{now_ms, Attempt};
 pub use metrics::Metrics;
+use queue::{Key, Queue};
 
 /// The label selectors watched by default.
 pub const DEFAULT_SELECTORS: [&str; 2] = [
@@ -55,13 +73,27 @@ pub struct Options {
     pub namespace: Option<String>,
     /// This controller's name in claims. Default `sidekill-<hostname>-<pid>`.
     pub identity: String,
-    /// Lifetime of a claim, renewed every third of it while a plan runs. Default 30 s.
+    /// Lifetime of a claim, renewed every third of it while a plan runs; the holder stops
+    /// acting when no renewal is confirmed within two thirds of it. Default 30 s.
     pub claim_ttl: Duration,
-    /// First delay before a failed pod is tried again. Default 1 s.
+    /// First delay before a failed pod is tried again (doubling, jittered, at most 5 min).
+    /// Default 1 s.
     pub retry_after: Duration,
     /// How long a pod watcher may fail without a success before `/readyz` says not ready.
     /// Default 30 s: a watcher retries with backoff, and an API server restart takes seconds.
     pub watch_failure_grace: Duration,
+    /// The longest a wait (a grace period, an `await`) holds a worker; a longer one is
+    /// handed back and resumed from the pod's record. Default 2 s: a sidecar that honours
+    /// its signal ends well within it, and one that does not frees its worker soon.
+    pub hold: Duration,
+    /// The most pods queued at once (ready, delayed and in work). Default 100,000: about
+    /// 20 MB of entries. A pod that finds the queue full is counted
+    /// (`sidekill_queue_full_total`) and comes back with its next watch event.
+    pub queue_capacity: usize,
+    /// Where the client's requests are counted ([`crate::requests`]), for `/metrics`; the
+    /// client must be built with its layer ([`crate::cli::stop::client_counted`]). Default:
+    /// counts nobody adds to.
+    pub api_requests: Arc<crate::requests::Counts>,
 }
 
 impl Default for Options {
@@ -79,25 +111,39 @@ impl Default for Options {
             claim_ttl: Duration::from_secs(30),
             retry_after: Duration::from_secs(1),
             watch_failure_grace: Duration::from_secs(30),
+            hold: Duration::from_secs(2),
+            queue_capacity: 100_000,
+            api_requests: Arc::default(),
         }
     }
 }
 
-/// What the controller remembers about pods, by UID.
-#[derive(Debug, Default)]
+/// What the controller remembers about pods, by UID: the work queue, and the pods with
+/// nothing left to do (until they are deleted, or a re-list no longer shows them).
+#[derive(Debug)]
 struct Tracking {
-    /// Plans being carried out.
-    in_flight: HashSet<String>,
-    /// Pods with nothing left to do (until they are deleted).
-    finished: HashSet<String>,
-    /// Pods with a look-again already scheduled.
-    scheduled: HashSet<String>,
-    /// Consecutive failures.
-    failures: HashMap<String, u32>,
+    queue: Queue,
+    /// Finished pods, with the watcher that last saw them.
+    finished: HashMap<String, usize>,
+    /// Per watcher, while it re-lists: the UIDs listed so far.
+    relisting: Vec<Option<HashSet<String>>>,
+    /// Claims of other controllers on queued pods: the claim's text and when this
+    /// controller first saw it (its expiry is judged from then, on this clock).
+    observed: HashMap<String, (String, Instant)>,
 }
 
-/// A pod to look at again: namespace, name and UID.
-type Requeue = (String, String, String);
+/// What a worker did with a pod, and so what becomes of its entry.
+enum Next {
+    /// Nothing more to do for now (gone, not ready, or a policy error logged).
+    Drop,
+    /// Nothing more to do until the pod is deleted.
+    Finished,
+    /// Look again after this long (a claim held elsewhere, a wait handed back).
+    After(Duration),
+    /// Failed: back off. The kind (a metric label), the message, and how long the API
+    /// server asked to wait.
+    Failed(&'static str, String, Option<Duration>),
+}
 
 /// Watches pods and carries out their plans. Build with [`Controller::new`], run with
 /// [`Controller::run`].
@@ -107,12 +153,10 @@ pub struct Controller {
     options: Options,
     metrics: Arc<Metrics>,
     tracking: Mutex<Tracking>,
-    requeue: mpsc::UnboundedSender<Requeue>,
-    requeued: Mutex<Option<mpsc::UnboundedReceiver<Requeue>>>,
+    /// Wakes a worker when an entry becomes ready.
+    work: Notify,
     reports: broadcast::Sender<Arc<PodReport>>,
-    /// Pods past this point hold (or are taking) a claim: as many as the executor runs at
-    /// once, so queued pods hold no claim another replica could have served.
-    permits: Arc<Semaphore>,
+    running: Mutex<bool>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -125,20 +169,31 @@ impl std::fmt::Debug for Controller {
 
 impl Controller {
     /// A controller with a client, an executor (whose planner should be a
-    /// [`crate::PolicyStore`] for hot swaps) and options.
+    /// [`crate::PolicyStore`] for hot swaps) and options. The executor's concurrency is the
+    /// number of workers; its waits longer than [`Options::hold`] are handed back.
     pub fn new(client: kube::Client, executor: Executor, options: Options) -> Arc<Controller> {
-        let (requeue, requeued) = mpsc::unbounded_channel();
-        let permits = Arc::new(Semaphore::new(executor.options().concurrency.max(1)));
+        let metrics = Arc::new(Metrics::counting(Arc::clone(&options.api_requests)));
+        let queue = Arc::clone(&metrics);
+        let executor = executor
+            .suspending(options.hold)
+            .yielding(Arc::new(move || {
+                queue.queue_ready.load(Ordering::Relaxed) > 0
+            }))
+            .fenced(claim::fence(options.identity.clone()));
         Arc::new(Controller {
             client,
             executor,
+            metrics,
+            tracking: Mutex::new(Tracking {
+                queue: Queue::new(options.queue_capacity.max(1)),
+                finished: HashMap::new(),
+                relisting: Vec::new(),
+                observed: HashMap::new(),
+            }),
             options,
-            metrics: Arc::new(Metrics::default()),
-            tracking: Mutex::new(Tracking::default()),
-            requeue,
-            requeued: Mutex::new(Some(requeued)),
+            work: Notify::new(),
             reports: broadcast::channel(256).0,
-            permits,
+            running: Mutex::new(false),
         })
     }
 
@@ -173,6 +228,19 @@ impl Controller {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Publishes the queue's and the tracking's sizes.
+    fn gauges(&self, t: &Tracking) {
+        let (ready, delayed, running) = t.queue.depth();
+        let m = &self.metrics;
+        m.queue_ready.store(ready as u64, Ordering::Relaxed);
+        m.queue_delayed.store(delayed as u64, Ordering::Relaxed);
+        m.in_flight.store(running as u64, Ordering::Relaxed);
+        m.tracked.store(
+            (t.queue.len() + t.finished.len() + t.observed.len()) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
     /// Watches pods and carries out plans until `shutdown` completes; then waits, at most
     /// `drain`, for the plans in flight to finish. Plans cut off by the drain deadline
     /// leave their claims to expire and their record on the pod, so another controller
@@ -185,20 +253,28 @@ impl Controller {
         shutdown: impl Future<Output = ()>,
         drain: Duration,
     ) -> exec::Result<()> {
-        let mut requeued = self
-            .requeued
-            .lock()
-            .ok()
-            .and_then(|mut r| r.take())
-            .ok_or_else(|| exec::Error::Config {
-                message: "the controller is already running".into(),
-            })?;
+        {
+            let mut running = self
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *running {
+                return Err(exec::Error::Config {
+                    message: "the controller is already running".into(),
+                });
+            }
+            *running = true;
+        }
         let api = self.api();
         let selectors: Vec<Option<String>> = if self.options.selectors.is_empty() {
             vec![None]
         } else {
             self.options.selectors.iter().cloned().map(Some).collect()
         };
+        self.tracking().relisting = vec![None; selectors.len()];
+        let workers: Vec<_> = (0..self.executor.options().concurrency.max(1))
+            .map(|_| tokio::spawn(Arc::clone(&self).work()))
+            .collect();
         let watchers = selectors.iter().enumerate().map(|(i, selector)| {
             let mut config = watcher::Config::default();
             if let Some(s) = selector {
@@ -242,11 +318,9 @@ impl Controller {
             self.metrics.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = heartbeat.tick() => {}
-                Some((ns, name, uid)) = requeued.recv() => {
-                    self.tracking().scheduled.remove(&uid);
-                    let this = Arc::clone(&self);
-                    tokio::spawn(async move { this.look_again(&ns, &name).await });
+                _ = heartbeat.tick() => {
+                    let t = self.tracking();
+                    self.gauges(&t);
                 }
                 next = events.next() => {
                     match &next {
@@ -266,21 +340,35 @@ impl Controller {
                         _ => {}
                     }
                     match next {
-                    Some((_, Ok(Event::Apply(pod) | Event::InitApply(pod)))) => {
+                    Some((i, Ok(Event::Apply(pod)))) => {
                         self.metrics.events.fetch_add(1, Ordering::Relaxed);
-                        self.consider(pod);
+                        self.consider(&pod, i);
+                    }
+                    Some((i, Ok(Event::InitApply(pod)))) => {
+                        self.metrics.events.fetch_add(1, Ordering::Relaxed);
+                        if let Some(uid) = &pod.metadata.uid {
+                            if let Some(Some(seen)) = self.tracking().relisting.get_mut(i) {
+                                seen.insert(uid.clone());
+                            }
+                        }
+                        self.consider(&pod, i);
                     }
                     Some((_, Ok(Event::Delete(pod)))) => {
                         self.metrics.events.fetch_add(1, Ordering::Relaxed);
                         self.forget(&pod);
                     }
+                    Some((i, Ok(Event::Init))) => {
+                        if let Some(r) = self.tracking().relisting.get_mut(i) {
+                            *r = Some(HashSet::new());
+                        }
+                    }
                     Some((i, Ok(Event::InitDone))) => {
+                        self.relisted(i);
                         listed[i] = true;
                         if listed.iter().all(|l| *l) {
                             self.metrics.synced.store(true, Ordering::Relaxed);
                         }
                     }
-                    Some((_, Ok(Event::Init))) => {}
                     Some((_, Err(e))) => {
                         self.metrics.watch_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, "pod watch error; retrying with backoff");
@@ -291,37 +379,43 @@ impl Controller {
             }
         }
         tracing::info!("controller stopping: waiting for the plans in flight");
-        let deadline = tokio::time::Instant::now() + drain;
-        while self.metrics.in_flight.load(Ordering::Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
+        let deadline = Instant::now() + drain;
+        while self.tracking().queue.depth().2 > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        for w in workers {
+            w.abort();
+        }
         Ok(())
+    }
+
+    /// A watcher listed again (after a `410 Gone`, or at start): pods it last saw that the
+    /// list no longer has were deleted (or relabelled) while it was not watching, and no
+    /// Delete event will ever come for them.
+    fn relisted(&self, origin: usize) {
+        let mut t = self.tracking();
+        let Some(seen) = t.relisting.get_mut(origin).and_then(Option::take) else {
+            return;
+        };
+        t.finished
+            .retain(|uid, o| *o != origin || seen.contains(uid));
+        t.queue.retain_listed(origin, &seen);
+        t.observed.retain(|uid, _| seen.contains(uid));
+        self.gauges(&t);
     }
 
     fn forget(&self, pod: &Pod) {
         if let Some(uid) = &pod.metadata.uid {
             let mut t = self.tracking();
             t.finished.remove(uid);
-            t.failures.remove(uid);
+            t.observed.remove(uid);
+            t.queue.forget(uid);
+            self.gauges(&t);
         }
     }
 
-    async fn look_again(self: Arc<Self>, ns: &str, name: &str) {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match api.get_opt(name).await {
-            Ok(Some(pod)) => self.consider(pod),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not read the pod again");
-                self.schedule(ns, name, &format!("{ns}/{name}"), self.options.retry_after);
-            }
-        }
-    }
-
-    /// Looks at one version of a pod and starts its plan when it has work.
-    fn consider(self: &Arc<Self>, pod: Pod) {
+    /// Looks at one version of a pod (from watcher `origin`) and queues it when it has work.
+    fn consider(&self, pod: &Pod, origin: usize) {
         let (Some(uid), Some(ns), Some(name)) = (
             pod.metadata.uid.clone(),
             pod.metadata.namespace.clone(),
@@ -329,166 +423,309 @@ impl Controller {
         ) else {
             return;
         };
+        let key = Key {
+            namespace: ns,
+            name,
+            uid,
+            origin,
+        };
         {
-            let t = self.tracking();
-            if t.in_flight.contains(&uid) || t.finished.contains(&uid) {
+            let mut t = self.tracking();
+            if let Some(o) = t.finished.get_mut(&key.uid) {
+                *o = origin;
+                return;
+            }
+            if t.queue.running(&key.uid) {
+                // Marks it to be looked at again when its worker is done.
+                t.queue.add(key);
                 return;
             }
         }
-        let assessment = match self.executor.assess(&pod) {
+        let assessment = match self.executor.assess(pod) {
             Ok(a) => a,
             Err(e) => {
                 self.metrics.count(metrics::FAILURES, e.name());
-                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "the policy could not assess the pod");
+                tracing::warn!(pod = %format!("{}/{}", key.namespace, key.name), error = %e, "the policy could not assess the pod");
                 return;
             }
         };
         if !assessment.ready {
             return;
         }
+        let mut t = self.tracking();
         if assessment.pending.is_empty() {
-            self.tracking().finished.insert(uid);
+            t.finished.insert(key.uid, origin);
             return;
         }
-        if !self.tracking().in_flight.insert(uid.clone()) {
-            return;
+        let at = assessment.waits_for().map(|d| Instant::now() + d);
+        let pod_name = format!("{}/{}", key.namespace, key.name);
+        if t.queue.add_with(key, at, 0) {
+            if at.is_none() {
+                self.work.notify_one();
+            }
+        } else {
+            self.metrics.count(metrics::QUEUE_FULL, "full");
+            tracing::warn!(pod = %pod_name, capacity = t.queue.capacity(), "the work queue is full; the pod comes back with its next event");
         }
-        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.gauges(&t);
+    }
+
+    /// One worker: takes ready pods from the queue, one at a time.
+    async fn work(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut t = self.tracking();
+                let key = t.queue.pop(Instant::now());
+                if key.is_some() {
+                    self.gauges(&t);
+                }
+                (key, t.queue.next_due())
+            };
+            let key = match next {
+                (Some(key), _) => key,
+                (None, due) => {
+                    // Woken by a new entry, or when the next delayed one is due.
+                    let until = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                    tokio::select! {
+                        () = self.work.notified() => {}
+                        () = tokio::time::sleep_until(until) => {}
+                    }
+                    continue;
+                }
+            };
+            let next = self.process(&key).await;
+            self.settle(key, next);
+        }
+    }
+
+    /// What becomes of a pod's entry after its worker is done.
+    fn settle(&self, key: Key, next: Next) {
+        let pod = format!("{}/{}", key.namespace, key.name);
+        let mut t = self.tracking();
+        let done = t.queue.done(&key.uid);
+        if !matches!(next, Next::After(_)) {
+            t.observed.remove(&key.uid);
+        }
+        let again = match next {
+            Next::Drop if done.dirty => Some((None, 0)),
+            Next::Drop => None,
+            Next::Finished => {
+                t.finished.insert(key.uid.clone(), key.origin);
+                None
+            }
+            // It changed meanwhile (what a wait awaits may have happened): look now.
+            Next::After(_) if done.dirty => Some((None, 0)),
+            Next::After(d) => Some((Some(Instant::now() + d), 0)),
+            Next::Failed(kind, message, asked) => {
+                self.metrics.count(metrics::FAILURES, kind);
+                let attempts = done.failures.saturating_add(1);
+                let delay = backoff::delay(
+                    self.options.retry_after,
+                    attempts,
+                    Duration::from_secs(300),
+                    asked,
+                );
+                self.metrics.count(metrics::RETRIES, kind);
+                tracing::warn!(%pod, attempts, error = %message, "plan failed; retrying in {delay:?}");
+                Some((Some(Instant::now() + delay), attempts))
+            }
+        };
+        if let Some((at, failures)) = again {
+            if !t.queue.add_with(key, at, failures) {
+                self.metrics.count(metrics::QUEUE_FULL, "full");
+            }
+            self.work.notify_one();
+        }
+        self.gauges(&t);
+    }
+
+    /// Reads the pod again, and when it still has work, claims it and carries out its plan.
+    async fn process(&self, key: &Key) -> Next {
+        let (ns, name, uid) = (&key.namespace, &key.name, &key.uid);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let pod = match api.get_opt(name).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Next::Drop,
+            Err(e) => {
+                let asked = backoff::retry_after(&e);
+                return Next::Failed("get", e.to_string(), asked);
+            }
+        };
+        // A pod recreated under the same name is another pod, with events of its own.
+        if pod.metadata.uid.as_deref() != Some(uid) {
+            return Next::Drop;
+        }
+        let assessment = match self.executor.assess(&pod) {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.count(metrics::FAILURES, e.name());
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "the policy could not assess the pod");
+                return Next::Drop;
+            }
+        };
+        if !assessment.ready {
+            return Next::Drop;
+        }
+        if assessment.pending.is_empty() {
+            return Next::Finished;
+        }
+        if let Some(d) = assessment.waits_for() {
+            return Next::After(d);
+        }
+        let identity = &self.options.identity;
+        let ttl = self.options.claim_ttl;
+        let sent = Instant::now();
+        let live = |c: &claim::Claim| self.claim_live(uid, c);
+        match claim::acquire(&api, &pod, identity, ttl, live).await {
+            Ok(Attempt::Won) => {}
+            Ok(Attempt::Held { holder, remaining }) => {
+                tracing::debug!(pod = %format!("{ns}/{name}"), %holder, "claimed by another controller");
+                return Next::After(remaining + Duration::from_millis(100));
+            }
+            Ok(Attempt::Stale) => return Next::After(Duration::from_millis(50)),
+            Ok(Attempt::Gone) => return Next::Drop,
+            Err(e) => {
+                let asked = backoff::retry_after(&e);
+                return Next::Failed("claim", e.to_string(), asked);
+            }
+        }
         tracing::info!(
             pod = %format!("{ns}/{name}"),
             sidecars = ?assessment.pending,
             readiness = %assessment.reason,
             "pod ready: stopping its sidecars"
         );
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            this.handle(&uid, &ns, &name).await;
-            this.tracking().in_flight.remove(&uid);
-            this.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-
-    /// Looks at the pod again after `after`, once per pod however often it is asked.
-    fn schedule(&self, ns: &str, name: &str, uid: &str, after: Duration) {
-        if !self.tracking().scheduled.insert(uid.to_owned()) {
-            return;
-        }
-        let requeue = self.requeue.clone();
-        let key = (ns.to_owned(), name.to_owned(), uid.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            // The receiver is gone only when the controller stopped.
-            let _ = requeue.send(key);
-        });
-    }
-
-    async fn handle(&self, uid: &str, ns: &str, name: &str) {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let identity = &self.options.identity;
-        let ttl = self.options.claim_ttl;
-        // The semaphore is never closed; without a permit, go on unbounded rather than stall.
-        let _permit = self.permits.acquire().await.ok();
-        // The pod may have changed while it queued: claim the version there is now.
-        let pod = match api.get_opt(name).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
-            Err(e) => {
-                self.failed(ns, name, uid, "get", &e.to_string());
-                return;
-            }
-        };
-        match claim::acquire(&api, &pod, identity, ttl).await {
-            Ok(Attempt::Won) => {}
-            Ok(Attempt::Held { holder, remaining }) => {
-                tracing::debug!(pod = %format!("{ns}/{name}"), %holder, "claimed by another controller");
-                self.schedule(ns, name, uid, remaining + Duration::from_millis(100));
-                return;
-            }
-            Ok(Attempt::Stale) => {
-                self.schedule(ns, name, uid, Duration::from_millis(50));
-                return;
-            }
-            Ok(Attempt::Gone) => return,
-            Err(e) => {
-                self.failed(ns, name, uid, "claim", &e.to_string());
-                return;
-            }
-        }
-        let renew = async {
-            loop {
-                tokio::time::sleep(ttl / 3).await;
-                match claim::renew(&api, name, identity, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => {
-                        tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not renew the claim")
-                    }
-                }
-            }
-        };
         let result = tokio::select! {
-            r = self.executor.stop_pod(ns, name) => Some(r),
-            () = renew => None,
+            r = self.executor.stop_pod_uid(ns, name, Some(uid)) => Some(r),
+            () = self.hold_claim(&api, name, uid, sent) => None,
         };
-        if let Err(e) = claim::release(&api, name, identity).await {
+        if let Err(e) = claim::release(&api, name, uid, identity).await {
             tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not release the claim; it expires on its own");
         }
         match result {
             None => {
-                tracing::warn!(pod = %format!("{ns}/{name}"), "lost the claim to another controller; stopped this plan");
+                tracing::warn!(pod = %format!("{ns}/{name}"), "the claim was lost or could not be renewed in time; stopped this plan");
                 self.metrics.count(metrics::FAILURES, "claim-lost");
                 // Whoever holds it now finishes the plan; if nobody does, look again.
-                self.schedule(ns, name, uid, self.options.claim_ttl);
+                Next::After(self.options.claim_ttl)
             }
-            Some(Err(e)) => self.failed(ns, name, uid, e.name(), &e.to_string()),
-            Some(Ok(report)) => {
-                self.metrics.record(&report);
-                self.tracking().failures.remove(uid);
-                let stopped: Vec<&str> = report
-                    .containers
-                    .iter()
-                    .filter(|c| c.verdict == exec::Verdict::Stopped)
-                    .map(|c| c.container.as_str())
-                    .collect();
-                let restarted: Vec<&str> = report
-                    .containers
-                    .iter()
-                    .filter(|c| c.verdict == exec::Verdict::Restarted)
-                    .map(|c| c.container.as_str())
-                    .collect();
-                let end = report.end.as_deref().unwrap_or("-");
-                let predicted = exec::predicted_phase(&report.prediction).unwrap_or("-");
-                if report.left_running() {
-                    tracing::warn!(pod = %format!("{ns}/{name}"), ?stopped, end, predicted, "plan done; a sidecar is still running (see the pod's events)");
-                } else if !restarted.is_empty() || report.end_matches == Some(false) {
-                    // Restarted sidecars are left alone (the record keeps them finished).
-                    tracing::warn!(pod = %format!("{ns}/{name}"), ?stopped, ?restarted, end, predicted, job = ?report.job.as_ref().map(exec::JobReport::describe), "plan done; see the pod's PodOutcome event");
-                } else {
-                    tracing::info!(pod = %format!("{ns}/{name}"), outcome = ?report.outcome, ?stopped, end, predicted, job = ?report.job.as_ref().map(exec::JobReport::describe), "plan done");
+            Some(Err(e @ exec::Error::Fenced { .. })) => {
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "stopped this plan");
+                self.metrics.count(metrics::FAILURES, "claim-lost");
+                Next::After(self.options.claim_ttl)
+            }
+            Some(Err(e)) => {
+                let asked = match &e {
+                    exec::Error::Kube { source, .. } => backoff::retry_after(source),
+                    _ => None,
+                };
+                Next::Failed(e.name(), e.to_string(), asked)
+            }
+            Some(Ok(report)) => self.reported(report),
+        }
+    }
+
+    /// For how long another controller's claim is live, judged on this controller's clock:
+    /// its lifetime from when this exact claim was first seen here (client-go
+    /// tools/leaderelection/leaderelection.go isLeaseValid, `observedTime + LeaseDuration`).
+    /// A claim without a lifetime (an older sidekill's) is judged by its `until`.
+    fn claim_live(&self, uid: &str, c: &claim::Claim) -> Option<Duration> {
+        let Some(ttl) = c.ttl_ms else {
+            return c.remaining(now_ms());
+        };
+        let now = Instant::now();
+        let mut t = self.tracking();
+        let seen = t
+            .observed
+            .entry(uid.to_owned())
+            .or_insert_with(|| (c.text.clone(), now));
+        if seen.0 != c.text {
+            *seen = (c.text.clone(), now);
+        }
+        (seen.1 + Duration::from_millis(ttl)).checked_duration_since(now)
+    }
+
+    /// Renews the claim taken when `acquired` was sent, every third of its lifetime, and
+    /// returns when it is lost or when no renewal has been confirmed in time. The deadline is
+    /// judged on this process's monotonic clock from the moment the last confirmed write
+    /// was sent (so it is never later than the API server's idea of the claim's end, however
+    /// slow the answer), minus a third of the lifetime as a margin for the clocks of the
+    /// other controllers, which judge expiry by the `until` written in the claim; as
+    /// client-go's leader election stops leading when it cannot renew within RenewDeadline
+    /// (tools/leaderelection/leaderelection.go renew, RenewDeadline < LeaseDuration).
+    async fn hold_claim(&self, api: &Api<Pod>, name: &str, uid: &str, acquired: Instant) {
+        let ttl = self.options.claim_ttl;
+        let identity = &self.options.identity;
+        let mut deadline = acquired + ttl * 2 / 3;
+        let mut next = acquired + ttl / 3;
+        loop {
+            tokio::time::sleep_until(next.min(deadline)).await;
+            if Instant::now() >= deadline {
+                tracing::warn!(pod = %name, "no claim renewal confirmed in time: stopping");
+                return;
+            }
+            let sent = Instant::now();
+            let renewal =
+                tokio::time::timeout_at(deadline, claim::renew(api, name, uid, identity, ttl));
+            match renewal.await {
+                Ok(Ok(claim::Renewal::Renewed)) => {
+                    deadline = sent + ttl * 2 / 3;
+                    next = sent + ttl / 3;
                 }
-                if matches!(report.outcome, Outcome::Done | Outcome::Gone) {
-                    self.tracking().finished.insert(uid.to_owned());
+                Ok(Ok(claim::Renewal::Lost)) => return,
+                // Not renewed: soon again, within the deadline.
+                Ok(Ok(claim::Renewal::Raced)) => next = Instant::now() + ttl / 10,
+                Ok(Err(e)) => {
+                    self.metrics.count(metrics::RETRIES, "claim-renewal");
+                    tracing::warn!(pod = %name, error = %e, "could not renew the claim; retrying");
+                    next = Instant::now() + ttl / 10;
                 }
-                // Nobody listening is fine.
-                let _ = self.reports.send(Arc::new(report));
+                // The deadline passed while the renewal was in flight.
+                Err(_) => {}
             }
         }
     }
 
-    fn failed(&self, ns: &str, name: &str, uid: &str, kind: &str, message: &str) {
-        self.metrics.count(metrics::FAILURES, kind);
-        let attempts = {
-            let mut t = self.tracking();
-            let n = t.failures.entry(uid.to_owned()).or_default();
-            *n = n.saturating_add(1);
-            *n
+    /// Logs and counts a plan's report; what becomes of the pod.
+    fn reported(&self, report: PodReport) -> Next {
+        let (ns, name) = (&report.namespace, &report.name);
+        self.metrics.record(&report);
+        if report.outcome == Outcome::Waiting {
+            let d = report.resume_at_ms.map_or(Duration::ZERO, |t| {
+                Duration::from_millis(t.saturating_sub(now_ms()))
+            });
+            tracing::info!(pod = %format!("{ns}/{name}"), "a wait handed back: resuming in {d:?} or when the watch sees its end");
+            return Next::After(d);
+        }
+        let stopped: Vec<&str> = report
+            .containers
+            .iter()
+            .filter(|c| c.verdict == exec::Verdict::Stopped)
+            .map(|c| c.container.as_str())
+            .collect();
+        let restarted: Vec<&str> = report
+            .containers
+            .iter()
+            .filter(|c| c.verdict == exec::Verdict::Restarted)
+            .map(|c| c.container.as_str())
+            .collect();
+        let end = report.end.as_deref().unwrap_or("-");
+        let predicted = exec::predicted_phase(&report.prediction).unwrap_or("-");
+        if report.left_running() {
+            tracing::warn!(pod = %format!("{ns}/{name}"), ?stopped, end, predicted, "plan done; a sidecar is still running (see the pod's events)");
+        } else if !restarted.is_empty() || report.end_matches == Some(false) {
+            // Restarted sidecars are left alone (the record keeps them finished).
+            tracing::warn!(pod = %format!("{ns}/{name}"), ?stopped, ?restarted, end, predicted, job = ?report.job.as_ref().map(exec::JobReport::describe), "plan done; see the pod's PodOutcome event");
+        } else {
+            tracing::info!(pod = %format!("{ns}/{name}"), outcome = ?report.outcome, ?stopped, end, predicted, job = ?report.job.as_ref().map(exec::JobReport::describe), "plan done");
+        }
+        let next = if matches!(report.outcome, Outcome::Done | Outcome::Gone) {
+            Next::Finished
+        } else {
+            Next::Drop
         };
-        let delay = self
-            .options
-            .retry_after
-            .saturating_mul(1 << attempts.min(9).saturating_sub(1))
-            .min(Duration::from_secs(300));
-        tracing::warn!(pod = %format!("{ns}/{name}"), attempts, error = %message, "plan failed; retrying in {delay:?}");
-        self.schedule(ns, name, uid, delay);
+        // Nobody listening is fine.
+        let _ = self.reports.send(Arc::new(report));
+        next
     }
 }

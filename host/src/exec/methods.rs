@@ -25,7 +25,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::run::{forbidden, is_not_found, status_of, End, Stop};
+use super::run::{forbidden, is_not_found, is_other_pod, status_of, End, Stop};
 use super::Executor;
 
 /// The longest a container name may be (a DNS label, RFC 1123).
@@ -93,6 +93,7 @@ impl Executor {
         &self,
         ns: &str,
         name: &str,
+        uid: &str,
         container: &str,
         action: &Value,
     ) -> Result<Sent, Stop> {
@@ -109,7 +110,9 @@ impl Executor {
                 self.options.nop_image.as_deref().unwrap_or("none")
             )));
         }
+        // The UID is tested too: a pod recreated under the name is never swapped.
         let patch: json_patch::Patch = match serde_json::from_value(json!([
+            {"op": "test", "path": "/metadata/uid", "value": uid},
             {"op": "test", "path": format!("/spec/containers/{index}/name"), "value": container},
             {"op": "replace", "path": format!("/spec/containers/{index}/image"), "value": image},
         ])) {
@@ -130,7 +133,7 @@ impl Executor {
                     "image of container {container} set to {image}: the kubelet stops it and starts the nop"
                 ),
             }),
-            Err(e) if is_not_found(&e) => Err(Stop::Gone),
+            Err(e) if is_not_found(&e) || is_other_pod(&e) => Err(Stop::Gone),
             Err(e) => match forbidden(&e, "patch", "pods", ns, || {
                 format!("swapping the image of container {container} of pod {ns}/{name}")
             }) {

@@ -27,6 +27,11 @@
 //!   watcher, field-selected on the pod's name) up to the following `wait` step's seconds (or
 //!   [`Options::settle`] after the last send). No fixed sleeps.
 //! - `await`: watches until the named container terminates (at most [`Options::await_timeout`]).
+//! - a wait (the grace after a send, a `wait` or an `await` step) longer than the hold of an
+//!   executor built with [`Executor::suspending`] (the controller's) is not waited out: it is
+//!   recorded on the pod (`sidekill.dev/wait-<container>`: the step, its deadline, the instance
+//!   or container awaited) and the pod handed back ([`Outcome::Waiting`]); the next call resumes
+//!   it from that record, and a recorded step removes it.
 //!
 //! - after the plan: the pod is watched (at most [`Options::outcome_timeout`]) until its phase
 //!   is final, or until it is clear it never will be (a sidecar restarted by the kubelet, or left
@@ -49,15 +54,27 @@
 //! Each completed step is recorded on the pod in the annotation
 //! `sidekill.dev/done-<container>` (a JSON array of the step indices done), written with a
 //! merge patch right after the step. A step already recorded is skipped, so a restarted
-//! sidekill never runs a step twice. Each step and its result also becomes a Kubernetes
+//! sidekill never runs a step twice. Before a send, the step is recorded as begun
+//! (`sidekill.dev/wait-<container>`, `{"step": N, "started": true}`); an executor that finds a
+//! send begun and not done (its predecessor was killed, cut off, or lost its claim in the
+//! middle) does not send it again, since a kill command, an image swap or a quit request is
+//! not idempotent: it looks at the container (ended: reported as stopped) and otherwise goes
+//! on with the plan's next step (the grace wait, then the next signal), the step's result
+//! being `unconfirmed`. Every write names the pod's UID (`metadata.uid` in a merge patch, a
+//! `test` of it in a JSON patch), which the API server refuses to change (422): a pod deleted
+//! and recreated under the same name is another pod, and never inherits a record, a wait or
+//! a swap planned for the one before. Each step and its result also becomes a Kubernetes
 //! Event on the pod (`reason` `SidecarStep`, `SidecarStopped` or `SidecarStillRunning`).
 
 mod assess;
+pub mod backoff;
 mod guard;
 mod methods;
 mod permissions;
+mod records;
 mod redact;
 mod run;
+mod waits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +83,9 @@ use serde_json::Value;
 
 pub use assess::Assessment;
 pub use guard::refusals;
+pub use records::Fence;
 pub use run::{predicted_phase, Executor};
+pub use waits::Contended;
 
 use crate::{Policy, PolicyStore};
 
@@ -78,6 +97,21 @@ pub const DEFAULT_QUITTER_IMAGE: &str = concat!("sidekill-quitter:", env!("CARGO
 
 /// The annotation prefix recording the steps done on a container.
 pub const DONE_ANNOTATION_PREFIX: &str = "sidekill.dev/done-";
+
+/// The annotation prefix recording a wait handed back to the controller
+/// ([`Executor::suspending`]).
+pub const WAIT_ANNOTATION_PREFIX: &str = "sidekill.dev/wait-";
+
+/// The annotation recording a wait of `container` handed back to the controller:
+/// `sidekill.dev/wait-<container>` (`{"step": N, "until": UNIX_MS, ...}`), shortened as
+/// [`done_key`] is.
+pub fn wait_key(container: &str) -> String {
+    let done = done_key(container);
+    format!(
+        "{WAIT_ANNOTATION_PREFIX}{}",
+        done.trim_start_matches(DONE_ANNOTATION_PREFIX)
+    )
+}
 
 /// The annotation recording the steps done on `container`: `sidekill.dev/done-<container>`.
 /// An annotation key's name part is at most 63 characters (a qualified name:
@@ -139,6 +173,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The pod may no longer be written by this executor ([`Executor::fenced`]): its claim
+    /// is another controller's. The plan stops; whoever holds the pod carries it on.
+    #[error("{what}: not written, the pod is no longer this controller's ({why})")]
+    Fenced {
+        /// What was being recorded.
+        what: String,
+        /// Why the fence refused.
+        why: String,
+    },
     /// The API server answered 403: the identity sidekill runs as lacks an RBAC permission.
     /// Never retried: a missing permission does not come back by waiting. The message names
     /// the rule of `deploy/` that grants it ([`deploy_rule`]).
@@ -180,6 +223,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::OutOfScope { .. } => "out-of-scope",
             Error::Forbidden { .. } => "forbidden",
+            Error::Fenced { .. } => "fenced",
         }
     }
 }
@@ -352,6 +396,9 @@ pub enum Outcome {
     DryRun,
     /// The pod went away (404) before or while its plan ran.
     Gone,
+    /// A wait longer than the hold was handed back ([`Executor::suspending`]): call again at
+    /// [`PodReport::resume_at_ms`], or once the awaited container has ended.
+    Waiting,
 }
 
 /// The final verdict for one container.
@@ -481,6 +528,9 @@ pub struct PodReport {
     /// The pod's Job, for a Job's pod.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<JobReport>,
+    /// For [`Outcome::Waiting`]: when the wait handed back ends, Unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_at_ms: Option<u64>,
 }
 
 /// A Job's pod's Job, as the report shows it.
@@ -539,6 +589,7 @@ impl Outcome {
             Outcome::NotReady => "not-ready",
             Outcome::DryRun => "dry-run",
             Outcome::Gone => "gone",
+            Outcome::Waiting => "waiting",
         }
     }
 }

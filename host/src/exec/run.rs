@@ -1,6 +1,5 @@
 //! The executor proper: one pod at a time per permit, steps in plan order.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
-use kube::api::{Api, AttachParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, AttachParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -16,6 +15,8 @@ use tokio::sync::Semaphore;
 
 use super::guard;
 use super::methods::{swapped_end, swapped_out_exit};
+use super::records::Done;
+use super::waits::{now_ms, waiting, Waiting};
 use super::{
     ContainerReport, Error, JobReport, Options, Outcome, Planner, PodReport, Result, StepReport,
     Verdict,
@@ -30,6 +31,12 @@ pub struct Executor {
     permits: Arc<Semaphore>,
     /// What RBAC allows per namespace, for `facts.stopMethods`.
     pub(super) permissions: Arc<super::permissions::Cache>,
+    /// The longest a wait holds the pod's permit; `None`: waits are waited in place.
+    pub(super) hold: Option<Duration>,
+    /// Whether other pods wait for a slot: a wait held then is handed back at once.
+    pub(super) contended: Option<super::waits::Contended>,
+    /// Whether the pod may still be written by this executor ([`Executor::fenced`]).
+    pub(super) fence: Option<super::records::Fence>,
 }
 
 /// What a container's state is, as far as the executor cares.
@@ -166,6 +173,18 @@ pub(super) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
+/// A write whose `resourceVersion` precondition no longer holds (409 Conflict).
+pub(super) fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// The write named the UID of the pod it was meant for, and the pod under that name now is
+/// another (recreated): the API server refuses a `metadata.uid` change with 422 (and a failed
+/// JSON patch `test` of it with 422 too). For the plan, its pod is gone.
+pub(super) fn is_other_pod(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("uid"))
+}
+
 /// The API server's message when it refused the call with 403, else `None`. An exec refused
 /// with a body that is not a `Status` (a proxy on the way) comes back from kube as a failed
 /// protocol switch with the HTTP status only, so both shapes count.
@@ -296,6 +315,10 @@ struct ExecOutcome {
 pub(super) enum Stop {
     Gone,
     Err(Error),
+    /// A wait longer than [`Executor::suspending`]'s hold was written on the pod
+    /// (`sidekill.dev/wait-<container>`) and handed back: resume at this Unix millisecond, or
+    /// when the watch sees the awaited container end.
+    Suspend(u64),
 }
 
 impl From<Error> for Stop {
@@ -314,6 +337,9 @@ impl Executor {
             options,
             permits,
             permissions: Arc::default(),
+            hold: None,
+            contended: None,
+            fence: None,
         }
     }
 
@@ -339,14 +365,18 @@ impl Executor {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let mut delay = self.options.backoff;
         let mut attempt = 1;
         loop {
             match f().await {
                 Err(e) if is_transient(&e) && attempt < self.options.retries => {
-                    tracing::debug!(%what, attempt, error = %e, "transient error, retrying");
+                    let delay = super::backoff::delay(
+                        self.options.backoff,
+                        attempt,
+                        Duration::from_secs(5),
+                        super::backoff::retry_after(&e),
+                    );
+                    tracing::debug!(%what, attempt, error = %e, ?delay, "transient error, retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
                     attempt += 1;
                 }
                 other => return other,
@@ -400,6 +430,21 @@ impl Executor {
     /// A non-transient API error, or transient ones past the retries; a policy that cannot
     /// plan the pod. A pod that is gone is not an error ([`Outcome::Gone`]).
     pub async fn stop_pod(&self, namespace: &str, name: &str) -> Result<PodReport> {
+        self.stop_pod_uid(namespace, name, None).await
+    }
+
+    /// [`Executor::stop_pod`] for the pod with `uid` only: a pod recreated under the name
+    /// since (another UID) is not this plan's, and the report says [`Outcome::Gone`]. Every
+    /// write of the plan names the UID it was planned for, so none lands on such a pod.
+    ///
+    /// # Errors
+    /// As [`Executor::stop_pod`].
+    pub async fn stop_pod_uid(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<PodReport> {
         let _permit = self.permits.acquire().await.ok();
         let mut report = PodReport {
             namespace: namespace.to_owned(),
@@ -414,6 +459,7 @@ impl Executor {
             end: None,
             end_matches: None,
             job: None,
+            resume_at_ms: None,
         };
         if !self.options.scope.is_empty() && !self.options.scope.iter().any(|n| n == namespace) {
             return Err(Error::OutOfScope {
@@ -424,6 +470,9 @@ impl Executor {
         let Some(pod) = self.get(namespace, name).await? else {
             return Ok(report);
         };
+        if uid.is_some_and(|u| pod.metadata.uid.as_deref() != Some(u)) {
+            return Ok(report);
+        }
         self.ask_permissions(namespace).await;
         let subject = self.plan(&pod)?;
         report.readiness = subject.get("readiness").cloned().unwrap_or(Value::Null);
@@ -524,12 +573,32 @@ impl Executor {
                     report.outcome = Outcome::Gone;
                     return Ok(report);
                 }
+                Err(Stop::Suspend(until)) => {
+                    report.outcome = Outcome::Waiting;
+                    report.resume_at_ms = Some(until);
+                    return Ok(report);
+                }
                 Err(Stop::Err(e)) => return Err(e),
             }
+        }
+        match self
+            .close_ended_waits(namespace, name, &uid, &pod, &stops, &mut report)
+            .await
+        {
+            Ok(()) => {}
+            Err(Stop::Gone) => {
+                report.outcome = Outcome::Gone;
+                return Ok(report);
+            }
+            // close_ended_waits() writes no wait.
+            Err(Stop::Suspend(_)) => {}
+            Err(Stop::Err(e)) => return Err(e),
         }
         match self.observe(namespace, name, &uid, &mut report).await {
             Ok(()) => {}
             Err(Stop::Gone) => report.outcome = Outcome::Gone,
+            // observe() writes no wait.
+            Err(Stop::Suspend(_)) => {}
             Err(Stop::Err(e)) => return Err(e),
         }
         Ok(report)
@@ -715,8 +784,34 @@ impl Executor {
         let Some(pod) = self.get(ns, name).await? else {
             return Err(Stop::Gone);
         };
-        let key = super::done_key(&container);
-        let mut done = done_steps(&pod, &container);
+        let mut done = Done::read(&pod, &container, &steps);
+        // A wait handed back earlier, or a send begun, named by its step's identity (a stale
+        // one, whose step is recorded or not in this plan, is ignored).
+        let mut resumed = waiting(&pod, &container)
+            .and_then(|mut w| {
+                w.step = done.resolve(&w)?;
+                Some(w)
+            })
+            .filter(|w| !done.contains(&w.step));
+        if let Some(end) = resumed.as_ref().and_then(|w| w.met(&pod, &container)) {
+            // The sidecar ended during its suspended wait: the wait is recorded (which removes
+            // it) and the stop reported now.
+            let step = resumed.as_ref().map_or(0, |w| w.step);
+            for (index, s) in steps.iter().enumerate() {
+                let result = if done.contains(&index) {
+                    "skipped-recorded"
+                } else if index == step {
+                    "terminated"
+                } else {
+                    "skipped-terminated"
+                };
+                report.steps.push(step_report(index, s, result));
+            }
+            self.record(ns, name, uid, &mut done, step).await?;
+            self.finish(ns, name, uid, report, None, end, &mut done, steps.len())
+                .await?;
+            return Ok(());
+        }
         if let State::Terminated(code) = container_state(&pod, &container) {
             report.exit_code = Some(code);
             report.verdict = if done.is_empty() {
@@ -765,8 +860,12 @@ impl Executor {
             .await;
             return Ok(());
         }
-        // The instance this plan stops: its end, not a later instance's, is what is awaited.
-        let instance = running_instance(&pod, &container);
+        // The instance this plan stops: its end, not a later instance's, is what is awaited
+        // (a resumed wait names the one it was waiting for).
+        let instance = resumed
+            .as_ref()
+            .and_then(|w| w.instance.clone())
+            .or_else(|| running_instance(&pod, &container));
         let instance = instance.as_deref();
         let mut first_send: Option<Instant> = None;
         let mut index = 0;
@@ -782,10 +881,63 @@ impl Executor {
             }
             let started = Instant::now();
             let mut sr = step_report(index, step, "ran");
+            if resumed.take_if(|w| w.step == index && w.started).is_some() {
+                // Begun by an executor that stopped before recording its end: not sent
+                // again. The container still runs (its end was checked above), so the plan
+                // goes on with the next step: the grace wait, then the next signal.
+                sr.result = "unconfirmed".into();
+                sr.message = Some(
+                    "begun by an executor that stopped before recording its end: not sent again"
+                        .into(),
+                );
+                self.record(ns, name, uid, &mut done, index).await?;
+                report.steps.push(sr);
+                index += 1;
+                continue;
+            }
+            if let Some(w) = resumed.take_if(|w| w.step == index) {
+                // A wait handed back earlier: resumed from the record, to its deadline.
+                let (_, matched) = self
+                    .wait_for(ns, name, uid, &container, &w, |p| {
+                        w.met(p, &container).is_some()
+                    })
+                    .await?;
+                sr.millis = millis(started.elapsed());
+                if matched && w.target.is_none() {
+                    sr.result = "terminated".into();
+                    report.steps.push(sr);
+                    let Some(pod) = self.get(ns, name).await? else {
+                        return Err(Stop::Gone);
+                    };
+                    if let Some(end) = w.met(&pod, &container) {
+                        // Recording the step also removes the wait.
+                        self.record(ns, name, uid, &mut done, index).await?;
+                        self.finish(
+                            ns,
+                            name,
+                            uid,
+                            report,
+                            first_send,
+                            end,
+                            &mut done,
+                            steps.len(),
+                        )
+                        .await?;
+                        return Ok(());
+                    }
+                    index += 1;
+                    continue;
+                }
+                sr.result = if matched { "terminated" } else { "timeout" }.into();
+                self.record(ns, name, uid, &mut done, index).await?;
+                report.steps.push(sr);
+                index += 1;
+                continue;
+            }
             if let Err(why) = guard::check_step(&pod, uid, &container, step, commands) {
                 // Recorded like a step run: the same plan would be refused again.
                 sr.result = "refused".into();
-                self.record(ns, name, &key, &mut done, index).await?;
+                self.record(ns, name, uid, &mut done, index).await?;
                 self.event(
                     ns,
                     name,
@@ -806,64 +958,98 @@ impl Executor {
                         .get("container")
                         .and_then(Value::as_str)
                         .unwrap_or_default();
-                    match self
-                        .watch_terminated(ns, name, target, None, self.options.await_timeout)
-                        .await?
-                    {
-                        Some(_) => sr.result = "terminated".into(),
-                        None => sr.result = "timeout".into(),
-                    }
+                    let w = Waiting {
+                        step: index,
+                        id: done.id(index),
+                        until: now_ms().saturating_add(millis(self.options.await_timeout)),
+                        instance: None,
+                        target: Some(target.to_owned()),
+                        swap: false,
+                        started: false,
+                    };
+                    let (_, matched) = self
+                        .wait_for(ns, name, uid, &container, &w, |p| {
+                            w.met(p, &container).is_some()
+                        })
+                        .await?;
+                    sr.result = if matched { "terminated" } else { "timeout" }.into();
                 }
                 "send" => {
                     first_send.get_or_insert(started);
+                    // Recorded as begun first: an executor that stops in the middle leaves
+                    // the next one a record not to send it again.
+                    let begun = Waiting {
+                        step: index,
+                        id: done.id(index),
+                        until: 0,
+                        instance: instance.map(str::to_owned),
+                        target: None,
+                        swap: false,
+                        started: true,
+                    };
+                    self.write_waiting(ns, name, uid, &container, Some(&begun))
+                        .await?;
                     let action = step.get("action").cloned().unwrap_or(Value::Null);
                     let signal = step
                         .get("signalName")
                         .and_then(Value::as_str)
                         .unwrap_or("signal")
                         .to_owned();
-                    match action.get("kind").and_then(Value::as_str) {
-                        Some("exec") => {
-                            let argv: Vec<String> = action
-                                .get("argv")
-                                .and_then(Value::as_array)
-                                .map(|a| {
-                                    a.iter()
-                                        .filter_map(|s| s.as_str().map(str::to_owned))
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            let out = self.exec(ns, name, &container, &argv).await?;
-                            sr.result = out.result.into();
-                            sr.exit_code = out.exit_code;
-                            sr.message = out.message;
-                            sr.stdout = out.stdout;
-                            sr.stderr = out.stderr;
+                    let sent: Result<(), Stop> = async {
+                        match action.get("kind").and_then(Value::as_str) {
+                            Some("exec") => {
+                                let argv: Vec<String> = action
+                                    .get("argv")
+                                    .and_then(Value::as_array)
+                                    .map(|a| {
+                                        a.iter()
+                                            .filter_map(|s| s.as_str().map(str::to_owned))
+                                            .collect()
+                                    })
+                                    .unwrap_or_default();
+                                let out = self.exec(ns, name, &container, &argv).await?;
+                                sr.result = out.result.into();
+                                sr.exit_code = out.exit_code;
+                                sr.message = out.message;
+                                sr.stdout = out.stdout;
+                                sr.stderr = out.stderr;
+                            }
+                            Some("http") => {
+                                let (result, message) = self.http(ns, name, &action).await?;
+                                sr.result = result.into();
+                                sr.message = Some(message);
+                            }
+                            Some("image-swap") => {
+                                let sent =
+                                    self.image_swap(ns, name, uid, &container, &action).await?;
+                                sr.result = sent.result.into();
+                                sr.message = Some(sent.message);
+                            }
+                            Some("ephemeral") => {
+                                let sent = self
+                                    .ephemeral_quitter(ns, name, &container, index, &action)
+                                    .await?;
+                                sr.result = sent.result.into();
+                                sr.exit_code = sent.exit_code;
+                                sr.message = Some(sent.message);
+                            }
+                            _ => {
+                                sr.result = "refused".into();
+                                sr.message = Some("an action of unknown kind".into());
+                            }
                         }
-                        Some("http") => {
-                            let (result, message) = self.http(ns, name, &action).await?;
-                            sr.result = result.into();
-                            sr.message = Some(message);
-                        }
-                        Some("image-swap") => {
-                            let sent = self.image_swap(ns, name, &container, &action).await?;
-                            sr.result = sent.result.into();
-                            sr.message = Some(sent.message);
-                        }
-                        Some("ephemeral") => {
-                            let sent = self
-                                .ephemeral_quitter(ns, name, &container, index, &action)
-                                .await?;
-                            sr.result = sent.result.into();
-                            sr.exit_code = sent.exit_code;
-                            sr.message = Some(sent.message);
-                        }
-                        _ => {
-                            sr.result = "refused".into();
-                            sr.message = Some("an action of unknown kind".into());
-                        }
+                        Ok(())
                     }
-                    self.record(ns, name, &key, &mut done, index).await?;
+                    .await;
+                    if let Err(e) = sent {
+                        // Refused before anything was sent (a missing permission): the record
+                        // of it as begun goes, so that a later attempt sends it.
+                        if matches!(e, Stop::Err(_)) {
+                            let _ = self.write_waiting(ns, name, uid, &container, None).await;
+                        }
+                        return Err(e);
+                    }
+                    self.record(ns, name, uid, &mut done, index).await?;
                     self.event(
                         ns,
                         name,
@@ -889,7 +1075,39 @@ impl Executor {
                         .and_then(|s| s.get("seconds").and_then(Value::as_u64))
                         .map_or(self.options.settle, |secs| self.capped(secs));
                     let swapped = action.get("kind").and_then(Value::as_str) == Some("image-swap");
-                    let ended = if swapped && sr.result == "ran" {
+                    // A wait longer than the hold is handed back (as the following wait step).
+                    let w = next_wait.map(|_| Waiting {
+                        step: index + 1,
+                        id: done.id(index + 1),
+                        until: now_ms().saturating_add(millis(
+                            deadline.saturating_sub(started.elapsed())
+                                + if swapped {
+                                    self.options.settle
+                                } else {
+                                    Duration::ZERO
+                                },
+                        )),
+                        instance: instance.map(str::to_owned),
+                        target: None,
+                        swap: swapped && sr.result == "ran",
+                        started: false,
+                    });
+                    let ended = if let Some(w) = &w {
+                        let (pod, done) = self
+                            .wait_for(ns, name, uid, &container, w, |p| {
+                                w.met(p, &container).is_some()
+                            })
+                            .await?;
+                        if let Some(old) = pod
+                            .as_ref()
+                            .filter(|_| done && w.swap)
+                            .and_then(|p| swapped_out_exit(p, &container))
+                        {
+                            let note = format!("; the swapped-out sidecar exited {old}");
+                            sr.message.get_or_insert_with(String::new).push_str(&note);
+                        }
+                        pod.filter(|_| done).and_then(|p| w.met(&p, &container))
+                    } else if swapped && sr.result == "ran" {
                         // The kubelet kills the sidecar at the end of the grace period (the
                         // wait step's seconds) and then starts the nop: allow it the settle
                         // time on top.
@@ -921,7 +1139,6 @@ impl Executor {
                             report,
                             first_send,
                             end,
-                            &key,
                             &mut done,
                             steps.len(),
                         )
@@ -933,7 +1150,7 @@ impl Executor {
                         index += 1;
                         let mut wr = step_report(index, w, "timeout");
                         wr.millis = millis(deadline);
-                        self.record(ns, name, &key, &mut done, index).await?;
+                        self.record(ns, name, uid, &mut done, index).await?;
                         report.steps.push(wr);
                     }
                     index += 1;
@@ -941,10 +1158,21 @@ impl Executor {
                 }
                 "wait" => {
                     let secs = step.get("seconds").and_then(Value::as_u64).unwrap_or(0);
-                    match self
-                        .watch_terminated(ns, name, &container, instance, self.capped(secs))
-                        .await?
-                    {
+                    let w = Waiting {
+                        step: index,
+                        id: done.id(index),
+                        until: now_ms().saturating_add(millis(self.capped(secs))),
+                        instance: instance.map(str::to_owned),
+                        target: None,
+                        swap: false,
+                        started: false,
+                    };
+                    let (pod, matched) = self
+                        .wait_for(ns, name, uid, &container, &w, |p| {
+                            w.met(p, &container).is_some()
+                        })
+                        .await?;
+                    match pod.filter(|_| matched).and_then(|p| w.met(&p, &container)) {
                         Some(end) => {
                             sr.result = "terminated".into();
                             sr.millis = millis(started.elapsed());
@@ -956,7 +1184,6 @@ impl Executor {
                                 report,
                                 first_send,
                                 end,
-                                &key,
                                 &mut done,
                                 steps.len(),
                             )
@@ -969,7 +1196,7 @@ impl Executor {
                 _ => sr.result = "refused".into(),
             }
             sr.millis = millis(started.elapsed());
-            self.record(ns, name, &key, &mut done, index).await?;
+            self.record(ns, name, uid, &mut done, index).await?;
             report.steps.push(sr);
             index += 1;
         }
@@ -985,7 +1212,6 @@ impl Executor {
                 report,
                 first_send,
                 end,
-                &key,
                 &mut done,
                 steps.len(),
             )
@@ -994,13 +1220,13 @@ impl Executor {
         }
         report.verdict = Verdict::StillRunning;
         if steps.is_empty() {
-            if recorded(&pod, &container) {
+            if done.present {
                 // Reported before: no second Event.
                 return Ok(());
             }
             // Nothing to run (the plan cannot stop it): an empty record says it was reported,
             // so a controller does not come back to it.
-            self.record_all(ns, name, &key, &mut done, &[]).await?;
+            self.record_all(ns, name, uid, &mut done, &[]).await?;
         }
         let fixes: Vec<String> = report
             .diagnostics
@@ -1032,7 +1258,7 @@ impl Executor {
     /// keeps it finished: no later plan stops the new instance (which would loop, stop after
     /// restart, for as long as the pod lives).
     #[allow(clippy::too_many_arguments)]
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         ns: &str,
         name: &str,
@@ -1040,8 +1266,7 @@ impl Executor {
         report: &mut ContainerReport,
         first_send: Option<Instant>,
         end: End,
-        key: &str,
-        done: &mut BTreeSet<usize>,
+        done: &mut Done,
         steps: usize,
     ) -> Result<(), Stop> {
         report.exit_code = Some(end.code);
@@ -1055,7 +1280,7 @@ impl Executor {
             report.restart_count = Some(end.restart_count);
             let missing: Vec<usize> = (0..steps).filter(|i| !done.contains(i)).collect();
             if !missing.is_empty() {
-                self.record_all(ns, name, key, done, &missing).await?;
+                self.record_all(ns, name, uid, done, &missing).await?;
             }
             let fixes: Vec<String> = report
                 .diagnostics
@@ -1100,53 +1325,6 @@ impl Executor {
         Ok(())
     }
 
-    /// Records a step as done in the container's annotation (merge patch).
-    async fn record(
-        &self,
-        ns: &str,
-        name: &str,
-        key: &str,
-        done: &mut BTreeSet<usize>,
-        index: usize,
-    ) -> Result<(), Stop> {
-        self.record_all(ns, name, key, done, &[index]).await
-    }
-
-    /// Records steps as done in the container's annotation, in one merge patch.
-    async fn record_all(
-        &self,
-        ns: &str,
-        name: &str,
-        key: &str,
-        done: &mut BTreeSet<usize>,
-        indices: &[usize],
-    ) -> Result<(), Stop> {
-        let index = indices.first().copied().unwrap_or(0);
-        done.extend(indices.iter().copied());
-        let list: Vec<usize> = done.iter().copied().collect();
-        let value = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-        let patch = json!({"metadata": {"annotations": {key: value}}});
-        let api = self.pods(ns);
-        let pp = PatchParams::default();
-        let merge = Patch::Merge(&patch);
-        match self
-            .retry("record step", || api.patch(name, &pp, &merge))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Err(Stop::Gone),
-            Err(source) => {
-                let what = || format!("recording step {index} on pod {ns}/{name}");
-                Err(Stop::Err(
-                    forbidden(&source, "patch", "pods", ns, what).unwrap_or(Error::Kube {
-                        what: what(),
-                        source,
-                    }),
-                ))
-            }
-        }
-    }
-
     /// Creates an Event on the pod; failures are logged, never fatal.
     async fn event(&self, ns: &str, name: &str, uid: &str, kind: &str, reason: &str, msg: &str) {
         let now = now_rfc3339();
@@ -1186,7 +1364,7 @@ impl Executor {
 
     /// Watches the pod until `instance` of `container` ends (any instance when `None`), or
     /// `timeout` passes (`None`). A pod that goes away is [`Stop::Gone`].
-    async fn watch_terminated(
+    pub(super) async fn watch_terminated(
         &self,
         ns: &str,
         name: &str,
@@ -1476,29 +1654,6 @@ impl Executor {
     }
 }
 
-/// The step indices recorded as done on the pod for a container.
-pub(super) fn done_steps(pod: &Pod, container: &str) -> BTreeSet<usize> {
-    let key = super::done_key(container);
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(&key))
-        .and_then(|v| serde_json::from_str::<Vec<usize>>(v).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
-}
-
-/// Whether the pod has a record for the container at all (an empty one marks a sidecar with
-/// no step that was reported).
-pub(super) fn recorded(pod: &Pod, container: &str) -> bool {
-    let key = super::done_key(container);
-    pod.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(&key))
-}
-
 pub(super) fn steps_of(stop: &Value) -> Vec<Value> {
     stop.get("steps")
         .and_then(Value::as_array)
@@ -1506,7 +1661,7 @@ pub(super) fn steps_of(stop: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn step_report(index: usize, step: &Value, result: &str) -> StepReport {
+pub(super) fn step_report(index: usize, step: &Value, result: &str) -> StepReport {
     StepReport {
         index,
         step: step.clone(),

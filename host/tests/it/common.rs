@@ -187,3 +187,21 @@ pub fn real_world_fixtures() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/fixtures/real-world"))
 }
+
+/// The steps a container's record (`sidekill.dev/done-<container>`) names, as their indices
+/// (`"[0,1,2]"`): entries are `"<index>:<id>"` (exec/records.rs), or bare indices.
+pub fn recorded(
+    annotations: &std::collections::BTreeMap<String, String>,
+    container: &str,
+) -> Option<String> {
+    let text = annotations.get(&sidekill::exec::done_key(container))?;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(text).expect("a JSON list");
+    let indices: Vec<String> = entries
+        .iter()
+        .map(|e| match e {
+            serde_json::Value::String(s) => s.split(':').next().unwrap_or_default().to_owned(),
+            other => other.to_string(),
+        })
+        .collect();
+    Some(format!("[{}]", indices.join(",")))
+}

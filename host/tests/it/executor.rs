@@ -15,6 +15,7 @@ use sidekill::exec::{Executor, Options, Outcome, PodReport, Verdict};
 use sidekill::{embedded, Config, Runtime};
 
 use crate::cluster::Cluster;
+use crate::common::recorded;
 
 fn executor(client: kube::Client, f: impl FnOnce(&mut Options)) -> Executor {
     let runtime = Runtime::new(Config::default()).expect("runtime");
@@ -105,8 +106,8 @@ async fn default_kill_stops_a_shell_sidecar_and_records_it() {
     );
     let pod = c.pod("sh").await.expect("pod");
     assert_eq!(
-        pod.metadata.annotations.unwrap_or_default()["sidekill.dev/done-proxy"],
-        "[0]"
+        recorded(&pod.metadata.annotations.unwrap_or_default(), "proxy").as_deref(),
+        Some("[0]")
     );
     assert_eq!(c.events("sh", "SidecarStep").await, 1);
     assert_eq!(c.events("sh", "SidecarStopped").await, 1);
@@ -134,12 +135,7 @@ async fn a_sidecar_with_a_63_character_name_is_stopped_and_recorded_once() {
     let pod = c.pod("longname").await.expect("pod");
     let key = sidekill::exec::done_key(&name);
     assert_eq!(
-        pod.metadata
-            .annotations
-            .clone()
-            .unwrap_or_default()
-            .get(&key)
-            .map(String::as_str),
+        recorded(&pod.metadata.annotations.clone().unwrap_or_default(), &name).as_deref(),
         Some("[0]"),
         "{key}"
     );
@@ -316,8 +312,8 @@ async fn a_sidecar_without_a_shell_is_reported_still_running_with_or_without_ann
     );
     let p = c.pod("nosh").await.expect("pod");
     assert_eq!(
-        p.metadata.annotations.clone().unwrap_or_default()["sidekill.dev/done-nosh"],
-        "[]"
+        recorded(&p.metadata.annotations.clone().unwrap_or_default(), "nosh").as_deref(),
+        Some("[]")
     );
     assert!(ex.assess(&p).expect("assess").pending.is_empty());
     // Asked again: still running, no second Event.
@@ -647,8 +643,8 @@ async fn a_restarted_run_never_runs_a_step_twice() {
     );
     let pod = c.pod("twice").await.expect("pod");
     assert_eq!(
-        pod.metadata.annotations.unwrap_or_default()["sidekill.dev/done-stub"],
-        "[0,1,2]"
+        recorded(&pod.metadata.annotations.unwrap_or_default(), "stub").as_deref(),
+        Some("[0,1,2]")
     );
     c.shutdown().await;
 }

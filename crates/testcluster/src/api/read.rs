@@ -183,7 +183,7 @@ pub(super) fn list<K: Kind>(
         let trv: u64 = trv
             .parse()
             .map_err(|_| ApiError::bad_request("continue key is not valid"))?;
-        if trv < store.floor() {
+        if trv < store.compacted() {
             return Err(ApiError::expired(
                 "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results.",
             ));

@@ -108,7 +108,10 @@ impl Kind for Pod {
             .get_or_insert_with(|| "default-scheduler".into());
         spec.service_account_name
             .get_or_insert_with(|| "default".into());
-        spec.node_name = Some(NODE_NAME.into());
+        // The one node, unless the pod is bound already: a pod created with spec.nodeName
+        // bypasses the scheduler (kube-scheduler only picks pods with no nodeName), and
+        // only that node's kubelet runs it.
+        spec.node_name.get_or_insert_with(|| NODE_NAME.into());
         self.status = Some(PodStatus {
             phase: Some("Pending".into()),
             qos_class: Some("BestEffort".into()),

@@ -52,6 +52,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::Result;
 use crate::images::{Catalogue, Image};
+use crate::kinds::NODE_NAME;
 use crate::process::{self, Spawner, Tools};
 use crate::status::ApiError;
 use crate::store::{now, Key, Store};
@@ -192,8 +193,16 @@ impl Kubelet {
         }
     }
 
-    /// Starts running a newly created pod.
+    /// Starts running a newly created pod, when it is bound to this node: a kubelet runs only
+    /// the pods whose spec.nodeName is its own (pkg/kubelet/config/apiserver.go
+    /// NewSourceApiserver watches pods with the field selector spec.nodeName=<node>). A pod
+    /// bound elsewhere stays as created, its status written by whoever writes it (a test,
+    /// through the status subresource), and none of its containers runs.
     pub fn admit(&self, pod: &Pod) {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        if node.is_some_and(|n| n != NODE_NAME) {
+            return;
+        }
         let key = (
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),

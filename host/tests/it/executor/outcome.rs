@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::cluster;
+use crate::common::recorded;
 
 const PLAIN: sidekill::render::Style = sidekill::render::Style { color: false };
 
@@ -182,10 +183,11 @@ async fn on_failure_a_sidecar_exiting_non_zero_is_reported_restarted_and_not_sto
     // The record keeps it finished: every step of the plan (SIGTERM, wait, SIGKILL), though
     // only the first ran.
     let p = c.pod("csql-onfailure").await.expect("pod");
-    let done = p.metadata.annotations.clone().unwrap_or_default()
-        ["sidekill.dev/done-cloud-sql-proxy"]
-        .clone();
-    assert_eq!(done, "[0,1,2]");
+    let done = recorded(
+        &p.metadata.annotations.clone().unwrap_or_default(),
+        "cloud-sql-proxy",
+    );
+    assert_eq!(done.as_deref(), Some("[0,1,2]"));
     let p = c
         .wait_for_pod("csql-onfailure", Duration::from_secs(20), |p| {
             sidekill_testcluster::container_running(p, "cloud-sql-proxy")

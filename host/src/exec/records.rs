@@ -1,0 +1,325 @@
+//! The pod's record of what sidekill has done: `sidekill.dev/done-<container>` ([`done_key`]),
+//! the list of the steps done, so that no step ever runs twice whoever carries the plan on
+//! (another replica, a restarted controller, `sidekill stop` run again).
+//!
+//! Each entry names a step by its identity (`"<index>:<id>"`), not by its position alone:
+//! replicas may plan the same pod with different policy versions (a hot swap reaches them
+//! at different moments), and a version that adds a step in front would otherwise take the
+//! record of the old step 0 for its own new step 0, skip it, and send the old step 0 again.
+//! The identity ([`step_id`]) is what the step does (its kind, signal and action, the seconds
+//! of a wait, the container of an await), not how the answer explains it (`expectedExit`,
+//! `endpoint`), so a newer wording is still the same step. Entries no step of the current plan
+//! has are kept as they are, for the replica whose plan they are. An older sidekill wrote bare
+//! indices (`[0,1]`); they are read as positions.
+//!
+//! [`done_key`]: super::done_key
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+use super::run::{forbidden, is_conflict, is_not_found, is_other_pod, Stop};
+use super::waits::Waiting;
+use super::{Error, Executor};
+
+/// Says whether the pod, as just read, may still be written by this executor: `Err` with
+/// why not (the controller's claim is another holder's).
+pub type Fence = Arc<dyn Fn(&Pod) -> Result<(), String> + Send + Sync>;
+
+/// Attempts at a fenced write whose pod keeps changing between the read and the write.
+const FENCED_ATTEMPTS: usize = 8;
+
+/// The fields of a step that say what it does.
+const IDENTITY: [&str; 5] = ["step", "signal", "action", "seconds", "container"];
+
+/// A step's identity: 8 hex digits of the SHA-256 of its identity fields (serde_json's maps
+/// are ordered by key, so the text is canonical) and of how many identical steps come before
+/// it in the container's plan (two SIGTERMs are two steps).
+fn step_id(step: &Value, occurrence: usize) -> String {
+    let identity: serde_json::Map<String, Value> = IDENTITY
+        .iter()
+        .filter_map(|k| Some(((*k).to_owned(), step.get(*k)?.clone())))
+        .collect();
+    let text = format!("{}#{occurrence}", Value::Object(identity));
+    let hash = sha2::Sha256::digest(text.as_bytes());
+    hash[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The identities of a container's steps, in plan order.
+fn step_ids(steps: &[Value]) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::with_capacity(steps.len());
+    steps
+        .iter()
+        .map(|step| {
+            let base = step_id(step, 0);
+            let occurrence = seen.iter().filter(|s| **s == base).count();
+            seen.push(base.clone());
+            if occurrence == 0 {
+                base
+            } else {
+                step_id(step, occurrence)
+            }
+        })
+        .collect()
+}
+
+/// A container's record, read against the steps of the plan in hand.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Done {
+    /// The annotation.
+    pub key: String,
+    /// Each current step's identity.
+    ids: Vec<String>,
+    /// The current steps recorded as done, by index.
+    set: BTreeSet<usize>,
+    /// Entries no current step has (another policy version's): written back unchanged.
+    foreign: Vec<String>,
+    /// Whether the pod has the annotation at all (an empty one marks a sidecar with no step
+    /// that was reported).
+    pub present: bool,
+}
+
+impl Done {
+    /// The record of `container` on `pod`, read against `steps`.
+    pub(super) fn read(pod: &Pod, container: &str, steps: &[Value]) -> Done {
+        let key = super::done_key(container);
+        let ids = step_ids(steps);
+        let text = pod.metadata.annotations.as_ref().and_then(|a| a.get(&key));
+        let mut done = Done {
+            present: text.is_some(),
+            key,
+            ..Done::default()
+        };
+        let entries: Vec<Value> = text
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        for entry in entries {
+            match entry {
+                // An older sidekill's bare index.
+                Value::Number(n) => {
+                    if let Some(i) = n.as_u64().and_then(|i| usize::try_from(i).ok()) {
+                        done.set.insert(i);
+                    }
+                }
+                Value::String(s) => {
+                    let id = s.split_once(':').map_or(s.as_str(), |(_, id)| id);
+                    match ids.iter().position(|x| x == id) {
+                        Some(i) => {
+                            done.set.insert(i);
+                        }
+                        None => done.foreign.push(s),
+                    }
+                }
+                _ => {}
+            }
+        }
+        done.ids = ids;
+        done
+    }
+
+    /// Whether step `index` of the current plan is done.
+    pub(super) fn contains(&self, index: &usize) -> bool {
+        self.set.contains(index)
+    }
+
+    /// Whether nothing at all is recorded: no step of this plan nor of another.
+    pub(super) fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.foreign.is_empty()
+    }
+
+    /// Step `index`'s identity, for a record of a step in progress ([`Waiting::id`]).
+    pub(super) fn id(&self, index: usize) -> Option<String> {
+        self.ids.get(index).cloned()
+    }
+
+    /// The current step a record of a step in progress names: by its identity when it has
+    /// one (`None` when no current step has it), else by its index (an older record).
+    pub(super) fn resolve(&self, w: &Waiting) -> Option<usize> {
+        match &w.id {
+            Some(id) => self.ids.iter().position(|x| x == id),
+            None => Some(w.step),
+        }
+    }
+
+    /// Adds the entry of a step in progress that no plan in hand has (its container has
+    /// ended, and the plan no longer stops it), as the record names it.
+    pub(super) fn add_entry(&mut self, w: &Waiting) {
+        self.foreign.push(match &w.id {
+            Some(id) => format!("{}:{id}", w.step),
+            None => w.step.to_string(),
+        });
+    }
+
+    /// Marks steps done; the annotation's new value.
+    pub(super) fn insert(&mut self, indices: &[usize]) -> String {
+        self.set.extend(indices);
+        let entries: Vec<String> = self
+            .set
+            .iter()
+            .map(|i| match self.ids.get(*i) {
+                Some(id) => format!("{i}:{id}"),
+                None => i.to_string(),
+            })
+            .chain(self.foreign.iter().cloned())
+            .collect();
+        serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+impl Executor {
+    /// This executor, writing its records only while `fence` allows: each record (a step
+    /// done, a wait handed back, a send begun) reads the pod, asks `fence`, and patches with
+    /// the pod's `resourceVersion` as a precondition, so that nothing is recorded once the
+    /// pod is another's, even by a holder that slept past its claim's end (a paused process
+    /// is not stopped by the claim's own deadline). A 409 reads again. The controller fences
+    /// with its claim (`sidekill.dev/claim`); `sidekill stop` has no claim and no fence.
+    #[must_use]
+    pub fn fenced(mut self, fence: Fence) -> Executor {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// Records a step as done in the container's annotation.
+    pub(super) async fn record(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        done: &mut Done,
+        index: usize,
+    ) -> Result<(), Stop> {
+        self.record_all(ns, name, uid, done, &[index]).await
+    }
+
+    /// Records steps as done in the container's annotation, in one patch.
+    pub(super) async fn record_all(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        done: &mut Done,
+        indices: &[usize],
+    ) -> Result<(), Stop> {
+        let index = indices.first().copied().unwrap_or(0);
+        let value = done.insert(indices);
+        let key = done.key.clone();
+        // A recorded step ends any wait handed back for the container.
+        let container = key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
+        let wait = format!("{}{container}", super::WAIT_ANNOTATION_PREFIX);
+        let annotations = json!({key: value, wait: Value::Null});
+        self.write_annotations(ns, name, uid, annotations, || {
+            format!("recording step {index} on pod {ns}/{name}")
+        })
+        .await
+    }
+
+    /// Patches the pod's annotations (a null removes one). The pod's UID is a precondition
+    /// (the API server refuses to change it: 422), so a pod recreated under the name never
+    /// gets this pod's record; with a fence, so is the pod's `resourceVersion` as the fence
+    /// allowed it.
+    pub(super) async fn write_annotations(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        annotations: Value,
+        what: impl Fn() -> String,
+    ) -> Result<(), Stop> {
+        let api = self.pods(ns);
+        let pp = PatchParams::default();
+        let mut attempts = 0;
+        loop {
+            let mut metadata = json!({"uid": uid, "annotations": annotations});
+            if let Some(fence) = &self.fence {
+                let pod = self.get(ns, name).await?.ok_or(Stop::Gone)?;
+                if pod.metadata.uid.as_deref() != Some(uid) {
+                    return Err(Stop::Gone);
+                }
+                if let Err(why) = fence(&pod) {
+                    return Err(Stop::Err(Error::Fenced { what: what(), why }));
+                }
+                metadata["resourceVersion"] = json!(pod.metadata.resource_version);
+            }
+            let patch = json!({ "metadata": metadata });
+            let merge = Patch::Merge(&patch);
+            match self.retry("record", || api.patch(name, &pp, &merge)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_not_found(&e) || is_other_pod(&e) => return Err(Stop::Gone),
+                // The pod changed since the fence was asked: ask again.
+                Err(e) if is_conflict(&e) && self.fence.is_some() && attempts < FENCED_ATTEMPTS => {
+                    attempts += 1;
+                }
+                Err(source) => {
+                    return Err(Stop::Err(
+                        forbidden(&source, "patch", "pods", ns, &what).unwrap_or(Error::Kube {
+                            what: what(),
+                            source,
+                        }),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(record: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {
+            "annotations": {"sidekill.dev/done-proxy": record}
+        }}))
+        .expect("pod")
+    }
+
+    fn term() -> Value {
+        json!({"step": "send", "signal": 15, "signalName": "SIGTERM",
+               "action": {"kind": "exec", "argv": ["sh", "-c", "kill -15 1"]},
+               "expectedExit": {"code": 143, "why": "one wording"}})
+    }
+
+    #[test]
+    fn a_step_put_in_front_does_not_take_the_record_of_the_old_first_step() {
+        let old = [term(), json!({"step": "wait", "seconds": 30})];
+        let mut done = Done::read(&pod("[]"), "proxy", &old);
+        let value = done.insert(&[0]);
+        let quit = json!({"step": "send", "signal": 0, "signalName": "quit",
+                          "action": {"kind": "exec", "argv": ["pilot-agent", "request", "POST", "quitquitquit"]}});
+        let new = [quit, term(), json!({"step": "wait", "seconds": 30})];
+        let read = Done::read(&pod(&value), "proxy", &new);
+        assert!(!read.contains(&0), "the new first step was never run");
+        assert!(read.contains(&1), "SIGTERM was sent: {value}");
+    }
+
+    #[test]
+    fn a_new_wording_is_the_same_step() {
+        let mut done = Done::read(&pod("[]"), "proxy", &[term()]);
+        let value = done.insert(&[0]);
+        let mut reworded = term();
+        reworded["expectedExit"]["why"] = json!("another wording");
+        assert!(Done::read(&pod(&value), "proxy", &[reworded]).contains(&0));
+    }
+
+    #[test]
+    fn two_identical_steps_are_two_entries() {
+        let steps = [term(), json!({"step": "wait", "seconds": 5}), term()];
+        let mut done = Done::read(&pod("[]"), "proxy", &steps);
+        let value = done.insert(&[0]);
+        let read = Done::read(&pod(&value), "proxy", &steps);
+        assert!(read.contains(&0) && !read.contains(&2), "{value}");
+    }
+
+    #[test]
+    fn entries_of_another_plan_are_kept_and_bare_indices_read_as_positions() {
+        let mut done = Done::read(&pod(r#"[0, "3:0badc0de"]"#), "proxy", &[term()]);
+        assert!(done.contains(&0) && !done.is_empty());
+        let value = done.insert(&[]);
+        assert!(value.contains("0badc0de"), "{value}");
+    }
+}
