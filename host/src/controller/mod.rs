@@ -157,6 +157,8 @@ pub struct Controller {
     work: Notify,
     reports: broadcast::Sender<Arc<PodReport>>,
     running: Mutex<bool>,
+    /// The pods in work, fed by the watchers, read by the executor.
+    cache: Arc<exec::PodCache>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -173,16 +175,19 @@ impl Controller {
     /// number of workers; its waits longer than [`Options::hold`] are handed back.
     pub fn new(client: kube::Client, executor: Executor, options: Options) -> Arc<Controller> {
         let metrics = Arc::new(Metrics::counting(Arc::clone(&options.api_requests)));
+        let cache = Arc::new(exec::PodCache::default());
         let queue = Arc::clone(&metrics);
         let executor = executor
             .suspending(options.hold)
             .yielding(Arc::new(move || {
                 queue.queue_ready.load(Ordering::Relaxed) > 0
             }))
-            .fenced(claim::fence(options.identity.clone()));
+            .fenced(claim::fence(options.identity.clone()))
+            .reading_through(Arc::clone(&cache));
         Arc::new(Controller {
             client,
             executor,
+            cache,
             metrics,
             tracking: Mutex::new(Tracking {
                 queue: Queue::new(options.queue_capacity.max(1)),
@@ -342,6 +347,7 @@ impl Controller {
                     match next {
                     Some((i, Ok(Event::Apply(pod)))) => {
                         self.metrics.events.fetch_add(1, Ordering::Relaxed);
+                        self.cache.seen(&pod);
                         self.consider(&pod, i);
                     }
                     Some((i, Ok(Event::InitApply(pod)))) => {
@@ -351,10 +357,12 @@ impl Controller {
                                 seen.insert(uid.clone());
                             }
                         }
+                        self.cache.seen(&pod);
                         self.consider(&pod, i);
                     }
                     Some((_, Ok(Event::Delete(pod)))) => {
                         self.metrics.events.fetch_add(1, Ordering::Relaxed);
+                        self.cache.deleted(&pod);
                         self.forget(&pod);
                     }
                     Some((i, Ok(Event::Init))) => {
@@ -543,8 +551,13 @@ impl Controller {
     async fn process(&self, key: &Key) -> Next {
         let (ns, name, uid) = (&key.namespace, &key.name, &key.uid);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        // From here on the executor reads and awaits the pod from the watchers' versions.
+        let _working = self.cache.working(ns, name);
         let pod = match api.get_opt(name).await {
-            Ok(Some(p)) => p,
+            Ok(Some(p)) => {
+                self.cache.seen(&p);
+                p
+            }
             Ok(None) => return Next::Drop,
             Err(e) => {
                 let asked = backoff::retry_after(&e);

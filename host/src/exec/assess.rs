@@ -5,7 +5,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::records::Done;
-use super::run::{container_state, restarted_before, steps_of, State};
+use super::run::steps_of;
+use super::status::{container_state, restarted_before, State};
 use super::waits::{now_ms, waiting};
 use super::{Executor, Result};
 

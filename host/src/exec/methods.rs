@@ -25,7 +25,9 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::run::{forbidden, is_not_found, is_other_pod, status_of, End, Stop};
+use super::api::{forbidden, is_not_found, is_other_pod};
+use super::run::Stop;
+use super::status::{status_of, End};
 use super::Executor;
 
 /// The longest a container name may be (a DNS label, RFC 1123).

@@ -66,14 +66,21 @@
 //! a swap planned for the one before. Each step and its result also becomes a Kubernetes
 //! Event on the pod (`reason` `SidecarStep`, `SidecarStopped` or `SidecarStillRunning`).
 
+mod api;
 mod assess;
 pub mod backoff;
+mod cache;
+mod events;
+mod executor;
 mod guard;
 mod methods;
 mod permissions;
+mod pod;
 mod records;
 mod redact;
 mod run;
+mod status;
+mod transport;
 mod waits;
 
 use std::sync::Arc;
@@ -82,9 +89,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use assess::Assessment;
+pub use cache::{PodCache, Working};
+pub use executor::Executor;
 pub use guard::refusals;
+pub use pod::predicted_phase;
 pub use records::Fence;
-pub use run::{predicted_phase, Executor};
 pub use waits::Contended;
 
 use crate::{Policy, PolicyStore};

@@ -22,7 +22,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use super::run::{forbidden, is_conflict, is_not_found, is_other_pod, Stop};
+use super::api::{forbidden, is_conflict, is_not_found, is_other_pod};
+use super::run::Stop;
 use super::waits::Waiting;
 use super::{Error, Executor};
 
@@ -235,19 +236,42 @@ impl Executor {
         loop {
             let mut metadata = json!({"uid": uid, "annotations": annotations});
             if let Some(fence) = &self.fence {
-                let pod = self.get(ns, name).await?.ok_or(Stop::Gone)?;
-                if pod.metadata.uid.as_deref() != Some(uid) {
-                    return Err(Stop::Gone);
+                // The cached version first; after a 409, the API server's.
+                let pod = if attempts == 0 {
+                    self.get(ns, name).await?
+                } else {
+                    self.get_fresh(ns, name).await?
+                };
+                // A cached version may predate the claim's last write: only the API server's
+                // own version refuses.
+                let fresh = attempts > 0 || self.cache.is_none();
+                let refused = match &pod {
+                    None => Err(Stop::Gone),
+                    Some(p) if p.metadata.uid.as_deref() != Some(uid) => Err(Stop::Gone),
+                    Some(p) => {
+                        fence(p).map_err(|why| Stop::Err(Error::Fenced { what: what(), why }))
+                    }
+                };
+                if let Err(stop) = refused {
+                    if fresh {
+                        return Err(stop);
+                    }
+                    attempts += 1;
+                    continue;
                 }
-                if let Err(why) = fence(&pod) {
-                    return Err(Stop::Err(Error::Fenced { what: what(), why }));
-                }
+                let pod = pod.ok_or(Stop::Gone)?;
                 metadata["resourceVersion"] = json!(pod.metadata.resource_version);
             }
             let patch = json!({ "metadata": metadata });
             let merge = Patch::Merge(&patch);
             match self.retry("record", || api.patch(name, &pp, &merge)).await {
-                Ok(_) => return Ok(()),
+                Ok(pod) => {
+                    // The executor never reads a version older than its own write.
+                    if let Some(cache) = &self.cache {
+                        cache.seen(&pod);
+                    }
+                    return Ok(());
+                }
                 Err(e) if is_not_found(&e) || is_other_pod(&e) => return Err(Stop::Gone),
                 // The pod changed since the fence was asked: ask again.
                 Err(e) if is_conflict(&e) && self.fence.is_some() && attempts < FENCED_ATTEMPTS => {

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use super::methods::swapped_end;
 use super::records::Done;
-use super::run::{ended, step_report, End, Stop};
+use super::run::{step_report, Stop};
+use super::status::{ended, End};
 use super::{ContainerReport, Executor, PodReport, Verdict};
 
 /// The step of a container in progress, as recorded on the pod in
