@@ -237,6 +237,28 @@ async fn events(client: kube::Client, pod: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until step 0 (SIGTERM) of the pod's `ign` sidecar is recorded and its Event written:
+/// the Event follows the record, so a test that kills the holder next counts steps run, not
+/// Events a killed process never sent.
+async fn sigterm_recorded(c: &TestCluster, name: &str) {
+    eventually("step 0 recorded", Duration::from_secs(20), || {
+        recorded(&annotations(c, name), "ign").as_deref() == Some("[0]")
+    })
+    .await;
+    let client = sidekill::cli::stop::client(Some(c.kubeconfig_path()))
+        .await
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events(client.clone(), name)
+        .await
+        .iter()
+        .any(|e| e.contains("step 0 send SIGTERM"))
+    {
+        assert!(Instant::now() < deadline, "no Event for step 0");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 const SHELL_SIDECAR: &str = "{name: proxy, image: alpine, command: [sh, -c, \"trap 'exit 0' TERM; echo running; while true; do sleep 0.1; done\"]}";
 
 fn pod(name: &str, labels: &str, annotations: &str, main_seconds: u32, sidecar: &str) -> String {
@@ -482,24 +504,7 @@ async fn two_controllers_one_killed_mid_plan_never_run_a_step_twice() {
         },
     ));
     // Wait until one of them has sent SIGTERM (step 0 recorded) and is in the grace wait.
-    eventually("step 0 recorded", Duration::from_secs(20), || {
-        recorded(&annotations(&c, "handover"), "ign").as_deref() == Some("[0]")
-    })
-    .await;
-    // The step's Event follows its record: let it be written before the holder is killed,
-    // so that the count below is of steps run, not of Events a killed process never sent.
-    let events_client = sidekill::cli::stop::client(Some(c.kubeconfig_path()))
-        .await
-        .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !events(events_client.clone(), "handover")
-        .await
-        .iter()
-        .any(|e| e.contains("step 0 send SIGTERM"))
-    {
-        assert!(Instant::now() < deadline, "no Event for step 0");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sigterm_recorded(&c, "handover").await;
     let holder = controller::claim::Claim::of(&c.pod("default", "handover").expect("pod"))
         .expect("a claim while the plan runs")
         .holder;
@@ -1344,22 +1349,7 @@ async fn a_partitioned_claim_holder_stops_before_its_claim_expires() {
             ..Setup::default()
         },
     );
-    eventually("step 0 recorded by a", Duration::from_secs(20), || {
-        recorded(&annotations(&c, "fenced"), "ign").as_deref() == Some("[0]")
-    })
-    .await;
-    let events_client = sidekill::cli::stop::client(Some(c.kubeconfig_path()))
-        .await
-        .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !events(events_client.clone(), "fenced")
-        .await
-        .iter()
-        .any(|e| e.contains("step 0 send SIGTERM"))
-    {
-        assert!(Instant::now() < deadline, "no Event for step 0");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sigterm_recorded(&c, "fenced").await;
     let b = Running::start(
         c.kubeconfig_path(),
         Setup {
@@ -1390,7 +1380,10 @@ async fn a_partitioned_claim_holder_stops_before_its_claim_expires() {
     // Long enough for a holder that did not stop to have sent its SIGKILL too (a's wait
     // ends 6 s after its SIGTERM).
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut steps = events(events_client, "fenced").await;
+    let client = sidekill::cli::stop::client(Some(c.kubeconfig_path()))
+        .await
+        .expect("client");
+    let mut steps = events(client, "fenced").await;
     steps.sort();
     assert_eq!(steps.len(), 2, "SIGTERM once, SIGKILL once: {steps:#?}");
     assert!(steps[1].contains("step 2 send SIGKILL"), "{steps:#?}");
