@@ -359,7 +359,7 @@ fn policy_inspect_test_and_diff() {
     let out = t.run(&["policy", "inspect", "--format", "json", &good]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let inspected = json(&out);
-    assert_eq!(inspected["abi"], "1.4");
+    assert_eq!(inspected["abi"], "1.5");
     assert_eq!(
         inspected["sha256"],
         sidekill::embedded::sha256().to_string()
