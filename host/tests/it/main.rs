@@ -1,4 +1,5 @@
 //! Integration tests of the host, one module per area:
+//! - `abi`: the host and the debugger page require the exports `docs/ABI.md` lists;
 //! - `hostile`: hostile and broken modules (`tests/modules/*.wat`) are refused or stopped
 //!   with a clear error, never a panic;
 //! - `swap`: the policy store under concurrent load, the file source, rollback;
@@ -17,6 +18,7 @@
 //!   the cache, pristine state per call, compile bounds, answer cost);
 //! - `fuzz`: proptest targets through wasmtime (`PROPTEST_CASES` bounds their time).
 
+mod abi;
 mod cache;
 mod cli;
 #[cfg(feature = "configmap")]
