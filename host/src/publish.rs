@@ -176,6 +176,13 @@ impl Action {
     }
 }
 
+/// A module as one key of the ConfigMap holds it, moved to another key by a write.
+struct Stored {
+    bytes: Vec<u8>,
+    id: ModuleId,
+    signature: Option<Vec<u8>>,
+}
+
 /// The ConfigMap after a push or a rollback.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -373,26 +380,9 @@ impl PolicyConfigMap {
             }
             // The same module with a new signature: only the signature changes.
             Some(bytes) if Sha256::of(bytes) == candidate.id.sha256 => {
-                match snapshot.bytes(&self.previous_key) {
-                    Some(previous) => Some((
-                        previous.to_vec(),
-                        self.identify(runtime, previous, snapshot.annotation(&self.previous_key))
-                            .await,
-                        snapshot
-                            .bytes(&signature_key(&self.previous_key))
-                            .map(<[u8]>::to_vec),
-                    )),
-                    None => None,
-                }
+                self.stored(runtime, snapshot, &self.previous_key).await
             }
-            Some(bytes) => Some((
-                bytes.to_vec(),
-                self.identify(runtime, bytes, snapshot.annotation(&self.key))
-                    .await,
-                snapshot
-                    .bytes(&signature_key(&self.key))
-                    .map(<[u8]>::to_vec),
-            )),
+            Some(_) => self.stored(runtime, snapshot, &self.key).await,
             None => None,
         };
         let action = if snapshot.configmap.is_some() {
@@ -432,19 +422,23 @@ impl PolicyConfigMap {
         candidate.signature = snapshot
             .bytes(&signature_key(&self.previous_key))
             .map(<[u8]>::to_vec);
-        let replaced = match snapshot.bytes(&self.key) {
-            Some(bytes) => Some((
-                bytes.to_vec(),
-                self.identify(runtime, bytes, snapshot.annotation(&self.key))
-                    .await,
-                snapshot
-                    .bytes(&signature_key(&self.key))
-                    .map(<[u8]>::to_vec),
-            )),
-            None => None,
-        };
+        let replaced = self.stored(runtime, &snapshot, &self.key).await;
         self.store(&snapshot, &candidate, replaced, Action::RolledBack)
             .await
+    }
+
+    /// The module the snapshot holds under `key`, to be kept under `<key>.previous` by
+    /// [`Self::store`]: its bytes, its identity (from its annotation, else by loading it) and
+    /// its signature (`<key>.sig`). `None` when the key holds nothing.
+    async fn stored(&self, runtime: &Runtime, snapshot: &Snapshot, key: &str) -> Option<Stored> {
+        let bytes = snapshot.bytes(key)?;
+        Some(Stored {
+            bytes: bytes.to_vec(),
+            id: self
+                .identify(runtime, bytes, snapshot.annotation(key))
+                .await,
+            signature: snapshot.bytes(&signature_key(key)).map(<[u8]>::to_vec),
+        })
     }
 
     /// Writes `candidate` under the key and `previous` (or nothing) under
@@ -454,7 +448,7 @@ impl PolicyConfigMap {
         &self,
         snapshot: &Snapshot,
         candidate: &Candidate,
-        previous: Option<(Vec<u8>, ModuleId, Option<Vec<u8>>)>,
+        previous: Option<Stored>,
         action: Action,
     ) -> Result<Published> {
         let mut configmap = snapshot.configmap.clone().unwrap_or_else(|| ConfigMap {
@@ -480,7 +474,11 @@ impl PolicyConfigMap {
         };
         set(data, signature_key(&self.key), candidate.signature.clone());
         let previous_id = match previous {
-            Some((bytes, id, signature)) => {
+            Some(Stored {
+                bytes,
+                id,
+                signature,
+            }) => {
                 data.insert(self.previous_key.clone(), ByteString(bytes));
                 notes.insert(annotation(&self.previous_key), id.to_json().to_string());
                 set(data, signature_key(&self.previous_key), signature);
