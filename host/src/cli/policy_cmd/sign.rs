@@ -9,6 +9,7 @@ use super::error_value;
 use crate::cli::{read_module, Context, Exit};
 use crate::digest::Sha256;
 use crate::error::{Error, Result};
+use crate::signature::SignatureError;
 
 /// `sidekill policy keygen | sign | verify`: module signatures (see `crate::signature`).
 #[derive(Debug, Subcommand)]
@@ -175,15 +176,11 @@ pub(super) fn verify(
         .iter()
         .find(|k| k.verifies(&bytes, &raw))
         .map(|k| k.fingerprint())
-        .ok_or(Error::BadSignature {
+        .ok_or(Error::from(SignatureError::BadSignature {
             sha256: sha256.to_string(),
             keys: trust.keys.len(),
-        });
-    let exit = if verdict.is_ok() {
-        Exit::Ok
-    } else {
-        Exit::Report
-    };
+        }));
+    let exit = Exit::ok_or_report(verdict.is_ok());
     if ctx.json {
         let mut out = json!({
             "file": module.display().to_string(),
