@@ -58,6 +58,16 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// [`Exit::Ok`] when `ok`, else [`Exit::Report`]: what a check that found nothing wrong
+    /// (or something to report) exits with.
+    pub(crate) fn ok_or_report(ok: bool) -> Exit {
+        if ok {
+            Exit::Ok
+        } else {
+            Exit::Report
+        }
+    }
+
     /// The process exit code.
     pub fn code(self) -> u8 {
         match self {

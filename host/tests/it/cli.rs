@@ -548,7 +548,6 @@ fn a_closed_stdout_is_not_an_error() {
 /// content types, and nothing outside the folder.
 #[test]
 fn web_serves_a_folder_and_nothing_outside_it() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("index.html"),
@@ -559,13 +558,8 @@ fn web_serves_a_folder_and_nothing_outside_it() {
     std::fs::write(dir.path().join("pkg/m.wasm"), b"\0asm\x01\0\0\0").unwrap();
     let (mut child, address) =
         crate::common::start_web(&[std::ffi::OsStr::new("--dir"), dir.path().as_os_str()]);
-    let get_from = |host: &str, path: &str| {
-        let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
-    };
+    let get_from =
+        |host: &str, path: &str| crate::http_client::get(&address, host, path).unwrap().text;
     let get = |path: &str| get_from(&address, path);
     let index = get("/");
     let wasm = get("/pkg/m.wasm");

@@ -8,7 +8,7 @@
 //!   `policy rollback` against `crates/testcluster`;
 //! - `cli`: the real `sidekill` binary in a temporary directory;
 //! - `http`: the HTTP server of `sidekill web` and the controller's health endpoints, under
-//!   hostile clients;
+//!   hostile clients (`http_client`, shared with the benches, is the one client);
 //! - `controller` (feature `configmap`, root): the controller against `crates/testcluster`;
 //! - `demo` (feature `demo`, root): `sidekill demo` as a newcomer runs it;
 //! - `executor` (feature `configmap`): plans carried out against `crates/testcluster` (root),
@@ -35,5 +35,7 @@ mod executor;
 mod fuzz;
 mod hostile;
 mod http;
+#[path = "../support/http_client.rs"]
+mod http_client;
 mod sandbox_edges;
 mod swap;

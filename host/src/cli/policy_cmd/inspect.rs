@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{build_of, error_value, safe};
+use super::{build_of, error_value, safe, shown_error};
 use crate::cli::{read_module, Context, Exit};
 use crate::error::Result;
 use crate::policy::inspect as inspect_module;
@@ -17,11 +17,7 @@ pub(super) fn run(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
     let runtime = ctx.runtime()?;
     let found = inspect_module(&runtime, &bytes);
     let build = build_of(path, &found.sha256);
-    let exit = if found.load.is_ok() {
-        Exit::Ok
-    } else {
-        Exit::Report
-    };
+    let exit = Exit::ok_or_report(found.load.is_ok());
     if ctx.json {
         let mut out = json!({
             "file": path.display().to_string(),
@@ -102,13 +98,7 @@ pub(super) fn run(ctx: &mut Context<'_>, path: &Path) -> Result<Exit> {
             let _ = writeln!(text, "\n{} the module loads", s.green("ok:"));
         }
         Err(e) => {
-            let _ = writeln!(
-                text,
-                "\n{} {} ({})",
-                s.red("refused:"),
-                safe(&e.report().to_string()),
-                e.name()
-            );
+            let _ = writeln!(text, "\n{} {}", s.red("refused:"), shown_error(e));
         }
     }
     ctx.print(&text)?;

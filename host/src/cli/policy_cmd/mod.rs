@@ -249,3 +249,8 @@ fn build_of(path: &Path, sha256: &Sha256) -> String {
         "a file, not the embedded build (another sha256); its build is not recorded in it".into()
     }
 }
+
+/// An error as the table shows it: the report, made safe, then the error's name.
+fn shown_error(e: &Error) -> String {
+    format!("{} ({})", safe(&e.report().to_string()), e.name())
+}

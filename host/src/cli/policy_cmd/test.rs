@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::safe;
+use super::{safe, shown_error};
 use crate::canary;
 use crate::cli::{read_module, Context, Exit};
 use crate::digest::Sha256;
@@ -69,7 +69,7 @@ pub(super) fn test(ctx: &mut Context<'_>, path: &Path, pin: Option<&Sha256>) -> 
         }
     }
     let accepted = checks.iter().all(|(_, r, _)| r.is_ok());
-    let exit = if accepted { Exit::Ok } else { Exit::Report };
+    let exit = Exit::ok_or_report(accepted);
     if ctx.json {
         let out = json!({
             "file": path.display().to_string(),
@@ -103,13 +103,7 @@ pub(super) fn test(ctx: &mut Context<'_>, path: &Path, pin: Option<&Sha256>) -> 
                 let _ = writeln!(text, "  {} {name}: {detail}{time}", s.green("pass"));
             }
             Err(e) => {
-                let _ = writeln!(
-                    text,
-                    "  {} {name}: {} ({}){time}",
-                    s.red("FAIL"),
-                    safe(&e.report().to_string()),
-                    e.name()
-                );
+                let _ = writeln!(text, "  {} {name}: {}{time}", s.red("FAIL"), shown_error(e));
             }
         }
     }
@@ -130,11 +124,7 @@ pub(super) fn corpus(ctx: &mut Context<'_>, dir: &Path) -> Result<Exit> {
     let runtime = ctx.runtime()?;
     let cases = crate::corpus::run(&runtime, dir)?;
     let matched = cases.iter().filter(|c| c.matches()).count();
-    let exit = if matched == cases.len() {
-        Exit::Ok
-    } else {
-        Exit::Report
-    };
+    let exit = Exit::ok_or_report(matched == cases.len());
     if ctx.json {
         ctx.json_out(&json!({
             "corpus": dir.display().to_string(),
