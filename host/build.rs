@@ -70,7 +70,69 @@ fn run() -> Result<(), String> {
         build_quitter(&workspace, &out_dir)?;
     }
     stamp_commit(&workspace);
+    abi_exports(&workspace, &out_dir)?;
     embed_web(&workspace, &out_dir, &embedded)
+}
+
+/// Writes `$OUT_DIR/abi_exports.rs` (`src/abi.rs` includes it): the exports a module must have,
+/// read from `docs/ABI.md`'s "Exports" table, the one list of them (issue 15). Each row's
+/// signature becomes the type wasmtime describes: `memory`, or `func(i32, ...)` with
+/// `-> i32` unless the result is `()` (every parameter and result of the raw ABI is an
+/// `i32`). A table that cannot be read so fails the build, naming the row.
+fn abi_exports(workspace: &Path, out_dir: &Path) -> Result<(), String> {
+    let path = workspace.join("docs/ABI.md");
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let start = text
+        .find("\n## Exports\n")
+        .ok_or("docs/ABI.md has no `## Exports` section")?;
+    // The table ends at the next heading (`### Optional exports` lists the optional ones).
+    let end = text[start + 1..]
+        .find("\n#")
+        .map_or(text.len(), |at| start + 1 + at);
+    let mut rows = Vec::new();
+    for line in text[start..end].lines() {
+        let Some(rest) = line.strip_prefix("| `") else {
+            continue;
+        };
+        let cells: Vec<&str> = rest.split(" | ").collect();
+        let (Some(name), Some(signature)) = (cells.first(), cells.get(1)) else {
+            return Err(format!(
+                "docs/ABI.md's Exports table: unreadable row {line:?}"
+            ));
+        };
+        let name = name.trim_end_matches('`');
+        let signature = signature.trim_matches('`');
+        let described = if signature == "memory" {
+            "memory".to_string()
+        } else {
+            let (params, result) = signature
+                .strip_prefix('(')
+                .and_then(|s| s.split_once(") -> "))
+                .ok_or_else(|| format!("docs/ABI.md's Exports table: {name} has the signature {signature:?}, not `(params) -> result`"))?;
+            let count = params.split(',').filter(|p| !p.trim().is_empty()).count();
+            let params = vec!["i32"; count].join(", ");
+            if result == "()" {
+                format!("func({params})")
+            } else {
+                format!("func({params}) -> i32")
+            }
+        };
+        rows.push(format!("    ({name:?}, {described:?}),\n"));
+    }
+    if rows.is_empty() {
+        return Err("docs/ABI.md's Exports table lists no export".into());
+    }
+    let code = format!(
+        "/// The exports the raw ABI requires, with their types as wasmtime describes them\n\
+         /// (generated from docs/ABI.md's Exports table by host/build.rs).\n\
+         pub const EXPORTS: [(&str, &str); {}] = [\n{}];\n",
+        rows.len(),
+        rows.concat()
+    );
+    std::fs::write(out_dir.join("abi_exports.rs"), code)
+        .map_err(|e| format!("cannot write abi_exports.rs: {e}"))
 }
 
 /// Sets `SIDEKILL_GIT_COMMIT`, which `sidekill --version` prints: `SIDEKILL_GIT_COMMIT` from the

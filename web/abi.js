@@ -4,23 +4,13 @@
 // ABI major version is refused with the reason, and an answer is checked to be a JSON
 // envelope inside the module's memory before it is used.
 
+// The exports every sidekill module has (REQUIRED) are docs/ABI.md's "Exports" table, generated
+// into abi-exports.js from the list the host checks (host/src/abi.rs): the page refuses what the
+// host refuses.
+import { REQUIRED } from './abi-exports.js';
+
+export { REQUIRED };
 export const ABI_MAJOR = 1;
-/** The exports every sidekill module has, with their kinds: docs/ABI.md's "Exports" table, the
- *  list the host checks before it accepts a module (host/src/policy.rs ABI_EXPORTS), so the page
- *  refuses what the host refuses. web/tests/abi.test.mjs pins the three together. */
-export const REQUIRED = {
-  memory: 'memory',
-  sidekill_abi_major: 'function',
-  sidekill_abi_minor: 'function',
-  sidekill_alloc: 'function',
-  sidekill_free: 'function',
-  sidekill_reset: 'function',
-  sidekill_result_len: 'function',
-  sidekill_plan: 'function',
-  sidekill_classify: 'function',
-  sidekill_matrix: 'function',
-  sidekill_policy_info: 'function',
-};
 const MAX_ANSWER = 64 * 1024 * 1024;
 
 const decoder = new TextDecoder('utf-8', { fatal: true });

@@ -10,7 +10,7 @@ import init, { plan, matrix, policyInfo, parseDocuments, callJson } from './poli
 import { h, replace } from './dom.js';
 import { renderSubject, renderMatrix, renderDiagnostics, subjectTitle, verdictBadge, severityBadge, actionShell } from './render.js';
 import { encodeState, readSharedState } from './share.js';
-import { KILL_CMD_PREFIX, annotationsAt, withAnnotation, annotationLine, writeBack } from './edit.js';
+import { annotationsAt, withAnnotation, annotationLine, writeBack } from './edit.js';
 import { ComparisonModule, diffAnswers, renderDiff, MAX_MODULE_BYTES } from './compare.js';
 import { toYaml } from './yaml-emit.js';
 
@@ -218,7 +218,14 @@ function clearInputError() {
 
 // ---------------------------------------------------------------- kill-cmd editor
 
-const ARGO_OWN = new Set(['argo-init', 'argo-wait', 'argo-supervisor']);
+/** The editor's policy facts, from the module's policy_info (ABI 1.5): the annotation prefix
+ *  of a pod's own kill command and the roles of Argo's own containers, which it never offers.
+ *  Null when the module does not answer them: then there is nothing to edit. */
+function killCmdFacts() {
+  const info = state.info;
+  if (typeof info?.killCmdPrefix !== 'string' || !Array.isArray(info.argoOwnRoles)) return null;
+  return { prefix: info.killCmdPrefix, argoOwn: new Set(info.argoOwnRoles) };
+}
 const podKey = (docIndex, subject) => `${docIndex}|${subject.source.path}|${subject.source.template ?? ''}`;
 const samePod = (a, b) => a.path === b.path && a.template === b.template;
 
@@ -232,9 +239,10 @@ function setOptions(select, options, wanted) {
 function selectedEditTarget() {
   const key = $('edit-pod').value;
   const target = subjects().find((s) => podKey(s.docIndex, s.subject) === key);
-  if (!target) return null;
+  const facts = killCmdFacts();
+  if (!target || !facts) return null;
   const container = $('edit-container').value;
-  return { ...target, container, key: KILL_CMD_PREFIX + container };
+  return { ...target, container, key: facts.prefix + container };
 }
 
 function refreshEditor(fromEdit) {
@@ -244,18 +252,20 @@ function refreshEditor(fromEdit) {
     o ? `${o.docIndex}|${o.podPath}` : undefined);
   const target = subjects().find((s) => podKey(s.docIndex, s.subject) === $('edit-pod').value);
   const order = { 'injected-sidecar': 0, 'declared-sidecar': 1, 'native-sidecar': 2, workload: 3, 'argo-main': 4, init: 5 };
-  const containers = target
-    ? target.subject.containers.filter((c) => !ARGO_OWN.has(c.role)).sort((a, b) => (order[a.role] ?? 9) - (order[b.role] ?? 9))
+  const facts = killCmdFacts();
+  const containers = target && facts
+    ? target.subject.containers.filter((c) => !facts.argoOwn.has(c.role)).sort((a, b) => (order[a.role] ?? 9) - (order[b.role] ?? 9))
     : [];
   setOptions($('edit-container'), containers.map((c) => ({ value: c.name, label: `${c.name} (${c.role})` })),
-    o ? o.key.slice(KILL_CMD_PREFIX.length) : undefined);
+    o && facts ? o.key.slice(facts.prefix.length) : undefined);
   const t = selectedEditTarget();
   const value = $('edit-value');
   value.disabled = !t;
   for (const id of ['edit-copy-annotation', 'edit-copy-yaml', 'edit-apply']) $(id).disabled = !t;
   $('edit-discard').disabled = !state.overlay;
   if (!t) {
-    replace($('edit-feedback'), h('p', { class: 'small muted' }, 'No pod to edit.'));
+    const why = facts || !target ? 'No pod to edit.' : 'The policy module does not name the kill-cmd annotation (policy_info killCmdPrefix, ABI 1.5): nothing to edit.';
+    replace($('edit-feedback'), h('p', { class: 'small muted' }, why));
     return;
   }
   if (!fromEdit && !state.overlay) {

@@ -4,8 +4,6 @@
 
 import { toYamlDocuments, singleQuoted } from './yaml-emit.js';
 
-export const KILL_CMD_PREFIX = 'workflows.argoproj.io/kill-cmd-';
-
 /** `object.spec.templates[3]` -> ['spec', 'templates', 3] (relative to the document). */
 export function parsePath(path) {
   const keys = [];

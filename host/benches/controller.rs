@@ -33,8 +33,8 @@
 //! (no `--bench` argument) it does nothing.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
+
+#[path = "../tests/support/http_client.rs"]
+mod http_client;
 
 /// The namespace of every pod, and the only one the controller watches.
 const NAMESPACE: &str = "bench";
@@ -364,21 +367,8 @@ impl ControllerProcess {
 
     /// An endpoint's status code and body.
     fn get(&self, path: &str) -> Result<(u16, String)> {
-        let mut s = TcpStream::connect(self.endpoints)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: bench\r\n\r\n")?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((code, body))
+        let answer = http_client::get(self.endpoints, "bench", &format!("/{path}"))?;
+        Ok((answer.status, answer.body().to_owned()))
     }
 
     async fn ready(&self, timeout: Duration) -> Result<()> {

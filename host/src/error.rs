@@ -1,12 +1,19 @@
-//! The host's errors: one enum, one variant per way a module, a call or an input can fail.
+//! The host's errors: one variant per way a module, a call or an input can fail.
 //!
 //! Variant names are short and stable, and [`Error::name`] gives each a snake_case label
-//! for log fields and metric labels. The host survives every one of them: a failed call
-//! drops its store and leaves the loaded module, the policy store and the process intact.
+//! for log fields and metric labels. A subsystem with errors of its own keeps them in its
+//! own enum, wrapped here: [`crate::signature::SignatureError`] and (feature `configmap`)
+//! `crate::source::configmap::ConfigMapError`; their names are the ones they had here. The
+//! host survives every one of them: a failed call drops its store and leaves the loaded
+//! module, the policy store and the process intact.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::signature::SignatureError;
+#[cfg(feature = "configmap")]
+use crate::source::configmap::ConfigMapError;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -232,32 +239,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// The module comes with no signature, and neither a pin nor `--allow-unsigned` lets
-    /// it in.
-    #[error("the module (sha256 {sha256}) is not signed, matches no pinned sha256, and unsigned modules are not allowed (--allow-unsigned)")]
-    Unsigned {
-        /// The module's digest.
-        sha256: String,
-    },
-
-    /// The module's signature does not verify with any trusted key.
-    #[error("the signature of the module (sha256 {sha256}) does not verify with any of the {keys} trusted key{}", if *.keys == 1 { "" } else { "s" })]
-    BadSignature {
-        /// The module's digest.
-        sha256: String,
-        /// How many keys were tried.
-        keys: usize,
-    },
-
-    /// A signing or verifying key, or a signature, cannot be read.
-    #[error("{what}: {reason}")]
-    KeyFormat {
-        /// The file or the value: `key cosign.pub`, `signature X.wasm.sig`, ...
-        what: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-
     /// The compiled-module cache is not private to this user: its code could be replaced.
     #[error("the compiled-module cache {} is {reason}; it must be owned by this user and writable by no one else", .path.display())]
     UnsafeCache {
@@ -312,27 +293,9 @@ pub enum Error {
         source: Option<Box<Error>>,
     },
 
-    /// A ConfigMap version has no module under the expected `binaryData` key.
-    #[error("{origin}: no `binaryData` key `{key}`")]
-    MissingKey {
-        /// The ConfigMap, as the source names it.
-        origin: String,
-        /// The key.
-        key: String,
-    },
-
     /// A rollback was asked for, but no previous version is kept.
     #[error("no previous policy version to roll back to")]
     NoPrevious,
-
-    /// A key cannot hold a policy module in a ConfigMap that `sidekill policy push` writes.
-    #[error("`{key}` cannot be the policy key of a ConfigMap: {reason}")]
-    BadKey {
-        /// The key given.
-        key: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
 
     /// A Kubernetes API call about a policy ConfigMap failed (`policy push`, `rollback`).
     #[error("{configmap}: cannot {action}")]
@@ -344,34 +307,6 @@ pub enum Error {
         /// The client's or the API server's reason.
         #[source]
         source: BoxError,
-    },
-
-    /// The policy ConfigMap does not exist (`policy rollback`).
-    #[error("{configmap} not found")]
-    NoConfigMap {
-        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
-        configmap: String,
-    },
-
-    /// A rollback was asked for, but the ConfigMap keeps no module the live one replaced.
-    #[error("{configmap} has no previous module to roll back to: no `binaryData` key `{previous_key}` next to `{key}` (`sidekill policy push` keeps the module it replaces there)")]
-    NoPreviousModule {
-        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
-        configmap: String,
-        /// The live module's key.
-        key: String,
-        /// The key the previous module would be under.
-        previous_key: String,
-    },
-
-    /// The ConfigMap changed between being read and being written, at every attempt
-    /// (optimistic concurrency on its `resourceVersion`): nothing was written.
-    #[error("{configmap} was changed by someone else while being written ({attempts} attempt{}); nothing was written: look at it and try again", if *.attempts == 1 { "" } else { "s" })]
-    Conflict {
-        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
-        configmap: String,
-        /// How many read-and-write attempts were made.
-        attempts: u32,
     },
 
     /// A sha256 pin is not 64 hex digits.
@@ -428,6 +363,17 @@ pub enum Error {
         /// What went wrong and what to do.
         message: String,
     },
+
+    /// The policy ConfigMap: a key, a missing module, a concurrent write
+    /// ([`crate::source::configmap::ConfigMapError`]).
+    #[cfg(feature = "configmap")]
+    #[error(transparent)]
+    ConfigMap(#[from] ConfigMapError),
+
+    /// Module signatures and the keys that check them
+    /// ([`crate::signature::SignatureError`]).
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
 }
 
 fn list(imports: &[Import]) -> String {
@@ -459,45 +405,47 @@ impl Error {
             Error::Pin { .. } => "pin",
             Error::ModuleLimit { .. } => "module_limit",
             Error::CompileLimit { .. } => "compile_limit",
-            Error::Unsigned { .. } => "unsigned",
-            Error::BadSignature { .. } => "bad_signature",
-            Error::KeyFormat { .. } => "key_format",
             Error::UnsafeCache { .. } => "unsafe_cache",
             Error::AnswerTooComplex { .. } => "answer_too_complex",
             Error::AnswerBudget { .. } => "answer_budget",
             Error::Manifest { .. } => "manifest",
             Error::Canary { .. } => "canary",
-            Error::MissingKey { .. } => "missing_key",
             Error::NoPrevious => "no_previous",
-            Error::BadKey { .. } => "bad_key",
             Error::Kube { .. } => "kube",
-            Error::NoConfigMap { .. } => "no_configmap",
-            Error::NoPreviousModule { .. } => "no_previous_module",
-            Error::Conflict { .. } => "conflict",
             Error::BadDigest { .. } => "bad_digest",
             Error::Io { .. } => "io",
             Error::Engine { .. } => "engine",
             Error::Syntax { .. } => "syntax",
             Error::Executor { .. } => "executor",
             Error::Demo { .. } => "demo",
+            Error::Signature(SignatureError::Unsigned { .. }) => "unsigned",
+            Error::Signature(SignatureError::BadSignature { .. }) => "bad_signature",
+            Error::Signature(SignatureError::KeyFormat { .. }) => "key_format",
+            #[cfg(feature = "configmap")]
+            Error::ConfigMap(e) => match e {
+                ConfigMapError::MissingKey { .. } => "missing_key",
+                ConfigMapError::BadKey { .. } => "bad_key",
+                ConfigMapError::NoConfigMap { .. } => "no_configmap",
+                ConfigMapError::NoPreviousModule { .. } => "no_previous_module",
+                ConfigMapError::Conflict { .. } => "conflict",
+            },
         }
     }
 
     /// Whether the error is about the module (it is broken, hostile or misbehaved), as
     /// opposed to the request, a file or the configuration.
     pub fn is_module_fault(&self) -> bool {
+        #[cfg(feature = "configmap")]
+        if let Error::ConfigMap(_) = self {
+            return false;
+        }
         !matches!(
             self,
             Error::Policy { .. }
-                | Error::MissingKey { .. }
                 | Error::NoPrevious
-                | Error::BadKey { .. }
                 | Error::Kube { .. }
-                | Error::NoConfigMap { .. }
-                | Error::NoPreviousModule { .. }
-                | Error::Conflict { .. }
+                | Error::Signature(SignatureError::KeyFormat { .. })
                 | Error::BadDigest { .. }
-                | Error::KeyFormat { .. }
                 | Error::UnsafeCache { .. }
                 | Error::Io { .. }
                 | Error::Engine { .. }
@@ -580,5 +528,35 @@ mod tests {
             err.to_string(),
             "`sidekill_plan` ran past its 100 ms CPU-time deadline and was stopped"
         );
+    }
+
+    /// The split into subsystem enums keeps each variant's name and fault (issue 15): they
+    /// are log fields, metric labels and the `error` of JSON output.
+    #[test]
+    fn wrapped_errors_keep_their_names() {
+        let unsigned = Error::from(SignatureError::Unsigned {
+            sha256: "00".into(),
+        });
+        assert_eq!(
+            (unsigned.name(), unsigned.is_module_fault()),
+            ("unsigned", true)
+        );
+        let key = Error::from(SignatureError::KeyFormat {
+            what: "key k.pub".into(),
+            reason: "not PEM".into(),
+        });
+        assert_eq!((key.name(), key.is_module_fault()), ("key_format", false));
+        assert_eq!(key.to_string(), "key k.pub: not PEM");
+        #[cfg(feature = "configmap")]
+        {
+            let conflict = Error::from(ConfigMapError::Conflict {
+                configmap: "configmap a/b".into(),
+                attempts: 1,
+            });
+            assert_eq!(
+                (conflict.name(), conflict.is_module_fault()),
+                ("conflict", false)
+            );
+        }
     }
 }

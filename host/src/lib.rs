@@ -51,6 +51,7 @@
 
 #![warn(missing_docs)]
 
+pub mod abi;
 pub mod canary;
 pub mod cli;
 #[cfg(feature = "configmap")]

@@ -41,10 +41,12 @@ use crate::digest::Sha256;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::runtime::Runtime;
-use crate::source::configmap::{annotation, check_key, previous_key, signature_key};
+use crate::source::configmap::{
+    annotation, check_key, previous_key, signature_key, ConfigMapError,
+};
 
 /// How many times [`PolicyConfigMap::push`] reads and writes before it gives up with
-/// [`Error::Conflict`].
+/// [`ConfigMapError::Conflict`].
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Who a module is: its name and version (as the module reports them) and its SHA-256.
@@ -138,7 +140,7 @@ impl Candidate {
     /// under `<key>.sig` ([`signature_key`]) for the controller to verify.
     ///
     /// # Errors
-    /// [`Error::KeyFormat`] when `text` is not base64.
+    /// [`SignatureError::KeyFormat`](crate::signature::SignatureError::KeyFormat) when `text` is not base64.
     pub fn with_signature(mut self, text: Vec<u8>) -> Result<Candidate> {
         crate::signature::decode_signature(&text, "signature")?;
         self.signature = Some(text);
@@ -174,6 +176,13 @@ impl Action {
             Action::RolledBack => "rolled-back",
         }
     }
+}
+
+/// A module as one key of the ConfigMap holds it, moved to another key by a write.
+struct Stored {
+    bytes: Vec<u8>,
+    id: ModuleId,
+    signature: Option<Vec<u8>>,
 }
 
 /// The ConfigMap after a push or a rollback.
@@ -256,7 +265,7 @@ impl PolicyConfigMap {
     /// is read until a method is called.
     ///
     /// # Errors
-    /// [`Error::BadKey`] as [`check_key`].
+    /// [`ConfigMapError::BadKey`] as [`check_key`].
     pub fn new(client: Client, namespace: &str, name: &str, key: &str) -> Result<Self> {
         check_key(key)?;
         Ok(PolicyConfigMap {
@@ -311,7 +320,7 @@ impl PolicyConfigMap {
     /// meanwhile as the previous module, so no pushed version is lost unrecorded.
     ///
     /// # Errors
-    /// [`Error::Kube`], or [`Error::Conflict`] when every attempt conflicted.
+    /// [`Error::Kube`], or [`ConfigMapError::Conflict`] when every attempt conflicted.
     pub async fn push(&self, runtime: &Runtime, candidate: &Candidate) -> Result<Published> {
         for attempt in 1..=MAX_ATTEMPTS {
             let snapshot = self.read().await?;
@@ -320,7 +329,7 @@ impl PolicyConfigMap {
                     published.attempts = attempt;
                     return Ok(published);
                 }
-                Err(Error::Conflict { .. }) => {
+                Err(Error::ConfigMap(ConfigMapError::Conflict { .. })) => {
                     tracing::info!(
                         configmap = %self.label,
                         attempt,
@@ -330,10 +339,10 @@ impl PolicyConfigMap {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Conflict {
+        Err(Error::from(ConfigMapError::Conflict {
             configmap: self.label.clone(),
             attempts: MAX_ATTEMPTS,
-        })
+        }))
     }
 
     /// One attempt of [`PolicyConfigMap::push`] on the version `snapshot` read: creates
@@ -343,7 +352,7 @@ impl PolicyConfigMap {
     /// annotations. The write is conditional on the snapshot's `resourceVersion`.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when the ConfigMap changed (or was created) since the
+    /// [`ConfigMapError::Conflict`] when the ConfigMap changed (or was created) since the
     /// snapshot; [`Error::Kube`] for any other API error.
     pub async fn write(
         &self,
@@ -373,26 +382,9 @@ impl PolicyConfigMap {
             }
             // The same module with a new signature: only the signature changes.
             Some(bytes) if Sha256::of(bytes) == candidate.id.sha256 => {
-                match snapshot.bytes(&self.previous_key) {
-                    Some(previous) => Some((
-                        previous.to_vec(),
-                        self.identify(runtime, previous, snapshot.annotation(&self.previous_key))
-                            .await,
-                        snapshot
-                            .bytes(&signature_key(&self.previous_key))
-                            .map(<[u8]>::to_vec),
-                    )),
-                    None => None,
-                }
+                self.stored(runtime, snapshot, &self.previous_key).await
             }
-            Some(bytes) => Some((
-                bytes.to_vec(),
-                self.identify(runtime, bytes, snapshot.annotation(&self.key))
-                    .await,
-                snapshot
-                    .bytes(&signature_key(&self.key))
-                    .map(<[u8]>::to_vec),
-            )),
+            Some(_) => self.stored(runtime, snapshot, &self.key).await,
             None => None,
         };
         let action = if snapshot.configmap.is_some() {
@@ -405,25 +397,25 @@ impl PolicyConfigMap {
 
     /// Swaps the live and the previous modules, after validating the previous one as a
     /// hot swap would. One attempt: a ConfigMap changed since it was read is left alone
-    /// ([`Error::Conflict`]), since rolling back someone else's new push would surprise.
+    /// ([`ConfigMapError::Conflict`]), since rolling back someone else's new push would surprise.
     ///
     /// # Errors
-    /// [`Error::NoConfigMap`]; [`Error::NoPreviousModule`] when `<key>.previous` is
+    /// [`ConfigMapError::NoConfigMap`]; [`ConfigMapError::NoPreviousModule`] when `<key>.previous` is
     /// missing; the previous module's validation error ([`Error::is_module_fault`]),
-    /// with nothing written; [`Error::Conflict`]; [`Error::Kube`].
+    /// with nothing written; [`ConfigMapError::Conflict`]; [`Error::Kube`].
     pub async fn rollback(&self, runtime: &Runtime) -> Result<Published> {
         let snapshot = self.read().await?;
         if snapshot.configmap.is_none() {
-            return Err(Error::NoConfigMap {
+            return Err(Error::from(ConfigMapError::NoConfigMap {
                 configmap: self.label.clone(),
-            });
+            }));
         }
         let Some(previous) = snapshot.bytes(&self.previous_key) else {
-            return Err(Error::NoPreviousModule {
+            return Err(Error::from(ConfigMapError::NoPreviousModule {
                 configmap: self.label.clone(),
                 key: self.key.clone(),
                 previous_key: self.previous_key.clone(),
-            });
+            }));
         };
         let (runtime_copy, bytes) = (runtime.clone(), previous.to_vec());
         let mut candidate = self
@@ -432,19 +424,23 @@ impl PolicyConfigMap {
         candidate.signature = snapshot
             .bytes(&signature_key(&self.previous_key))
             .map(<[u8]>::to_vec);
-        let replaced = match snapshot.bytes(&self.key) {
-            Some(bytes) => Some((
-                bytes.to_vec(),
-                self.identify(runtime, bytes, snapshot.annotation(&self.key))
-                    .await,
-                snapshot
-                    .bytes(&signature_key(&self.key))
-                    .map(<[u8]>::to_vec),
-            )),
-            None => None,
-        };
+        let replaced = self.stored(runtime, &snapshot, &self.key).await;
         self.store(&snapshot, &candidate, replaced, Action::RolledBack)
             .await
+    }
+
+    /// The module the snapshot holds under `key`, to be kept under `<key>.previous` by
+    /// [`Self::store`]: its bytes, its identity (from its annotation, else by loading it) and
+    /// its signature (`<key>.sig`). `None` when the key holds nothing.
+    async fn stored(&self, runtime: &Runtime, snapshot: &Snapshot, key: &str) -> Option<Stored> {
+        let bytes = snapshot.bytes(key)?;
+        Some(Stored {
+            bytes: bytes.to_vec(),
+            id: self
+                .identify(runtime, bytes, snapshot.annotation(key))
+                .await,
+            signature: snapshot.bytes(&signature_key(key)).map(<[u8]>::to_vec),
+        })
     }
 
     /// Writes `candidate` under the key and `previous` (or nothing) under
@@ -454,7 +450,7 @@ impl PolicyConfigMap {
         &self,
         snapshot: &Snapshot,
         candidate: &Candidate,
-        previous: Option<(Vec<u8>, ModuleId, Option<Vec<u8>>)>,
+        previous: Option<Stored>,
         action: Action,
     ) -> Result<Published> {
         let mut configmap = snapshot.configmap.clone().unwrap_or_else(|| ConfigMap {
@@ -480,7 +476,11 @@ impl PolicyConfigMap {
         };
         set(data, signature_key(&self.key), candidate.signature.clone());
         let previous_id = match previous {
-            Some((bytes, id, signature)) => {
+            Some(Stored {
+                bytes,
+                id,
+                signature,
+            }) => {
                 data.insert(self.previous_key.clone(), ByteString(bytes));
                 notes.insert(annotation(&self.previous_key), id.to_json().to_string());
                 set(data, signature_key(&self.previous_key), signature);
@@ -509,10 +509,10 @@ impl PolicyConfigMap {
         let written = match written {
             Ok(written) => written,
             Err(kube::Error::Api(status)) if status.is_conflict() || status.is_already_exists() => {
-                return Err(Error::Conflict {
+                return Err(Error::from(ConfigMapError::Conflict {
                     configmap: self.label.clone(),
                     attempts: 1,
-                })
+                }))
             }
             Err(e) if snapshot.configmap.is_some() => return Err(self.kube("replace it")(e)),
             Err(e) => return Err(self.kube("create it")(e)),

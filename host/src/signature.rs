@@ -34,6 +34,38 @@ use ring::signature::{self as sig, KeyPair as _};
 use crate::digest::Sha256;
 use crate::error::{Error, Result};
 
+/// What can go wrong with module signatures: a module no signature or pin lets in, a
+/// signature no trusted key verifies, a key or signature that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The module comes with no signature, and neither a pin nor `--allow-unsigned` lets
+    /// it in.
+    #[error("the module (sha256 {sha256}) is not signed, matches no pinned sha256, and unsigned modules are not allowed (--allow-unsigned)")]
+    Unsigned {
+        /// The module's digest.
+        sha256: String,
+    },
+
+    /// The module's signature does not verify with any trusted key.
+    #[error("the signature of the module (sha256 {sha256}) does not verify with any of the {keys} trusted key{}", if *.keys == 1 { "" } else { "s" })]
+    BadSignature {
+        /// The module's digest.
+        sha256: String,
+        /// How many keys were tried.
+        keys: usize,
+    },
+
+    /// A signing or verifying key, or a signature, cannot be read.
+    #[error("{what}: {reason}")]
+    KeyFormat {
+        /// The file or the value: `key cosign.pub`, `signature X.wasm.sig`, ...
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
 /// DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, BIT STRING of
 /// the 65-byte uncompressed point).
 const P256_SPKI_PREFIX: [u8; 26] = [
@@ -88,10 +120,10 @@ impl std::fmt::Debug for PublicKey {
 }
 
 fn bad(what: &str, reason: impl Into<String>) -> Error {
-    Error::KeyFormat {
+    Error::from(SignatureError::KeyFormat {
         what: what.to_string(),
         reason: reason.into(),
-    }
+    })
 }
 
 /// The base64 body of the first PEM block, with its label.
@@ -135,7 +167,7 @@ impl PublicKey {
     /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) for ECDSA P-256 or Ed25519.
     ///
     /// # Errors
-    /// [`Error::KeyFormat`] for another PEM label, another algorithm or curve.
+    /// [`SignatureError::KeyFormat`] for another PEM label, another algorithm or curve.
     pub fn from_pem(text: &str, origin: &str) -> Result<PublicKey> {
         let (label, der) = pem(text, origin)?;
         if label != "PUBLIC KEY" {
@@ -171,7 +203,7 @@ impl PublicKey {
     /// Reads a PEM public key file.
     ///
     /// # Errors
-    /// [`Error::Io`] or [`Error::KeyFormat`].
+    /// [`Error::Io`] or [`SignatureError::KeyFormat`].
     pub fn from_file(path: &Path) -> Result<PublicKey> {
         let text = read_small(path)?;
         PublicKey::from_pem(&text, &format!("key {}", path.display()))
@@ -235,7 +267,7 @@ impl SigningKey {
     /// A new ECDSA P-256 key pair; returns it with its PKCS#8 PEM.
     ///
     /// # Errors
-    /// [`Error::KeyFormat`] when the system's random source fails.
+    /// [`SignatureError::KeyFormat`] when the system's random source fails.
     pub fn generate() -> Result<(SigningKey, String)> {
         let rng = SystemRandom::new();
         let pkcs8 = sig::EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
@@ -247,7 +279,7 @@ impl SigningKey {
     /// Reads a PEM `PRIVATE KEY` (unencrypted PKCS#8), ECDSA P-256 or Ed25519.
     ///
     /// # Errors
-    /// [`Error::KeyFormat`], with what to do for cosign's encrypted keys and SEC1 `EC
+    /// [`SignatureError::KeyFormat`], with what to do for cosign's encrypted keys and SEC1 `EC
     /// PRIVATE KEY` files.
     pub fn from_pem(text: &str, origin: &str) -> Result<SigningKey> {
         let (label, der) = pem(text, origin)?;
@@ -306,7 +338,7 @@ impl SigningKey {
     /// Reads a PEM private key file.
     ///
     /// # Errors
-    /// [`Error::Io`] or [`Error::KeyFormat`].
+    /// [`Error::Io`] or [`SignatureError::KeyFormat`].
     pub fn from_file(path: &Path) -> Result<SigningKey> {
         let text = read_small(path)?;
         SigningKey::from_pem(&text, &format!("key {}", path.display()))
@@ -320,7 +352,7 @@ impl SigningKey {
     /// Signs `module`; returns the signature as a `.sig` file holds it (base64, newline).
     ///
     /// # Errors
-    /// [`Error::KeyFormat`] when the random source fails (ECDSA needs a nonce).
+    /// [`SignatureError::KeyFormat`] when the random source fails (ECDSA needs a nonce).
     pub fn sign(&self, module: &[u8]) -> Result<String> {
         let raw = match &self.inner {
             Signer::Ecdsa(pair) => pair
@@ -339,7 +371,7 @@ impl SigningKey {
 /// Decodes a `.sig` file's content: base64, whitespace around it ignored.
 ///
 /// # Errors
-/// [`Error::KeyFormat`] when it is not base64.
+/// [`SignatureError::KeyFormat`] when it is not base64.
 pub fn decode_signature(text: &[u8], what: &str) -> Result<Vec<u8>> {
     let text: Vec<u8> = text
         .iter()
@@ -407,9 +439,9 @@ impl Trust {
     /// be loaded. Checked before anything is compiled.
     ///
     /// # Errors
-    /// [`Error::BadSignature`] when a signature is given, keys are configured and none
+    /// [`SignatureError::BadSignature`] when a signature is given, keys are configured and none
     /// verifies it (whatever `allow_unsigned` says); [`Error::Pin`] when pins are set and
-    /// none matches; [`Error::Unsigned`] otherwise.
+    /// none matches; [`SignatureError::Unsigned`] otherwise.
     pub fn admit(&self, bytes: &[u8], signature: Option<&[u8]>) -> Result<Admission> {
         let sha256 = Sha256::of(bytes);
         if sha256 == crate::embedded::sha256() {
@@ -423,10 +455,10 @@ impl Trust {
                 return Ok(Admission::Signed(key.fingerprint()));
             }
             if !self.keys.is_empty() {
-                return Err(Error::BadSignature {
+                return Err(Error::from(SignatureError::BadSignature {
                     sha256: sha256.to_string(),
                     keys: self.keys.len(),
-                });
+                }));
             }
         }
         if self.allow_unsigned && self.pins.is_empty() {
@@ -443,9 +475,9 @@ impl Trust {
                 found: sha256.to_string(),
             });
         }
-        Err(Error::Unsigned {
+        Err(Error::from(SignatureError::Unsigned {
             sha256: sha256.to_string(),
-        })
+        }))
     }
 }
 

@@ -209,7 +209,7 @@ impl PolicyStore {
     /// Validates a candidate and its raw `signature` without installing it.
     ///
     /// # Errors
-    /// [`Error::Unsigned`], [`Error::BadSignature`] or [`Error::Pin`] from the trust
+    /// [`SignatureError::Unsigned`](crate::signature::SignatureError::Unsigned), [`SignatureError::BadSignature`](crate::signature::SignatureError::BadSignature) or [`Error::Pin`] from the trust
     /// check, any load error of [`Runtime::load`], or [`Error::Canary`] for the first
     /// canary that fails.
     pub fn validate_signed(&self, bytes: &[u8], signature: Option<&[u8]>) -> Result<Policy> {
@@ -353,7 +353,7 @@ pub fn validate(runtime: &Runtime, pin: Option<&Sha256>, bytes: &[u8]) -> Result
 /// compiled), loading ([`Runtime::load`]), and every canary. Returns how it was let in.
 ///
 /// # Errors
-/// [`Error::Unsigned`], [`Error::BadSignature`], [`Error::Pin`], any load error of
+/// [`SignatureError::Unsigned`](crate::signature::SignatureError::Unsigned), [`SignatureError::BadSignature`](crate::signature::SignatureError::BadSignature), [`Error::Pin`], any load error of
 /// [`Runtime::load`], or [`Error::Canary`] for the first canary that fails.
 pub fn admit(
     runtime: &Runtime,

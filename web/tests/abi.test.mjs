@@ -1,5 +1,6 @@
 // The page accepts a policy module on the same exports as the host (issue #15): abi.js's
-// REQUIRED, docs/ABI.md's "Exports" table and host/src/policy.rs's ABI_EXPORTS are one list,
+// REQUIRED (generated into abi-exports.js by host/tests/it/abi.rs), docs/ABI.md's "Exports"
+// table and host/src/policy.rs's ABI_EXPORTS are one list,
 // and a module without any one of them is refused. Runs in Node (no browser needed).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';

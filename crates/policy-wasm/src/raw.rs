@@ -12,7 +12,7 @@ use crate::heap::SizeClasses;
 /// Major ABI version: bumped when an export changes meaning or disappears.
 const ABI_MAJOR: u32 = 1;
 /// Minor ABI version: bumped when an export or an answer field is added.
-const ABI_MINOR: u32 = 4;
+const ABI_MINOR: u32 = 5;
 /// The largest buffer `sidekill_alloc` hands out. Larger than `MAX_REQUEST`, so that a host
 /// that sends too much gets a `request_too_large` envelope rather than a 0 from alloc.
 const MAX_ALLOC: u32 = 64 << 20;

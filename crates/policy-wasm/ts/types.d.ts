@@ -443,4 +443,9 @@ export interface PolicyInfo {
    * annotation, as templates (`%d` the step's signal; whole-element holes `{port}`,
    * `{loopback}`, `{url}`, `{path}`, `{method}`, `{name}`). ABI 1.4. */
   commands: string[][];
+  /** The roles of Argo's own containers, which sidekill never signals. ABI 1.5. */
+  argoOwnRoles: Role[];
+  /** The annotation prefix of a pod's own kill command: the key is this prefix followed by
+   * the container's name. ABI 1.5. */
+  killCmdPrefix: string;
 }

@@ -38,9 +38,13 @@ pub enum Role {
 }
 
 impl Role {
-    /// Whether the role is one of Argo's own containers, which sidekill never signals.
+    /// Argo's own containers, which sidekill never signals (`argoOwnRoles` in `policy_info`,
+    /// ABI 1.5: the debugger page reads them from there).
+    pub const ARGO_OWN: [Role; 3] = [Role::ArgoInit, Role::ArgoWait, Role::ArgoSupervisor];
+
+    /// Whether the role is one of Argo's own containers ([`Role::ARGO_OWN`]).
     pub fn is_argo_own(self) -> bool {
-        matches!(self, Role::ArgoInit | Role::ArgoWait | Role::ArgoSupervisor)
+        Role::ARGO_OWN.contains(&self)
     }
 }
 

@@ -76,6 +76,7 @@ pub mod yaml;
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use classify::Role;
 use serde::Serialize;
 
 pub use diagnostics::{Code, Diagnostic, Severity};
@@ -133,6 +134,12 @@ pub struct Info {
     /// Every argv a plan may contain besides a pod's own kill-cmd annotation, as templates
     /// ([`catalogue::COMMANDS`], ABI 1.4): a host runs no other.
     pub commands: &'static [&'static [&'static str]],
+    /// The roles of Argo's own containers, which sidekill never signals ([`Role::ARGO_OWN`],
+    /// ABI 1.5): a kill-cmd editor offers every other container.
+    pub argo_own_roles: [Role; 3],
+    /// The annotation prefix of a pod's own kill command ([`argo::KILL_CMD_PREFIX`], ABI 1.5):
+    /// the key is the prefix followed by the container's name.
+    pub kill_cmd_prefix: &'static str,
 }
 
 /// Plans every pod of a request.
@@ -192,6 +199,8 @@ pub fn info() -> Info {
         nop_path_env: nop::NOP_PATH_ENV,
         quitter_path: method::QUITTER_PATH,
         commands: catalogue::COMMANDS,
+        argo_own_roles: Role::ARGO_OWN,
+        kill_cmd_prefix: argo::KILL_CMD_PREFIX,
     }
 }
 
@@ -241,5 +250,23 @@ pub fn call(which: Call, input: &[u8]) -> Vec<u8> {
             });
             answer.unwrap_or_else(|e| error_envelope(e.code(), &alloc::format!("{e}"), e.path()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    /// The kill-cmd editor's facts travel in `policy_info` (ABI 1.5, issue 15): the page keeps
+    /// no copy of which roles are Argo's own or of the annotation's prefix.
+    #[test]
+    fn info_answers_the_kill_cmd_editor_facts() {
+        let answer: Value = serde_json::from_slice(&super::call(super::Call::Info, b"")).unwrap();
+        let info = &answer["ok"];
+        assert_eq!(
+            info["argoOwnRoles"],
+            json!(["argo-init", "argo-wait", "argo-supervisor"])
+        );
+        assert_eq!(info["killCmdPrefix"], "workflows.argoproj.io/kill-cmd-");
     }
 }

@@ -14,6 +14,7 @@ use super::{runtime, Context, Exit, PolicyArgs};
 use crate::controller::{self, Controller};
 use crate::error::{Error, Result};
 use crate::exec::{self, Executor};
+use crate::signature::SignatureError;
 use crate::source::configmap::ConfigMapSource;
 use crate::source::file::FileWatcher;
 use crate::{embedded, PolicyStore};
@@ -303,12 +304,12 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> 
     };
     let hot_swap = args.policy.policy.is_some() || args.policy_configmap.is_some();
     if hot_swap && trust.keys.is_empty() && trust.pins.is_empty() && !trust.allow_unsigned {
-        return Err(Error::KeyFormat {
+        return Err(Error::from(SignatureError::KeyFormat {
             what: "--policy / --policy-configmap".into(),
             reason: "a module from outside needs --trusted-key (signed modules), --pin \
                      (modules by sha256) or, knowingly, --allow-unsigned"
                 .into(),
-        });
+        }));
     }
     let store = Arc::new(PolicyStore::with_trust(
         runtime,

@@ -1,11 +1,173 @@
 //! `sidekill stop NAMESPACE/POD`: carry out one pod's plan now.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{load_policy, Context, Exit, StopArgs};
+use super::{load_policy, Context, Exit, PolicyArgs};
+use clap::Args;
+
 use crate::error::{Error, Result};
 use crate::exec::{self, Executor, Options, Outcome, PodReport, Verdict};
+
+pub(super) const ABOUT: &str = "\
+Stop the sidecars of one pod now. The pod is fetched from the cluster and sent to the
+policy module; its plan is carried out step by step: exec steps through pods/exec, HTTP
+steps through pods/proxy (only with --pods-proxy), and after each signal the pod's status
+is watched until the container terminates or the plan's wait runs out.
+
+A sidecar with nothing usable inside (no shell, a PID 1 that ignores SIGTERM) is stopped
+by image swap: its image is patched to the nop image (--nop-image), the kubelet stops it
+from outside (SIGTERM, the grace period, SIGKILL) and starts the nop, which exits 0. On by
+default when sidekill may patch pods in the namespace (asked with a
+SelfSubjectAccessReview); --no-image-swap turns it off. A quit endpoint that only answers
+callers inside the pod (Istio, Linkerd, cloud-sql-proxy, Vault) in an image with no client
+for it needs the ephemeral quitter: opt in with --quitter-image and grant patch on
+pods/ephemeralcontainers (deploy/ephemeral/). The policy picks the method per container
+and says why (`method` in the report).
+
+Each step done is recorded on the pod (annotation sidekill.dev/done-<container>, a JSON
+list of step indices) and skipped by later runs, so no step ever runs twice; each step
+and its result is also an Event on the pod. Transient API errors are retried.
+
+A plan whose readiness is not `ready` (a main container still running) is not run:
+the command says so and exits 1, unless --force. Even then, and whatever the policy module
+says, no stop runs while a container the plan calls main is still running, nor a stop of
+one of them: its steps are reported `refused` (and an Event), and not recorded.
+
+After the plan the pod is watched (at most 10 s) for its end, shown next to the plan's
+prediction: each sidecar's exit code against the predicted one, the pod's end (Succeeded,
+Failed, or NeverCompletes when the kubelet restarted a sidecar, which is then reported
+`restarted` and never stopped again) and, for a Job's pod, the Job's conditions (needs
+get on jobs; without it the Job is shown as not visible).
+
+JSON output: {namespace, name, outcome, readiness, policy, containers: [{container,
+planned, method?, verdict, stoppedAfterMs?, exitCode?, predictedExit, predictedResult?,
+exitMatches?, restartCount?, steps: [...], diagnostics}], diagnostics, prediction,
+phase?, end?, endMatches?, job?: {name, visible, conditions, succeeded, failed, active,
+note?}}";
+
+pub(super) const HELP: &str = "\
+Exit codes:
+  0  every sidecar stopped (or was already stopped, or the pod is gone, or dry run)
+  1  something is left running (verdict `still running`), a sidecar was restarted by
+     the kubelet, the pod ended Failed, or the plan is not ready
+  2  error: bad arguments, no usable kubeconfig, an API error past the retries,
+     a policy that cannot plan the pod
+
+Environment:
+  KUBECONFIG                  kubeconfig file (--kubeconfig); else in-cluster config
+  SIDEKILL_POLICY             policy module (--policy)
+  SIDEKILL_POLICY_SHA256      required sha256 of that module (--sha256)
+  SIDEKILL_FORMAT             output format (--format)
+  SIDEKILL_LOG                log level on stderr";
+
+/// Options of `stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The pod, as NAMESPACE/POD
+    #[arg(value_name = "NAMESPACE/POD", value_parser = parse_target)]
+    pub target: (String, String),
+
+    /// Kubeconfig file [default: in-cluster config]
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Print what would run, and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Run the plan even when its readiness is not `ready`
+    #[arg(long)]
+    pub force: bool,
+
+    /// sidekill may use the pods/proxy subresource (for HTTP stop endpoints)
+    #[arg(long)]
+    pub pods_proxy: bool,
+
+    /// Seconds to watch for termination after the last signal of a container
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub settle_seconds: u64,
+
+    /// How the executor acts: stop methods and wait caps.
+    #[command(flatten)]
+    pub methods: ExecutorArgs,
+
+    /// Which policy module to run.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// How the executor acts, for `stop` and `controller`: the stop methods that need nothing
+/// inside the sidecar, and the cap on waits. What RBAC grants is asked per namespace (SelfSubjectAccessReview) and passed to the policy with
+/// the images as `facts.stopMethods`; the policy chooses the method per container.
+#[derive(Debug, Clone, Args)]
+pub struct ExecutorArgs {
+    /// The nop image for image swap
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        default_value = crate::exec::DEFAULT_NOP_IMAGE,
+        long_help = "The nop image for image swap: a sidecar with no usable command inside \
+                     (no shell, a PID 1 that ignores SIGTERM) is stopped by patching its \
+                     image to the nop; the kubelet stops it from outside (SIGTERM, the grace \
+                     period, SIGKILL) and starts the nop, which exits 0, as Tekton stops \
+                     sidecars. Used when sidekill may patch pods in the namespace (deploy/ \
+                     grants it) and the policy predicts the nop exits 0. The image must be \
+                     pullable by the nodes: scripts/build-image builds it \
+                     (dist/image/sidekill-nop-image.tar)."
+    )]
+    pub nop_image: String,
+
+    /// Never swap images
+    #[arg(long)]
+    pub no_image_swap: bool,
+
+    /// Allow the ephemeral quitter, with this image (opt-in)
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        long_help = "Allow the ephemeral quitter, with this image (sidekill-quitter:<version>, \
+                     built by scripts/build-image): an ephemeral container next to the \
+                     sidecar, in its PID namespace and the pod's network, that calls a \
+                     loopback-only quit endpoint (Istio, Linkerd, cloud-sql-proxy, Vault) or \
+                     signals the sidecar's process by name. Needs patch on \
+                     pods/ephemeralcontainers (deploy/ephemeral/); the container stays in the \
+                     pod spec for good and admission may refuse it. Default: not used."
+    )]
+    pub quitter_image: Option<String>,
+
+    /// The longest one wait of a plan may last, in seconds
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        long_help = "The longest one wait of a plan may last (the grace period before SIGKILL, \
+                     the watch after a send), whatever the pod's terminationGracePeriodSeconds \
+                     says: a pod's owner chooses that number, and a huge one would hold one of \
+                     the executor's slots for as long."
+    )]
+    pub max_wait_seconds: u64,
+}
+
+impl ExecutorArgs {
+    /// Sets the executor's images and caps.
+    pub(crate) fn apply(&self, options: &mut crate::exec::Options) {
+        options.nop_image = (!self.no_image_swap).then(|| self.nop_image.clone());
+        options.quitter_image = self.quitter_image.clone();
+        options.max_wait = std::time::Duration::from_secs(self.max_wait_seconds);
+    }
+}
+
+pub(crate) fn parse_target(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
+            Ok((ns.to_owned(), pod.to_owned()))
+        }
+        _ => Err(format!("expected NAMESPACE/POD, got `{text}`")),
+    }
+}
 
 /// A kube client from `--kubeconfig` (or `KUBECONFIG`), else the in-cluster config.
 ///

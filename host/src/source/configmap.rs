@@ -42,6 +42,58 @@ use crate::digest::Sha256;
 use crate::error::{Error, Result};
 use crate::store::{PolicyStore, Swap};
 
+/// What can go wrong with the ConfigMap a policy module lives in: reading a key, writing
+/// a version (`policy push`, `policy rollback`). None is the module's fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigMapError {
+    /// A ConfigMap version has no module under the expected `binaryData` key.
+    #[error("{origin}: no `binaryData` key `{key}`")]
+    MissingKey {
+        /// The ConfigMap, as the source names it.
+        origin: String,
+        /// The key.
+        key: String,
+    },
+
+    /// A key cannot hold a policy module in a ConfigMap that `sidekill policy push` writes.
+    #[error("`{key}` cannot be the policy key of a ConfigMap: {reason}")]
+    BadKey {
+        /// The key given.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The policy ConfigMap does not exist (`policy rollback`).
+    #[error("{configmap} not found")]
+    NoConfigMap {
+        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
+        configmap: String,
+    },
+
+    /// A rollback was asked for, but the ConfigMap keeps no module the live one replaced.
+    #[error("{configmap} has no previous module to roll back to: no `binaryData` key `{previous_key}` next to `{key}` (`sidekill policy push` keeps the module it replaces there)")]
+    NoPreviousModule {
+        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
+        configmap: String,
+        /// The live module's key.
+        key: String,
+        /// The key the previous module would be under.
+        previous_key: String,
+    },
+
+    /// The ConfigMap changed between being read and being written, at every attempt
+    /// (optimistic concurrency on its `resourceVersion`): nothing was written.
+    #[error("{configmap} was changed by someone else while being written ({attempts} attempt{}); nothing was written: look at it and try again", if *.attempts == 1 { "" } else { "s" })]
+    Conflict {
+        /// The ConfigMap, as `configmap NAMESPACE/NAME`.
+        configmap: String,
+        /// How many read-and-write attempts were made.
+        attempts: u32,
+    },
+}
+
 /// One ConfigMap key holding a policy module.
 pub struct ConfigMapSource {
     api: Api<ConfigMap>,
@@ -83,23 +135,25 @@ impl ConfigMapSource {
     /// The module bytes of one ConfigMap version.
     ///
     /// # Errors
-    /// [`Error::MissingKey`] when `binaryData` has no such key.
+    /// [`ConfigMapError::MissingKey`] when `binaryData` has no such key.
     pub fn module_bytes<'c>(&self, configmap: &'c ConfigMap) -> Result<&'c [u8]> {
         configmap
             .binary_data
             .as_ref()
             .and_then(|data| data.get(&self.key))
             .map(|bytes| bytes.0.as_slice())
-            .ok_or_else(|| Error::MissingKey {
-                origin: self.origin.clone(),
-                key: self.key.clone(),
+            .ok_or_else(|| {
+                Error::from(ConfigMapError::MissingKey {
+                    origin: self.origin.clone(),
+                    key: self.key.clone(),
+                })
             })
     }
 
     /// The raw signature beside the module in one ConfigMap version, when there is one.
     ///
     /// # Errors
-    /// [`Error::KeyFormat`] when it is not base64.
+    /// [`SignatureError::KeyFormat`](crate::signature::SignatureError::KeyFormat) when it is not base64.
     pub fn signature(&self, configmap: &ConfigMap) -> Result<Option<Vec<u8>>> {
         let key = signature_key(&self.key);
         let text = configmap
@@ -125,7 +179,7 @@ impl ConfigMapSource {
     /// validated; [`ConfigMapSource::run`] calls it on a blocking thread.
     ///
     /// # Errors
-    /// [`Error::MissingKey`], or the store's refusal.
+    /// [`ConfigMapError::MissingKey`], or the store's refusal.
     pub fn apply(&mut self, store: &PolicyStore, configmap: &ConfigMap) -> Result<Option<Swap>> {
         let bytes = self.module_bytes(configmap)?;
         let signature = self.signature(configmap)?;
@@ -179,7 +233,7 @@ impl ConfigMapSource {
             .await;
             match handled {
                 Ok((current, outcome)) => {
-                    if let Err(e @ Error::MissingKey { .. }) = &outcome {
+                    if let Err(e @ Error::ConfigMap(ConfigMapError::MissingKey { .. })) = &outcome {
                         tracing::warn!(error = %e, "the live version keeps serving");
                     }
                     source = Some(current);
@@ -226,13 +280,13 @@ pub fn annotation(data_key: &str) -> String {
 /// `.previous`. Does no IO.
 ///
 /// # Errors
-/// [`Error::BadKey`] naming what is wrong.
+/// [`ConfigMapError::BadKey`] naming what is wrong.
 pub fn check_key(key: &str) -> Result<()> {
     let bad = |reason| {
-        Err(Error::BadKey {
+        Err(Error::from(ConfigMapError::BadKey {
             key: key.to_string(),
             reason,
-        })
+        }))
     };
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     if key.is_empty() {

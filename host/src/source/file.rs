@@ -43,7 +43,7 @@ pub fn signature_path(module: &Path) -> PathBuf {
 /// Reads a module's signature file when there is one: `Ok(None)` when it is missing.
 ///
 /// # Errors
-/// [`Error::Io`] when it exists but cannot be read, [`Error::KeyFormat`] when it is not
+/// [`Error::Io`] when it exists but cannot be read, [`SignatureError::KeyFormat`](crate::signature::SignatureError::KeyFormat) when it is not
 /// base64.
 pub fn read_signature(module: &Path) -> Result<Option<Vec<u8>>> {
     let path = signature_path(module);

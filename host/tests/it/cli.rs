@@ -359,7 +359,7 @@ fn policy_inspect_test_and_diff() {
     let out = t.run(&["policy", "inspect", "--format", "json", &good]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let inspected = json(&out);
-    assert_eq!(inspected["abi"], "1.4");
+    assert_eq!(inspected["abi"], "1.5");
     assert_eq!(
         inspected["sha256"],
         sidekill::embedded::sha256().to_string()
@@ -548,7 +548,6 @@ fn a_closed_stdout_is_not_an_error() {
 /// content types, and nothing outside the folder.
 #[test]
 fn web_serves_a_folder_and_nothing_outside_it() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("index.html"),
@@ -559,35 +558,35 @@ fn web_serves_a_folder_and_nothing_outside_it() {
     std::fs::write(dir.path().join("pkg/m.wasm"), b"\0asm\x01\0\0\0").unwrap();
     let (mut child, address) =
         crate::common::start_web(&[std::ffi::OsStr::new("--dir"), dir.path().as_os_str()]);
-    let get_from = |host: &str, path: &str| {
-        let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
-    };
+    let get_from = |host: &str, path: &str| crate::http_client::get(&address, host, path).unwrap();
     let get = |path: &str| get_from(&address, path);
     let index = get("/");
     let wasm = get("/pkg/m.wasm");
     let outside = get("/../etc/passwd");
     // A page of another site that resolves its name to 127.0.0.1 (DNS rebinding) is refused.
     let rebound = get_from("rebind.example", "/");
-    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert_eq!(rebound.status, 421, "{}", rebound.text);
     assert!(
-        index.contains("X-Content-Type-Options: nosniff\r\n")
-            && index.contains("frame-ancestors 'none'"),
-        "{index}"
+        index.text.contains("X-Content-Type-Options: nosniff\r\n")
+            && index.text.contains("frame-ancestors 'none'"),
+        "{}",
+        index.text
     );
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        index.starts_with("HTTP/1.1 200 OK")
-            && index.contains("text/html")
-            && index.ends_with("<title>t</title>"),
-        "{index}"
+        index.status == 200
+            && index.text.contains("text/html")
+            && index.body() == "<!doctype html><title>t</title>",
+        "{}",
+        index.text
     );
-    assert!(wasm.contains("Content-Type: application/wasm"), "{wasm}");
-    assert!(outside.starts_with("HTTP/1.1 404"), "{outside}");
+    assert!(
+        wasm.text.contains("Content-Type: application/wasm"),
+        "{}",
+        wasm.text
+    );
+    assert_eq!(outside.status, 404, "{}", outside.text);
 }
 
 /// A real fixture's text.

@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use sidekill::error::Error;
 use sidekill::publish::{Action, Candidate, PolicyConfigMap};
-use sidekill::source::configmap::ConfigMapSource;
+use sidekill::source::configmap::{ConfigMapError, ConfigMapSource};
 use sidekill::{embedded, PolicyStore, Sha256};
 use sidekill_testcluster::{ClusterConfig, TestCluster};
 
@@ -290,14 +290,20 @@ async fn racing_pushes_lose_no_version() {
         .write(runtime(), &missing, &candidate(1))
         .await
         .expect_err("stale create");
-    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(
+        matches!(err, Error::ConfigMap(ConfigMapError::Conflict { .. })),
+        "{err}"
+    );
     let stale = cm.read().await.expect("read");
     cm.push(runtime(), &candidate(1)).await.expect("push");
     let err = cm
         .write(runtime(), &stale, &candidate(2))
         .await
         .expect_err("stale write");
-    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(
+        matches!(err, Error::ConfigMap(ConfigMapError::Conflict { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("configmap sidekill/race"), "{err}");
     let now = cm.read().await.expect("read");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use sidekill::http::{serve_with, Options, Response};
 
+use crate::http_client;
+
 /// A server on an ephemeral loopback port, on a thread of its own; its address.
 fn start(options: Options) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -17,16 +19,9 @@ fn start(options: Options) -> std::net::SocketAddr {
     address
 }
 
-/// Sends `request` and reads the whole answer (the server closes after one).
+/// Sends `request` and reads the whole answer ([`http_client::exchange`]).
 fn exchange(address: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
+    http_client::exchange(address, request).unwrap().text
 }
 
 fn status_of(self_status: &str, field: &str) -> u64 {

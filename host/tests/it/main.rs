@@ -1,4 +1,5 @@
 //! Integration tests of the host, one module per area:
+//! - `abi`: the host and the debugger page require the exports `docs/ABI.md` lists;
 //! - `hostile`: hostile and broken modules (`tests/modules/*.wat`) are refused or stopped
 //!   with a clear error, never a panic;
 //! - `swap`: the policy store under concurrent load, the file source, rollback;
@@ -7,7 +8,7 @@
 //!   `policy rollback` against `crates/testcluster`;
 //! - `cli`: the real `sidekill` binary in a temporary directory;
 //! - `http`: the HTTP server of `sidekill web` and the controller's health endpoints, under
-//!   hostile clients;
+//!   hostile clients (`http_client`, shared with the benches, is the one client);
 //! - `controller` (feature `configmap`, root): the controller against `crates/testcluster`;
 //! - `demo` (feature `demo`, root): `sidekill demo` as a newcomer runs it;
 //! - `executor` (feature `configmap`): plans carried out against `crates/testcluster` (root),
@@ -17,6 +18,7 @@
 //!   the cache, pristine state per call, compile bounds, answer cost);
 //! - `fuzz`: proptest targets through wasmtime (`PROPTEST_CASES` bounds their time).
 
+mod abi;
 mod cache;
 mod cli;
 #[cfg(feature = "configmap")]
@@ -33,5 +35,7 @@ mod executor;
 mod fuzz;
 mod hostile;
 mod http;
+#[path = "../support/http_client.rs"]
+mod http_client;
 mod sandbox_edges;
 mod swap;

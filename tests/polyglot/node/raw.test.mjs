@@ -124,7 +124,7 @@ test('other calls: classify, matrix, policyInfo, reset', async () => {
 
   const info = JSON.parse(policy.policyInfo()).ok;
   assert.ok(info, 'policyInfo answers ok');
-  assert.deepEqual(Object.keys(info).sort(), ['commands', 'features', 'name', 'nopPathEnv', 'nopPaths', 'presetsHash', 'quitterPath', 'version']);
+  assert.deepEqual(Object.keys(info).sort(), ['argoOwnRoles', 'commands', 'features', 'killCmdPrefix', 'name', 'nopPathEnv', 'nopPaths', 'presetsHash', 'quitterPath', 'version']);
   assert.equal(info.name, 'sidekill-policy');
   assert.ok(Array.isArray(info.features) && info.features.includes('plan'));
 

@@ -97,7 +97,7 @@ fn reports_its_abi_version() {
             .expect("no trap")
     };
     assert_eq!(version(&mut store, "sidekill_abi_major"), 1);
-    assert_eq!(version(&mut store, "sidekill_abi_minor"), 4);
+    assert_eq!(version(&mut store, "sidekill_abi_minor"), 5);
 }
 
 #[test]

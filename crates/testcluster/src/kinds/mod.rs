@@ -23,6 +23,8 @@ pub(crate) trait Kind: ApiObject {
     const FIELDS: &'static [&'static str];
     /// Short names for discovery.
     const SHORT_NAMES: &'static [&'static str];
+    /// The columns of `kubectl get`'s table, as kube-apiserver's printers declare them.
+    const COLUMNS: &'static [Column];
 
     /// Fills defaults and validates a new object (its namespace is already set).
     fn prepare_create(&mut self) -> Result<(), ApiError>;
@@ -30,8 +32,13 @@ pub(crate) trait Kind: ApiObject {
     /// Validates an update of `old` to `new`, resetting what a client may not change.
     fn validate_update(old: &Self, new: &mut Self) -> Result<(), ApiError>;
 
-    /// Table column definitions.
-    fn table_columns() -> Vec<Value>;
+    /// Table column definitions ([`Kind::COLUMNS`] as the Table API sends them).
+    fn table_columns() -> Vec<Value> {
+        Self::COLUMNS
+            .iter()
+            .map(|&(name, ty, priority, description)| column(name, ty, priority, description))
+            .collect()
+    }
 
     /// Table cells of one object.
     fn table_cells(&self, now: jiff::Timestamp) -> Vec<Value>;
@@ -120,6 +127,25 @@ pub(crate) fn human_age(since: Option<&Time>, now: jiff::Timestamp) -> String {
     }
 }
 
+/// A table column: name, type, priority (0 always shown, 1 with `-o wide`) and description.
+pub(crate) type Column = (&'static str, &'static str, i32, &'static str);
+
+/// The `Name` column of every kind, described as `ObjectMeta.name` is (kube-apiserver's
+/// printers take it from `metav1.ObjectMeta{}.SwaggerDoc()`).
+const NAME_COLUMN: Column = (
+    "Name",
+    "string",
+    0,
+    "Name must be unique within a namespace.",
+);
+/// The `Age` column of every kind, described as `ObjectMeta.creationTimestamp` is.
+const AGE_COLUMN: Column = (
+    "Age",
+    "string",
+    0,
+    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+);
+
 fn column(name: &str, ty: &str, priority: i32, description: &str) -> Value {
     json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": description, "priority": priority})
 }
@@ -150,13 +176,16 @@ impl Kind for ConfigMap {
         Ok(())
     }
 
-    fn table_columns() -> Vec<Value> {
-        vec![
-            column("Name", "string", 0, "Name must be unique within a namespace."),
-            column("Data", "integer", 0, "Data contains the configuration data."),
-            column("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
-        ]
-    }
+    const COLUMNS: &'static [Column] = &[
+        NAME_COLUMN,
+        (
+            "Data",
+            "integer",
+            0,
+            "Data contains the configuration data.",
+        ),
+        AGE_COLUMN,
+    ];
 
     fn table_cells(&self, now: jiff::Timestamp) -> Vec<Value> {
         let n = self.data.as_ref().map_or(0, |d| d.len())
@@ -195,15 +224,13 @@ impl Kind for Event {
         Ok(())
     }
 
-    fn table_columns() -> Vec<Value> {
-        vec![
-            column("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
-            column("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future."),
-            column("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
-            column("Object", "string", 0, "The object that this event is about."),
-            column("Message", "string", 0, "A human-readable description of the status of this operation."),
-        ]
-    }
+    const COLUMNS: &'static [Column] = &[
+        ("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
+        ("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future."),
+        ("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+        ("Object", "string", 0, "The object that this event is about."),
+        ("Message", "string", 0, "A human-readable description of the status of this operation."),
+    ];
 
     fn table_cells(&self, now: jiff::Timestamp) -> Vec<Value> {
         let seen = self

@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 use crate::status::ApiError;
 
 use super::pod_update::{bump_generation, invalid_list, validate_annotations, validate_pod_update};
-use super::{column, human_age, is_sidecar, name_and_generate, name_of, Kind, NODE_NAME};
+use super::{
+    human_age, is_sidecar, name_and_generate, name_of, Column, Kind, AGE_COLUMN, NAME_COLUMN,
+    NODE_NAME,
+};
 
 impl Kind for Pod {
     const FIELDS: &'static [&'static str] = &[
@@ -144,19 +147,17 @@ impl Kind for Pod {
         Ok(())
     }
 
-    fn table_columns() -> Vec<Value> {
-        vec![
-            column("Name", "string", 0, "Name must be unique within a namespace."),
-            column("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
-            column("Status", "string", 0, "The aggregate status of the containers in this pod."),
-            column("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
-            column("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
-            column("IP", "string", 1, "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
-            column("Node", "string", 1, "NodeName is a request to schedule this pod onto a specific node."),
-            column("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
-            column("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
-        ]
-    }
+    const COLUMNS: &'static [Column] = &[
+        NAME_COLUMN,
+        ("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
+        ("Status", "string", 0, "The aggregate status of the containers in this pod."),
+        ("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+        AGE_COLUMN,
+        ("IP", "string", 1, "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
+        ("Node", "string", 1, "NodeName is a request to schedule this pod onto a specific node."),
+        ("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
+        ("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
+    ];
 
     fn table_cells(&self, now: jiff::Timestamp) -> Vec<Value> {
         let (ready, status, restarts) = pod_summary(self);

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, Pod,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
+    Pod,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rustix::process::Signal;
 use tokio::sync::watch;
 
@@ -278,34 +280,18 @@ pub(super) async fn supervise(
             }
         };
         let env = container_env(&pod, &c, &image);
-        let container_id = format!("containerd://{}", hex_id());
-        let started_at = now();
+        let run = Run::new();
         let launched = start(&inner, &rt, &c, &image, env, None, &fp).await;
         let mut changed = false;
         let (exit, message) = match launched {
             Err(failed) => failed,
             Ok(mut l) => {
                 set_container(&inner, &rt, &c.name, init, |cs| {
-                    cs.state = Some(ContainerState {
-                        running: Some(ContainerStateRunning {
-                            started_at: Some(started_at.clone()),
-                        }),
-                        ..Default::default()
-                    });
-                    cs.container_id = Some(container_id.clone());
+                    run.running(cs, &image);
                     cs.image = c.image.clone().unwrap_or_default();
-                    cs.image_id = image_id(&image.name);
-                    cs.started = Some(true);
                     cs.ready = true;
                 });
-                event(
-                    &inner,
-                    &rt,
-                    "Normal",
-                    "Started",
-                    format!("Started container {}", c.name),
-                    Some(fp.clone()),
-                );
+                started_event(&inner, &rt, &c.name, &fp);
                 let _ = started_tx.send(true);
                 let stop = tokio::select! {
                     e = l.wait(false) => Ended::Exited(e),
@@ -357,24 +343,7 @@ pub(super) async fn supervise(
             }
         };
         last_code = exit.code;
-        let terminated = ContainerStateTerminated {
-            container_id: Some(container_id.clone()),
-            exit_code: exit.code,
-            finished_at: Some(now()),
-            message: message.clone(),
-            reason: Some(
-                if message.is_some() {
-                    "StartError"
-                } else if exit.code == 0 {
-                    "Completed"
-                } else {
-                    "Error"
-                }
-                .into(),
-            ),
-            signal: exit.signal,
-            started_at: Some(started_at),
-        };
+        let terminated = run.terminated(exit, message);
         let stopping = stop_rx.borrow().is_some();
         if changed && !stopping {
             // Started again at once with the new image, whatever the restart policy.
@@ -447,6 +416,73 @@ enum Ended {
     Stopped(Duration),
     /// Its image changed in the spec.
     Changed,
+}
+
+/// One start of a container (regular, init or ephemeral): its runtime ID and start time,
+/// which its `running` and then its `terminated` state carry.
+pub(super) struct Run {
+    container_id: String,
+    started_at: Time,
+}
+
+impl Run {
+    /// A start now, with a fresh containerd ID.
+    pub(super) fn new() -> Run {
+        Run {
+            container_id: format!("containerd://{}", hex_id()),
+            started_at: now(),
+        }
+    }
+
+    /// Marks `cs` running this start of `image` (the caller adds what only its list reports).
+    pub(super) fn running(&self, cs: &mut ContainerStatus, image: &Image) {
+        cs.state = Some(ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(self.started_at.clone()),
+            }),
+            ..Default::default()
+        });
+        cs.container_id = Some(self.container_id.clone());
+        cs.image_id = image_id(&image.name);
+        cs.started = Some(true);
+    }
+
+    /// How this start ended: `exit`, or a start that failed with `message` (reason
+    /// `StartError`); else reason `Completed` for exit code 0 and `Error` for any other.
+    pub(super) fn terminated(
+        &self,
+        exit: Exit,
+        message: Option<String>,
+    ) -> ContainerStateTerminated {
+        let reason = if message.is_some() {
+            "StartError"
+        } else if exit.code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        };
+        ContainerStateTerminated {
+            container_id: Some(self.container_id.clone()),
+            exit_code: exit.code,
+            finished_at: Some(now()),
+            message,
+            reason: Some(reason.into()),
+            signal: exit.signal,
+            started_at: Some(self.started_at.clone()),
+        }
+    }
+}
+
+/// The kubelet's `Started` event for container `name`.
+pub(super) fn started_event(inner: &Inner, rt: &PodRuntime, name: &str, fp: &str) {
+    event(
+        inner,
+        rt,
+        "Normal",
+        "Started",
+        format!("Started container {name}"),
+        Some(fp.to_owned()),
+    );
 }
 
 /// Stops a container from outside as the runtime does: SIGTERM to its PID 1 (dropped by the

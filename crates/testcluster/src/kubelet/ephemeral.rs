@@ -3,18 +3,14 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
-    EphemeralContainer,
-};
+use k8s_openapi::api::core::v1::{Container, ContainerState, ContainerStatus, EphemeralContainer};
 
 use crate::process::{self};
-use crate::store::now;
 
-use super::container::{container_env, kill, pull_error, start};
+use super::container::{container_env, kill, pull_error, start, started_event, Run};
 use super::pod::deletion;
 use super::status::{event, update_status, waiting};
-use super::{hex_id, image_id, lock, Inner, PodRuntime};
+use super::{lock, Inner, PodRuntime};
 
 fn set_ephemeral(inner: &Inner, rt: &PodRuntime, name: &str, f: impl FnOnce(&mut ContainerStatus)) {
     update_status(inner, rt, |p| {
@@ -95,31 +91,13 @@ pub(super) async fn run_ephemeral(inner: Arc<Inner>, rt: Arc<PodRuntime>, ec: Ep
         },
     };
     let env = container_env(&pod, &c, &image);
-    let container_id = format!("containerd://{}", hex_id());
-    let started_at = now();
+    let run = Run::new();
     let launched = start(&inner, &rt, &c, &image, env, target_pid1, &fp).await;
     let (exit, message) = match launched {
         Err(failed) => failed,
         Ok(mut l) => {
-            set_ephemeral(&inner, &rt, &c.name, |cs| {
-                cs.state = Some(ContainerState {
-                    running: Some(ContainerStateRunning {
-                        started_at: Some(started_at.clone()),
-                    }),
-                    ..Default::default()
-                });
-                cs.container_id = Some(container_id.clone());
-                cs.image_id = image_id(&image.name);
-                cs.started = Some(true);
-            });
-            event(
-                &inner,
-                &rt,
-                "Normal",
-                "Started",
-                format!("Started container {}", c.name),
-                Some(fp.clone()),
-            );
+            set_ephemeral(&inner, &rt, &c.name, |cs| run.running(cs, &image));
+            started_event(&inner, &rt, &c.name, &fp);
             let mut del = rt.delete_tx.subscribe();
             let exit = tokio::select! {
                 e = l.wait(false) => e,
@@ -129,24 +107,7 @@ pub(super) async fn run_ephemeral(inner: Arc<Inner>, rt: Arc<PodRuntime>, ec: Ep
             (exit, None)
         }
     };
-    let terminated = ContainerStateTerminated {
-        container_id: Some(container_id),
-        exit_code: exit.code,
-        finished_at: Some(now()),
-        reason: Some(
-            if message.is_some() {
-                "StartError"
-            } else if exit.code == 0 {
-                "Completed"
-            } else {
-                "Error"
-            }
-            .into(),
-        ),
-        message,
-        signal: exit.signal,
-        started_at: Some(started_at),
-    };
+    let terminated = run.terminated(exit, message);
     set_ephemeral(&inner, &rt, &c.name, |cs| {
         cs.started = Some(false);
         cs.state = Some(ContainerState {

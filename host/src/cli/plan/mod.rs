@@ -4,125 +4,102 @@
 use serde_json::{json, Map, Value};
 use sidekill_policy::Call;
 
-use super::{load_policy, module_origin, Context, Exit, FactsArgs, FailOn, Format, PlanArgs};
+mod ci;
+mod facts;
+
+use clap::{Args, ValueEnum};
+
+pub use facts::FactsArgs;
+pub(crate) use facts::{check_facts, facts, request};
+
+use super::{load_policy, module_origin, Context, Exit, Format, PolicyArgs};
 use crate::error::{Error, Result};
 use crate::input::{self, Document};
 use crate::policy::{export_name, unwrap_envelope, AnswerBudget};
 use crate::render;
 
-/// The `facts` object of a request, with only the facts given.
-pub(crate) fn facts(args: &FactsArgs) -> Value {
-    let mut facts = Map::new();
-    if let Some(executor) = &args.executor {
-        facts.insert("executor".into(), json!(executor));
-    }
-    if let Some(version) = &args.cluster_version {
-        facts.insert("clusterVersion".into(), json!(version));
-    }
-    if args.pods_proxy {
-        facts.insert("podsProxy".into(), json!(true));
-    }
-    if !args.main_containers.is_empty() {
-        facts.insert("mainContainers".into(), json!(args.main_containers));
-    }
-    if !args.sidecars.is_empty() {
-        facts.insert("sidecars".into(), json!(args.sidecars));
-    }
-    let mut methods = Map::new();
-    if let Some(image) = &args.nop_image {
-        methods.insert("imageSwap".into(), json!({"allowed": true, "image": image}));
-    }
-    if let Some(image) = &args.quitter_image {
-        methods.insert("ephemeral".into(), json!({"allowed": true, "image": image}));
-    }
-    if !methods.is_empty() {
-        facts.insert("stopMethods".into(), Value::Object(methods));
-    }
-    let mut inject = Map::new();
-    for spec in &args.inject {
-        // The policy checks the injector's name; a layout other than native or classic is
-        // passed on as is, for the policy to refuse.
-        let (name, layout) = spec.split_once(':').unwrap_or((spec, "classic"));
-        let native = match layout {
-            "native" => json!(true),
-            "classic" => json!(false),
-            other => json!(other),
-        };
-        inject.insert(name.into(), json!({"native": native}));
-    }
-    if !inject.is_empty() {
-        facts.insert("inject".into(), Value::Object(inject));
-    }
-    Value::Object(facts)
+pub(super) const ABOUT: &str = "\
+Plan how the sidecars of each object's pods would be stopped.
+
+Each FILE (or `-` for standard input) holds YAML or JSON: one object or several
+(`---`-separated YAML documents, or concatenated JSON objects). Pods, Jobs, CronJobs,
+Deployments, ReplicaSets, StatefulSets, DaemonSets, Argo Workflows and WorkflowTemplates
+are planned: one plan per pod the object stands for (a Workflow has one per template that
+runs as a pod). A `List` is planned item by item. Objects of kinds the policy does not
+plan (ServiceAccount, ConfigMap, Service, ...) and documents with no `kind` (such as a
+kustomization.yaml) are skipped with a note, so the output of `helm template` or
+`kustomize build`, or a repository's YAML files, are checked as they are. A YAML document with a syntax
+error is reported with its line and column, and the other documents are still planned.
+
+For each pod the answer shows every container's classification with its evidence, the
+support-matrix row that applies, the plan (which containers are stopped, in what order,
+with which commands and waits) and diagnostics with fixes.
+
+Exit codes: 0 when no finding is at or above --fail-on (default `error`); 1 when one is
+(a container that cannot be stopped, an error-level diagnostic, ...); 2 on an input error:
+a file that cannot be read, a YAML or JSON error, an object the policy cannot plan, a
+fact the policy refuses (every other object is still planned and shown).
+
+In CI (README, \"Checking manifests in CI\"):
+  helm template my-release ./chart | sidekill plan --format github -
+  git ls-files -z '*.yaml' | xargs -0 sidekill plan --format sarif > sidekill.sarif
+
+JSON output: {\"policy\": {name, version, sha256, origin, build},
+              \"plans\": [{file, document, item?, line, object, answer}],
+              \"skipped\": [{file, document, item?, line, object, reason}],
+              \"errors\": [{file, document?, item?, error, message, code?, path?, line?,
+                          column?}]}
+where `document` and `item` count from 1 (`item`: the position in a `List`), `line` is
+where the document starts, and `answer` is the policy module's answer, unchanged.
+
+SARIF (2.1.0) and GitHub output: one result per diagnostic, at the file, line and
+column of its container's `name:` when found, else of its document; info diagnostics
+only in SARIF (level `note`); one `error` result per input error.";
+
+/// Which findings make `plan` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    /// Never: exit 0 whatever the plans say (2 still for input errors).
+    Never,
+    /// A container that cannot be stopped (verdict `cannot-stop`).
+    CannotStop,
+    /// That, or an error-level diagnostic (such as a malformed kill-cmd).
+    Error,
+    /// Any of those, or a warning-level diagnostic.
+    Warning,
 }
 
-/// The flag a `facts` field of the request comes from.
-fn flag_of(path: &str) -> Option<&'static str> {
-    let field = path.strip_prefix("facts.")?;
-    let flag = match field.split(['.', '[']).next()? {
-        "executor" => "--executor",
-        "clusterVersion" => "--cluster-version",
-        "podsProxy" => "--pods-proxy",
-        "mainContainers" => "--main-container",
-        "sidecars" => "--sidecar",
-        "stopMethods" if field.starts_with("stopMethods.imageSwap") => "--nop-image",
-        "stopMethods" if field.starts_with("stopMethods.ephemeral") => "--quitter-image",
-        _ => return None,
-    };
-    Some(flag)
-}
+/// The facts and policy options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Manifest files (YAML or JSON); `-` reads standard input
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
 
-/// Checks the facts once, before any document is planned: the policy judges them (it
-/// alone knows, say, the executors), and a fact it refuses is reported once, by its flag,
-/// rather than once per document by its field in the request (`facts.executor`).
-///
-/// # Errors
-/// A message naming the flag, when the policy refuses a fact.
-pub(crate) fn check_facts(
-    policy: &crate::Policy,
-    facts: &Value,
-) -> std::result::Result<(), String> {
-    if facts.as_object().is_none_or(Map::is_empty) {
-        return Ok(());
-    }
-    let probe = json!({"object": {"kind": "List", "items": []}, "facts": facts});
-    match policy.plan(probe.to_string().as_bytes()) {
-        Err(Error::Policy {
-            message,
-            path: Some(path),
-            ..
-        }) => match flag_of(&path) {
-            Some(flag) => {
-                // "invalid field `facts.executor`: expected ..." -> "invalid --executor: expected ..."
-                let quoted = format!("`{path}`");
-                let text = message
-                    .replace(
-                        &format!("invalid field {quoted}"),
-                        &format!("invalid {flag}"),
-                    )
-                    .replace(
-                        &format!("missing field {quoted}"),
-                        &format!("{flag} is missing"),
-                    )
-                    .replace(&quoted, flag);
-                Err(text)
-            }
-            None => Ok(()),
-        },
-        // Another answer to the empty probe says nothing about the facts: the documents'
-        // own answers will.
-        _ => Ok(()),
-    }
-}
+    /// Exit 1 on findings at or above this level [default: error]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "LEVEL",
+        default_value_t = FailOn::Error,
+        hide_default_value = true,
+        env = "SIDEKILL_FAIL_ON",
+        long_help = "Which findings make the exit code 1: `cannot-stop` (a container that \
+                     cannot be stopped), `error` (that, or an error-level diagnostic, such \
+                     as a malformed kill-cmd that makes the pod hang), `warning` (any of \
+                     those, or a warning), or `never`. Default: error. Input errors (a file \
+                     that cannot be read, a YAML error, an object the policy refuses) exit 2 \
+                     whatever the level; skipped non-workload objects never fail."
+    )]
+    pub fail_on: FailOn,
 
-/// The request envelope for one document.
-pub(crate) fn request(doc: &Document, facts: &Value) -> Vec<u8> {
-    let mut request = Map::new();
-    request.insert("object".into(), doc.object.clone());
-    if facts.as_object().is_some_and(|f| !f.is_empty()) {
-        request.insert("facts".into(), facts.clone());
-    }
-    Value::Object(request).to_string().into_bytes()
+    /// Which policy module to run.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Facts passed to the policy.
+    #[command(flatten)]
+    pub facts: FactsArgs,
 }
 
 /// A problem with one file or document.
@@ -472,10 +449,10 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &PlanArgs) -> Result<Exit> {
                 "errors": problems.iter().map(Problem::json).collect::<Vec<_>>(),
             }))?;
         }
-        Format::Github => ctx.print(&github(&found, &problems))?,
+        Format::Github => ctx.print(&ci::github(&found, &problems))?,
         Format::Sarif => {
             let version = format!("{} {}", policy.info().name, policy.info().version);
-            ctx.json_out(&sarif(&found, &problems, &version))?;
+            ctx.json_out(&ci::sarif(&found, &problems, &version))?;
         }
         Format::Table | Format::Auto => {
             let mut text = String::new();
@@ -538,159 +515,9 @@ fn notes(ctx: &Context<'_>, skipped: &[Skipped<'_>]) {
     }
 }
 
-/// GitHub Actions workflow commands: `::error file=F,line=L,col=C,title=T::message`, one
-/// per error or warning diagnostic (and cannot-stop verdict), and one per input error.
-/// Info diagnostics are left out: an annotation each would bury the rest.
-fn github(found: &[&Finding<'_>], problems: &[Problem]) -> String {
-    let mut out = String::new();
-    let mut line = |level: &str, file: &str, (l, c): (usize, usize), title: &str, text: &str| {
-        let mut props = Vec::new();
-        if file != input::STDIN {
-            props.push(format!("file={}", gh_property(file)));
-            if l > 0 {
-                props.push(format!("line={l}"));
-                props.push(format!("col={c}"));
-            }
-        }
-        props.push(format!("title={}", gh_property(title)));
-        out.push_str(&format!(
-            "::{level} {}::{}\n",
-            props.join(","),
-            gh_data(text)
-        ));
-    };
-    for f in found {
-        let level = match f.severity {
-            "error" | "cannot-stop" => "error",
-            "warning" => "warning",
-            _ => continue,
-        };
-        let about = f
-            .container
-            .map(|c| format!(", container {c}"))
-            .unwrap_or_default();
-        let title = format!("sidekill {} ({}{about})", f.code, f.subject);
-        let mut text = f.message.clone();
-        if let Some(fix) = f.fix {
-            text.push_str("\nfix: ");
-            text.push_str(fix);
-        }
-        line(level, &f.doc.file, f.position(), &title, &text);
-    }
-    for p in problems {
-        let title = format!("sidekill {}", problem_rule(p));
-        line("error", &p.file, p.position(), &title, &p.describe());
-    }
-    out
-}
-
-/// A workflow command's message: `%`, CR and LF escaped.
-fn gh_data(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// A workflow command's property value: as data, and `:` and `,` too.
-fn gh_property(text: &str) -> String {
-    gh_data(text).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// The rule id of an input problem: the policy's error code, or the host's error name.
-fn problem_rule(p: &Problem) -> String {
-    match &p.error {
-        Error::Policy { code, .. } => code.clone(),
-        other => other.name().to_string(),
-    }
-}
-
-/// A SARIF 2.1.0 log: one run, one result per diagnostic and per input error, a rule per
-/// code seen.
-fn sarif(found: &[&Finding<'_>], problems: &[Problem], policy: &str) -> Value {
-    let mut rules: Vec<String> = Vec::new();
-    let mut results = Vec::new();
-    let mut result = |rule: &str, level: &str, file: &str, (l, c): (usize, usize), text: String| {
-        if !rules.iter().any(|r| r == rule) {
-            rules.push(rule.to_string());
-        }
-        let mut r = json!({
-            "ruleId": rule,
-            "level": level,
-            "message": {"text": text},
-        });
-        if file != input::STDIN {
-            let mut location = json!({"artifactLocation": {"uri": sarif_uri(file)}});
-            if l > 0 {
-                location["region"] = json!({"startLine": l, "startColumn": c.max(1)});
-            }
-            r["locations"] = json!([{"physicalLocation": location}]);
-        }
-        results.push(r);
-    };
-    for f in found {
-        let level = match f.severity {
-            "error" | "cannot-stop" => "error",
-            "warning" => "warning",
-            _ => "note",
-        };
-        let about = f
-            .container
-            .map(|c| format!(", container {c}"))
-            .unwrap_or_default();
-        let mut text = format!("{} ({}{about})", f.message, f.subject);
-        if let Some(fix) = f.fix {
-            text.push_str(&format!(". Fix: {fix}"));
-        }
-        result(f.code, level, &f.doc.file, f.position(), text);
-    }
-    for p in problems {
-        result(
-            &problem_rule(p),
-            "error",
-            &p.file,
-            p.position(),
-            p.describe(),
-        );
-    }
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "sidekill",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://example.invalid/sidekill",
-                "properties": {"policy": policy},
-                "rules": rules.iter().map(|r| json!({"id": r})).collect::<Vec<_>>(),
-            }},
-            "results": results,
-        }],
-    })
-}
-
-/// A relative file reference for SARIF: path separators kept, other reserved characters
-/// percent-encoded.
-fn sarif_uri(file: &str) -> String {
-    let mut out = String::new();
-    for b in file.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn workflow_command_values_are_escaped() {
-        assert_eq!(gh_data("50%\nnext"), "50%25%0Anext");
-        assert_eq!(gh_property("a:b,c"), "a%3Ab%2Cc");
-    }
 
     #[test]
     fn fail_on_levels_nest() {
@@ -701,21 +528,5 @@ mod tests {
         assert!(!fails(FailOn::CannotStop, "error"));
         assert!(!fails(FailOn::Never, "cannot-stop"));
         assert!(!fails(FailOn::Warning, "info"));
-    }
-
-    #[test]
-    fn facts_fields_map_to_their_flags() {
-        assert_eq!(flag_of("facts.executor"), Some("--executor"));
-        assert_eq!(
-            flag_of("facts.stopMethods.imageSwap.image"),
-            Some("--nop-image")
-        );
-        assert_eq!(flag_of("facts.sidecars[0]"), Some("--sidecar"));
-        assert_eq!(flag_of("object.kind"), None);
-    }
-
-    #[test]
-    fn sarif_uris_keep_slashes() {
-        assert_eq!(sarif_uri("deploy/my job.yaml"), "deploy/my%20job.yaml");
     }
 }
