@@ -205,6 +205,11 @@ impl Default for Config {
     }
 }
 
+/// How much of a pooled memory slot stays resident between calls, at most: the pages a
+/// call wrote, reset in place. It bounds the memory an idle slot keeps; a call that wrote
+/// more gets the rest unmapped and takes page faults for it on the slot's next call.
+pub const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+
 /// The wasm runtime shared by every policy version: cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
@@ -253,9 +258,16 @@ impl Runtime {
                 .max_memories_per_module(1)
                 .table_elements(TABLE_ELEMENTS)
                 .max_memory_size(config.limits.memory)
-                // Pages a call touched are zeroed in place rather than unmapped, up to
-                // this much per slot: cheaper than fresh page faults on the next call.
-                .linear_memory_keep_resident(1 << 20)
+                // When a call's instance is dropped, the pages it wrote are found with
+                // Linux's PAGEMAP_SCAN (6.7 and later) and reset in place (zeroed, or copied
+                // back from the module's image), up to `MEMORY_KEEP_RESIDENT` per slot; the
+                // rest is unmapped. The next call on the slot then takes no page fault on
+                // them, which was most of a fresh instance's cost (BENCHMARKS.md,
+                // "Pristine state per call"). Without the ioctl (older kernels, other
+                // systems) the slot's lowest `MEMORY_KEEP_RESIDENT` bytes are reset
+                // whether written or not.
+                .pagemap_scan(wasmtime::Enabled::Auto)
+                .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
                 .table_keep_resident(64 << 10);
             wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
