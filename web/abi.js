@@ -17,13 +17,14 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
 
 /**
- * Compiles and instantiates `bytes` as a sidekill module.
+ * Compiles and instantiates `bytes` as a sidekill module; `bytes` may also be a
+ * `WebAssembly.Module` already compiled (the page compiles its own while it downloads).
  * @returns {Promise<{exports: object, names: Map<string, string>, major: number, minor: number}>}
  */
 export async function instantiate(bytes) {
   let module;
   try {
-    module = await WebAssembly.compile(bytes);
+    module = bytes instanceof WebAssembly.Module ? bytes : await WebAssembly.compile(bytes);
   } catch (e) {
     throw new Error(`not a WebAssembly module this browser can compile: ${e.message}`);
   }

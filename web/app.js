@@ -671,6 +671,10 @@ async function restoreFromHash() {
   }
 }
 
+/** Settles once the policy module is loaded (or failed to): the examples load meanwhile, and a
+ *  click on one waits for it. */
+let policyLoaded = Promise.resolve();
+
 async function loadExamples() {
   const box = $('examples');
   try {
@@ -682,6 +686,11 @@ async function loadExamples() {
       title: ex.description,
       dataset: { example: ex.file },
       onclick: async () => {
+        try {
+          await policyLoaded;
+        } catch {
+          return; // the page already says why no module is loaded
+        }
         writeFacts(ex.facts || {});
         setInput(await (await fetch(`examples/${ex.file}`)).text());
       },
@@ -696,8 +705,14 @@ async function loadExamples() {
 // ---------------------------------------------------------------- start
 
 async function main() {
+  // The examples load while the module compiles: the first plan needs both.
+  const examplesLoading = loadExamples();
+  const firstExample = examplesLoading.then((examples) => (examples[0]
+    ? fetch(`examples/${examples[0].file}`).then((r) => r.text()).catch(() => null)
+    : null));
+  policyLoaded = init();
   try {
-    await init();
+    await policyLoaded;
   } catch (e) {
     $('summary').textContent = `The policy module could not be loaded: ${e.message}`;
     $('policy-info').textContent = 'No policy.';
@@ -717,12 +732,11 @@ async function main() {
   window.addEventListener('hashchange', () => {
     if (location.hash !== lastHash) restoreFromHash();
   });
-  const examplesLoading = loadExamples();
   if (!(await restoreFromHash())) {
     const examples = await examplesLoading;
     if (examples[0] && $('input').value === '') {
       writeFacts(examples[0].facts || {});
-      setInput(await (await fetch(`examples/${examples[0].file}`)).text());
+      setInput((await firstExample) ?? await (await fetch(`examples/${examples[0].file}`)).text());
     } else {
       run();
     }

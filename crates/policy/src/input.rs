@@ -5,7 +5,7 @@
 //! template that Argo runs as a pod, laid out as Argo's emissary executor lays it out. A
 //! `List` plans each item.
 
-use alloc::borrow::ToOwned;
+use alloc::borrow::{Cow, ToOwned};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -275,8 +275,10 @@ pub fn subjects(object: &Value, facts: &Facts) -> Result<Vec<Subject>> {
 
 /// One pod from its JSON, injected first when simulations are asked for.
 struct PodJson<'a> {
-    metadata: Value,
-    spec: Value,
+    /// Borrowed from the request unless an injection is simulated on it: a plan reads
+    /// the pod and copies only the strings it keeps (issue 16).
+    metadata: Cow<'a, Value>,
+    spec: Cow<'a, Value>,
     status: Option<&'a Value>,
     path: &'a str,
 }
@@ -288,8 +290,8 @@ fn subject(
     simulations: &[Simulation],
 ) -> Result<Subject> {
     let PodJson {
-        mut metadata,
-        mut spec,
+        metadata,
+        spec,
         status,
         path,
     } = json;
@@ -300,6 +302,7 @@ fn subject(
     let injection = if simulations.is_empty() {
         None
     } else {
+        let (mut metadata, mut spec) = (metadata.into_owned(), spec.into_owned());
         let injected = inject::simulate(&pod, &mut metadata, &mut spec, simulations);
         if injected.iter().any(|i| !i.added.is_empty()) {
             pod = parse(&metadata, &spec)?;
@@ -368,8 +371,8 @@ fn collect(
         }
         "Pod" => {
             let json = PodJson {
-                metadata: metadata.cloned().unwrap_or(Value::Null),
-                spec: spec()?.clone(),
+                metadata: metadata.map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+                spec: Cow::Borrowed(spec()?),
                 status: m.get("status"),
                 path,
             };
@@ -414,8 +417,8 @@ fn collect(
             for (template, pod, mains) in crate::argo::workflow_pods(spec()?, &name, path)? {
                 let pod_path = template.1;
                 let json = PodJson {
-                    metadata: pod.0,
-                    spec: pod.1,
+                    metadata: Cow::Owned(pod.0),
+                    spec: Cow::Owned(pod.1),
                     status: None,
                     path: &pod_path,
                 };
@@ -465,8 +468,8 @@ fn template_subject(
     let metadata = merged_metadata(t.get("metadata"), outer_metadata);
     let name = source.name.clone();
     let json = PodJson {
-        metadata,
-        spec: spec.clone(),
+        metadata: Cow::Owned(metadata),
+        spec: Cow::Borrowed(spec),
         status: None,
         path,
     };

@@ -9,6 +9,7 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::fmt;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -155,21 +156,21 @@ impl Pod {
         status: Option<&Value>,
         path: &str,
     ) -> Result<Pod> {
+        let path = Path::Text(path);
         let mut pod = Pod::default();
         if let Some(meta) = metadata {
-            let meta_path = format!("{path}.metadata");
+            let meta_path = path.key("metadata");
             let meta = as_object(meta, &meta_path)?;
             pod.namespace = opt_string(meta, "namespace", &meta_path)?;
             pod.name = opt_string(meta, "name", &meta_path)?
                 .or(opt_string(meta, "generateName", &meta_path)?)
                 .unwrap_or_default();
-            pod.labels = string_map(meta.get("labels"), &format!("{meta_path}.labels"))?;
-            pod.annotations =
-                string_map(meta.get("annotations"), &format!("{meta_path}.annotations"))?;
+            pod.labels = string_map(meta.get("labels"), &meta_path.key("labels"))?;
+            pod.annotations = string_map(meta.get("annotations"), &meta_path.key("annotations"))?;
             if let Some(owners) = meta.get("ownerReferences").filter(|v| !v.is_null()) {
-                let owners_path = format!("{meta_path}.ownerReferences");
+                let owners_path = meta_path.key("ownerReferences");
                 for (i, owner) in as_array(owners, &owners_path)?.iter().enumerate() {
-                    let owner_path = format!("{owners_path}[{i}]");
+                    let owner_path = owners_path.index(i);
                     if let Some(kind) =
                         opt_string(as_object(owner, &owner_path)?, "kind", &owner_path)?
                     {
@@ -178,7 +179,7 @@ impl Pod {
                 }
             }
         }
-        let spec_path = format!("{path}.spec");
+        let spec_path = path.key("spec");
         let spec = as_object(spec, &spec_path)?;
         pod.containers = match spec.get("containers") {
             None | Some(Value::Null) => {
@@ -187,11 +188,11 @@ impl Pod {
                     expected: "a list of containers",
                 })
             }
-            Some(list) => containers(list, &format!("{spec_path}.containers"))?,
+            Some(list) => containers(list, &spec_path.key("containers"))?,
         };
         pod.init_containers = match spec.get("initContainers") {
             None | Some(Value::Null) => Vec::new(),
-            Some(list) => containers(list, &format!("{spec_path}.initContainers"))?,
+            Some(list) => containers(list, &spec_path.key("initContainers"))?,
         };
         pod.termination_grace_period_seconds =
             opt_i64(spec, "terminationGracePeriodSeconds", &spec_path)?;
@@ -208,20 +209,20 @@ impl Pod {
             opt_bool(spec, "shareProcessNamespace", &spec_path)?.unwrap_or(false);
         pod.restart_policy = opt_string(spec, "restartPolicy", &spec_path)?;
         if let Some(sc) = spec.get("securityContext").filter(|v| !v.is_null()) {
-            let sc_path = format!("{spec_path}.securityContext");
+            let sc_path = spec_path.key("securityContext");
             let sc = as_object(sc, &sc_path)?;
             pod.pod_run_as_user = opt_i64(sc, "runAsUser", &sc_path)?;
             pod.pod_run_as_non_root = opt_bool(sc, "runAsNonRoot", &sc_path)?;
         }
         if let Some(status) = status.filter(|v| !v.is_null()) {
-            let status_path = format!("{path}.status");
+            let status_path = path.key("status");
             let status = as_object(status, &status_path)?;
             pod.phase = opt_string(status, "phase", &status_path)?;
             for key in ["initContainerStatuses", "containerStatuses"] {
                 if let Some(list) = status.get(key).filter(|v| !v.is_null()) {
-                    let list_path = format!("{status_path}.{key}");
+                    let list_path = status_path.key(key);
                     for (i, item) in as_array(list, &list_path)?.iter().enumerate() {
-                        let item_path = format!("{list_path}[{i}]");
+                        let item_path = list_path.index(i);
                         let item = as_object(item, &item_path)?;
                         let name = req_string(item, "name", &item_path)?;
                         let state = container_state(item.get("state"), &item_path)?;
@@ -263,6 +264,41 @@ impl Pod {
     }
 }
 
+/// A JSON path for error messages (`object.spec.containers[2].name`), written out only when
+/// an error names it. Formatting every field's path up front, whether or not anything was
+/// wrong, was a tenth of a plan's time (issue 16).
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'a> {
+    /// A path given as text.
+    Text(&'a str),
+    /// `{parent}.{key}`.
+    Key(&'a Path<'a>, &'a str),
+    /// `{parent}[{index}]`.
+    Index(&'a Path<'a>, usize),
+}
+
+impl<'a> Path<'a> {
+    /// `{self}.{key}`.
+    pub(crate) fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path::Key(self, key)
+    }
+
+    /// `{self}[{index}]`.
+    pub(crate) fn index(&'a self, index: usize) -> Path<'a> {
+        Path::Index(self, index)
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Text(text) => f.write_str(text),
+            Path::Key(parent, key) => write!(f, "{parent}.{key}"),
+            Path::Index(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
 fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
@@ -275,23 +311,33 @@ fn describe(v: &Value) -> String {
     }
 }
 
-pub(crate) fn as_object<'v>(v: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
+pub(crate) fn as_object<'v, P: fmt::Display + ?Sized>(
+    v: &'v Value,
+    path: &P,
+) -> Result<&'v Map<String, Value>> {
     v.as_object().ok_or_else(|| Error::Invalid {
-        path: path.into(),
+        path: path.to_string(),
         expected: "an object",
         found: describe(v),
     })
 }
 
-pub(crate) fn as_array<'v>(v: &'v Value, path: &str) -> Result<&'v Vec<Value>> {
+pub(crate) fn as_array<'v, P: fmt::Display + ?Sized>(
+    v: &'v Value,
+    path: &P,
+) -> Result<&'v Vec<Value>> {
     v.as_array().ok_or_else(|| Error::Invalid {
-        path: path.into(),
+        path: path.to_string(),
         expected: "a list",
         found: describe(v),
     })
 }
 
-pub(crate) fn opt_string(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>> {
+pub(crate) fn opt_string<P: fmt::Display + ?Sized>(
+    m: &Map<String, Value>,
+    key: &str,
+    path: &P,
+) -> Result<Option<String>> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -303,14 +349,18 @@ pub(crate) fn opt_string(m: &Map<String, Value>, key: &str, path: &str) -> Resul
     }
 }
 
-pub(crate) fn req_string(m: &Map<String, Value>, key: &str, path: &str) -> Result<String> {
+pub(crate) fn req_string<P: fmt::Display + ?Sized>(
+    m: &Map<String, Value>,
+    key: &str,
+    path: &P,
+) -> Result<String> {
     opt_string(m, key, path)?.ok_or_else(|| Error::Missing {
         path: format!("{path}.{key}"),
         expected: "a string",
     })
 }
 
-fn opt_bool(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<bool>> {
+fn opt_bool(m: &Map<String, Value>, key: &str, path: &Path<'_>) -> Result<Option<bool>> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -322,7 +372,7 @@ fn opt_bool(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<bool
     }
 }
 
-fn opt_i64(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<i64>> {
+fn opt_i64(m: &Map<String, Value>, key: &str, path: &Path<'_>) -> Result<Option<i64>> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
@@ -334,7 +384,7 @@ fn opt_i64(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<i64>>
     }
 }
 
-fn string_list(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
+fn string_list(v: Option<&Value>, path: &Path<'_>) -> Result<Vec<String>> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(Vec::new());
     };
@@ -354,7 +404,7 @@ fn string_list(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
 
 /// Labels and annotations: a map of strings. A number or boolean value is a type error,
 /// as the API server would reject it.
-fn string_map(v: Option<&Value>, path: &str) -> Result<BTreeMap<String, String>> {
+fn string_map(v: Option<&Value>, path: &Path<'_>) -> Result<BTreeMap<String, String>> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(BTreeMap::new());
     };
@@ -372,28 +422,28 @@ fn string_map(v: Option<&Value>, path: &str) -> Result<BTreeMap<String, String>>
     Ok(map)
 }
 
-fn containers(list: &Value, path: &str) -> Result<Vec<Container>> {
+fn containers(list: &Value, path: &Path<'_>) -> Result<Vec<Container>> {
     as_array(list, path)?
         .iter()
         .enumerate()
-        .map(|(i, item)| container(item, &format!("{path}[{i}]")))
+        .map(|(i, item)| container(item, &path.index(i)))
         .collect()
 }
 
-fn container(v: &Value, path: &str) -> Result<Container> {
+fn container(v: &Value, path: &Path<'_>) -> Result<Container> {
     let m = as_object(v, path)?;
     let mut c = Container {
         name: req_string(m, "name", path)?,
         image: opt_string(m, "image", path)?.unwrap_or_default(),
-        command: string_list(m.get("command"), &format!("{path}.command"))?,
-        args: string_list(m.get("args"), &format!("{path}.args"))?,
+        command: string_list(m.get("command"), &path.key("command"))?,
+        args: string_list(m.get("args"), &path.key("args"))?,
         restart_policy: opt_string(m, "restartPolicy", path)?,
         ..Container::default()
     };
     if let Some(mounts) = m.get("volumeMounts").filter(|v| !v.is_null()) {
-        let mounts_path = format!("{path}.volumeMounts");
+        let mounts_path = path.key("volumeMounts");
         for (i, mount) in as_array(mounts, &mounts_path)?.iter().enumerate() {
-            let mount_path = format!("{mounts_path}[{i}]");
+            let mount_path = mounts_path.index(i);
             c.mount_paths.push(req_string(
                 as_object(mount, &mount_path)?,
                 "mountPath",
@@ -402,9 +452,9 @@ fn container(v: &Value, path: &str) -> Result<Container> {
         }
     }
     if let Some(env) = m.get("env").filter(|v| !v.is_null()) {
-        let env_path = format!("{path}.env");
+        let env_path = path.key("env");
         for (i, var) in as_array(env, &env_path)?.iter().enumerate() {
-            let var_path = format!("{env_path}[{i}]");
+            let var_path = env_path.index(i);
             let var = as_object(var, &var_path)?;
             let name = req_string(var, "name", &var_path)?;
             let value = opt_string(var, "value", &var_path)?.unwrap_or_default();
@@ -412,13 +462,13 @@ fn container(v: &Value, path: &str) -> Result<Container> {
         }
     }
     if let Some(sc) = m.get("securityContext").filter(|v| !v.is_null()) {
-        let sc_path = format!("{path}.securityContext");
+        let sc_path = path.key("securityContext");
         let sc = as_object(sc, &sc_path)?;
         c.run_as_user = opt_i64(sc, "runAsUser", &sc_path)?;
         c.run_as_non_root = opt_bool(sc, "runAsNonRoot", &sc_path)?;
     }
     if let Some(lc) = m.get("lifecycle").filter(|v| !v.is_null()) {
-        let lc_path = format!("{path}.lifecycle");
+        let lc_path = path.key("lifecycle");
         let lc = as_object(lc, &lc_path)?;
         c.has_pre_stop = lc.get("preStop").is_some_and(|v| !v.is_null());
         c.stop_signal = opt_string(lc, "stopSignal", &lc_path)?;
@@ -426,14 +476,14 @@ fn container(v: &Value, path: &str) -> Result<Container> {
     Ok(c)
 }
 
-fn container_state(v: Option<&Value>, path: &str) -> Result<ContainerState> {
-    let state_path = format!("{path}.state");
+fn container_state(v: Option<&Value>, path: &Path<'_>) -> Result<ContainerState> {
+    let state_path = path.key("state");
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(ContainerState::Waiting);
     };
     let m = as_object(v, &state_path)?;
     if let Some(t) = m.get("terminated").filter(|v| !v.is_null()) {
-        let t_path = format!("{state_path}.terminated");
+        let t_path = state_path.key("terminated");
         let exit_code = opt_i64(as_object(t, &t_path)?, "exitCode", &t_path)?.unwrap_or(0);
         return Ok(ContainerState::Terminated { exit_code });
     }

@@ -110,6 +110,49 @@ fn one_calls_request_never_reaches_the_next_answer() {
     }
 }
 
+/// Issue 16: a call's memory slot is reset in place when it is reused (the pages it wrote
+/// are found with PAGEMAP_SCAN and zeroed or copied back from the module's image, instead of
+/// being unmapped). What a call wrote in its data image's page and in memory it grew must
+/// still be gone on the next call, on the same slot.
+#[test]
+fn pages_reset_in_place_keep_nothing_of_the_last_call() {
+    let module = wat::parse_str(
+        r#"(module
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{\"ok\":{\"name\":\"marks\",\"version\":\"0.0.1\",\"features\":[],\"presetsHash\":\"0\"}}")
+  (data (i32.const 1536) "{\"ok\":\"clean\"}")
+  (data (i32.const 1600) "{\"ok\":\"leaked\"}")
+  (global $len (mut i32) (i32.const 0))
+  (func (export "sidekill_abi_major") (result i32) i32.const 1)
+  (func (export "sidekill_abi_minor") (result i32) i32.const 0)
+  (func (export "sidekill_alloc") (param i32) (result i32) i32.const 4096)
+  (func (export "sidekill_free") (param i32 i32))
+  (func (export "sidekill_reset"))
+  (func (export "sidekill_result_len") (result i32) global.get $len)
+  (func (export "sidekill_policy_info") (result i32) (global.set $len (i32.const 73)) (i32.const 1024))
+  (func (export "sidekill_matrix") (result i32) (global.set $len (i32.const 73)) (i32.const 1024))
+  (func $plan (result i32)
+    ;; Two more pages, then look for the marks a previous call left: one beside the data
+    ;; image, one in the grown memory.
+    (drop (memory.grow (i32.const 2)))
+    (if (i32.or (i32.load (i32.const 2048)) (i32.load (i32.const 131072)))
+      (then (global.set $len (i32.const 15)) (return (i32.const 1600))))
+    (i32.store (i32.const 2048) (i32.const 0x5ec2e7))
+    (i32.store (i32.const 131072) (i32.const 0x5ec2e7))
+    (global.set $len (i32.const 14))
+    (i32.const 1536))
+  (func (export "sidekill_plan") (param i32 i32) (result i32) (call $plan))
+  (func (export "sidekill_classify") (param i32 i32) (result i32) (call $plan))
+)"#,
+    )
+    .expect("valid wat");
+    let policy = runtime().load(&module).expect("loads");
+    for call in 0..20 {
+        let answer = policy.answer(Call::Plan, ISTIO_POD).expect("answers");
+        assert_eq!(answer, "clean", "call {call}");
+    }
+}
+
 #[test]
 fn a_time_bomb_sees_every_call_as_its_first() {
     let policy = runtime().load(&wat("time_bomb")).expect("loads");
