@@ -23,8 +23,10 @@ pub mod stop;
 mod web;
 
 pub use matrix::MatrixArgs;
-pub(crate) use module::{async_runtime, is_embedded, module_origin, parse_sha256, read_module};
+#[cfg(feature = "configmap")]
+pub(crate) use module::async_runtime;
 pub use module::{cli_runtime, default_cache_dir, load_policy, runtime, PolicyArgs};
+pub(crate) use module::{is_embedded, module_origin, parse_sha256, read_module};
 pub use plan::{FactsArgs, FailOn, PlanArgs};
 pub use policy_cmd::{PolicyCommand, SignCommand};
 #[cfg(feature = "configmap")]

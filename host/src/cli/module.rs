@@ -149,6 +149,7 @@ pub fn load_policy(global: &Global, args: &PolicyArgs) -> Result<(Policy, String
 /// The async runtime of the commands that talk to a cluster (`stop`, `controller`, `demo`,
 /// `policy push` and `rollback`): two workers (the work is mostly waiting on the API
 /// server), IO and timers.
+#[cfg(feature = "configmap")]
 pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,6 +10,7 @@ use crate::canary;
 use crate::cli::{read_module, Context, Exit};
 use crate::digest::Sha256;
 use crate::error::{Error, Result};
+#[cfg(feature = "configmap")]
 use crate::render::Table;
 
 /// Runs the load checks and the canaries on one module; exit 1 when it would be refused.
