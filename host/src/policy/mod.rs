@@ -33,20 +33,9 @@ pub use inspect::{describe, exports, imports, inspect, Inspection};
 /// The ABI major version this host speaks.
 pub const ABI_MAJOR: i32 = 1;
 
-/// The exports the raw ABI requires, with their types as [`describe`] prints them.
-pub const ABI_EXPORTS: [(&str, &str); 11] = [
-    ("memory", "memory"),
-    ("sidekill_abi_major", "func() -> i32"),
-    ("sidekill_abi_minor", "func() -> i32"),
-    ("sidekill_alloc", "func(i32) -> i32"),
-    ("sidekill_free", "func(i32, i32)"),
-    ("sidekill_reset", "func()"),
-    ("sidekill_result_len", "func() -> i32"),
-    ("sidekill_plan", "func(i32, i32) -> i32"),
-    ("sidekill_classify", "func(i32, i32) -> i32"),
-    ("sidekill_matrix", "func() -> i32"),
-    ("sidekill_policy_info", "func() -> i32"),
-];
+/// The exports the raw ABI requires, with their types as [`describe`] prints them: `docs/ABI.md`'s
+/// table ([`crate::abi::EXPORTS`]), the one list the page's check is generated from too.
+pub use crate::abi::EXPORTS as ABI_EXPORTS;
 
 /// The policy's identity, from `sidekill_policy_info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
