@@ -61,7 +61,7 @@ impl Executor {
     }
 
     /// Stops the sidecars of one pod, as its plan says. Waits for a permit first (at most
-    /// [`Options::concurrency`] pods at once per executor).
+    /// [`Options::concurrency`](super::Options::concurrency) pods at once per executor).
     ///
     /// # Errors
     /// A non-transient API error, or transient ones past the retries; a policy that cannot

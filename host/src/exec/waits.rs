@@ -84,10 +84,10 @@ const CONTENDED_POLL: Duration = Duration::from_millis(50);
 impl Executor {
     /// This executor, handing waits longer than `hold` back instead of waiting them out: the
     /// wait is recorded on the pod (`sidekill.dev/wait-<container>`, its step, deadline and
-    /// what it awaits) and [`stop_pod`](Executor::stop_pod) returns [`Outcome::Waiting`] with
+    /// what it awaits) and [`stop_pod`](Executor::stop_pod) returns [`Outcome::Waiting`](super::Outcome::Waiting) with
     /// the deadline. Called again for the pod, it resumes the wait from the record: at once
     /// when the awaited container has ended, else until the deadline. The controller uses it
-    /// so that a pod's grace period (its owner's choice, up to [`Options::max_wait`]) never
+    /// so that a pod's grace period (its owner's choice, up to [`Options::max_wait`](super::Options::max_wait)) never
     /// holds one of the few concurrency slots; `sidekill stop` waits in place.
     #[must_use]
     pub fn suspending(mut self, hold: Duration) -> Executor {
