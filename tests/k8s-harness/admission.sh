@@ -80,18 +80,22 @@ allowed "exec into a workload pod" as_sidekill -n "$ns" exec step -c main -- tru
 refused "exec into kube-system" as_sidekill -n kube-system exec "$probe" -c main -- true
 allowed "the admin is not bound by it" k -n "$ns" label pod step admin=1
 
-# The fenced record write (host/src/exec/records.rs): a merge patch naming the pod's UID and
-# resourceVersion passes the policy, and the API server refuses it once the pod has changed.
+# The fenced record write (host/src/exec/records.rs): a JSON patch that tests the pod's UID and
+# the claim it saw, then adds the record, passes the policy; once the claim has changed, the API
+# server refuses it (422), whatever else changed on the pod meanwhile.
 uid=$(k -n "$ns" get pod step -o jsonpath='{.metadata.uid}')
-rv=$(k -n "$ns" get pod step -o jsonpath='{.metadata.resourceVersion}')
-record='{"metadata":{"uid":"'"$uid"'","resourceVersion":"'"$rv"'","annotations":{"sidekill.dev/done-proxy":"[\"0:00000000\"]"}}}'
-allowed "a record written at the pod's resourceVersion" as_sidekill -n "$ns" patch pod step --type merge -p "$record"
-if out=$(as_sidekill -n "$ns" patch pod step --type merge -p "$record" 2>&1); then
-  fail "a record at a stale resourceVersion" "allowed: $out"
-elif grep -q "Conflict\|modified" <<<"$out"; then
-  pass "a record at a stale resourceVersion is refused (409): $(head -c 120 <<<"$out")"
+claim='{"holder":"h","until":1}'
+k -n "$ns" annotate pod step --overwrite "sidekill.dev/claim=$claim" >/dev/null
+record='[{"op":"test","path":"/metadata/uid","value":"'"$uid"'"},{"op":"test","path":"/metadata/annotations/sidekill.dev~1claim","value":"{\"holder\":\"h\",\"until\":1}"},{"op":"add","path":"/metadata/annotations/sidekill.dev~1done-proxy","value":"[\"0:00000000\"]"}]'
+k -n "$ns" label pod step --overwrite unrelated=change >/dev/null
+allowed "a record fenced by the claim it saw" as_sidekill -n "$ns" patch pod step --type json -p "$record"
+k -n "$ns" annotate pod step --overwrite 'sidekill.dev/claim={"holder":"other","until":1}' >/dev/null
+if out=$(as_sidekill -n "$ns" patch pod step --type json -p "$record" 2>&1); then
+  fail "a record once the claim changed" "allowed: $out"
+elif grep -q "test failed\|Invalid" <<<"$out"; then
+  pass "a record once the claim changed is refused (422): $(head -c 120 <<<"$out")"
 else
-  fail "a record at a stale resourceVersion" "$out"
+  fail "a record once the claim changed" "$out"
 fi
 
 # deploy/namespaced/: the ClusterRole bound in team-a only, the controller watching team-a.

@@ -113,12 +113,12 @@ pub async fn acquire(
 
 /// The executor's fence for `holder` ([`crate::exec::Executor::fenced`]): a pod may be
 /// written while its claim is `holder`'s and has not run out by `until` (written by this
-/// holder, so judged on its own clock).
+/// holder, so judged on its own clock), and only as long as the claim is that very text.
 pub fn fence(holder: String) -> crate::exec::Fence {
     std::sync::Arc::new(move |pod: &Pod| match Claim::of(pod) {
         Some(c) if c.holder != holder => Err(format!("claimed by {}", c.holder)),
         Some(c) if c.remaining(now_ms()).is_none() => Err("its claim ran out".into()),
-        Some(_) => Ok(()),
+        Some(c) => Ok(vec![(CLAIM_ANNOTATION.to_owned(), c.text)]),
         None => Err("no claim on the pod".into()),
     })
 }

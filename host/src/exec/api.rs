@@ -29,9 +29,10 @@ pub(super) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-/// A write whose `resourceVersion` precondition no longer holds (409 Conflict).
-pub(super) fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
+/// A write the API server found invalid (422): for a JSON Patch, a `test` that failed or a
+/// path that is not there.
+pub(super) fn is_invalid(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422)
 }
 
 /// The write named the UID of the pod it was meant for, and the pod under that name now is

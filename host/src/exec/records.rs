@@ -22,17 +22,27 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use super::api::{forbidden, is_conflict, is_not_found, is_other_pod};
+use super::api::{forbidden, is_invalid, is_not_found, is_other_pod};
 use super::run::Stop;
 use super::waits::Waiting;
 use super::{Error, Executor};
 
-/// Says whether the pod, as just read, may still be written by this executor: `Err` with
-/// why not (the controller's claim is another holder's).
-pub type Fence = Arc<dyn Fn(&Pod) -> Result<(), String> + Send + Sync>;
+/// Says whether the pod, as just read, may still be written by this executor: the annotations
+/// (key, value) that must still hold those values when the write is applied (the
+/// controller's claim), or `Err` with why not (the claim is another holder's).
+pub type Fence = Arc<dyn Fn(&Pod) -> Result<Vec<(String, String)>, String> + Send + Sync>;
 
-/// Attempts at a fenced write whose pod keeps changing between the read and the write.
-const FENCED_ATTEMPTS: usize = 8;
+/// Attempts at a fenced write whose fence (the claim) changed between the read and the write:
+/// the holder's own renewal can do that once.
+const FENCED_ATTEMPTS: usize = 4;
+
+/// The JSON pointer of an annotation (RFC 6901: `~` and `/` escaped).
+fn annotation_pointer(key: &str) -> String {
+    format!(
+        "/metadata/annotations/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    )
+}
 
 /// The fields of a step that say what it does.
 const IDENTITY: [&str; 5] = ["step", "signal", "action", "seconds", "container"];
@@ -173,11 +183,15 @@ impl Done {
 
 impl Executor {
     /// This executor, writing its records only while `fence` allows: each record (a step
-    /// done, a wait handed back, a send begun) reads the pod, asks `fence`, and patches with
-    /// the pod's `resourceVersion` as a precondition, so that nothing is recorded once the
-    /// pod is another's, even by a holder that slept past its claim's end (a paused process
-    /// is not stopped by the claim's own deadline). A 409 reads again. The controller fences
-    /// with its claim (`sidekill.dev/claim`); `sidekill stop` has no claim and no fence.
+    /// done, a wait handed back, a send begun) reads the pod, asks `fence`, and is a JSON
+    /// Patch whose `test` operations require the claim the fence saw, so that nothing is
+    /// recorded once the pod is another's, even by a holder that slept past its claim's end
+    /// (a paused process is not stopped by the claim's own deadline). The API server applies
+    /// the tests to the pod as it stands (k8s.io/apiserver `patcher` with evanphx/json-patch),
+    /// so other writers' changes to the pod (its status, labels) cost no retry, where a
+    /// `resourceVersion` precondition would conflict with each of them. A failed test reads
+    /// again. The controller fences with its claim (`sidekill.dev/claim`); `sidekill stop` has
+    /// no claim and no fence.
     #[must_use]
     pub fn fenced(mut self, fence: Fence) -> Executor {
         self.fence = Some(fence);
@@ -220,8 +234,7 @@ impl Executor {
 
     /// Patches the pod's annotations (a null removes one). The pod's UID is a precondition
     /// (the API server refuses to change it: 422), so a pod recreated under the name never
-    /// gets this pod's record; with a fence, so is the pod's `resourceVersion` as the fence
-    /// allowed it.
+    /// gets this pod's record; with a fence, so are the annotations the fence names.
     pub(super) async fn write_annotations(
         &self,
         ns: &str,
@@ -234,37 +247,62 @@ impl Executor {
         let pp = PatchParams::default();
         let mut attempts = 0;
         loop {
-            let mut metadata = json!({"uid": uid, "annotations": annotations});
-            if let Some(fence) = &self.fence {
-                // The cached version first; after a 409, the API server's.
-                let pod = if attempts == 0 {
-                    self.get(ns, name).await?
-                } else {
-                    self.get_fresh(ns, name).await?
-                };
-                // A cached version may predate the claim's last write: only the API server's
-                // own version refuses.
-                let fresh = attempts > 0 || self.cache.is_none();
-                let refused = match &pod {
-                    None => Err(Stop::Gone),
-                    Some(p) if p.metadata.uid.as_deref() != Some(uid) => Err(Stop::Gone),
-                    Some(p) => {
-                        fence(p).map_err(|why| Stop::Err(Error::Fenced { what: what(), why }))
+            let patch = match &self.fence {
+                None => Patch::Merge(json!({"metadata": {"uid": uid, "annotations": annotations}})),
+                Some(fence) => {
+                    // The cached version first; after a failed test, the API server's.
+                    let pod = if attempts == 0 {
+                        self.get(ns, name).await?
+                    } else {
+                        self.get_fresh(ns, name).await?
+                    };
+                    // A cached version may predate the claim's last write: only the API
+                    // server's own version refuses.
+                    let fresh = attempts > 0 || self.cache.is_none();
+                    let held = match &pod {
+                        None => Err(Stop::Gone),
+                        Some(p) if p.metadata.uid.as_deref() != Some(uid) => Err(Stop::Gone),
+                        Some(p) => {
+                            fence(p).map_err(|why| Stop::Err(Error::Fenced { what: what(), why }))
+                        }
+                    };
+                    let held = match held {
+                        Ok(held) => held,
+                        Err(stop) if fresh => return Err(stop),
+                        Err(_) => {
+                            attempts += 1;
+                            continue;
+                        }
+                    };
+                    let present = pod
+                        .as_ref()
+                        .and_then(|p| p.metadata.annotations.as_ref())
+                        .map(|a| a.keys().cloned().collect::<BTreeSet<String>>())
+                        .unwrap_or_default();
+                    let mut ops =
+                        vec![json!({"op": "test", "path": "/metadata/uid", "value": uid})];
+                    for (key, value) in held {
+                        let path = annotation_pointer(&key);
+                        ops.push(json!({"op": "test", "path": path, "value": value}));
                     }
-                };
-                if let Err(stop) = refused {
-                    if fresh {
-                        return Err(stop);
+                    for (key, value) in annotations.as_object().into_iter().flatten() {
+                        let path = annotation_pointer(key);
+                        if !value.is_null() {
+                            ops.push(json!({"op": "add", "path": path, "value": value}));
+                        } else if present.contains(key) {
+                            ops.push(json!({"op": "remove", "path": path}));
+                        }
                     }
-                    attempts += 1;
-                    continue;
+                    let ops: json_patch::Patch = serde_json::from_value(Value::Array(ops))
+                        .map_err(|e| {
+                            Stop::Err(Error::Config {
+                                message: format!("{}: a JSON patch: {e}", what()),
+                            })
+                        })?;
+                    Patch::Json(ops)
                 }
-                let pod = pod.ok_or(Stop::Gone)?;
-                metadata["resourceVersion"] = json!(pod.metadata.resource_version);
-            }
-            let patch = json!({ "metadata": metadata });
-            let merge = Patch::Merge(&patch);
-            match self.retry("record", || api.patch(name, &pp, &merge)).await {
+            };
+            match self.retry("record", || api.patch(name, &pp, &patch)).await {
                 Ok(pod) => {
                     // The executor never reads a version older than its own write.
                     if let Some(cache) = &self.cache {
@@ -273,8 +311,9 @@ impl Executor {
                     return Ok(());
                 }
                 Err(e) if is_not_found(&e) || is_other_pod(&e) => return Err(Stop::Gone),
-                // The pod changed since the fence was asked: ask again.
-                Err(e) if is_conflict(&e) && self.fence.is_some() && attempts < FENCED_ATTEMPTS => {
+                // The claim (or the record being removed) changed since the fence was asked:
+                // ask again, on the API server's version.
+                Err(e) if is_invalid(&e) && self.fence.is_some() && attempts < FENCED_ATTEMPTS => {
                     attempts += 1;
                 }
                 Err(source) => {
