@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sidekill_policy::Call;
 
+use crate::answer::{MatrixAnswer, PlanAnswer};
 use crate::error::{Error, Result};
 use crate::policy::{export_name, unwrap_envelope, Policy};
 
@@ -154,37 +155,45 @@ pub fn run(policy: &Policy, canary: &Canary) -> Result<()> {
 
 fn shape(expect: Expect, ok: &Value) -> std::result::Result<(), String> {
     match expect {
-        Expect::Plans(n) => subjects(ok, n, PLAN_FIELDS).and_then(|list| {
-            list.iter().enumerate().try_for_each(|(i, subject)| {
-                let plan = &subject["plan"];
-                field(
-                    plan,
-                    "stops",
-                    Value::is_array,
-                    &format!("subjects[{i}].plan"),
-                )?;
-                field(
-                    plan,
-                    "skipped",
-                    Value::is_array,
-                    &format!("subjects[{i}].plan"),
-                )?;
-                field(
-                    plan,
-                    "gracePeriodSeconds",
-                    Value::is_number,
-                    &format!("subjects[{i}].plan"),
-                )
+        // Read as the executor reads a plan: a step or action it does not know fails the
+        // canary, so a version goes live only if the host can act on its plans.
+        Expect::Plans(n) => subjects(ok, n, PLAN_FIELDS)
+            .and_then(|list| {
+                PlanAnswer::read(ok).map_err(|e| e.to_string())?;
+                Ok(list)
             })
-        }),
+            .and_then(|list| {
+                list.iter().enumerate().try_for_each(|(i, subject)| {
+                    let plan = &subject["plan"];
+                    field(
+                        plan,
+                        "stops",
+                        Value::is_array,
+                        &format!("subjects[{i}].plan"),
+                    )?;
+                    field(
+                        plan,
+                        "skipped",
+                        Value::is_array,
+                        &format!("subjects[{i}].plan"),
+                    )?;
+                    field(
+                        plan,
+                        "gracePeriodSeconds",
+                        Value::is_number,
+                        &format!("subjects[{i}].plan"),
+                    )
+                })
+            }),
         Expect::Classifications(n) => subjects(ok, n, CLASSIFY_FIELDS).map(|_| ()),
         Expect::Matrix => {
             field(ok, "columns", Value::is_array, "")?;
             field(ok, "rows", Value::is_array, "")?;
-            match ok["rows"].as_array() {
-                Some(rows) if !rows.is_empty() => Ok(()),
-                _ => Err("`rows` is empty".into()),
+            let matrix = MatrixAnswer::read(ok).map_err(|e| e.to_string())?;
+            if matrix.rows.is_empty() {
+                return Err("`rows` is empty".into());
             }
+            Ok(())
         }
         Expect::Info => {
             field(ok, "name", Value::is_string, "")?;
@@ -288,5 +297,12 @@ mod tests {
         assert_eq!(err, "`subjects[0].commands` is missing");
         let err = shape(Expect::Plans(2), &ok).unwrap_err();
         assert_eq!(err, "expected 2 subject(s), found 1");
+        // Every field there, and a step this host does not know.
+        let ok = serde_json::json!({"subjects": [{"source": {}, "pod": {}, "containers": [],
+            "commands": [], "readiness": {}, "matrix": {}, "diagnostics": [], "plan": {
+            "stops": [{"container": "c", "steps": [{"step": "reboot"}]}], "skipped": [],
+            "gracePeriodSeconds": 30}}]});
+        let err = shape(Expect::Plans(1), &ok).unwrap_err();
+        assert!(err.contains("steps[0]") && err.contains("reboot"), "{err}");
     }
 }

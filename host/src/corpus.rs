@@ -17,7 +17,7 @@
 //! | --- | --- | --- |
 //! | `refused-at-load` | the file or the load checks refused it | the error's name (`imports`, `abi_version`, ...) |
 //! | `call-fails` | the plan call or its answer failed | the error's name (`deadline`, `trap`, `bad_answer`, ...) |
-//! | `not-a-plan` | it answered a JSON envelope that holds no plan (`subjects[0].plan.stops`) | - |
+//! | `not-a-plan` | it answered a JSON envelope that holds no plan the host can read ([`crate::answer`]) | - |
 //! | `steps-refused` | it planned, and the guard refuses a stop or a step | - |
 //! | `benign` | it planned, and the guard lets every step run | - |
 //!
@@ -169,16 +169,17 @@ fn one(runtime: &Runtime, path: &Path, request: &[u8], pod: &Pod) -> (Outcome, S
         Ok(a) => a,
         Err(e) => return failed("call-fails", &e),
     };
-    let Some(subject) = answer
-        .pointer("/subjects/0")
-        .filter(|s| s.pointer("/plan/stops").is_some_and(Value::is_array))
-    else {
+    let subject = match crate::answer::PlanAnswer::read(&answer) {
+        Ok(answer) => answer.subjects.into_iter().next(),
+        Err(e) => return (Outcome::new("not-a-plan", None), e.to_string()),
+    };
+    let Some(subject) = subject else {
         return (
             Outcome::new("not-a-plan", None),
-            "the answer holds no subjects[0].plan.stops".to_owned(),
+            "the answer holds no subjects[0]".to_owned(),
         );
     };
-    let refusals = crate::exec::refusals(pod, subject, &policy.info().commands);
+    let refusals = crate::exec::refusals(pod, &subject, &policy.info().commands);
     match refusals.first() {
         Some(first) => (Outcome::new("steps-refused", None), first.clone()),
         None => (

@@ -52,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod answer;
 pub mod canary;
 pub mod cli;
 #[cfg(feature = "configmap")]

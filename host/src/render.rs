@@ -1,13 +1,14 @@
 //! Tables and colour for people on a terminal.
 //!
-//! The renderers read the module's answers as JSON and show what they find: a field that a
-//! future policy version drops shows as `?`, a field it adds is ignored (it still shows in
-//! `--format json`). They decide nothing. Colour is plain ANSI, used only when
+//! The renderers show the module's answers as the host reads them ([`crate::answer`]): a field
+//! an older policy version lacks shows as `?`, a field a newer one adds is not shown (it still
+//! shows in `--format json`), and every string is escaped. They decide nothing. Colour is plain ANSI, used only when
 //! [`Style::color`] is on (the command line turns it on for a terminal without `NO_COLOR`).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use crate::answer::{Action, MatrixAnswer, MatrixRow, Step, Subject};
 
 /// Whether to use colour, and the helpers that apply it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,36 +128,28 @@ impl Table {
     }
 }
 
-/// A string field, or `?`.
-pub fn text<'v>(value: &'v Value, key: &str) -> &'v str {
-    value.get(key).and_then(Value::as_str).unwrap_or("?")
+/// A string of the answer as shown: escaped ([`crate::escape::text`]: every string of the
+/// answer is the module's or the manifest's, shown, never obeyed), `?` when absent.
+fn show(text: Option<&str>) -> Cow<'_, str> {
+    text.map_or(Cow::Borrowed("?"), crate::escape::text)
 }
 
-/// A string field, or `-` when absent.
-fn opt<'v>(value: &'v Value, key: &str) -> &'v str {
-    value.get(key).and_then(Value::as_str).unwrap_or("-")
+/// [`show`], `-` when absent.
+fn show_or_dash(text: Option<&str>) -> Cow<'_, str> {
+    text.map_or(Cow::Borrowed("-"), crate::escape::text)
 }
 
-fn list<'v>(value: &'v Value, key: &str) -> &'v [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-/// An argv as a shell would read it: `/bin/sh -c 'kill -15 1'`.
-pub fn shell_words(argv: &[Value]) -> String {
+/// An argv as a shell would read it: `/bin/sh -c 'kill -15 1'`, escaped.
+pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            let a = a.as_str().unwrap_or("?");
             let safe = !a.is_empty()
                 && a.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_./:=%@,+".contains(c));
             if safe {
                 a.to_string()
             } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
+                format!("'{}'", crate::escape::text(a).replace('\'', r"'\''"))
             }
         })
         .collect::<Vec<_>>()
@@ -166,70 +159,77 @@ pub fn shell_words(argv: &[Value]) -> String {
 /// A stop request: `exec /bin/sh -c 'kill -15 1'`, `http POST :4191/shutdown (pods/proxy)`,
 /// `image-swap to sidekill-nop:0.1.0 (containers[1])` or
 /// `ephemeral sidekill-quitter:0.1.0 -> istio-proxy: /sidekill-quitter http POST ...`.
-pub fn action(action: &Value) -> String {
-    match action.get("kind").and_then(Value::as_str) {
-        Some("exec") => format!("exec {}", shell_words(list(action, "argv"))),
-        Some("http") => format!(
-            "http {} :{}{} (pods/proxy)",
-            text(action, "method"),
-            action.get("port").map_or("?".into(), Value::to_string),
-            text(action, "path")
+pub fn action(action: &Action) -> String {
+    match action {
+        Action::Exec { argv } => format!("exec {}", shell_words(argv)),
+        Action::Http { method, port, path } => format!(
+            "http {} :{port}{} (pods/proxy)",
+            crate::escape::text(method),
+            crate::escape::text(path)
         ),
-        Some("image-swap") => format!(
-            "image-swap to {} (containers[{}])",
-            text(action, "image"),
-            action
-                .get("containerIndex")
-                .map_or("?".into(), Value::to_string)
+        Action::ImageSwap {
+            container_index,
+            image,
+        } => format!(
+            "image-swap to {} (containers[{container_index}])",
+            crate::escape::text(image)
         ),
-        Some("ephemeral") => format!(
+        Action::Ephemeral(q) => format!(
             "ephemeral {} -> {}: {}",
-            text(action, "image"),
-            text(action, "targetContainerName"),
-            shell_words(list(action, "argv"))
+            crate::escape::text(&q.image),
+            crate::escape::text(&q.target_container_name),
+            shell_words(&q.argv)
         ),
-        _ => action.to_string(),
     }
 }
 
 /// One step of a container's stop, as `plan`, `stop` and the executor's Events show it.
-pub fn step(step: &Value) -> String {
-    match step.get("step").and_then(Value::as_str) {
-        Some("await") => format!("await container {} terminated", text(step, "container")),
-        Some("send") => format!(
+pub fn step(step: &Step) -> String {
+    match step {
+        Step::Await { container } => {
+            format!(
+                "await container {} terminated",
+                crate::escape::text(container)
+            )
+        }
+        Step::Send {
+            signal_name,
+            action: a,
+            ..
+        } => format!(
             "send {:<7}  {}",
-            text(step, "signalName"),
-            action(step.get("action").unwrap_or(&Value::Null))
+            crate::escape::text(signal_name),
+            action(a)
         ),
-        Some("wait") => format!(
-            "wait up to {} s for the container to terminate",
-            step.get("seconds").map_or("?".into(), Value::to_string)
-        ),
-        _ => step.to_string(),
+        Step::Wait { seconds } => {
+            format!("wait up to {seconds} s for the container to terminate")
+        }
     }
 }
 
 /// Renders one plan report (one subject of the `plan` answer).
-pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
-    // Every string of the answer is the module's (or the manifest's): shown, never obeyed.
-    let report = &crate::escape::value(report);
+pub fn subject(report: &Subject, origin: &str, style: &Style) -> String {
     let mut out = String::new();
-    let source = report.get("source").unwrap_or(&Value::Null);
-    let pod = report.get("pod").unwrap_or(&Value::Null);
-    let mut heading = format!("{} {}", text(source, "kind"), text(source, "name"));
-    if let Some(ns) = source.get("namespace").and_then(Value::as_str) {
-        heading.push_str(&format!(" (namespace {ns})"));
+    let source = &report.source;
+    let pod = &report.pod;
+    let mut heading = format!(
+        "{} {}",
+        show(source.kind.as_deref()),
+        show(source.name.as_deref())
+    );
+    if let Some(ns) = &source.namespace {
+        heading.push_str(&format!(" (namespace {})", crate::escape::text(ns)));
     }
-    if let Some(template) = source.get("template").and_then(Value::as_str) {
-        heading.push_str(&format!(", template {template}"));
+    if let Some(template) = &source.template {
+        heading.push_str(&format!(", template {}", crate::escape::text(template)));
     }
     let _ = writeln!(
         out,
         "{}  {}",
         style.bold(&heading),
-        style.dim(&format!("{origin} at {}", text(source, "path")))
+        style.dim(&format!("{origin} at {}", show(source.path.as_deref())))
     );
-    let argo = match pod.get("argo").and_then(Value::as_bool) {
+    let argo = match pod.argo {
         Some(true) => "Argo Workflows pod",
         Some(false) => "not an Argo pod",
         None => "?",
@@ -237,12 +237,13 @@ pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
     let _ = writeln!(
         out,
         "  pod {}: {argo}: {}",
-        text(pod, "name"),
-        text(pod, "evidence")
+        show(pod.name.as_deref()),
+        show(pod.evidence.as_deref())
     );
-    let mains: Vec<&str> = list(pod, "mainContainers")
+    let mains: Vec<Cow<str>> = pod
+        .main_containers
         .iter()
-        .filter_map(Value::as_str)
+        .map(|m| crate::escape::text(m))
         .collect();
     let _ = writeln!(
         out,
@@ -253,83 +254,77 @@ pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
             mains.join(", ")
         }
     );
-    let readiness = report.get("readiness").unwrap_or(&Value::Null);
     let _ = writeln!(
         out,
         "  readiness: {} ({})",
-        text(readiness, "state"),
-        text(readiness, "reason")
+        show(report.readiness.state.as_deref()),
+        show(report.readiness.reason.as_deref())
     );
 
-    let containers = list(report, "containers");
+    let containers = &report.containers;
     if !containers.is_empty() {
         let _ = writeln!(out);
         let mut table = Table::new(&["CONTAINER", "LIST", "ROLE", "INJECTOR", "SOFTWARE", "IMAGE"]);
         for c in containers {
             table.row(vec![
-                text(c, "name").into(),
-                text(c, "list").into(),
-                text(c, "role").into(),
-                opt(c, "injector").into(),
-                opt(c, "software").into(),
-                text(c, "image").into(),
+                show(c.name.as_deref()).into(),
+                show(c.list.as_deref()).into(),
+                show(c.role.as_deref()).into(),
+                show_or_dash(c.injector.as_deref()).into(),
+                show_or_dash(c.software.as_deref()).into(),
+                show(c.image.as_deref()).into(),
             ]);
         }
         out.push_str(&table.render(2, style));
         let _ = writeln!(out, "  {}", style.dim("evidence:"));
         let width = containers
             .iter()
-            .map(|c| text(c, "name").chars().count())
+            .map(|c| show(c.name.as_deref()).chars().count())
             .max()
             .unwrap_or(0);
         for c in containers {
-            for e in list(c, "evidence") {
+            for e in &c.evidence {
                 let _ = writeln!(
                     out,
                     "    {:<width$}  {}: {}",
-                    text(c, "name"),
-                    text(e, "rule"),
-                    text(e, "detail")
+                    show(c.name.as_deref()),
+                    show(e.rule.as_deref()),
+                    show(e.detail.as_deref())
                 );
             }
         }
     }
 
-    let matrix = report.get("matrix").unwrap_or(&Value::Null);
-    let row = matrix.get("row").unwrap_or(&Value::Null);
-    let applies: Vec<&str> = list(matrix, "applies")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let matrix = &report.matrix;
+    let executor = show(matrix.executor.as_deref());
     let _ = writeln!(
         out,
-        "\n  matrix: executor {} ({})",
-        text(matrix, "executor"),
-        text(row, "versions")
+        "\n  matrix: executor {executor} ({})",
+        show(matrix.row.versions.as_deref())
     );
-    let executor = text(matrix, "executor");
     let who = if executor == "none" {
         "sidekill"
     } else {
         "Argo"
     };
-    for column in &applies {
-        let cell = row.get(*column).unwrap_or(&Value::Null);
+    for column in &matrix.applies {
+        let cell = matrix.row.cells.get(column).cloned().unwrap_or_default();
         let _ = writeln!(
             out,
-            "    {column}: {who} {} ({})",
-            method_words(text(cell, "method")),
-            text(cell, "path")
+            "    {}: {who} {} ({})",
+            crate::escape::text(column),
+            method_words(&show(cell.method.as_deref())),
+            show(cell.path.as_deref())
         );
     }
-    if executor != "none" && !applies.is_empty() {
+    if executor != "none" && !matrix.applies.is_empty() {
         let _ = writeln!(
             out,
             "    {}",
             style.dim("sidekill's plan below is the same whatever the executor")
         );
     }
-    if applies.is_empty() {
+    if matrix.applies.is_empty() {
         let _ = writeln!(
             out,
             "    {}",
@@ -337,67 +332,70 @@ pub fn subject(report: &Value, origin: &str, style: &Style) -> String {
         );
     }
 
-    let plan = report.get("plan").unwrap_or(&Value::Null);
+    let plan = &report.plan;
     let _ = writeln!(
         out,
         "\n  {} (grace period {} s):",
         style.bold("plan"),
-        plan.get("gracePeriodSeconds")
-            .map_or("?".into(), Value::to_string)
+        plan.grace_period_seconds
+            .map_or("?".into(), |s| s.to_string())
     );
-    let stops = list(plan, "stops");
-    if stops.is_empty() {
+    if plan.stops.is_empty() {
         let _ = writeln!(out, "    nothing to stop");
     }
-    for (i, stop) in stops.iter().enumerate() {
+    for (i, stop) in plan.stops.iter().enumerate() {
         let _ = writeln!(
             out,
             "    {}. {}  {}  {} command  {}",
             i + 1,
-            style.bold(text(stop, "container")),
-            text(stop, "group"),
-            text(stop, "source"),
-            style.verdict(text(stop, "verdict"))
+            style.bold(&crate::escape::text(&stop.container)),
+            show(stop.group.as_deref()),
+            show(stop.source.as_deref()),
+            style.verdict(&show(stop.verdict.as_deref()))
         );
-        for s in list(stop, "steps") {
+        for s in &stop.steps {
             let _ = writeln!(out, "         {}", step(s));
         }
     }
-    let skipped = list(plan, "skipped");
-    if !skipped.is_empty() {
+    if !plan.skipped.is_empty() {
         let _ = writeln!(out, "    {}", style.dim("left alone:"));
-        let width = skipped
+        let width = plan
+            .skipped
             .iter()
-            .map(|s| text(s, "container").chars().count())
+            .map(|s| show(s.container.as_deref()).chars().count())
             .max()
             .unwrap_or(0);
-        for s in skipped {
+        for s in &plan.skipped {
             let _ = writeln!(
                 out,
                 "      {:<width$}  {}",
-                text(s, "container"),
-                text(s, "reason")
+                show(s.container.as_deref()),
+                show(s.reason.as_deref())
             );
         }
     }
 
-    let diagnostics = list(report, "diagnostics");
-    if !diagnostics.is_empty() {
+    if !report.diagnostics.is_empty() {
         let _ = writeln!(out, "\n  {}:", style.bold("diagnostics"));
-        for d in diagnostics {
+        for d in &report.diagnostics {
             let about = d
-                .get("container")
-                .and_then(Value::as_str)
-                .map(|c| format!("  [{c}]"))
+                .container
+                .as_deref()
+                .map(|c| format!("  [{}]", crate::escape::text(c)))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "    {} {}{about}",
-                style.severity(text(d, "severity")),
-                text(d, "code"),
+                style.severity(&show(d.severity.as_deref())),
+                show(d.code.as_deref()),
             );
-            let _ = writeln!(out, "      {}", text(d, "message"));
-            let _ = writeln!(out, "      {} {}", style.green("fix:"), text(d, "fix"));
+            let _ = writeln!(out, "      {}", show(d.message.as_deref()));
+            let _ = writeln!(
+                out,
+                "      {} {}",
+                style.green("fix:"),
+                show(d.fix.as_deref())
+            );
         }
     }
     out
@@ -418,37 +416,34 @@ pub fn method_words(method: &str) -> &str {
     }
 }
 
-/// The row of the executor `none`: no Argo, sidekill alone. What sidekill does does not
-/// depend on the executor, so this row is also what sidekill does beside any executor.
-fn sidekill_row(answer: &Value) -> Option<&Value> {
-    list(answer, "rows")
-        .iter()
-        .find(|r| r.get("executor").and_then(Value::as_str) == Some("none"))
-}
-
 /// Renders the `matrix` answer: per executor, what Argo can do with each kind of sidecar
-/// and what sidekill does, in words; then the paths.
-pub fn matrix(answer: &Value, style: &Style) -> String {
-    let answer = &crate::escape::value(answer);
-    let columns: Vec<&str> = list(answer, "columns")
+/// and what sidekill does, in words; then the paths. The row of the executor `none` (no
+/// Argo, sidekill alone) is also what sidekill does beside any executor: what sidekill does
+/// does not depend on the executor.
+pub fn matrix(answer: &MatrixAnswer, style: &Style) -> String {
+    let columns: Vec<Cow<str>> = answer
+        .columns
         .iter()
-        .filter_map(Value::as_str)
+        .map(|c| crate::escape::text(c))
         .collect();
     let mut header = vec!["EXECUTOR", "WHO"];
     let upper: Vec<String> = columns.iter().map(|c| c.to_uppercase()).collect();
     header.extend(upper.iter().map(String::as_str));
     let mut table = Table::new(&header);
-    let rows = list(answer, "rows");
-    let sidekill = sidekill_row(answer);
-    let words = |row: &Value, column: &str| {
-        method_words(text(row.get(column).unwrap_or(&Value::Null), "method")).to_string()
+    let sidekill = answer
+        .rows
+        .iter()
+        .find(|r| r.executor.as_deref() == Some("none"));
+    let cell = |row: &MatrixRow, column: &str| row.cells.get(column).cloned().unwrap_or_default();
+    let words = |row: &MatrixRow, column: &str| {
+        method_words(&show(cell(row, column).method.as_deref())).to_string()
     };
-    for row in rows {
-        let executor = text(row, "executor");
-        let is_none = Some(row) == sidekill;
+    for row in &answer.rows {
+        let executor = show(row.executor.as_deref());
+        let is_none = sidekill.is_some_and(|s| std::ptr::eq(s, row));
         if !is_none {
             let mut cells = vec![executor.to_string(), "Argo".to_string()];
-            cells.extend(columns.iter().map(|c| words(row, c)));
+            cells.extend(answer.columns.iter().map(|c| words(row, c)));
             table.row(cells);
         }
         if let Some(sidekill) = sidekill {
@@ -460,7 +455,7 @@ pub fn matrix(answer: &Value, style: &Style) -> String {
                 },
                 "sidekill".to_string(),
             ];
-            cells.extend(columns.iter().map(|c| words(sidekill, c)));
+            cells.extend(answer.columns.iter().map(|c| words(sidekill, c)));
             table.row(cells);
         }
     }
@@ -475,30 +470,29 @@ pub fn matrix(answer: &Value, style: &Style) -> String {
          same with every executor: `sidekill plan` shows its commands for each pod."
     );
     let _ = writeln!(out, "\n{}", style.bold("Argo versions"));
-    for row in rows {
+    for row in &answer.rows {
         let _ = writeln!(
             out,
             "  {:<9} {}",
-            text(row, "executor"),
-            text(row, "versions")
+            show(row.executor.as_deref()),
+            show(row.versions.as_deref())
         );
     }
     let _ = writeln!(out, "\n{}", style.bold("paths"));
-    for row in rows {
-        let who = if Some(row) == sidekill {
+    for row in &answer.rows {
+        let who = if sidekill.is_some_and(|s| std::ptr::eq(s, row)) {
             "sidekill"
         } else {
             "Argo"
         };
-        for column in &columns {
-            let cell = row.get(*column).unwrap_or(&Value::Null);
+        for (column, raw) in columns.iter().zip(&answer.columns) {
             let _ = writeln!(
                 out,
                 "  {:<9} {:<8} {:<9} {}",
-                text(row, "executor"),
+                show(row.executor.as_deref()),
                 who,
                 column,
-                text(cell, "path")
+                show(cell(row, raw).path.as_deref())
             );
         }
     }
@@ -508,34 +502,46 @@ pub fn matrix(answer: &Value, style: &Style) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn words(argv: &[&str]) -> Vec<String> {
+        argv.iter().map(|s| (*s).to_owned()).collect()
+    }
 
     #[test]
     fn argv_is_shell_quoted() {
         assert_eq!(
-            shell_words(&[json!("/bin/sh"), json!("-c"), json!("kill -15 1")]),
+            shell_words(&words(&["/bin/sh", "-c", "kill -15 1"])),
             "/bin/sh -c 'kill -15 1'"
         );
-        assert_eq!(shell_words(&[json!("it's")]), r"'it'\''s'");
+        assert_eq!(shell_words(&words(&["it's"])), r"'it'\''s'");
+        // A module's argv reaches a terminal escaped.
+        assert_eq!(shell_words(&words(&["\u{1b}[2J"])), r"'\u{1b}[2J'");
     }
 
     #[test]
     fn actions_render_every_kind() {
         assert_eq!(
-            action(&json!({"kind": "http", "method": "POST", "port": 4191, "path": "/shutdown"})),
+            action(&Action::Http {
+                method: "POST".into(),
+                port: 4191,
+                path: "/shutdown".into()
+            }),
             "http POST :4191/shutdown (pods/proxy)"
         );
         assert_eq!(
-            action(
-                &json!({"kind": "image-swap", "containerIndex": 1, "image": "sidekill-nop:0.1.0"})
-            ),
+            action(&Action::ImageSwap {
+                container_index: 1,
+                image: "sidekill-nop:0.1.0".into()
+            }),
             "image-swap to sidekill-nop:0.1.0 (containers[1])"
         );
         assert_eq!(
-            action(
-                &json!({"kind": "ephemeral", "image": "q", "targetContainerName": "side",
-                "argv": ["/sidekill-quitter", "signal", "15", "--process", "envoy"]})
-            ),
+            action(&Action::Ephemeral(crate::answer::Quitter {
+                target_container_name: "side".into(),
+                image: "q".into(),
+                argv: words(&["/sidekill-quitter", "signal", "15", "--process", "envoy"]),
+                run_as_user: None,
+            })),
             "ephemeral q -> side: /sidekill-quitter signal 15 --process envoy"
         );
     }
@@ -543,11 +549,18 @@ mod tests {
     /// `plan` and `stop` (and the executor's Events) show a step with this one function.
     #[test]
     fn a_step_reads_the_same_everywhere() {
-        let s = json!({"step": "send", "signalName": "SIGTERM",
-            "action": {"kind": "exec", "argv": ["/bin/sh", "-c", "kill -15 1"]}});
+        let s = Step::Send {
+            signal: 15,
+            signal_name: "SIGTERM".into(),
+            action: Action::Exec {
+                argv: words(&["/bin/sh", "-c", "kill -15 1"]),
+            },
+            expected_exit: None,
+            endpoint: None,
+        };
         assert_eq!(step(&s), "send SIGTERM  exec /bin/sh -c 'kill -15 1'");
         assert_eq!(
-            step(&json!({"step": "wait", "seconds": 2})),
+            step(&Step::Wait { seconds: 2 }),
             "wait up to 2 s for the container to terminate"
         );
     }
@@ -570,7 +583,7 @@ mod tests {
 
     #[test]
     fn missing_fields_render_as_question_marks() {
-        let out = subject(&json!({}), "f.yaml", &Style { color: false });
+        let out = subject(&Subject::default(), "f.yaml", &Style { color: false });
         assert!(out.starts_with("? ?"), "{out}");
     }
 }

@@ -274,7 +274,7 @@ fn summary(reports: &BTreeMap<String, PodReport>, style: &crate::render::Style) 
     );
     for r in reports.values() {
         let end = r.end.as_deref().unwrap_or("-");
-        let pod_predicted = exec::predicted_phase(&r.prediction).unwrap_or("?");
+        let pod_predicted = r.predicted_phase().unwrap_or("?");
         let mark = match r.end_matches {
             Some(true) => " ✓",
             Some(false) => " ✗",

@@ -30,6 +30,7 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &MatrixArgs) -> Result<Exit> {
     if ctx.json {
         ctx.json_out(&answer)?;
     } else {
+        let answer = crate::answer::MatrixAnswer::read(&answer)?;
         let text = crate::render::matrix(&answer, &ctx.style);
         ctx.print(&text)?;
     }

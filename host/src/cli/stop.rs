@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{load_policy, Context, Exit, PolicyArgs};
 use clap::Args;
 
+use crate::answer::Diagnostic;
 use crate::error::{Error, Result};
 use crate::exec::{self, Executor, Options, Outcome, PodReport, Verdict};
 
@@ -260,6 +261,7 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &StopArgs) -> Result<Exit> {
 
 /// The report as text for people.
 pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
+    use crate::escape::text;
     use std::fmt::Write;
     let report = &escaped(report);
     let mut s = String::new();
@@ -272,8 +274,8 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
     );
     let readiness = format!(
         "{} ({})",
-        report.readiness["state"].as_str().unwrap_or("?"),
-        report.readiness["reason"].as_str().unwrap_or("")
+        text(report.readiness.state.as_deref().unwrap_or("?")),
+        text(report.readiness.reason.as_deref().unwrap_or(""))
     );
     let _ = writeln!(s, "  readiness: {readiness}");
     match report.outcome {
@@ -349,7 +351,10 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
             let mut line = format!(
                 "    [{}] {}: {}",
                 st.index,
-                crate::render::step(&st.step),
+                st.step.as_ref().map_or_else(
+                    || "(a step known from the pod's record)".into(),
+                    crate::render::step
+                ),
                 st.result
             );
             if let Some(code) = st.exit_code {
@@ -386,25 +391,25 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
         let bad_end = matches!(report.end.as_deref(), Some("Failed" | "NeverCompletes"))
             || c.verdict == Verdict::Restarted;
         if c.verdict == Verdict::StillRunning || report.outcome != Outcome::Done || bad_end {
-            let shown = |d: &&serde_json::Value| {
+            let shown = |d: &&Diagnostic| {
                 c.verdict == Verdict::StillRunning
                     || report.outcome != Outcome::Done
-                    || outcome_codes.contains(&d["code"].as_str().unwrap_or(""))
+                    || outcome_codes.contains(&d.code.as_deref().unwrap_or(""))
             };
             for d in c.diagnostics.iter().filter(shown) {
                 let _ = writeln!(
                     s,
                     "    {} {}: {}\n      fix: {}",
-                    style.severity(d["severity"].as_str().unwrap_or("info")),
-                    d["code"].as_str().unwrap_or(""),
-                    d["message"].as_str().unwrap_or(""),
-                    d["fix"].as_str().unwrap_or("")
+                    style.severity(&text(d.severity.as_deref().unwrap_or("info"))),
+                    text(d.code.as_deref().unwrap_or("")),
+                    text(d.message.as_deref().unwrap_or("")),
+                    text(d.fix.as_deref().unwrap_or(""))
                 );
             }
         }
     }
     if let Some(end) = &report.end {
-        let predicted = exec::predicted_phase(&report.prediction).unwrap_or("nothing");
+        let predicted = report.predicted_phase().map_or("nothing".into(), text);
         let shown = match report.end_matches {
             Some(true) => style.green(&format!("{end}, as predicted")),
             Some(false) => style.red(&format!("{end}, NOT as predicted ({predicted})")),
@@ -423,10 +428,14 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
         );
         if let Some(why) = report
             .prediction
-            .pointer("/pod/why")
-            .and_then(|w| w.as_str())
+            .as_ref()
+            .and_then(|o| o.pod.as_ref()?.why.as_deref())
         {
-            let _ = writeln!(s, "    {}", style.dim(&format!("prediction: {why}")));
+            let _ = writeln!(
+                s,
+                "    {}",
+                style.dim(&format!("prediction: {}", text(why)))
+            );
         }
     }
     if let Some(job) = &report.job {
@@ -435,17 +444,16 @@ pub fn render(report: &PodReport, style: &crate::render::Style) -> String {
     s
 }
 
-/// The report with every string that came from outside escaped (the module's answer, the
-/// pod's names, a container's output, the API server's messages): shown, never obeyed.
+/// The report with every string that came from outside escaped (the pod's names, a
+/// container's output, the API server's messages): shown, never obeyed. What the report keeps
+/// of the module's answer (readiness, steps, diagnostics, prediction) is escaped where it is
+/// shown, as [`crate::render`] shows answers.
 fn escaped(report: &PodReport) -> PodReport {
     use crate::escape::{text, value};
     let own = |s: &str| text(s).into_owned();
     let mut r = report.clone();
     r.namespace = own(&r.namespace);
     r.name = own(&r.name);
-    r.readiness = value(&r.readiness);
-    r.prediction = value(&r.prediction);
-    r.diagnostics = r.diagnostics.iter().map(value).collect();
     r.phase = r.phase.as_deref().map(own);
     r.end = r.end.as_deref().map(own);
     for c in &mut r.containers {
@@ -453,9 +461,7 @@ fn escaped(report: &PodReport) -> PodReport {
         c.planned = own(&c.planned);
         c.method = c.method.as_deref().map(own);
         c.predicted_exit = value(&c.predicted_exit);
-        c.diagnostics = c.diagnostics.iter().map(value).collect();
         for st in &mut c.steps {
-            st.step = value(&st.step);
             st.result = own(&st.result);
             st.message = st.message.as_deref().map(own);
             // Output keeps its lines; each line is escaped.

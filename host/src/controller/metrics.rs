@@ -1,11 +1,21 @@
-//! The controller's counters and its `/healthz`, `/readyz` and `/metrics` endpoints
-//! (Prometheus text format 0.0.4).
+//! The controller's counters and its `/healthz`, `/readyz` and `/metrics` endpoints.
+//!
+//! `/metrics` is the OpenMetrics text format as the `prometheus-client` crate writes it
+//! (Prometheus scrapes it; counters end in `_total`, the exposition in `# EOF`). The time from
+//! a sidecar's first signal to its end is a histogram (`sidekill_stop_seconds`), so its
+//! quantiles can be read, not only its mean.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
 use crate::exec::PodReport;
 use crate::http::Response;
@@ -13,23 +23,29 @@ use crate::store::PolicyStore;
 
 use super::claim::now_ms;
 
+/// A gauge of a count.
+pub type CountGauge = Gauge<u64, AtomicU64>;
+
+/// A family of counters with one label.
+type Labelled = Family<Vec<(&'static str, String)>, Counter>;
+
 /// Counters the controller keeps; shared between its tasks and the HTTP endpoints.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Pod events seen from the watchers.
-    pub events: AtomicU64,
+    pub events: Counter,
     /// Watch errors (each is retried with backoff).
-    pub watch_errors: AtomicU64,
+    pub watch_errors: Counter,
     /// Pods whose plan is being carried out now (the work queue's entries in work).
-    pub in_flight: AtomicU64,
+    pub in_flight: CountGauge,
     /// Work queue entries ready for a worker.
-    pub queue_ready: AtomicU64,
+    pub queue_ready: CountGauge,
     /// Work queue entries waiting for their time (a backoff, a claim held elsewhere, a
     /// wait handed back).
-    pub queue_delayed: AtomicU64,
+    pub queue_delayed: CountGauge,
     /// Pods the controller keeps anything about (queued, in work, or finished until they
     /// are deleted): what a pod deleted unseen would leak.
-    pub tracked: AtomicU64,
+    pub tracked: CountGauge,
     /// Every watcher has listed once.
     pub synced: AtomicBool,
     /// Unix milliseconds of the event loop's last turn: liveness.
@@ -46,16 +62,98 @@ pub struct Metrics {
     pub watch_last_error: Mutex<String>,
     /// The client's API requests, by verb and resource.
     pub api_requests: Arc<crate::requests::Counts>,
-    labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Seconds from a stopped sidecar's first signal to its end.
+    stop_seconds: Histogram,
+    /// The counters with a label, by family ([`FAMILIES`]).
+    labelled: Vec<(&'static str, &'static str, Labelled)>,
+    /// Everything above that `/metrics` shows.
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::counting(Arc::default())
+    }
 }
 
 impl Metrics {
     /// Metrics whose `sidekill_api_requests_total` reads `api_requests`.
     pub fn counting(api_requests: Arc<crate::requests::Counts>) -> Metrics {
-        Metrics {
-            api_requests,
-            ..Metrics::default()
+        let mut registry = Registry::default();
+        let events = Counter::default();
+        registry.register(
+            "sidekill_pod_events",
+            "Pod events seen from the watchers.",
+            events.clone(),
+        );
+        let watch_errors = Counter::default();
+        registry.register(
+            "sidekill_watch_errors",
+            "Watch errors (each retried with backoff).",
+            watch_errors.clone(),
+        );
+        // One family of the queue's states; `running` is also shown on its own. A gauge's
+        // clones share its value: the controller sets the ones it keeps.
+        let depth = Family::<Vec<(&'static str, &'static str)>, CountGauge>::default();
+        let state = |s: &'static str| depth.get_or_create_owned(&vec![("state", s)]);
+        let (queue_ready, queue_delayed, in_flight) =
+            (state("ready"), state("delayed"), state("running"));
+        registry.register(
+            "sidekill_queue_depth",
+            "Work queue entries, by state.",
+            depth,
+        );
+        registry.register(
+            "sidekill_pods_in_flight",
+            "Pods whose plan is being carried out.",
+            in_flight.clone(),
+        );
+        let tracked = CountGauge::default();
+        registry.register(
+            "sidekill_tracked_pods",
+            "Pods the controller keeps state for (queued or finished, until deleted).",
+            tracked.clone(),
+        );
+        let mut labelled = Vec::new();
+        for (family, label, help) in FAMILIES {
+            let counters = Labelled::default();
+            let name = family.strip_suffix("_total").unwrap_or(family);
+            registry.register(name, help, counters.clone());
+            labelled.push((family, label, counters));
         }
+        // From 10 ms to about 82 s: a sidecar that honours SIGTERM ends in milliseconds, one
+        // that needs its grace period in seconds to minutes.
+        let stop_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        registry.register(
+            "sidekill_stop_seconds",
+            "Seconds from a stopped sidecar's first signal to its termination.",
+            stop_seconds.clone(),
+        );
+        Metrics {
+            events,
+            watch_errors,
+            in_flight,
+            queue_ready,
+            queue_delayed,
+            tracked,
+            synced: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(0),
+            watch_failing_since_ms: AtomicU64::new(0),
+            watch_last_error_ms: AtomicU64::new(0),
+            watch_failure_grace_ms: AtomicU64::new(0),
+            watch_last_error: Mutex::new(String::new()),
+            api_requests,
+            stop_seconds,
+            labelled,
+            registry,
+        }
+    }
+
+    fn family(&self, family: &str) -> Option<(&'static str, &Labelled)> {
+        self.labelled
+            .iter()
+            .find(|(f, _, _)| *f == family)
+            .map(|(_, label, counters)| (*label, counters))
     }
 
     /// Adds one to a labelled counter.
@@ -65,18 +163,18 @@ impl Metrics {
 
     /// Adds `n` to a labelled counter.
     pub fn add(&self, family: &'static str, label: &str, n: u64) {
-        if let Ok(mut map) = self.labelled.lock() {
-            *map.entry((family, label.to_owned())).or_default() += n;
+        if let Some((key, counters)) = self.family(family) {
+            counters
+                .get_or_create(&vec![(key, label.to_owned())])
+                .inc_by(n);
         }
     }
 
     /// A labelled counter's value (0 when never counted).
     pub fn get(&self, family: &'static str, label: &str) -> u64 {
-        self.labelled
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(family, label.to_owned())).copied())
-            .unwrap_or(0)
+        self.family(family).map_or(0, |(key, counters)| {
+            counters.get_or_create(&vec![(key, label.to_owned())]).get()
+        })
     }
 
     /// Counts what one carried-out plan did.
@@ -97,118 +195,60 @@ impl Metrics {
                 self.count(STEPS, &s.result);
             }
             if let Some(ms) = c.stopped_after_ms {
-                self.add(STOP_MS_SUM, "", ms);
-                self.count(STOP_MS_COUNT, "");
+                #[allow(clippy::cast_precision_loss)] // milliseconds under 2^53
+                self.stop_seconds.observe(ms as f64 / 1000.0);
             }
         }
     }
 
     /// The text of `/metrics`.
     pub fn render(&self, store: &PolicyStore) -> String {
-        let mut s = String::new();
-        let gauge = |s: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        };
-        let counter = |s: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
+        // What the policy store and the client's layer count is read at each scrape.
+        let mut scrape = Registry::default();
         let live = store.live();
-        let _ = writeln!(
-            s,
-            "# HELP sidekill_policy_info The live policy module.\n# TYPE sidekill_policy_info gauge\n\
-             sidekill_policy_info{{name=\"{}\",version=\"{}\",sha256=\"{}\",origin=\"{}\"}} 1",
-            escape(&live.policy.info().name),
-            escape(&live.policy.info().version),
-            live.policy.sha256(),
-            escape(&live.origin)
+        scrape.register(
+            "sidekill_policy",
+            "The live policy module.",
+            Info::new(vec![
+                ("name", live.policy.info().name.clone()),
+                ("version", live.policy.info().version.clone()),
+                ("sha256", live.policy.sha256().to_string()),
+                ("origin", live.origin.clone()),
+            ]),
         );
         let stats = store.stats();
-        counter(
-            &mut s,
-            "sidekill_policy_switches_total",
-            "Policy versions that went live (rollbacks included).",
-            stats.switches,
-        );
-        counter(
-            &mut s,
-            "sidekill_policy_refusals_total",
-            "Policy candidates refused; the live version kept serving.",
-            stats.refusals,
-        );
-        counter(
-            &mut s,
-            "sidekill_pod_events_total",
-            "Pod events seen from the watchers.",
-            self.events.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut s,
-            "sidekill_watch_errors_total",
-            "Watch errors (each retried with backoff).",
-            self.watch_errors.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "sidekill_pods_in_flight",
-            "Pods whose plan is being carried out.",
-            self.in_flight.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            s,
-            "# HELP sidekill_queue_depth Work queue entries, by state.\n\
-             # TYPE sidekill_queue_depth gauge\n\
-             sidekill_queue_depth{{state=\"ready\"}} {}\n\
-             sidekill_queue_depth{{state=\"delayed\"}} {}\n\
-             sidekill_queue_depth{{state=\"running\"}} {}",
-            self.queue_ready.load(Ordering::Relaxed),
-            self.queue_delayed.load(Ordering::Relaxed),
-            self.in_flight.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut s,
-            "sidekill_tracked_pods",
-            "Pods the controller keeps state for (queued or finished, until deleted).",
-            self.tracked.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            s,
-            "# HELP sidekill_api_requests_total Kubernetes API requests sent, by verb and resource.\n\
-             # TYPE sidekill_api_requests_total counter"
-        );
-        for (request, n) in self.api_requests.snapshot() {
-            let _ = writeln!(
-                s,
-                "sidekill_api_requests_total{{request=\"{}\"}} {n}",
-                escape(&request)
-            );
-        }
-        let map = self.labelled.lock().map(|m| m.clone()).unwrap_or_default();
-        for (family, label, help) in FAMILIES {
-            let _ = writeln!(s, "# HELP {family} {help}\n# TYPE {family} counter");
-            for ((f, value), n) in &map {
-                if *f == family {
-                    let _ = writeln!(s, "{family}{{{label}=\"{}\"}} {n}", escape(value));
-                }
-            }
-        }
-        for (name, help) in [
+        for (name, help, value) in [
             (
-                STOP_MS_SUM,
-                "Sum over stopped sidecars of milliseconds from the first signal to termination.",
+                "sidekill_policy_switches",
+                "Policy versions that went live (rollbacks included).",
+                stats.switches,
             ),
             (
-                STOP_MS_COUNT,
-                "Stopped sidecars counted in sidekill_stop_milliseconds_sum.",
+                "sidekill_policy_refusals",
+                "Policy candidates refused; the live version kept serving.",
+                stats.refusals,
             ),
         ] {
-            counter(&mut s, name, help, self.get(name, ""));
+            let counter = Counter::<u64>::default();
+            counter.inc_by(value);
+            scrape.register(name, help, counter);
         }
+        let requests = Family::<Vec<(&'static str, String)>, Counter>::default();
+        for (request, n) in self.api_requests.snapshot() {
+            requests
+                .get_or_create(&vec![("request", request)])
+                .inc_by(n);
+        }
+        scrape.register(
+            "sidekill_api_requests",
+            "Kubernetes API requests sent, by verb and resource.",
+            requests,
+        );
+        let mut s = String::new();
+        // Writing to a String does not fail.
+        let _ = encode_registry(&mut s, &scrape)
+            .and_then(|()| encode_registry(&mut s, &self.registry))
+            .and_then(|()| encode_eof(&mut s));
         s
     }
 
@@ -264,7 +304,7 @@ impl Metrics {
                 }
             }
             "metrics" => Response::ok(
-                "text/plain; version=0.0.4; charset=utf-8",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 self.render(store),
             ),
             _ => Response::text("404 Not Found", "healthz, readyz or metrics\n"),
@@ -289,9 +329,6 @@ pub const PREDICTIONS: &str = "sidekill_pod_predictions_total";
 pub const RETRIES: &str = "sidekill_retries_total";
 /// Pods not queued because the work queue was full.
 pub const QUEUE_FULL: &str = "sidekill_queue_full_total";
-const STOP_MS_SUM: &str = "sidekill_stop_milliseconds_sum";
-const STOP_MS_COUNT: &str = "sidekill_stop_milliseconds_count";
-
 const FAMILIES: [(&str, &str, &str); 8] = [
     (
         RETRIES,
@@ -322,13 +359,6 @@ const FAMILIES: [(&str, &str, &str); 8] = [
         "Pods that failed (API or policy errors), by kind; each is retried.",
     ),
 ];
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 /// Serves the endpoints on `listener` on a thread of its own.
 ///

@@ -2,10 +2,8 @@
 //! every pod event before it spends an API call on it.
 
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::Value;
 
 use super::records::Done;
-use super::run::steps_of;
 use super::status::{container_state, restarted_before, State};
 use super::waits::{now_ms, waiting};
 use super::{Executor, Result};
@@ -46,32 +44,19 @@ impl Executor {
     /// the kubelet restarted after a step of sidekill's: stopping it again would loop.
     ///
     /// # Errors
-    /// A policy that cannot plan the pod, or an answer without `plan.stops`.
+    /// A policy that cannot plan the pod, or an answer the host cannot read.
     pub fn assess(&self, pod: &Pod) -> Result<Assessment> {
         let subject = self.plan(pod)?;
-        let readiness = subject.get("readiness");
-        let ready = readiness
-            .and_then(|r| r.get("state"))
-            .and_then(Value::as_str)
-            == Some("ready");
-        let reason = readiness
-            .and_then(|r| r.get("reason"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let stops = subject
-            .pointer("/plan/stops")
-            .and_then(Value::as_array)
-            .ok_or(super::Error::Answer {
-                field: "plan.stops",
-            })?;
+        let ready = subject.readiness.is_ready();
+        let reason = subject.readiness.reason.clone().unwrap_or_default();
+        let stops = &subject.plan.stops;
         let mut resume_at_ms: Option<u64> = None;
         let pending = stops
             .iter()
             .filter_map(|stop| {
-                let container = stop.get("container").and_then(Value::as_str)?;
-                let steps = steps_of(stop);
-                let done = Done::read(pod, container, &steps);
+                let container = stop.container.as_str();
+                let steps = &stop.steps;
+                let done = Done::read(pod, container, steps);
                 if let Some(w) = waiting(pod, container)
                     .filter(|w| done.resolve(w).is_some_and(|i| !done.contains(&i)))
                 {
@@ -105,10 +90,7 @@ impl Executor {
         // A record left by a plan that no longer stops its container (an ended sidecar is
         // left out of the stops): pending now, so that the executor closes it
         // (`close_ended_waits`).
-        let planned: Vec<&str> = stops
-            .iter()
-            .filter_map(|s| s.get("container").and_then(Value::as_str))
-            .collect();
+        let planned: Vec<&str> = stops.iter().map(|s| s.container.as_str()).collect();
         let mut pending = pending;
         pending.extend(
             pod.spec

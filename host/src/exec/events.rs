@@ -1,38 +1,12 @@
 //! The Events the executor records on a pod (`SidecarStep`, `SidecarStopped`, `PodOutcome`, ...).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, PostParams};
-use serde_json::json;
 
 use super::api::*;
 use super::executor::Executor;
-
-/// RFC 3339 UTC with seconds, for event timestamps.
-pub(super) fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
+use super::pod::PodRef;
 
 /// An Event's name, `<pod>.sidekill.<nanos in hex>`, at most 253 characters (a DNS subdomain,
 /// as every object name): a pod's name may have 253 of its own, so it is shortened, without
@@ -47,37 +21,41 @@ pub(super) fn event_name(pod: &str, nanos: u128) -> String {
 
 impl Executor {
     /// Creates an Event on the pod; failures are logged, never fatal.
-    pub(super) async fn event(
-        &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
-        kind: &str,
-        reason: &str,
-        msg: &str,
-    ) {
-        let now = now_rfc3339();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let ev = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": event_name(name, nanos), "namespace": ns},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": uid},
-            "reason": reason,
-            "message": msg,
-            "type": kind,
-            "source": {"component": "sidekill"},
-            "reportingComponent": "sidekill",
-            "reportingInstance": "sidekill",
-            "action": "Stop",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        });
-        let Ok(ev) = serde_json::from_value::<Event>(ev) else {
-            return;
+    pub(super) async fn event(&self, at: PodRef<'_>, kind: &str, reason: &str, msg: &str) {
+        let PodRef { ns, name, uid } = at;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let nanos = u128::try_from(now.as_nanosecond()).unwrap_or(0);
+        // A core/v1 Event, not events.k8s.io: kubectl describe shows these, and the RBAC of
+        // deploy/ and the test servers grant `create` on core events
+        // (kube::runtime::events::Recorder writes events.k8s.io/v1 only).
+        let ev = Event {
+            metadata: ObjectMeta {
+                name: Some(event_name(name, nanos)),
+                namespace: Some(ns.to_owned()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name.to_owned()),
+                namespace: Some(ns.to_owned()),
+                uid: Some(uid.to_owned()),
+                ..ObjectReference::default()
+            },
+            reason: Some(reason.to_owned()),
+            message: Some(msg.to_owned()),
+            type_: Some(kind.to_owned()),
+            source: Some(EventSource {
+                component: Some("sidekill".into()),
+                host: None,
+            }),
+            reporting_component: Some("sidekill".into()),
+            reporting_instance: Some("sidekill".into()),
+            action: Some("Stop".into()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            count: Some(1),
+            ..Event::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
         let pp = PostParams::default();
@@ -103,12 +81,5 @@ mod tests {
         let name = event_name(&long, u128::MAX);
         assert!(name.len() <= 253, "{}", name.len());
         assert!(!name.contains("-.") && !name.contains(".."), "{name}");
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        let t = now_rfc3339();
-        assert_eq!(t.len(), 20, "{t}");
-        assert!(t.starts_with("20") && t.ends_with('Z'), "{t}");
     }
 }

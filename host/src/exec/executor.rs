@@ -50,8 +50,9 @@ impl Executor {
 
     /// A plan's wait of `secs` seconds, at most [`Options::max_wait`]: the plan's number
     /// comes from the pod (its grace period) through the module, and neither may hold a
-    /// concurrency slot for longer than the operator allows (nor overflow a deadline).
-    pub(super) fn capped(&self, secs: u64) -> Duration {
-        Duration::from_secs(secs).min(self.options.max_wait)
+    /// concurrency slot for longer than the operator allows (nor overflow a deadline). A
+    /// negative number waits not at all.
+    pub(super) fn capped(&self, secs: i64) -> Duration {
+        Duration::from_secs(u64::try_from(secs).unwrap_or(0)).min(self.options.max_wait)
     }
 }

@@ -11,8 +11,10 @@
 //!   nor a command of the module's signed catalogue ([`sidekill_policy::catalogue`], whose
 //!   matcher runs natively here: the module supplies templates, never the matching);
 //! - an `http` step's port is not declared by a container of the pod;
-//! - an `image-swap` names another container's index;
-//! - the action's kind is unknown.
+//! - an `image-swap` names another container's index.
+//!
+//! A step or action of a kind the host does not know never gets here: the whole answer is
+//! refused when it is read ([`crate::answer`]).
 //!
 //! Before any step of a stop, the stop itself is checked against the pod's status as the
 //! host reads it ([`check_stop`]), so that a plan naming a running main container is refused
@@ -39,38 +41,12 @@
 //! ([`super::Options::scope`]).
 
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::Value;
 use sidekill_policy::{argo, catalogue, killcmd};
+
+use crate::answer::{Action, Step, Subject};
 
 /// Why a step is refused, for the step's report and an Event.
 pub(super) type Refusal = String;
-
-/// The containers `subject` (one subject of an answer) calls main: `pod.mainContainers`, and
-/// every container of `plan.outcome.containers` whose predicted result is `main`.
-pub(super) fn mains(subject: &Value) -> Vec<String> {
-    let listed = subject
-        .pointer("/pod/mainContainers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|v| v.as_str().unwrap_or("\u{fffd}").to_owned());
-    let predicted = subject
-        .pointer("/plan/outcome/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|c| c.get("result").and_then(Value::as_str) == Some("main"))
-        .map(|c| {
-            c.get("container")
-                .and_then(Value::as_str)
-                .unwrap_or("\u{fffd}")
-                .to_owned()
-        });
-    let mut all: Vec<String> = listed.chain(predicted).collect();
-    all.sort();
-    all.dedup();
-    all
-}
 
 /// Checks `container`'s stop as a whole against the pod's status as it is now: the module's
 /// main containers have all ended, and the stop is aimed at none of them (module docs).
@@ -130,19 +106,17 @@ pub(super) fn check_stop(pod: &Pod, mains: &[String], container: &str) -> Result
 /// answer) on `pod` as the host reads it, with `commands` the module's catalogue: each
 /// refused stop ([`check_stop`]) or step ([`check_step`]), as `container: why`. Empty when
 /// the executor would run every step. What `sidekill policy test --corpus` reports.
-pub fn refusals(pod: &Pod, subject: &Value, commands: &[Vec<String>]) -> Vec<String> {
-    let mains = mains(subject);
+pub fn refusals(pod: &Pod, subject: &Subject, commands: &[Vec<String>]) -> Vec<String> {
+    let mains = subject.mains();
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let mut out = Vec::new();
-    let stops = subject.pointer("/plan/stops").and_then(Value::as_array);
-    for stop in stops.into_iter().flatten() {
-        let container = stop.get("container").and_then(Value::as_str).unwrap_or("");
+    for stop in &subject.plan.stops {
+        let container = stop.container.as_str();
         if let Err(why) = check_stop(pod, &mains, container) {
             out.push(format!("{container}: {why}"));
             continue;
         }
-        let steps = stop.get("steps").and_then(Value::as_array);
-        for (index, step) in steps.into_iter().flatten().enumerate() {
+        for (index, step) in stop.steps.iter().enumerate() {
             if let Err(why) = check_step(pod, uid, container, step, commands) {
                 out.push(format!("{container}: step {index}: {why}"));
             }
@@ -156,7 +130,7 @@ pub(super) fn check_step(
     pod: &Pod,
     planned_uid: &str,
     container: &str,
-    step: &Value,
+    step: &Step,
     commands: &[Vec<String>],
 ) -> Result<(), Refusal> {
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
@@ -176,12 +150,11 @@ pub(super) fn check_step(
     if !in_spec {
         return Err(format!("the pod has no container {container}"));
     }
-    match step.get("step").and_then(Value::as_str) {
-        Some("send") => {}
-        Some("wait") => return Ok(()),
-        Some("await") => {
-            let target = step.get("container").and_then(Value::as_str).unwrap_or("");
-            let known = spec.is_some_and(|s| s.containers.iter().any(|c| c.name == target));
+    let (signal, action) = match step {
+        Step::Send { signal, action, .. } => (signal, action),
+        Step::Wait { .. } => return Ok(()),
+        Step::Await { container: target } => {
+            let known = spec.is_some_and(|s| s.containers.iter().any(|c| &c.name == target));
             return if known {
                 Ok(())
             } else {
@@ -190,25 +163,15 @@ pub(super) fn check_step(
                 ))
             };
         }
-        other => return Err(format!("a step of unknown kind {other:?}")),
-    }
-    let signal = step
-        .get("signal")
-        .and_then(Value::as_u64)
-        .and_then(|s| u8::try_from(s).ok())
+    };
+    let signal = u8::try_from(*signal)
+        .ok()
         .filter(|s| (1..=64).contains(s))
-        .ok_or_else(|| {
-            format!(
-                "a send without a signal number (1 to 64): {}",
-                step.get("signal").unwrap_or(&Value::Null)
-            )
-        })?;
-    let action = step.get("action").unwrap_or(&Value::Null);
-    match action.get("kind").and_then(Value::as_str) {
-        Some("exec") => {
-            let argv = strings(action.get("argv"));
-            if annotation_argv(pod, container, signal).as_ref() == Some(&argv)
-                || in_catalogue(commands, &argv, signal)
+        .ok_or_else(|| format!("a send without a signal number (1 to 64): {signal}"))?;
+    match action {
+        Action::Exec { argv } => {
+            if annotation_argv(pod, container, signal).as_ref() == Some(argv)
+                || in_catalogue(commands, argv, signal)
             {
                 Ok(())
             } else {
@@ -217,63 +180,47 @@ pub(super) fn check_step(
                 ))
             }
         }
-        Some("ephemeral") => {
-            let argv = strings(action.get("argv"));
-            if in_catalogue(commands, &argv, signal) {
+        Action::Ephemeral(quitter) => {
+            if in_catalogue(commands, &quitter.argv, signal) {
                 Ok(())
             } else {
                 Err(format!(
-                    "the quitter's argv {argv:?} is not a command of the policy's catalogue"
+                    "the quitter's argv {:?} is not a command of the policy's catalogue",
+                    quitter.argv
                 ))
             }
         }
-        Some("http") => {
-            let port = action.get("port").and_then(Value::as_u64);
+        Action::Http { port, .. } => {
             let declared = spec.is_some_and(|s| {
                 s.containers
                     .iter()
                     .chain(s.init_containers.iter().flatten())
                     .flat_map(|c| c.ports.iter().flatten())
-                    .any(|p| u64::try_from(p.container_port).ok() == port)
+                    .any(|p| p.container_port == i32::from(*port))
             });
             if declared {
                 Ok(())
             } else {
                 Err(format!(
-                    "an HTTP request to port {}, which no container of the pod declares",
-                    port.map_or_else(|| "?".to_owned(), |p| p.to_string())
+                    "an HTTP request to port {port}, which no container of the pod declares"
                 ))
             }
         }
-        Some("image-swap") => {
-            let index = action
-                .get("containerIndex")
-                .and_then(Value::as_u64)
-                .and_then(|i| usize::try_from(i).ok());
-            let named = index
-                .and_then(|i| spec.and_then(|s| s.containers.get(i)))
+        Action::ImageSwap {
+            container_index, ..
+        } => {
+            let named = spec
+                .and_then(|s| s.containers.get(*container_index))
                 .map(|c| c.name.as_str());
             if named == Some(container) {
                 Ok(())
             } else {
                 Err(format!(
-                    "an image swap of container index {index:?}, which is {named:?}, not {container}"
+                    "an image swap of container index {container_index}, which is {named:?}, not {container}"
                 ))
             }
         }
-        other => Err(format!("an action of unknown kind {other:?}")),
     }
-}
-
-fn strings(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|s| s.as_str().unwrap_or("\u{fffd}").to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The pod's own kill-cmd annotation for `container`, rendered with `signal`, when valid.
@@ -294,7 +241,7 @@ fn in_catalogue(commands: &[Vec<String>], argv: &[String], signal: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn pod() -> Pod {
         serde_json::from_value(json!({
@@ -314,15 +261,18 @@ mod tests {
             .collect()
     }
 
-    fn send(action: Value) -> Value {
-        json!({"step": "send", "signal": 15, "signalName": "SIGTERM", "action": action})
+    fn send(action: Value) -> Step {
+        serde_json::from_value(
+            json!({"step": "send", "signal": 15, "signalName": "SIGTERM", "action": action}),
+        )
+        .expect("a step")
     }
 
     #[test]
     fn catalogue_and_annotation_argvs_pass_others_are_refused() {
         let p = pod();
         let c = catalogue();
-        let ok = |step: &Value| check_step(&p, "u1", "side", step, &c);
+        let ok = |step: &Step| check_step(&p, "u1", "side", step, &c);
         assert_eq!(
             ok(&send(
                 json!({"kind": "exec", "argv": ["/bin/sh", "-c", "kill -15 1"]})
@@ -375,11 +325,11 @@ mod tests {
             |i: u64| send(json!({"kind": "image-swap", "containerIndex": i, "image": "nop"}));
         assert_eq!(check_step(&p, "u1", "side", &swap(1), &c), Ok(()));
         assert!(check_step(&p, "u1", "side", &swap(0), &c).is_err());
-        assert!(check_step(&p, "u1", "side", &send(json!({"kind": "teleport"})), &c).is_err());
         let mut no_signal = step.clone();
-        no_signal["signal"] = json!(0);
-        assert!(check_step(&p, "u1", "side", &no_signal, &c).is_err());
-        assert!(check_step(&p, "u1", "side", &json!({"step": "reboot"}), &c).is_err());
+        if let Step::Send { signal, .. } = &mut no_signal {
+            *signal = 0;
+        }
+        assert!(check_step(&p, "u1", "side", &no_signal, &c).is_err_and(|e| e.contains("1 to 64")));
     }
 
     fn with_states(main: &str, side: &str) -> Pod {
@@ -397,15 +347,6 @@ mod tests {
             {"name": "side", "image": "s", "imageID": "", "ready": true, "restartCount": 0,
              "state": state(side)}]});
         serde_json::from_value(p).expect("pod")
-    }
-
-    #[test]
-    fn mains_come_from_the_pod_summary_and_the_predicted_outcome() {
-        let subject = json!({"pod": {"mainContainers": ["a"]}, "plan": {"outcome": {
-            "containers": [{"container": "b", "result": "main"},
-                           {"container": "c", "result": "succeeds"}]}}});
-        assert_eq!(mains(&subject), ["a", "b"]);
-        assert!(mains(&json!({"pod": {}})).is_empty());
     }
 
     /// Issue 17: a plan naming a running main container is refused, however it is labelled.
@@ -478,6 +419,61 @@ mod tests {
         })
     }
 
+    /// Steps of every kind the host reads, with fields drawn near the edges the guard checks:
+    /// signals around 1 to 64, argvs from the catalogue's and the annotation's words, ports
+    /// declared or not, container indexes in and out of the spec.
+    fn typed_step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let word = prop_oneof![
+            Just("/bin/sh".to_owned()),
+            Just("-c".to_owned()),
+            Just("kill -15 1".to_owned()),
+            Just("/bin/kill".to_owned()),
+            Just("-15".to_owned()),
+            Just("7".to_owned()),
+            Just("/sidekill-quitter".to_owned()),
+            Just("signal".to_owned()),
+            "\\PC{0,8}",
+        ];
+        let argv = proptest::collection::vec(word, 0..5);
+        let name = prop_oneof![
+            Just("main".to_owned()),
+            Just("side".to_owned()),
+            Just("ghost".to_owned())
+        ];
+        let action = prop_oneof![
+            argv.clone().prop_map(|argv| Action::Exec { argv }),
+            (any::<u16>(), prop_oneof![Just(15020u16), Just(22u16)]).prop_map(|(a, b)| {
+                Action::Http {
+                    method: "POST".into(),
+                    port: if a % 2 == 0 { a } else { b },
+                    path: "/".into(),
+                }
+            }),
+            (0usize..4).prop_map(|i| Action::ImageSwap {
+                container_index: i,
+                image: "nop".into()
+            }),
+            (name.clone(), argv).prop_map(|(t, argv)| Action::Ephemeral(crate::answer::Quitter {
+                target_container_name: t,
+                image: "q".into(),
+                argv,
+                run_as_user: None,
+            })),
+        ];
+        prop_oneof![
+            name.prop_map(|container| Step::Await { container }),
+            (-2i64..70, action).prop_map(|(signal, action)| Step::Send {
+                signal,
+                signal_name: "SIG".into(),
+                action,
+                expected_exit: None,
+                endpoint: None,
+            }),
+            any::<i64>().prop_map(|seconds| Step::Wait { seconds }),
+        ]
+    }
+
     fn cases() -> u32 {
         std::env::var("PROPTEST_CASES")
             .ok()
@@ -492,9 +488,9 @@ mod tests {
             ..proptest::prelude::ProptestConfig::default()
         })]
 
-        /// Fuzz target (issue 17): any JSON as a step, against a pod: the guard never panics,
-        /// a refusal is an error with a reason, and what passes is one of the step kinds the
-        /// executor knows, a send only with a signal number.
+        /// Fuzz target (issue 17): any JSON as a step, against a pod: reading it refuses what
+        /// is not a step, the guard never panics, a refusal is an error with a reason, and a
+        /// send passes only with a signal number.
         #[test]
         fn check_step_never_panics_and_passes_only_known_steps(
             step in json(),
@@ -502,23 +498,35 @@ mod tests {
                 proptest::strategy::Just("side"), proptest::strategy::Just("main"),
                 proptest::strategy::Just("ghost")],
             subject in json(),
+            typed in typed_step(),
         ) {
             let p = pod();
             let c = catalogue();
-            match check_step(&p, "u1", container, &step, &c) {
+            // Read as the host reads an answer: what is not a step is refused there.
+            if let Ok(step) = serde_json::from_value::<Step>(step) {
+                match check_step(&p, "u1", container, &step, &c) {
+                    Err(why) => proptest::prop_assert!(!why.is_empty()),
+                    Ok(()) => {
+                        proptest::prop_assert!(container != "ghost");
+                        if let Step::Send { signal, .. } = step {
+                            proptest::prop_assert!((1..=64).contains(&signal));
+                        }
+                    }
+                }
+            }
+            // A step of any kind and field: passes only with a signal number, for a container
+            // of the pod.
+            match check_step(&p, "u1", container, &typed, &c) {
                 Err(why) => proptest::prop_assert!(!why.is_empty()),
                 Ok(()) => {
-                    let kind = step.get("step").and_then(Value::as_str);
-                    proptest::prop_assert!(matches!(kind, Some("send" | "wait" | "await")));
                     proptest::prop_assert!(container != "ghost");
-                    if kind == Some("send") {
-                        let signal = step.get("signal").and_then(Value::as_u64);
-                        proptest::prop_assert!(signal.is_some_and(|s| (1..=64).contains(&s)));
+                    if let Step::Send { signal, .. } = typed {
+                        proptest::prop_assert!((1..=64).contains(&signal));
                     }
                 }
             }
             // The stop check and the answer's mains never panic either.
-            let mains = mains(&subject);
+            let mains = serde_json::from_value::<Subject>(subject).map(|s| s.mains()).unwrap_or_default();
             let ended = with_states("terminated", "running");
             if check_stop(&ended, &mains, container).is_ok() {
                 proptest::prop_assert!(mains == ["main"] && container != "main");

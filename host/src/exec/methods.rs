@@ -22,13 +22,15 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::api::{forbidden, is_not_found, is_other_pod};
+use super::pod::PodRef;
 use super::run::Stop;
 use super::status::{status_of, End};
 use super::Executor;
+use crate::answer::Quitter;
 
 /// The longest a container name may be (a DNS label, RFC 1123).
 const NAME_MAX: usize = 63;
@@ -90,22 +92,15 @@ pub(super) fn swapped_out_exit(pod: &Pod, container: &str) -> Option<i32> {
 }
 
 impl Executor {
-    /// Sends the image swap of `action` for `container`.
+    /// Sends the image swap of `container` (at `index` of `spec.containers`) to `image`.
     pub(super) async fn image_swap(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        at: PodRef<'_>,
         container: &str,
-        action: &Value,
+        index: usize,
+        image: &str,
     ) -> Result<Sent, Stop> {
-        let index = action.get("containerIndex").and_then(Value::as_u64);
-        let image = action.get("image").and_then(Value::as_str);
-        let (Some(index), Some(image)) = (index, image) else {
-            return Ok(Sent::refused(
-                "an image-swap action needs containerIndex and image",
-            ));
-        };
+        let PodRef { ns, name, uid } = at;
         if self.options.nop_image.as_deref() != Some(image) {
             return Ok(Sent::refused(format!(
                 "the plan swaps to image {image}, which is not the configured nop image ({})",
@@ -151,7 +146,7 @@ impl Executor {
         }
     }
 
-    /// Adds the ephemeral quitter of `action` for `container` (step `index`), unless it is
+    /// Adds `quitter` for `container` (step `index`), unless it is
     /// there already, and watches it to its end (at most [`super::Options::exec_timeout`]).
     pub(super) async fn ephemeral_quitter(
         &self,
@@ -159,25 +154,20 @@ impl Executor {
         name: &str,
         container: &str,
         index: usize,
-        action: &Value,
+        quitter: &Quitter,
     ) -> Result<Sent, Stop> {
-        let target = action.get("targetContainerName").and_then(Value::as_str);
-        let image = action.get("image").and_then(Value::as_str);
-        let argv: Option<Vec<&str>> = action
-            .get("argv")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(Value::as_str).collect());
-        let (Some(target), Some(image), Some(argv)) = (target, image, argv) else {
-            return Ok(Sent::refused(
-                "an ephemeral action needs targetContainerName, image and argv",
-            ));
-        };
+        let Quitter {
+            target_container_name: target,
+            image,
+            argv,
+            run_as_user,
+        } = quitter;
         if target != container {
             return Ok(Sent::refused(format!(
                 "the plan's quitter targets container {target}, not {container}"
             )));
         }
-        if self.options.quitter_image.as_deref() != Some(image) {
+        if self.options.quitter_image.as_deref() != Some(image.as_str()) {
             return Ok(Sent::refused(format!(
                 "the plan runs image {image}, which is not the configured quitter image ({})",
                 self.options.quitter_image.as_deref().unwrap_or("none")
@@ -193,7 +183,6 @@ impl Executor {
             .and_then(|s| s.ephemeral_containers.as_ref())
             .is_some_and(|e| e.iter().any(|c| c.name == quitter));
         if !present {
-            let run_as_user = action.get("runAsUser").and_then(Value::as_i64);
             // The restricted Pod Security Standard's fields, so that a namespace enforcing
             // it admits the quitter when the sidecar's user is not root.
             let mut security = json!({
@@ -204,7 +193,7 @@ impl Executor {
             match run_as_user {
                 Some(uid) => {
                     security["runAsUser"] = json!(uid);
-                    security["runAsNonRoot"] = json!(uid != 0);
+                    security["runAsNonRoot"] = json!(*uid != 0);
                 }
                 None => security["runAsNonRoot"] = json!(true),
             }

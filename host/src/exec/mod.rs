@@ -93,7 +93,6 @@ pub use assess::Assessment;
 pub use cache::{PodCache, Working};
 pub use executor::Executor;
 pub use guard::refusals;
-pub use pod::predicted_phase;
 pub use records::Fence;
 pub use report::{ContainerReport, JobReport, Outcome, PodReport, StepReport, Verdict};
 pub use waits::Contended;

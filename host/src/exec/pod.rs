@@ -10,14 +10,21 @@ use serde_json::{json, Value};
 
 use super::api::*;
 use super::executor::Executor;
-use super::guard;
 use super::run::*;
 use super::status::*;
 use super::{ContainerReport, Error, JobReport, Outcome, Planner, PodReport, Result, Verdict};
+use crate::answer::{PlanAnswer, Readiness, Subject};
 
-/// The plan's predicted pod phase (`plan.outcome.pod.phase`), if the answer has one.
-pub fn predicted_phase(prediction: &Value) -> Option<&str> {
-    prediction.pointer("/pod/phase").and_then(Value::as_str)
+/// The pod a plan is carried out on: every write of the plan names its UID, so that none
+/// lands on a pod recreated under the name.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PodRef<'a> {
+    /// The namespace.
+    pub ns: &'a str,
+    /// The name.
+    pub name: &'a str,
+    /// The UID the plan was made for.
+    pub uid: &'a str,
 }
 
 /// The name of a Job's pod's Job: its controller owner reference of kind Job, else its
@@ -39,8 +46,9 @@ pub(super) fn job_name(pod: &Pod) -> Option<String> {
 }
 
 impl Executor {
-    /// Asks the policy for the pod's plan (the first subject of the answer).
-    pub(super) fn plan(&self, pod: &Pod) -> Result<Value> {
+    /// Asks the policy for the pod's plan (the first subject of the answer, read and checked
+    /// as [`crate::answer`] reads it).
+    pub(super) fn plan(&self, pod: &Pod) -> Result<Subject> {
         let mut object =
             serde_json::to_value(pod).map_err(|_| Error::Answer { field: "request" })?;
         super::redact::redact(&mut object);
@@ -55,7 +63,10 @@ impl Executor {
         let answer = self.planner.plan(&bytes).map_err(|source| Error::Policy {
             source: Box::new(source),
         })?;
-        answer.pointer("/subjects/0").cloned().ok_or(Error::Answer {
+        let answer = PlanAnswer::read(&answer).map_err(|source| Error::Policy {
+            source: Box::new(source),
+        })?;
+        answer.subjects.into_iter().next().ok_or(Error::Answer {
             field: "subjects[0]",
         })
     }
@@ -87,11 +98,11 @@ impl Executor {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             outcome: Outcome::Gone,
-            readiness: Value::Null,
+            readiness: Readiness::default(),
             policy: self.planner.version(),
             containers: Vec::new(),
             diagnostics: Vec::new(),
-            prediction: Value::Null,
+            prediction: None,
             phase: None,
             end: None,
             end_matches: None,
@@ -112,62 +123,20 @@ impl Executor {
         }
         self.ask_permissions(namespace).await;
         let subject = self.plan(&pod)?;
-        report.readiness = subject.get("readiness").cloned().unwrap_or(Value::Null);
-        report.prediction = subject
-            .pointer("/plan/outcome")
-            .cloned()
-            .unwrap_or(Value::Null);
-        report.diagnostics = subject
-            .get("diagnostics")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let stops = subject
-            .pointer("/plan/stops")
-            .and_then(Value::as_array)
-            .cloned()
-            .ok_or(Error::Answer {
-                field: "plan.stops",
-            })?;
-        for stop in &stops {
-            let container = stop
-                .get("container")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let predicted = report
-                .prediction
-                .get("containers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|c| c.get("container").and_then(Value::as_str) == Some(&container));
+        report.readiness = subject.readiness.clone();
+        report.prediction = subject.plan.outcome.clone();
+        report.diagnostics = subject.diagnostics.clone();
+        for stop in &subject.plan.stops {
+            let container = stop.container.clone();
+            let predicted = report.prediction.as_ref().and_then(|o| o.of(&container));
             report.containers.push(ContainerReport {
-                predicted_exit: predicted
-                    .and_then(|p| p.get("exitCode"))
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                predicted_result: predicted
-                    .and_then(|p| p.get("result"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                predicted_exit: predicted.map_or(Value::Null, |p| p.exit_code.clone()),
+                predicted_result: predicted.and_then(|p| p.result.clone()),
                 exit_matches: None,
                 restart_count: None,
-                method: stop
-                    .pointer("/method/kind")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                planned: stop
-                    .get("verdict")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                diagnostics: report
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.get("container").and_then(Value::as_str) == Some(&container))
-                    .cloned()
-                    .collect(),
+                method: stop.method.as_ref().and_then(|m| m.kind.clone()),
+                planned: stop.verdict.clone().unwrap_or_default(),
+                diagnostics: subject.diagnostics_of(&container).cloned().collect(),
                 container,
                 verdict: Verdict::NotRun,
                 stopped_after_ms: None,
@@ -175,11 +144,12 @@ impl Executor {
                 steps: Vec::new(),
             });
         }
-        let ready = report.readiness.get("state").and_then(Value::as_str) == Some("ready");
+        let ready = report.readiness.is_ready();
+        let stops = &subject.plan.stops;
         if self.options.dry_run {
             report.outcome = Outcome::DryRun;
-            for (c, stop) in report.containers.iter_mut().zip(&stops) {
-                for (index, step) in steps_of(stop).iter().enumerate() {
+            for (c, stop) in report.containers.iter_mut().zip(stops) {
+                for (index, step) in stop.steps.iter().enumerate() {
                     c.steps.push(step_report(index, step, "dry-run"));
                 }
             }
@@ -191,18 +161,16 @@ impl Executor {
         }
         report.outcome = Outcome::Done;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let at = PodRef {
+            ns: namespace,
+            name,
+            uid: &uid,
+        };
         let commands = self.planner.commands();
-        let mains = guard::mains(&subject);
+        let mains = subject.mains();
         for (i, stop) in stops.iter().enumerate() {
             match self
-                .stop_container(
-                    namespace,
-                    name,
-                    &uid,
-                    stop,
-                    (&mains, &commands),
-                    &mut report.containers[i],
-                )
+                .stop_container(at, stop, (&mains, &commands), &mut report.containers[i])
                 .await
             {
                 Ok(()) => {}
@@ -218,10 +186,7 @@ impl Executor {
                 Err(Stop::Err(e)) => return Err(e),
             }
         }
-        match self
-            .close_ended_waits(namespace, name, &uid, &pod, &stops, &mut report)
-            .await
-        {
+        match self.close_ended_waits(at, &pod, stops, &mut report).await {
             Ok(()) => {}
             Err(Stop::Gone) => {
                 report.outcome = Outcome::Gone;
@@ -231,7 +196,7 @@ impl Executor {
             Err(Stop::Suspend(_)) => {}
             Err(Stop::Err(e)) => return Err(e),
         }
-        match self.observe(namespace, name, &uid, &mut report).await {
+        match self.observe(at, &mut report).await {
             Ok(()) => {}
             Err(Stop::Gone) => report.outcome = Outcome::Gone,
             // observe() writes no wait.
@@ -246,13 +211,8 @@ impl Executor {
     /// at most [`Options::outcome_timeout`]; then fills in the report's phase, end, each
     /// container's exit code and restart count against the prediction, and the Job; and records
     /// the comparison as an Event (`PodOutcome`).
-    pub(super) async fn observe(
-        &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
-        report: &mut PodReport,
-    ) -> Result<(), Stop> {
+    pub(super) async fn observe(&self, at: PodRef<'_>, report: &mut PodReport) -> Result<(), Stop> {
+        let PodRef { ns, name, .. } = at;
         let left_running = report.left_running();
         let restarted: Vec<(String, i32)> = report
             .containers
@@ -288,7 +248,7 @@ impl Executor {
             _ if left_running || !restarted.is_empty() => "NeverCompletes".into(),
             _ => "Running".into(),
         };
-        report.end_matches = match (predicted_phase(&report.prediction), end.as_str()) {
+        report.end_matches = match (report.predicted_phase(), end.as_str()) {
             (None | Some("Unknown"), _) | (_, "Running") => None,
             (Some(p), e) => Some(p == e),
         };
@@ -314,7 +274,7 @@ impl Executor {
         let mut parts = vec![format!(
             "pod {} (predicted {})",
             report.end.as_deref().unwrap_or("?"),
-            predicted_phase(&report.prediction).unwrap_or("nothing")
+            report.predicted_phase().unwrap_or("nothing")
         )];
         for c in &report.containers {
             if let Some(code) = c.exit_code {
@@ -342,8 +302,7 @@ impl Executor {
         } else {
             "Normal"
         };
-        self.event(ns, name, uid, kind, "PodOutcome", &parts.join("; "))
-            .await;
+        self.event(at, kind, "PodOutcome", &parts.join("; ")).await;
         Ok(())
     }
 

@@ -23,9 +23,11 @@ use serde_json::{json, Value};
 use sha2::Digest as _;
 
 use super::api::{forbidden, is_invalid, is_not_found, is_other_pod};
+use super::pod::PodRef;
 use super::run::Stop;
 use super::waits::Waiting;
 use super::{Error, Executor};
+use crate::answer::Step;
 
 /// Says whether the pod, as just read, may still be written by this executor: the annotations
 /// (key, value) that must still hold those values when the write is applied (the
@@ -50,7 +52,9 @@ const IDENTITY: [&str; 5] = ["step", "signal", "action", "seconds", "container"]
 /// A step's identity: 8 hex digits of the SHA-256 of its identity fields (serde_json's maps
 /// are ordered by key, so the text is canonical) and of how many identical steps come before
 /// it in the container's plan (two SIGTERMs are two steps).
-fn step_id(step: &Value, occurrence: usize) -> String {
+fn step_id(step: &Step, occurrence: usize) -> String {
+    // A step serialises to the answer's own JSON (`answer` tests it on every vector).
+    let step = serde_json::to_value(step).unwrap_or(Value::Null);
     let identity: serde_json::Map<String, Value> = IDENTITY
         .iter()
         .filter_map(|k| Some(((*k).to_owned(), step.get(*k)?.clone())))
@@ -61,7 +65,7 @@ fn step_id(step: &Value, occurrence: usize) -> String {
 }
 
 /// The identities of a container's steps, in plan order.
-fn step_ids(steps: &[Value]) -> Vec<String> {
+fn step_ids(steps: &[Step]) -> Vec<String> {
     let mut seen: Vec<String> = Vec::with_capacity(steps.len());
     steps
         .iter()
@@ -96,7 +100,7 @@ pub(super) struct Done {
 
 impl Done {
     /// The record of `container` on `pod`, read against `steps`.
-    pub(super) fn read(pod: &Pod, container: &str, steps: &[Value]) -> Done {
+    pub(super) fn read(pod: &Pod, container: &str, steps: &[Step]) -> Done {
         let key = super::done_key(container);
         let ids = step_ids(steps);
         let text = pod.metadata.annotations.as_ref().and_then(|a| a.get(&key));
@@ -201,24 +205,21 @@ impl Executor {
     /// Records a step as done in the container's annotation.
     pub(super) async fn record(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        at: PodRef<'_>,
         done: &mut Done,
         index: usize,
     ) -> Result<(), Stop> {
-        self.record_all(ns, name, uid, done, &[index]).await
+        self.record_all(at, done, &[index]).await
     }
 
     /// Records steps as done in the container's annotation, in one patch.
     pub(super) async fn record_all(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        at: PodRef<'_>,
         done: &mut Done,
         indices: &[usize],
     ) -> Result<(), Stop> {
+        let PodRef { ns, name, .. } = at;
         let index = indices.first().copied().unwrap_or(0);
         let value = done.insert(indices);
         let key = done.key.clone();
@@ -226,7 +227,7 @@ impl Executor {
         let container = key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
         let wait = format!("{}{container}", super::WAIT_ANNOTATION_PREFIX);
         let annotations = json!({key: value, wait: Value::Null});
-        self.write_annotations(ns, name, uid, annotations, || {
+        self.write_annotations(at, annotations, || {
             format!("recording step {index} on pod {ns}/{name}")
         })
         .await
@@ -237,12 +238,11 @@ impl Executor {
     /// gets this pod's record; with a fence, so are the annotations the fence names.
     pub(super) async fn write_annotations(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        at: PodRef<'_>,
         annotations: Value,
         what: impl Fn() -> String,
     ) -> Result<(), Stop> {
+        let PodRef { ns, name, uid } = at;
         let api = self.pods(ns);
         let pp = PatchParams::default();
         let mut attempts = 0;
@@ -341,20 +341,38 @@ mod tests {
         .expect("pod")
     }
 
-    fn term() -> Value {
-        json!({"step": "send", "signal": 15, "signalName": "SIGTERM",
+    fn step(value: Value) -> Step {
+        serde_json::from_value(value).expect("a step")
+    }
+
+    fn term() -> Step {
+        step(
+            json!({"step": "send", "signal": 15, "signalName": "SIGTERM",
                "action": {"kind": "exec", "argv": ["sh", "-c", "kill -15 1"]},
-               "expectedExit": {"code": 143, "why": "one wording"}})
+               "expectedExit": {"code": 143, "why": "one wording"}}),
+        )
+    }
+
+    fn wait(seconds: i64) -> Step {
+        Step::Wait { seconds }
+    }
+
+    /// Records written by earlier versions name steps by these identities: the hash of the
+    /// identity fields as JSON text, whatever type the host reads the step into.
+    #[test]
+    fn identities_are_those_earlier_versions_recorded() {
+        assert_eq!(step_id(&term(), 0), "18c8f7ea");
+        assert_eq!(step_id(&wait(30), 0), "16d77c7d");
     }
 
     #[test]
     fn a_step_put_in_front_does_not_take_the_record_of_the_old_first_step() {
-        let old = [term(), json!({"step": "wait", "seconds": 30})];
+        let old = [term(), wait(30)];
         let mut done = Done::read(&pod("[]"), "proxy", &old);
         let value = done.insert(&[0]);
-        let quit = json!({"step": "send", "signal": 0, "signalName": "quit",
-                          "action": {"kind": "exec", "argv": ["pilot-agent", "request", "POST", "quitquitquit"]}});
-        let new = [quit, term(), json!({"step": "wait", "seconds": 30})];
+        let quit = step(json!({"step": "send", "signal": 0, "signalName": "quit",
+            "action": {"kind": "exec", "argv": ["pilot-agent", "request", "POST", "quitquitquit"]}}));
+        let new = [quit, term(), wait(30)];
         let read = Done::read(&pod(&value), "proxy", &new);
         assert!(!read.contains(&0), "the new first step was never run");
         assert!(read.contains(&1), "SIGTERM was sent: {value}");
@@ -365,13 +383,15 @@ mod tests {
         let mut done = Done::read(&pod("[]"), "proxy", &[term()]);
         let value = done.insert(&[0]);
         let mut reworded = term();
-        reworded["expectedExit"]["why"] = json!("another wording");
+        if let Step::Send { expected_exit, .. } = &mut reworded {
+            *expected_exit = Some(json!({"code": 143, "why": "another wording"}));
+        }
         assert!(Done::read(&pod(&value), "proxy", &[reworded]).contains(&0));
     }
 
     #[test]
     fn two_identical_steps_are_two_entries() {
-        let steps = [term(), json!({"step": "wait", "seconds": 5}), term()];
+        let steps = [term(), wait(5), term()];
         let mut done = Done::read(&pod("[]"), "proxy", &steps);
         let value = done.insert(&[0]);
         let read = Done::read(&pod(&value), "proxy", &steps);

@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::answer::{Diagnostic, Readiness, Step};
+
 #[cfg(doc)]
 use super::Executor;
 
@@ -48,8 +50,9 @@ pub enum Verdict {
 pub struct StepReport {
     /// Index of the step in the container's `steps`.
     pub index: usize,
-    /// The step as the plan gave it.
-    pub step: Value,
+    /// The step as the plan gave it; none for a step known only from the pod's record (a
+    /// plan that no longer has it).
+    pub step: Option<Step>,
     /// `ran`, `skipped-recorded`, `skipped-terminated`, `dry-run`, `failed`, `dropped`,
     /// `refused`, `terminated`, `timeout`.
     pub result: String,
@@ -71,6 +74,23 @@ pub struct StepReport {
     pub terminated_after_ms: Option<u64>,
     /// How long the step took, in milliseconds.
     pub millis: u64,
+}
+
+impl StepReport {
+    /// The report of step `index` known only from the pod's record.
+    pub(super) fn from_record(index: usize, result: &str) -> StepReport {
+        StepReport {
+            index,
+            step: None,
+            result: result.to_owned(),
+            exit_code: None,
+            message: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            terminated_after_ms: None,
+            millis: 0,
+        }
+    }
 }
 
 /// One container of the plan, as carried out.
@@ -111,7 +131,7 @@ pub struct ContainerReport {
     pub steps: Vec<StepReport>,
     /// The plan's diagnostics for this container (when it is still running).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub diagnostics: Vec<Value>,
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// One pod, as carried out.
@@ -125,16 +145,16 @@ pub struct PodReport {
     /// What happened to the pod as a whole.
     pub outcome: Outcome,
     /// The plan's readiness (`state` and `reason`).
-    pub readiness: Value,
+    pub readiness: Readiness,
     /// The policy version that planned it.
     pub policy: String,
     /// One entry per stop of the plan, in plan order.
     pub containers: Vec<ContainerReport>,
     /// Every diagnostic of the plan.
-    pub diagnostics: Vec<Value>,
+    pub diagnostics: Vec<Diagnostic>,
     /// The plan's prediction (`plan.outcome`: `pod`, `containers`, `argoStep`); null when the
     /// answer has none (a policy older than ABI 1.2).
-    pub prediction: Value,
+    pub prediction: Option<crate::answer::Outcome>,
     /// The pod's phase when the report was made (after the plan, see
     /// [`Options::outcome_timeout`](super::Options::outcome_timeout)).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,6 +251,11 @@ impl Verdict {
 }
 
 impl PodReport {
+    /// The plan's predicted pod phase (`plan.outcome.pod.phase`), when the answer has one.
+    pub fn predicted_phase(&self) -> Option<&str> {
+        self.prediction.as_ref()?.phase()
+    }
+
     /// Whether some container is left running (a verdict `still-running`).
     pub fn left_running(&self) -> bool {
         self.containers

@@ -3,15 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::executor::Executor;
 use super::guard;
 use super::methods::{swapped_end, swapped_out_exit};
+use super::pod::PodRef;
 use super::records::Done;
 use super::status::*;
 use super::waits::{now_ms, waiting, Waiting};
 use super::{ContainerReport, Error, Result, StepReport, Verdict};
+use crate::answer::{Action, ContainerStop, Step};
 
 pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -36,19 +36,18 @@ impl From<Error> for Stop {
 impl Executor {
     pub(super) async fn stop_container(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
-        stop: &Value,
+        at: PodRef<'_>,
+        stop: &ContainerStop,
         (mains, commands): (&[String], &[Vec<String>]),
         report: &mut ContainerReport,
     ) -> Result<(), Stop> {
+        let PodRef { ns, name, uid } = at;
         let container = report.container.clone();
-        let steps = steps_of(stop);
+        let steps = &stop.steps;
         let Some(pod) = self.get(ns, name).await? else {
             return Err(Stop::Gone);
         };
-        let mut done = Done::read(&pod, &container, &steps);
+        let mut done = Done::read(&pod, &container, steps);
         // A wait handed back earlier, or a send begun, named by its step's identity (a stale
         // one, whose step is recorded or not in this plan, is ignored).
         let mut resumed = waiting(&pod, &container)
@@ -71,8 +70,8 @@ impl Executor {
                 };
                 report.steps.push(step_report(index, s, result));
             }
-            self.record(ns, name, uid, &mut done, step).await?;
-            self.finish(ns, name, uid, report, None, end, &mut done, steps.len())
+            self.record(at, &mut done, step).await?;
+            self.finish(at, report, None, end, &mut done, steps.len())
                 .await?;
             return Ok(());
         }
@@ -114,9 +113,7 @@ impl Executor {
                 report.steps.push(sr);
             }
             self.event(
-                ns,
-                name,
-                uid,
+                at,
                 "Warning",
                 "SidecarStepRefused",
                 &format!("container {container}: every step refused: {why}"),
@@ -135,7 +132,6 @@ impl Executor {
         let mut index = 0;
         while index < steps.len() {
             let step = &steps[index];
-            let kind = step.get("step").and_then(Value::as_str).unwrap_or_default();
             if done.contains(&index) {
                 report
                     .steps
@@ -154,7 +150,7 @@ impl Executor {
                     "begun by an executor that stopped before recording its end: not sent again"
                         .into(),
                 );
-                self.record(ns, name, uid, &mut done, index).await?;
+                self.record(at, &mut done, index).await?;
                 report.steps.push(sr);
                 index += 1;
                 continue;
@@ -162,9 +158,7 @@ impl Executor {
             if let Some(w) = resumed.take_if(|w| w.step == index) {
                 // A wait handed back earlier: resumed from the record, to its deadline.
                 let (_, matched) = self
-                    .wait_for(ns, name, uid, &container, &w, |p| {
-                        w.met(p, &container).is_some()
-                    })
+                    .wait_for(at, &container, &w, |p| w.met(p, &container).is_some())
                     .await?;
                 sr.millis = millis(started.elapsed());
                 if matched && w.target.is_none() {
@@ -175,25 +169,16 @@ impl Executor {
                     };
                     if let Some(end) = w.met(&pod, &container) {
                         // Recording the step also removes the wait.
-                        self.record(ns, name, uid, &mut done, index).await?;
-                        self.finish(
-                            ns,
-                            name,
-                            uid,
-                            report,
-                            first_send,
-                            end,
-                            &mut done,
-                            steps.len(),
-                        )
-                        .await?;
+                        self.record(at, &mut done, index).await?;
+                        self.finish(at, report, first_send, end, &mut done, steps.len())
+                            .await?;
                         return Ok(());
                     }
                     index += 1;
                     continue;
                 }
                 sr.result = if matched { "terminated" } else { "timeout" }.into();
-                self.record(ns, name, uid, &mut done, index).await?;
+                self.record(at, &mut done, index).await?;
                 report.steps.push(sr);
                 index += 1;
                 continue;
@@ -201,11 +186,9 @@ impl Executor {
             if let Err(why) = guard::check_step(&pod, uid, &container, step, commands) {
                 // Recorded like a step run: the same plan would be refused again.
                 sr.result = "refused".into();
-                self.record(ns, name, uid, &mut done, index).await?;
+                self.record(at, &mut done, index).await?;
                 self.event(
-                    ns,
-                    name,
-                    uid,
+                    at,
                     "Warning",
                     "SidecarStepRefused",
                     &format!("container {container}: step {index} refused: {why}"),
@@ -216,29 +199,23 @@ impl Executor {
                 index += 1;
                 continue;
             }
-            match kind {
-                "await" => {
-                    let target = step
-                        .get("container")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+            match step {
+                Step::Await { container: target } => {
                     let w = Waiting {
                         step: index,
                         id: done.id(index),
                         until: now_ms().saturating_add(millis(self.options.await_timeout)),
                         instance: None,
-                        target: Some(target.to_owned()),
+                        target: Some(target.clone()),
                         swap: false,
                         started: false,
                     };
                     let (_, matched) = self
-                        .wait_for(ns, name, uid, &container, &w, |p| {
-                            w.met(p, &container).is_some()
-                        })
+                        .wait_for(at, &container, &w, |p| w.met(p, &container).is_some())
                         .await?;
                     sr.result = if matched { "terminated" } else { "timeout" }.into();
                 }
-                "send" => {
+                Step::Send { action, .. } => {
                     first_send.get_or_insert(started);
                     // Recorded as begun first: an executor that stops in the middle leaves
                     // the next one a record not to send it again.
@@ -251,55 +228,40 @@ impl Executor {
                         swap: false,
                         started: true,
                     };
-                    self.write_waiting(ns, name, uid, &container, Some(&begun))
-                        .await?;
-                    let action = step.get("action").cloned().unwrap_or(Value::Null);
-                    let signal = step
-                        .get("signalName")
-                        .and_then(Value::as_str)
-                        .unwrap_or("signal")
-                        .to_owned();
+                    self.write_waiting(at, &container, Some(&begun)).await?;
                     let sent: Result<(), Stop> = async {
-                        match action.get("kind").and_then(Value::as_str) {
-                            Some("exec") => {
-                                let argv: Vec<String> = action
-                                    .get("argv")
-                                    .and_then(Value::as_array)
-                                    .map(|a| {
-                                        a.iter()
-                                            .filter_map(|s| s.as_str().map(str::to_owned))
-                                            .collect()
-                                    })
-                                    .unwrap_or_default();
-                                let out = self.exec(ns, name, &container, &argv).await?;
+                        match action {
+                            Action::Exec { argv } => {
+                                let out = self.exec(ns, name, &container, argv).await?;
                                 sr.result = out.result.into();
                                 sr.exit_code = out.exit_code;
                                 sr.message = out.message;
                                 sr.stdout = out.stdout;
                                 sr.stderr = out.stderr;
                             }
-                            Some("http") => {
-                                let (result, message) = self.http(ns, name, &action).await?;
+                            Action::Http { method, port, path } => {
+                                let (result, message) =
+                                    self.http(ns, name, method, *port, path).await?;
                                 sr.result = result.into();
                                 sr.message = Some(message);
                             }
-                            Some("image-swap") => {
-                                let sent =
-                                    self.image_swap(ns, name, uid, &container, &action).await?;
+                            Action::ImageSwap {
+                                container_index,
+                                image,
+                            } => {
+                                let sent = self
+                                    .image_swap(at, &container, *container_index, image)
+                                    .await?;
                                 sr.result = sent.result.into();
                                 sr.message = Some(sent.message);
                             }
-                            Some("ephemeral") => {
+                            Action::Ephemeral(quitter) => {
                                 let sent = self
-                                    .ephemeral_quitter(ns, name, &container, index, &action)
+                                    .ephemeral_quitter(ns, name, &container, index, quitter)
                                     .await?;
                                 sr.result = sent.result.into();
                                 sr.exit_code = sent.exit_code;
                                 sr.message = Some(sent.message);
-                            }
-                            _ => {
-                                sr.result = "refused".into();
-                                sr.message = Some("an action of unknown kind".into());
                             }
                         }
                         Ok(())
@@ -309,20 +271,18 @@ impl Executor {
                         // Refused before anything was sent (a missing permission): the record
                         // of it as begun goes, so that a later attempt sends it.
                         if matches!(e, Stop::Err(_)) {
-                            let _ = self.write_waiting(ns, name, uid, &container, None).await;
+                            let _ = self.write_waiting(at, &container, None).await;
                         }
                         return Err(e);
                     }
-                    self.record(ns, name, uid, &mut done, index).await?;
+                    self.record(at, &mut done, index).await?;
                     self.event(
-                        ns,
-                        name,
-                        uid,
+                        at,
                         "Normal",
                         "SidecarStep",
                         &format!(
-                            "container {container}: step {index} send {signal} ({}): {}{}",
-                            crate::render::action(&action),
+                            "container {container}: step {index} {}: {}{}",
+                            crate::render::step(step),
                             sr.result,
                             sr.exit_code
                                 .map(|c| format!(", exit {c}"))
@@ -332,13 +292,12 @@ impl Executor {
                     .await;
                     // Watch for termination up to the next wait step's deadline (which is
                     // then consumed), or the settle time after the last send.
-                    let next_wait = steps
-                        .get(index + 1)
-                        .filter(|s| s.get("step").and_then(Value::as_str) == Some("wait"));
-                    let deadline = next_wait
-                        .and_then(|s| s.get("seconds").and_then(Value::as_u64))
-                        .map_or(self.options.settle, |secs| self.capped(secs));
-                    let swapped = action.get("kind").and_then(Value::as_str) == Some("image-swap");
+                    let next_wait = steps.get(index + 1).filter(|s| s.is_wait());
+                    let deadline = match next_wait {
+                        Some(Step::Wait { seconds }) => self.capped(*seconds),
+                        _ => self.options.settle,
+                    };
+                    let swapped = matches!(action, Action::ImageSwap { .. });
                     // A wait longer than the hold is handed back (as the following wait step).
                     let w = next_wait.map(|_| Waiting {
                         step: index + 1,
@@ -358,9 +317,7 @@ impl Executor {
                     });
                     let ended = if let Some(w) = &w {
                         let (pod, done) = self
-                            .wait_for(ns, name, uid, &container, w, |p| {
-                                w.met(p, &container).is_some()
-                            })
+                            .wait_for(at, &container, w, |p| w.met(p, &container).is_some())
                             .await?;
                         if let Some(old) = pod
                             .as_ref()
@@ -396,17 +353,8 @@ impl Executor {
                     if let Some(end) = ended {
                         sr.terminated_after_ms = Some(millis(started.elapsed()));
                         report.steps.push(sr);
-                        self.finish(
-                            ns,
-                            name,
-                            uid,
-                            report,
-                            first_send,
-                            end,
-                            &mut done,
-                            steps.len(),
-                        )
-                        .await?;
+                        self.finish(at, report, first_send, end, &mut done, steps.len())
+                            .await?;
                         return Ok(());
                     }
                     report.steps.push(sr);
@@ -414,53 +362,40 @@ impl Executor {
                         index += 1;
                         let mut wr = step_report(index, w, "timeout");
                         wr.millis = millis(deadline);
-                        self.record(ns, name, uid, &mut done, index).await?;
+                        self.record(at, &mut done, index).await?;
                         report.steps.push(wr);
                     }
                     index += 1;
                     continue;
                 }
-                "wait" => {
-                    let secs = step.get("seconds").and_then(Value::as_u64).unwrap_or(0);
+                Step::Wait { seconds } => {
                     let w = Waiting {
                         step: index,
                         id: done.id(index),
-                        until: now_ms().saturating_add(millis(self.capped(secs))),
+                        until: now_ms().saturating_add(millis(self.capped(*seconds))),
                         instance: instance.map(str::to_owned),
                         target: None,
                         swap: false,
                         started: false,
                     };
                     let (pod, matched) = self
-                        .wait_for(ns, name, uid, &container, &w, |p| {
-                            w.met(p, &container).is_some()
-                        })
+                        .wait_for(at, &container, &w, |p| w.met(p, &container).is_some())
                         .await?;
                     match pod.filter(|_| matched).and_then(|p| w.met(&p, &container)) {
                         Some(end) => {
                             sr.result = "terminated".into();
                             sr.millis = millis(started.elapsed());
                             report.steps.push(sr);
-                            self.finish(
-                                ns,
-                                name,
-                                uid,
-                                report,
-                                first_send,
-                                end,
-                                &mut done,
-                                steps.len(),
-                            )
-                            .await?;
+                            self.finish(at, report, first_send, end, &mut done, steps.len())
+                                .await?;
                             return Ok(());
                         }
                         None => sr.result = "timeout".into(),
                     }
                 }
-                _ => sr.result = "refused".into(),
             }
             sr.millis = millis(started.elapsed());
-            self.record(ns, name, uid, &mut done, index).await?;
+            self.record(at, &mut done, index).await?;
             report.steps.push(sr);
             index += 1;
         }
@@ -469,17 +404,8 @@ impl Executor {
             return Err(Stop::Gone);
         };
         if let Some(end) = ended(&pod, &container, instance) {
-            self.finish(
-                ns,
-                name,
-                uid,
-                report,
-                first_send,
-                end,
-                &mut done,
-                steps.len(),
-            )
-            .await?;
+            self.finish(at, report, first_send, end, &mut done, steps.len())
+                .await?;
             return Ok(());
         }
         report.verdict = Verdict::StillRunning;
@@ -490,18 +416,16 @@ impl Executor {
             }
             // Nothing to run (the plan cannot stop it): an empty record says it was reported,
             // so a controller does not come back to it.
-            self.record_all(ns, name, uid, &mut done, &[]).await?;
+            self.record_all(at, &mut done, &[]).await?;
         }
         let fixes: Vec<String> = report
             .diagnostics
             .iter()
-            .filter(|d| d.get("severity").and_then(Value::as_str) != Some("info"))
-            .filter_map(|d| d.get("fix").and_then(Value::as_str).map(str::to_owned))
+            .filter(|d| d.matters())
+            .filter_map(|d| d.fix.clone())
             .collect();
         self.event(
-            ns,
-            name,
-            uid,
+            at,
             "Warning",
             "SidecarStillRunning",
             &format!(
@@ -524,9 +448,7 @@ impl Executor {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        at: PodRef<'_>,
         report: &mut ContainerReport,
         first_send: Option<Instant>,
         end: End,
@@ -544,18 +466,15 @@ impl Executor {
             report.restart_count = Some(end.restart_count);
             let missing: Vec<usize> = (0..steps).filter(|i| !done.contains(i)).collect();
             if !missing.is_empty() {
-                self.record_all(ns, name, uid, done, &missing).await?;
+                self.record_all(at, done, &missing).await?;
             }
             let fixes: Vec<String> = report
                 .diagnostics
                 .iter()
-                .filter(|d| d.get("code").and_then(Value::as_str) == Some("sidecar-restarted"))
-                .filter_map(|d| d.get("fix").and_then(Value::as_str).map(str::to_owned))
+                .filter(|d| d.code.as_deref() == Some("sidecar-restarted"))
+                .filter_map(|d| d.fix.clone())
                 .collect();
-            self.event(
-                ns,
-                name,
-                uid,
+            self.event(at,
                 "Warning",
                 "SidecarRestarted",
                 &format!(
@@ -575,9 +494,7 @@ impl Executor {
         }
         report.verdict = Verdict::Stopped;
         self.event(
-            ns,
-            name,
-            uid,
+            at,
             "Normal",
             "SidecarStopped",
             &format!(
@@ -590,23 +507,9 @@ impl Executor {
     }
 }
 
-pub(super) fn steps_of(stop: &Value) -> Vec<Value> {
-    stop.get("steps")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
-pub(super) fn step_report(index: usize, step: &Value, result: &str) -> StepReport {
+pub(super) fn step_report(index: usize, step: &Step, result: &str) -> StepReport {
     StepReport {
-        index,
-        step: step.clone(),
-        result: result.to_owned(),
-        exit_code: None,
-        message: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        terminated_after_ms: None,
-        millis: 0,
+        step: Some(step.clone()),
+        ..StepReport::from_record(index, result)
     }
 }

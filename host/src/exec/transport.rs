@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use kube::api::AttachParams;
-use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::api::*;
@@ -204,12 +203,14 @@ impl Executor {
         Ok(outcome)
     }
 
-    /// One `pods/proxy` request, when allowed.
+    /// One `pods/proxy` request (`method` to `port` and `path` of the pod), when allowed.
     pub(super) async fn http(
         &self,
         ns: &str,
         name: &str,
-        action: &Value,
+        method: &str,
+        port: u16,
+        path: &str,
     ) -> Result<(&'static str, String), Stop> {
         if !self.options.pods_proxy {
             return Ok((
@@ -217,12 +218,6 @@ impl Executor {
                 "an http action needs pods/proxy, which is not allowed (--pods-proxy)".into(),
             ));
         }
-        let method = action
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or("GET");
-        let port = action.get("port").and_then(Value::as_u64).unwrap_or(80);
-        let path = action.get("path").and_then(Value::as_str).unwrap_or("/");
         let path = path.trim_start_matches('/');
         let uri = format!("/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/{path}");
         let req = http::Request::builder()

@@ -13,10 +13,12 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
 use super::methods::swapped_end;
+use super::pod::PodRef;
 use super::records::Done;
-use super::run::{step_report, Stop};
+use super::run::Stop;
 use super::status::{ended, End};
-use super::{ContainerReport, Executor, PodReport, Verdict};
+use super::{ContainerReport, Executor, PodReport, StepReport, Verdict};
+use crate::answer::ContainerStop;
 
 /// The step of a container in progress, as recorded on the pod in
 /// `sidekill.dev/wait-<container>`: a wait handed back to the controller (which step waits,
@@ -110,13 +112,12 @@ impl Executor {
     /// deadline read from the pod is trusted no further than the caps allow.
     pub(super) async fn wait_for(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        at: PodRef<'_>,
         container: &str,
         w: &Waiting,
         cond: impl Fn(&Pod) -> bool,
     ) -> Result<(Option<Pod>, bool), Stop> {
+        let PodRef { ns, name, .. } = at;
         let cap = self
             .options
             .await_timeout
@@ -143,8 +144,7 @@ impl Executor {
                     }
                     () = contended => {}
                 }
-                self.write_waiting(ns, name, uid, container, Some(w))
-                    .await?;
+                self.write_waiting(at, container, Some(w)).await?;
                 Err(Stop::Suspend(w.until))
             }
             _ => self.watch_until(ns, name, remaining, cond).await,
@@ -154,15 +154,14 @@ impl Executor {
     /// Writes (or with `None` removes) the container's suspended wait.
     pub(super) async fn write_waiting(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        at: PodRef<'_>,
         container: &str,
         w: Option<&Waiting>,
     ) -> Result<(), Stop> {
+        let PodRef { ns, name, .. } = at;
         let value = w.and_then(|w| serde_json::to_string(w).ok());
         let annotations = json!({ super::wait_key(container): value });
-        self.write_annotations(ns, name, uid, annotations, || {
+        self.write_annotations(at, annotations, || {
             format!("recording a wait on pod {ns}/{name}")
         })
         .await
@@ -175,33 +174,29 @@ impl Executor {
     /// still running is only removed: the plan no longer stops it (its policy changed).
     pub(super) async fn close_ended_waits(
         &self,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        at: PodRef<'_>,
         pod: &Pod,
-        stops: &[Value],
+        stops: &[ContainerStop],
         report: &mut PodReport,
     ) -> Result<(), Stop> {
-        let planned: BTreeSet<&str> = stops
-            .iter()
-            .filter_map(|s| s.get("container").and_then(Value::as_str))
-            .collect();
+        let planned: BTreeSet<&str> = stops.iter().map(|s| s.container.as_str()).collect();
         let containers = pod.spec.iter().flat_map(|s| &s.containers);
         for container in containers.map(|c| c.name.as_str()) {
             let Some(w) = waiting(pod, container).filter(|_| !planned.contains(container)) else {
                 continue;
             };
             let Some(end) = w.met(pod, container) else {
-                self.write_waiting(ns, name, uid, container, None).await?;
+                self.write_waiting(at, container, None).await?;
                 continue;
             };
             // Its step is recorded as the record named it (no plan in hand has it), which
             // also removes the record.
             let mut done = Done::read(pod, container, &[]);
             done.add_entry(&w);
-            self.record_all(ns, name, uid, &mut done, &[]).await?;
+            self.record_all(at, &mut done, &[]).await?;
             let kind = if w.started { "send" } else { "wait" };
-            let mut step = step_report(w.step, &json!({ "step": kind }), "terminated");
+            // No step of the plan in hand: the record names only its kind.
+            let mut step = StepReport::from_record(w.step, "terminated");
             step.message = Some(format!(
                 "resumed from the pod's record: the container ended during this {kind}"
             ));
@@ -215,22 +210,16 @@ impl Executor {
                 exit_code: None,
                 predicted_exit: report
                     .prediction
-                    .get("containers")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .find(|p| p.get("container").and_then(Value::as_str) == Some(container))
-                    .and_then(|p| p.get("exitCode"))
-                    .cloned()
-                    .unwrap_or(Value::Null),
+                    .as_ref()
+                    .and_then(|o| o.of(container))
+                    .map_or(Value::Null, |p| p.exit_code.clone()),
                 predicted_result: None,
                 exit_matches: None,
                 restart_count: None,
                 steps: vec![step],
                 diagnostics: Vec::new(),
             };
-            self.finish(ns, name, uid, &mut c, None, end, &mut done, 0)
-                .await?;
+            self.finish(at, &mut c, None, end, &mut done, 0).await?;
             report.containers.push(c);
         }
         Ok(())

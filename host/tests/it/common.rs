@@ -205,3 +205,9 @@ pub fn recorded(
         .collect();
     Some(format!("[{}]", indices.join(",")))
 }
+
+/// What the executor reports of the module's answer (a step, the prediction, a diagnostic), as
+/// the JSON `sidekill stop --format json` prints: what a test reads it as.
+pub fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("JSON")
+}

@@ -168,15 +168,20 @@ impl Running {
     }
 }
 
-/// Checks the Prometheus text format (version 0.0.4) line by line: a `# HELP` or `# TYPE`
+/// Checks the OpenMetrics text format line by line: a `# HELP`, `# TYPE` or `# UNIT`
 /// comment, or a sample `name{labels} value` from the line's first character (prometheus
 /// `expfmt` text_parse.go reads a line's first token as the metric name, so an indented
-/// sample line is refused).
+/// sample line is refused); and `# EOF` as the last line, once (OpenMetrics 1.0, "Overall
+/// structure").
 fn assert_exposition(body: &str) {
-    for line in body.lines().filter(|l| !l.is_empty()) {
+    assert_eq!(body.lines().last(), Some("# EOF"), "no `# EOF` at the end");
+    assert_eq!(body.matches("# EOF").count(), 1, "`# EOF` more than once");
+    for line in body.lines().filter(|l| !l.is_empty() && *l != "# EOF") {
         if let Some(comment) = line.strip_prefix("# ") {
             assert!(
-                comment.starts_with("HELP ") || comment.starts_with("TYPE "),
+                ["HELP ", "TYPE ", "UNIT "]
+                    .iter()
+                    .any(|c| comment.starts_with(c)),
                 "comment: {line:?}"
             );
             continue;

@@ -13,6 +13,7 @@ pub use facts::FactsArgs;
 pub(crate) use facts::{check_facts, facts, request};
 
 use super::{load_policy, module_origin, Context, Exit, Format, PolicyArgs};
+use crate::answer::{PlanAnswer, Subject};
 use crate::error::{Error, Result};
 use crate::input::{self, Document};
 use crate::policy::{export_name, unwrap_envelope, AnswerBudget};
@@ -289,43 +290,43 @@ impl Finding<'_> {
     }
 }
 
-fn subject_label(subject: &Value) -> String {
-    let source = &subject["source"];
+fn subject_label(subject: &Subject) -> String {
+    let source = &subject.source;
     let mut label = format!(
         "{} {}",
-        render::text(source, "kind"),
-        render::text(source, "name")
+        source.kind.as_deref().unwrap_or("?"),
+        source.name.as_deref().unwrap_or("?")
     );
-    if let Some(template) = source["template"].as_str() {
+    if let Some(template) = &source.template {
         label.push_str(&format!(", template {template}"));
     }
     label
 }
 
-fn findings<'a>(doc: &'a Document, answer: &'a Value, out: &mut Vec<Finding<'a>>) {
-    for subject in answer["subjects"].as_array().into_iter().flatten() {
+fn findings<'a>(doc: &'a Document, answer: &'a PlanAnswer, out: &mut Vec<Finding<'a>>) {
+    for subject in &answer.subjects {
         let label = subject_label(subject);
-        for d in subject["diagnostics"].as_array().into_iter().flatten() {
+        for d in &subject.diagnostics {
             out.push(Finding {
                 doc,
-                severity: d["severity"].as_str().unwrap_or("info"),
-                code: d["code"].as_str().unwrap_or("?"),
-                message: d["message"].as_str().unwrap_or("?").to_string(),
-                fix: d["fix"].as_str(),
-                container: d["container"].as_str(),
+                severity: d.severity.as_deref().unwrap_or("info"),
+                code: d.code.as_deref().unwrap_or("?"),
+                message: d.message.as_deref().unwrap_or("?").to_string(),
+                fix: d.fix.as_deref(),
+                container: d.container.as_deref(),
                 subject: label.clone(),
             });
         }
-        for stop in subject["plan"]["stops"].as_array().into_iter().flatten() {
-            if stop["verdict"] == "cannot-stop" {
-                let container = stop["container"].as_str();
+        for stop in &subject.plan.stops {
+            if stop.verdict.as_deref() == Some("cannot-stop") {
+                let container = Some(stop.container.as_str());
                 out.push(Finding {
                     doc,
                     severity: "cannot-stop",
                     code: "cannot-stop",
                     message: format!(
                         "sidecar `{}` cannot be stopped: the plan has no way to end it",
-                        container.unwrap_or("?")
+                        stop.container
                     ),
                     fix: None,
                     container,
@@ -385,11 +386,12 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &PlanArgs) -> Result<Exit> {
                     break;
                 }
                 unwrap_envelope(export_name(Call::Plan), &bytes)
+                    .and_then(|raw| Ok((PlanAnswer::read(&raw)?, raw)))
             }
             Err(e) => Err(e),
         };
         match answer {
-            Ok(answer) => answers.push((doc, answer)),
+            Ok((typed, raw)) => answers.push((doc, raw, typed)),
             Err(e) => match skipped_reason(&e) {
                 Some(reason) => skipped.push(Skipped { doc, reason }),
                 None => problems.push(Problem::of(doc, e)),
@@ -397,8 +399,8 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &PlanArgs) -> Result<Exit> {
         }
     }
     let mut all = Vec::new();
-    for (doc, answer) in &answers {
-        findings(doc, answer, &mut all);
+    for (doc, _, typed) in &answers {
+        findings(doc, typed, &mut all);
     }
     let found = shown(&all);
     let exit = if !problems.is_empty() {
@@ -428,9 +430,9 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &PlanArgs) -> Result<Exit> {
             });
             let plans: Vec<Value> = answers
                 .iter()
-                .map(|(doc, answer)| {
+                .map(|(doc, raw, _)| {
                     let mut plan = place_json(doc);
-                    plan["answer"] = answer.clone();
+                    plan["answer"] = raw.clone();
                     plan
                 })
                 .collect();
@@ -456,9 +458,9 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &PlanArgs) -> Result<Exit> {
         }
         Format::Table | Format::Auto => {
             let mut text = String::new();
-            for (doc, answer) in &answers {
+            for (doc, _, typed) in &answers {
                 let origin = format!("{} {}", doc.file, doc.place());
-                for subject in answer["subjects"].as_array().into_iter().flatten() {
+                for subject in &typed.subjects {
                     if !text.is_empty() {
                         text.push('\n');
                     }

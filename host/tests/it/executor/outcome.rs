@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use super::*;
 use crate::cluster;
-use crate::common::recorded;
+use crate::common::{json, recorded};
+use sidekill::answer::Diagnostic;
 
 const PLAIN: sidekill::render::Style = sidekill::render::Style { color: false };
 
@@ -50,14 +51,14 @@ spec:
 fn codes(r: &PodReport) -> Vec<&str> {
     r.diagnostics
         .iter()
-        .filter_map(|d| d["code"].as_str())
+        .filter_map(|d| d.code.as_deref())
         .collect()
 }
 
-fn diagnostic<'r>(r: &'r PodReport, code: &str) -> &'r Value {
+fn diagnostic<'r>(r: &'r PodReport, code: &str) -> &'r Diagnostic {
     r.diagnostics
         .iter()
-        .find(|d| d["code"] == code)
+        .find(|d| d.code.as_deref() == Some(code))
         .unwrap_or_else(|| panic!("no {code} diagnostic in {r:#?}"))
 }
 
@@ -100,18 +101,22 @@ async fn a_sidecar_exiting_143_fails_a_never_pod_as_predicted_and_the_fixes_succ
     let r = &reports[0];
     let s = verdict(r, "cloud-sql-proxy");
     assert_eq!(s.verdict, Verdict::Stopped, "{r:#?}");
-    assert_eq!(s.steps[0].step["signalName"], "SIGTERM", "{r:#?}");
-    assert_eq!(s.steps[0].step["expectedExit"]["code"], 143, "{r:#?}");
+    assert_eq!(json(&s.steps[0].step)["signalName"], "SIGTERM", "{r:#?}");
+    assert_eq!(
+        json(&s.steps[0].step)["expectedExit"]["code"],
+        143,
+        "{r:#?}"
+    );
     assert_eq!(s.exit_code, Some(143), "{r:#?}");
     assert_eq!(s.predicted_exit, 143, "{r:#?}");
     assert_eq!(s.exit_matches, Some(true), "{r:#?}");
-    assert_eq!(r.prediction["pod"]["phase"], "Failed", "{r:#?}");
+    assert_eq!(json(&r.prediction)["pod"]["phase"], "Failed", "{r:#?}");
     assert_eq!(r.end.as_deref(), Some("Failed"), "{r:#?}");
     assert_eq!(r.phase.as_deref(), Some("Failed"), "{r:#?}");
     assert_eq!(r.end_matches, Some(true), "{r:#?}");
     let d = diagnostic(r, "pod-fails-on-exit");
-    assert_eq!(d["container"], "cloud-sql-proxy");
-    let fix = d["fix"].as_str().unwrap_or_default();
+    assert_eq!(d.container.as_deref(), Some("cloud-sql-proxy"));
+    let fix = d.fix.as_deref().unwrap_or_default();
     assert!(fix.contains("--exit-zero-on-sigterm"), "{fix}");
     assert!(fix.contains("--quitquitquit"), "{fix}");
     // The report shown to people carries it: a failed end shows the fix.
@@ -130,10 +135,10 @@ async fn a_sidecar_exiting_143_fails_a_never_pod_as_predicted_and_the_fixes_succ
     // The fix: --exit-zero-on-sigterm, the same SIGTERM, exit 0, Succeeded.
     let r = &reports[1];
     let s = verdict(r, "cloud-sql-proxy");
-    assert_eq!(s.steps[0].step["signalName"], "SIGTERM", "{r:#?}");
+    assert_eq!(json(&s.steps[0].step)["signalName"], "SIGTERM", "{r:#?}");
     assert_eq!(s.exit_code, Some(0), "{r:#?}");
     assert_eq!(s.exit_matches, Some(true), "{r:#?}");
-    assert_eq!(r.prediction["pod"]["phase"], "Succeeded", "{r:#?}");
+    assert_eq!(json(&r.prediction)["pod"]["phase"], "Succeeded", "{r:#?}");
     assert_eq!(r.end.as_deref(), Some("Succeeded"), "{r:#?}");
     assert_eq!(r.end_matches, Some(true), "{r:#?}");
     assert!(!codes(r).contains(&"pod-fails-on-exit"), "{r:#?}");
@@ -141,7 +146,7 @@ async fn a_sidecar_exiting_143_fails_a_never_pod_as_predicted_and_the_fixes_succ
     // The other fix: --quitquitquit; the plan prefers the endpoint that exits 0 over SIGTERM.
     let r = &reports[2];
     let s = verdict(r, "cloud-sql-proxy");
-    let argv = &s.steps[0].step["action"]["argv"];
+    let argv = &json(&s.steps[0].step)["action"]["argv"];
     assert_eq!(argv[0], "wget", "{r:#?}");
     assert!(
         argv.to_string().contains(&format!("{port}/quitquitquit")),
@@ -169,7 +174,11 @@ async fn on_failure_a_sidecar_exiting_non_zero_is_reported_restarted_and_not_sto
     let r = ex.stop_pod(ns, "csql-onfailure").await.expect("stop");
     eprintln!("{}", sidekill::cli::stop::render(&r, &PLAIN));
     assert!(codes(&r).contains(&"sidecar-restarted"), "{r:#?}");
-    assert_eq!(r.prediction["pod"]["phase"], "NeverCompletes", "{r:#?}");
+    assert_eq!(
+        json(&r.prediction)["pod"]["phase"],
+        "NeverCompletes",
+        "{r:#?}"
+    );
     let s = verdict(&r, "cloud-sql-proxy");
     assert_eq!(s.predicted_result.as_deref(), Some("restarted"), "{r:#?}");
     assert_eq!(s.verdict, Verdict::Restarted, "{r:#?}");
@@ -357,7 +366,7 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
         eprintln!("{}", sidekill::cli::stop::render(&r, &PLAIN));
         let s = verdict(&r, sidecar);
         assert_eq!(s.verdict, Verdict::Stopped, "{name}: {r:#?}");
-        let first = s.steps[0].step["action"]["argv"]
+        let first = json(&s.steps[0].step)["action"]["argv"]
             .as_array()
             .and_then(|a| a.first())
             .and_then(Value::as_str)
@@ -366,7 +375,11 @@ async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
         // The default is `/bin/sh -c 'kill -15 1'`; the annotation's own argv starts `sh`.
         assert_eq!(first, *program, "{name}: {r:#?}");
         assert_eq!(s.exit_code, Some(0), "{name}: {r:#?}");
-        assert_eq!(r.prediction["pod"]["phase"], "Succeeded", "{name}: {r:#?}");
+        assert_eq!(
+            json(&r.prediction)["pod"]["phase"],
+            "Succeeded",
+            "{name}: {r:#?}"
+        );
         assert_eq!(r.end.as_deref(), Some("Succeeded"), "{name}: {r:#?}");
         assert_eq!(r.end_matches, Some(true), "{name}: {r:#?}");
         // The Job controller counts the pod and completes the Job.
@@ -441,7 +454,11 @@ spec:
         assert_eq!(s.predicted_exit, "unknown", "{name}: {r:#?}");
         assert_eq!(s.exit_matches, None, "{name}: {r:#?}");
         assert_eq!(r.end.as_deref(), Some(phase), "{name}: {r:#?}");
-        assert_eq!(r.prediction["pod"]["phase"], "Unknown", "{name}: {r:#?}");
+        assert_eq!(
+            json(&r.prediction)["pod"]["phase"],
+            "Unknown",
+            "{name}: {r:#?}"
+        );
         assert_eq!(r.end_matches, None, "{name}: {r:#?}");
     }
     c.shutdown().await;
