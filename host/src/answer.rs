@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 /// Reads `value` as a `T`, or refuses it with the path of the first field that is not of
 /// its shape.
 fn read<T: DeserializeOwned>(call: &'static str, value: &Value) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| Error::BadAnswer {
+    serde_path_to_error::deserialize(value).map_err(|e| Error::UnreadableAnswer {
         call,
         reason: format!("{}: {}", e.path(), e.inner()),
     })
@@ -62,7 +62,7 @@ impl PlanAnswer {
     /// Reads a `plan` answer (the value under `ok`).
     ///
     /// # Errors
-    /// [`Error::BadAnswer`] naming the first field that is not of the answer's shape.
+    /// [`Error::UnreadableAnswer`] naming the first field that is not of the answer's shape.
     pub fn read(value: &Value) -> Result<PlanAnswer> {
         read("sidekill_plan", value)
     }
@@ -230,7 +230,7 @@ impl MatrixAnswer {
     /// Reads a `matrix` answer (the value under `ok`).
     ///
     /// # Errors
-    /// [`Error::BadAnswer`] naming the first field that is not of the answer's shape.
+    /// [`Error::UnreadableAnswer`] naming the first field that is not of the answer's shape.
     pub fn read(value: &Value) -> Result<MatrixAnswer> {
         read("sidekill_matrix", value)
     }
@@ -499,7 +499,7 @@ mod tests {
         assert!(e.contains("signal"), "{e}");
         let e = PlanAnswer::read(&json!({"subjects": [{"plan": {}}]})).unwrap_err();
         assert!(e.to_string().contains("stops"), "{e}");
-        assert_eq!(e.name(), "bad_answer");
+        assert_eq!(e.name(), "unreadable_answer");
     }
 
     #[test]

@@ -194,6 +194,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The answer is an envelope, but what it holds is not of the answer's shape
+    /// ([`crate::answer`]): a field missing, a step or action of a kind this host does not
+    /// know. Nothing of it is acted on.
+    #[error("`{call}` answered what this host cannot read: {reason}")]
+    UnreadableAnswer {
+        /// The export whose answer it is.
+        call: &'static str,
+        /// The first field that is not of the answer's shape, and why.
+        reason: String,
+    },
+
     /// The policy answered with an error envelope: the request itself is bad.
     #[error("{message}")]
     Policy {
@@ -401,6 +412,7 @@ impl Error {
             Error::ResultOutOfBounds { .. } => "result_out_of_bounds",
             Error::AllocFailed { .. } => "alloc_failed",
             Error::BadAnswer { .. } => "bad_answer",
+            Error::UnreadableAnswer { .. } => "unreadable_answer",
             Error::Policy { .. } => "policy",
             Error::Pin { .. } => "pin",
             Error::ModuleLimit { .. } => "module_limit",

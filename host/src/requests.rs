@@ -144,39 +144,31 @@ mod tests {
 
     #[test]
     fn requests_are_named_as_the_api_server_names_them() {
-        assert_eq!(of(Method::GET, "/api/v1/pods?labelSelector=a"), "list pods");
-        assert_eq!(
-            of(
+        for (method, uri, named) in [
+            (Method::GET, "/api/v1/pods?labelSelector=a", "list pods"),
+            (
                 Method::GET,
-                "/api/v1/namespaces/n/pods?watch=true&resourceVersion=5"
+                "/api/v1/namespaces/n/pods?watch=true&resourceVersion=5",
+                "watch pods",
             ),
-            "watch pods"
-        );
-        assert_eq!(of(Method::GET, "/api/v1/namespaces/n/pods/p"), "get pods");
-        assert_eq!(
-            of(Method::PATCH, "/api/v1/namespaces/n/pods/p"),
-            "patch pods"
-        );
-        assert_eq!(
-            of(Method::GET, "/api/v1/namespaces/n/pods/p/exec?command=kill"),
-            "get pods/exec"
-        );
-        assert_eq!(
-            of(Method::POST, "/api/v1/namespaces/n/events"),
-            "create events"
-        );
-        assert_eq!(
-            of(Method::GET, "/apis/batch/v1/namespaces/n/jobs/j"),
-            "get jobs"
-        );
-        assert_eq!(
-            of(
+            (Method::GET, "/api/v1/namespaces/n/pods/p", "get pods"),
+            (Method::PATCH, "/api/v1/namespaces/n/pods/p", "patch pods"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/n/pods/p/exec?command=kill",
+                "get pods/exec",
+            ),
+            (Method::POST, "/api/v1/namespaces/n/events", "create events"),
+            (Method::GET, "/apis/batch/v1/namespaces/n/jobs/j", "get jobs"),
+            (
                 Method::POST,
-                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                "create selfsubjectaccessreviews",
             ),
-            "create selfsubjectaccessreviews"
-        );
-        assert_eq!(of(Method::GET, "/api/v1/namespaces/n"), "get namespaces");
-        assert_eq!(of(Method::GET, "/version"), "get /version");
+            (Method::GET, "/api/v1/namespaces/n", "get namespaces"),
+            (Method::GET, "/version", "get /version"),
+        ] {
+            assert_eq!(of(method, uri), named, "{uri}");
+        }
     }
 }

@@ -18,7 +18,7 @@
 //! kept for people reading the pod, and for claims written without a `ttl`. The holder, on
 //! its side, stops acting when it cannot renew in time (see the controller's fencing).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
@@ -40,12 +40,7 @@ pub struct Claim {
     pub text: String,
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use crate::exec::now_ms;
 
 impl Claim {
     /// The pod's claim, if it has a readable one. An unreadable value counts as no claim:

@@ -21,7 +21,7 @@ use crate::exec::PodReport;
 use crate::http::Response;
 use crate::store::PolicyStore;
 
-use super::claim::now_ms;
+use crate::exec::now_ms;
 
 /// A gauge of a count.
 pub type CountGauge = Gauge<u64, AtomicU64>;

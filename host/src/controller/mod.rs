@@ -79,7 +79,7 @@ use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
 use crate::exec::{self, Executor, PodReport};
-use claim::now_ms;
+use crate::exec::now_ms;
 pub use metrics::Metrics;
 use queue::{Key, Queue};
 

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use tokio::time::Instant;
 
-use super::claim::{self, now_ms, Attempt};
+use super::claim::{self, Attempt};
+use crate::exec::now_ms;
 use super::metrics;
 use super::queue::Key;
 use super::Controller;
@@ -261,18 +262,8 @@ impl Controller {
             tracing::info!(pod = %format!("{ns}/{name}"), "a wait handed back: resuming in {d:?} or when the watch sees its end");
             return Next::After(d);
         }
-        let stopped: Vec<&str> = report
-            .containers
-            .iter()
-            .filter(|c| c.verdict == exec::Verdict::Stopped)
-            .map(|c| c.container.as_str())
-            .collect();
-        let restarted: Vec<&str> = report
-            .containers
-            .iter()
-            .filter(|c| c.verdict == exec::Verdict::Restarted)
-            .map(|c| c.container.as_str())
-            .collect();
+        let stopped = report.containers_with(&exec::Verdict::Stopped);
+        let restarted = report.containers_with(&exec::Verdict::Restarted);
         let end = report.end.as_deref().unwrap_or("-");
         let predicted = report.predicted_phase().unwrap_or("-");
         if report.left_running() {

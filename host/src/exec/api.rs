@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::broadcast;
 
+use super::backoff::Doubling;
 use super::cache::{Change, PodCache};
 use super::executor::Executor;
-use super::run::*;
-use super::status::*;
+use super::run::Stop;
+use super::status::{End, ended};
 use super::{Error, Result};
 
 pub(super) fn is_transient(e: &kube::Error) -> bool {
@@ -244,42 +245,33 @@ impl Executor {
         if let Some(cache) = self.cache.as_ref().filter(|c| c.in_work(ns, name)) {
             return self.await_cached(cache, ns, name, timeout, done).await;
         }
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let stream = watcher::watcher(self.pods(ns), cfg);
+        // kube's watch of one object: `None` when it is gone (deleted, or absent from a
+        // re-list); errors come back after a doubling pause, and the stream recovers.
+        let stream = watcher::watch_object(self.pods(ns), name).backoff(Doubling::new(
+            self.options.backoff,
+            Duration::from_secs(5),
+        ));
         let mut stream = std::pin::pin!(stream);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut seen_in_init = false;
-        let mut errors = 0u32;
         let mut last = None;
         loop {
             let next = tokio::time::timeout_at(deadline, stream.next()).await;
-            let Ok(Some(ev)) = next else {
-                return Ok((last, false));
-            };
-            match ev {
-                Ok(watcher::Event::Init) => seen_in_init = false,
-                Ok(watcher::Event::InitApply(p) | watcher::Event::Apply(p)) => {
-                    seen_in_init = true;
-                    errors = 0;
+            match next {
+                Err(_) | Ok(None) => return Ok((last, false)),
+                Ok(Some(Ok(None))) => return Err(Stop::Gone),
+                Ok(Some(Ok(Some(p)))) => {
                     if done(&p) {
                         return Ok((Some(p), true));
                     }
                     last = Some(p);
                 }
-                Ok(watcher::Event::InitDone) if !seen_in_init => return Err(Stop::Gone),
-                Ok(watcher::Event::InitDone) => {}
-                Ok(watcher::Event::Delete(_)) => return Err(Stop::Gone),
-                Err(e) => {
+                Ok(Some(Err(e))) => {
                     // A refused list or watch stays refused: waiting out the deadline (an
                     // hour for an `await`) would only hide the missing permission.
                     if let Some(err) = watch_forbidden(&e, ns, name) {
                         return Err(Stop::Err(err));
                     }
-                    // The watcher recovers on the next poll; back off a little.
-                    errors += 1;
                     tracing::debug!(error = %e, "watch error");
-                    let pause = (self.options.backoff * errors).min(Duration::from_secs(5));
-                    tokio::time::sleep(pause).await;
                 }
             }
         }

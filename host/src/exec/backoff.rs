@@ -52,6 +52,41 @@ pub fn delay(
     server_asked.map_or(jittered, |s| jittered.max(s))
 }
 
+/// [`delay`] as a watch stream's backoff (`kube::runtime::WatchStreamExt::backoff`): the pause
+/// after each error in a row, reset when the stream yields again.
+#[derive(Debug, Clone)]
+pub struct Doubling {
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Doubling {
+    /// From `base`, doubling, at most `max`.
+    pub fn new(base: Duration, max: Duration) -> Doubling {
+        Doubling {
+            base,
+            max,
+            attempt: 0,
+        }
+    }
+}
+
+impl Iterator for Doubling {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.attempt = self.attempt.saturating_add(1);
+        Some(delay(self.base, self.attempt, self.max, None))
+    }
+}
+
+impl kube::runtime::utils::Backoff for Doubling {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

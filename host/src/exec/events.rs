@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, PostParams};
 
-use super::api::*;
+use super::api::forbidden;
 use super::executor::Executor;
 use super::pod::PodRef;
 

@@ -95,7 +95,7 @@ pub use executor::Executor;
 pub use guard::refusals;
 pub use records::Fence;
 pub use report::{ContainerReport, JobReport, Outcome, PodReport, StepReport, Verdict};
-pub use waits::Contended;
+pub use waits::{now_ms, Contended};
 
 use crate::{Policy, PolicyStore};
 

@@ -219,7 +219,6 @@ impl Executor {
         done: &mut Done,
         indices: &[usize],
     ) -> Result<(), Stop> {
-        let PodRef { ns, name, .. } = at;
         let index = indices.first().copied().unwrap_or(0);
         let value = done.insert(indices);
         let key = done.key.clone();
@@ -227,10 +226,8 @@ impl Executor {
         let container = key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
         let wait = format!("{}{container}", super::WAIT_ANNOTATION_PREFIX);
         let annotations = json!({key: value, wait: Value::Null});
-        self.write_annotations(at, annotations, || {
-            format!("recording step {index} on pod {ns}/{name}")
-        })
-        .await
+        self.write_annotations(at, annotations, &format!("recording step {index}"))
+            .await
     }
 
     /// Patches the pod's annotations (a null removes one). The pod's UID is a precondition
@@ -240,9 +237,10 @@ impl Executor {
         &self,
         at: PodRef<'_>,
         annotations: Value,
-        what: impl Fn() -> String,
+        doing: &str,
     ) -> Result<(), Stop> {
         let PodRef { ns, name, uid } = at;
+        let what = || format!("{doing} on pod {ns}/{name}");
         let api = self.pods(ns);
         let pp = PatchParams::default();
         let mut attempts = 0;

@@ -256,6 +256,15 @@ impl PodReport {
         self.prediction.as_ref()?.phase()
     }
 
+    /// The containers whose verdict is `verdict`.
+    pub fn containers_with(&self, verdict: &Verdict) -> Vec<&str> {
+        self.containers
+            .iter()
+            .filter(|c| c.verdict == *verdict)
+            .map(|c| c.container.as_str())
+            .collect()
+    }
+
     /// Whether some container is left running (a verdict `still-running`).
     pub fn left_running(&self) -> bool {
         self.containers

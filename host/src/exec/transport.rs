@@ -6,10 +6,10 @@ use std::time::Duration;
 use kube::api::AttachParams;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::api::*;
+use super::api::{is_not_found, forbidden_message, forbidden_error, forbidden};
 use super::executor::Executor;
-use super::run::*;
-use super::status::*;
+use super::run::Stop;
+use super::status::{State, container_state, ended};
 use super::Result;
 
 /// Reads at most `limit` bytes, draining (and dropping) the rest.

@@ -70,8 +70,9 @@ pub(super) fn waiting(pod: &Pod, container: &str) -> Option<Waiting> {
     serde_json::from_str(text).ok()
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub(super) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, now: the clock of the records written on pods (waits
+/// handed back, claims).
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -158,13 +159,10 @@ impl Executor {
         container: &str,
         w: Option<&Waiting>,
     ) -> Result<(), Stop> {
-        let PodRef { ns, name, .. } = at;
         let value = w.and_then(|w| serde_json::to_string(w).ok());
         let annotations = json!({ super::wait_key(container): value });
-        self.write_annotations(at, annotations, || {
-            format!("recording a wait on pod {ns}/{name}")
-        })
-        .await
+        self.write_annotations(at, annotations, "recording a wait")
+            .await
     }
 
     /// Closes the records of containers the plan no longer stops (an ended sidecar is left

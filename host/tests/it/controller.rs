@@ -1562,7 +1562,7 @@ async fn a_holder_whose_claim_was_taken_records_and_sends_nothing_more() {
         .expect("client");
     let intruder = serde_json::json!({"metadata": {"annotations": {
         controller::claim::CLAIM_ANNOTATION:
-            format!(r#"{{"holder":"b","until":{},"ttl":60000}}"#, now_ms() + 60_000)
+            format!(r#"{{"holder":"b","until":{},"ttl":60000}}"#, sidekill::exec::now_ms() + 60_000)
     }}});
     Api::<Pod>::namespaced(client, "default")
         .patch("taken", &PatchParams::default(), &Patch::Merge(&intruder))
@@ -1581,12 +1581,6 @@ async fn a_holder_whose_claim_was_taken_records_and_sends_nothing_more() {
     assert_eq!(recorded(&annotations, "ign"), None, "{annotations:?}");
     drop(a);
     c.shutdown().await;
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn ctl_failures(ctl: &Running, kind: &str) -> f64 {
