@@ -52,6 +52,8 @@ class Policy:
         if isinstance(wasm, wasmtime.Module):  # compile once, instantiate many times
             if engine is None:
                 raise TypeError("pass the Engine the Module was compiled with")
+            if cache_dir is not None:
+                raise TypeError("cache_dir needs the module's bytes or path, not a compiled Module")
             module = wasm
         else:
             engine = engine or wasmtime.Engine()

@@ -3,6 +3,7 @@ replaced when it cannot be loaded."""
 
 from __future__ import annotations
 
+import pytest
 import wasmtime
 
 from conftest import GOOD_REQUEST, WASM, canonical
@@ -47,3 +48,9 @@ def test_another_module_gets_its_own_file(tmp_path):
     # The same code with one more custom section: other bytes, so another key.
     Policy(WASM.read_bytes() + b"\x00\x04\x03abc", cache_dir=tmp_path)
     assert len(cached_files(tmp_path)) == 2
+
+
+def test_a_compiled_module_with_a_cache_dir_is_refused(tmp_path, engine, module):
+    with pytest.raises(TypeError, match="cache_dir"):
+        Policy(module, engine, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
