@@ -17,7 +17,8 @@
 //! `sidekill_result_len`, copy the answer out, free), in an engine configured as sidekill's
 //! host configures its own (`epoch_interruption(true)`, the deadline set out of reach).
 //! Cold: a new `Engine` (not timed), then `Module::from_binary` + `Store` + `Instance` + one
-//! `sidekill_abi_major()` call, timed together.
+//! `sidekill_abi_major()` call, timed together; and the same from code serialized beforehand
+//! (`Module::deserialize_file`), as the host loads it from its disk cache.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -231,6 +232,50 @@ fn parse_options() -> Options {
     options
 }
 
+/// Cold from compiled code kept by an earlier process, as the host's disk cache keeps it
+/// (`host/src/runtime/disk.rs`): the module serialized to a file once (untimed), then each round
+/// a new engine, `Module::deserialize_file` + `Store` + `Instance` + the ABI check, and the first
+/// plan timed apart.
+fn cold_cached(options: &Options, wasm: &[u8], first_vector: &Vector, sink: &mut Sink) {
+    let path = std::env::temp_dir().join(format!("sidekill-bench-{}.cwasm", std::process::id()));
+    let code = Module::from_binary(&engine(options.epoch), wasm)
+        .and_then(|module| module.serialize())
+        .expect("compile and serialize");
+    std::fs::write(&path, code).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (mut cold, mut first) = (Vec::new(), Vec::new());
+    for _ in 0..options.cold_runs {
+        let engine = engine(options.epoch);
+        let t0 = Instant::now();
+        // SAFETY: the file is the serialization this process wrote just above, for an engine
+        // configured the same way; nothing else writes it.
+        let module = unsafe { Module::deserialize_file(&engine, &path) }.expect("deserialize");
+        let mut instance = Wasm::new(&engine, &module);
+        assert_eq!(instance.abi_major(), 1);
+        cold.push(t0.elapsed().as_nanos() as u64);
+        let t0 = Instant::now();
+        black_box(instance.plan(&first_vector.request));
+        first.push(t0.elapsed().as_nanos() as u64);
+    }
+    let _ = std::fs::remove_file(&path);
+    cold.sort_unstable();
+    first.sort_unstable();
+    if let Some(&median) = cold.get(cold.len() / 2) {
+        let first_plan = first[first.len() / 2];
+        println!(
+            "wasmtime cold from serialized code, {} rounds: median {:.3} ms; then a first plan {:.3} ms",
+            cold.len(),
+            median as f64 / 1e6,
+            first_plan as f64 / 1e6
+        );
+        sink.line(format!(
+            r#"{{"runtime":"wasmtime","kind":"cold-cached","median_ns":{median},"min_ns":{},"runs":{},"first_plan_ns":{first_plan},"first_plan_vector":{},"how":"new Engine (untimed), then Module::deserialize_file of code serialized once before (the host's disk cache) + Store + Instance + sidekill_abi_major(), in-process"}}"#,
+            cold[0],
+            cold.len(),
+            json_string(&first_vector.name)
+        ));
+    }
+}
+
 fn main() {
     let options = parse_options();
     let wasm_path = repo_path("SIDEKILL_WASM", "dist/raw/sidekill_policy.wasm");
@@ -287,6 +332,8 @@ fn main() {
             json_string(&vectors[0].name)
         ));
     }
+
+    cold_cached(&options, &wasm, &vectors[0], &mut sink);
 
     let engine = engine(options.epoch);
     let module = Module::from_binary(&engine, &wasm).expect("compile");

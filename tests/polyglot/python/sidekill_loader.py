@@ -6,6 +6,13 @@ Copy this file into your project; it needs only `pip install wasmtime`.
     answer = json.loads(policy.plan(b'{"object": {...}, "facts": {}}'))
     # {"ok": {...}} or {"error": {"code": ..., "message": ..., "path"?: ...}}
 
+With `cache_dir`, the code wasmtime compiles is kept there and reused by later processes:
+compiling takes a few hundred ms, loading the kept code under 1 ms (BENCHMARKS.md, "Policy
+module across runtimes"). wasmtime runs that code unchecked: the folder must be writable by
+you alone, as for any cache of executables.
+
+    policy = Policy("sidekill_policy.wasm", cache_dir=Path.home() / ".cache/sidekill")
+
 Every call returns the module's JSON envelope as bytes; bad input comes back as an
 `{"error": ...}` envelope, never an exception. `SidekillError` is raised only when the
 module breaks the protocol (wrong ABI major, failed alloc, answer outside memory), and
@@ -16,7 +23,9 @@ and is not thread-safe: use one per thread.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
+import tempfile
 from typing import Callable, Union
 
 import wasmtime
@@ -38,17 +47,21 @@ class Policy:
     """One instance of the policy module; serves any number of calls."""
 
     def __init__(self, wasm: Union[str, os.PathLike, bytes, wasmtime.Module],
-                 engine: wasmtime.Engine | None = None):
+                 engine: wasmtime.Engine | None = None,
+                 cache_dir: Union[str, os.PathLike, None] = None):
         if isinstance(wasm, wasmtime.Module):  # compile once, instantiate many times
             if engine is None:
                 raise TypeError("pass the Engine the Module was compiled with")
+            if cache_dir is not None:
+                raise TypeError("cache_dir needs the module's bytes or path, not a compiled Module")
             module = wasm
         else:
             engine = engine or wasmtime.Engine()
-            if isinstance(wasm, (bytes, bytearray)):
-                module = wasmtime.Module(engine, wasm)
-            else:
-                module = wasmtime.Module.from_file(engine, os.fspath(wasm))
+            if not isinstance(wasm, (bytes, bytearray)):
+                with open(wasm, "rb") as f:
+                    wasm = f.read()
+            module = (compile_cached(engine, wasm, cache_dir) if cache_dir is not None
+                      else wasmtime.Module(engine, wasm))
         self.store = wasmtime.Store(engine)
         # The module imports nothing: an empty import list is all it needs.
         self.exports = wasmtime.Instance(self.store, module, []).exports(self.store)
@@ -107,6 +120,43 @@ class Policy:
         if ptr == 0:
             raise SidekillError(f"sidekill_alloc({size}) failed (0 or over 64 MiB, or out of memory)")
         self._buffer, self._buffer_size = ptr, size
+
+
+def compile_cached(engine: wasmtime.Engine, wasm: bytes,
+                   cache_dir: Union[str, os.PathLike]) -> wasmtime.Module:
+    """The module compiled for `engine`, from `cache_dir` when an earlier process kept it there.
+
+    The file is named by the module's SHA-256 and the wasmtime-py version; wasmtime itself
+    refuses code compiled by another version or for an engine configured otherwise, and such
+    a file is then compiled again and replaced. Written to a temporary file and renamed, so
+    that a concurrent reader never sees half a file.
+    """
+    digest = hashlib.sha256(wasm).hexdigest()
+    path = os.path.join(cache_dir, f"sidekill-{digest}-wasmtime-{_wasmtime_version()}.cwasm")
+    if os.path.exists(path):
+        try:
+            return wasmtime.Module.deserialize_file(engine, path)
+        except wasmtime.WasmtimeError:
+            pass  # compiled by another wasmtime or engine configuration: compile again below
+    module = wasmtime.Module(engine, wasm)
+    os.makedirs(cache_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".sidekill-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(module.serialize())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return module
+
+
+def _wasmtime_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("wasmtime")
+    except PackageNotFoundError:  # vendored without its metadata: wasmtime still checks
+        return "unknown"
 
 
 def _i32_caller(store: wasmtime.Store, func: wasmtime.Func) -> Callable[..., int]:
