@@ -13,6 +13,7 @@ import { encodeState, readSharedState } from './share.js';
 import { annotationsAt, withAnnotation, annotationLine, writeBack } from './edit.js';
 import { ComparisonModule, diffAnswers, renderDiff, MAX_MODULE_BYTES } from './compare.js';
 import { toYaml } from './yaml-emit.js';
+import { examples as examplesIndex, firstExample } from './start.js';
 
 const $ = (id) => document.getElementById(id);
 /** Inputs larger than the raw ABI's request limit are not read. */
@@ -678,9 +679,7 @@ let policyLoaded = Promise.resolve();
 async function loadExamples() {
   const box = $('examples');
   try {
-    const response = await fetch('examples/index.json');
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    const examples = await response.json();
+    const examples = await examplesIndex;
     replace(box, examples.map((ex) => h('button', {
       type: 'button',
       title: ex.description,
@@ -705,11 +704,9 @@ async function loadExamples() {
 // ---------------------------------------------------------------- start
 
 async function main() {
-  // The examples load while the module compiles: the first plan needs both.
+  // start.js has been downloading the module, the examples index and the first example since
+  // the page started: the first plan needs all three.
   const examplesLoading = loadExamples();
-  const firstExample = examplesLoading.then((examples) => (examples[0]
-    ? fetch(`examples/${examples[0].file}`).then((r) => r.text()).catch(() => null)
-    : null));
   policyLoaded = init();
   try {
     await policyLoaded;

@@ -4,31 +4,18 @@
 // an `{ok}` or `{error}` envelope, never a throw for bad input.
 
 import { call, instantiate, readAnswer } from './abi.js';
+import { compilePolicy, policyModule } from './start.js';
 
 let abi = null;
 
-/** Loads the module; `source` defaults to `sidekill_policy.wasm` beside this file. */
-export default async function init(source = new URL('./sidekill_policy.wasm', import.meta.url)) {
-  const response = await fetch(source);
-  if (!response.ok) throw new Error(`cannot load the policy module ${source}: HTTP ${response.status}`);
-  const loaded = await instantiate(await compile(response));
+/** Loads the module: by default `sidekill_policy.wasm` beside this file, which start.js began
+ *  to download and compile as the page started; else `source`. */
+export default async function init(source) {
+  const loaded = await instantiate(await (source === undefined ? policyModule : compilePolicy(source)));
   if (loaded.names.get('sidekill_documents') !== 'function') {
     throw new Error('the policy module has no sidekill_documents export, which the page reads YAML with: it needs a build with the yaml feature (docs/ABI.md, "Optional exports")');
   }
   abi = loaded.exports;
-}
-
-/** The module compiled while it downloads when it is served as application/wasm (as
- *  `sidekill web` and the test server do); otherwise its bytes, compiled by `instantiate`. */
-async function compile(response) {
-  if (WebAssembly.compileStreaming && response.headers.get('content-type')?.startsWith('application/wasm')) {
-    try {
-      return await WebAssembly.compileStreaming(response.clone());
-    } catch {
-      // `instantiate` compiles the bytes again and reports why they do not compile.
-    }
-  }
-  return response.arrayBuffer();
 }
 
 const EXPORTS = { plan: 'sidekill_plan', classify: 'sidekill_classify', matrix: 'sidekill_matrix', policyInfo: 'sidekill_policy_info' };
