@@ -159,7 +159,11 @@ mod tests {
                 "get pods/exec",
             ),
             (Method::POST, "/api/v1/namespaces/n/events", "create events"),
-            (Method::GET, "/apis/batch/v1/namespaces/n/jobs/j", "get jobs"),
+            (
+                Method::GET,
+                "/apis/batch/v1/namespaces/n/jobs/j",
+                "get jobs",
+            ),
             (
                 Method::POST,
                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",

@@ -78,8 +78,8 @@ use kube::Api;
 use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
-use crate::exec::{self, Executor, PodReport};
 use crate::exec::now_ms;
+use crate::exec::{self, Executor, PodReport};
 pub use metrics::Metrics;
 use queue::{Key, Queue};
 

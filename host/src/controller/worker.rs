@@ -10,10 +10,10 @@ use kube::Api;
 use tokio::time::Instant;
 
 use super::claim::{self, Attempt};
-use crate::exec::now_ms;
 use super::metrics;
 use super::queue::Key;
 use super::Controller;
+use crate::exec::now_ms;
 use crate::exec::{self, backoff, Outcome, PodReport};
 
 /// What a worker did with a pod, and so what becomes of its entry.

@@ -15,7 +15,7 @@ use super::backoff::Doubling;
 use super::cache::{Change, PodCache};
 use super::executor::Executor;
 use super::run::Stop;
-use super::status::{End, ended};
+use super::status::{ended, End};
 use super::{Error, Result};
 
 pub(super) fn is_transient(e: &kube::Error) -> bool {
@@ -247,10 +247,8 @@ impl Executor {
         }
         // kube's watch of one object: `None` when it is gone (deleted, or absent from a
         // re-list); errors come back after a doubling pause, and the stream recovers.
-        let stream = watcher::watch_object(self.pods(ns), name).backoff(Doubling::new(
-            self.options.backoff,
-            Duration::from_secs(5),
-        ));
+        let stream = watcher::watch_object(self.pods(ns), name)
+            .backoff(Doubling::new(self.options.backoff, Duration::from_secs(5)));
         let mut stream = std::pin::pin!(stream);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = None;

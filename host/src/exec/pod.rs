@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use serde_json::{json, Value};
 
-use super::api::{is_not_found, forbidden_message};
+use super::api::{forbidden_message, is_not_found};
 use super::executor::Executor;
-use super::run::{Stop, step_report};
-use super::status::{status_of, ended};
+use super::run::{step_report, Stop};
+use super::status::{ended, status_of};
 use super::{ContainerReport, Error, JobReport, Outcome, Planner, PodReport, Result, Verdict};
 use crate::answer::{PlanAnswer, Readiness, Subject};
 

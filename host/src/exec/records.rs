@@ -316,7 +316,7 @@ impl Executor {
                 }
                 Err(source) => {
                     return Err(Stop::Err(
-                        forbidden(&source, "patch", "pods", ns, &what).unwrap_or(Error::Kube {
+                        forbidden(&source, "patch", "pods", ns, what).unwrap_or(Error::Kube {
                             what: what(),
                             source,
                         }),

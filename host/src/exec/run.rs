@@ -8,7 +8,7 @@ use super::guard;
 use super::methods::{swapped_end, swapped_out_exit};
 use super::pod::PodRef;
 use super::records::Done;
-use super::status::{State, container_state, running_instance, End, ended, restarted_before};
+use super::status::{container_state, ended, restarted_before, running_instance, End, State};
 use super::waits::{now_ms, waiting, Waiting};
 use super::{ContainerReport, Error, Result, StepReport, Verdict};
 use crate::answer::{Action, ContainerStop, Step};

@@ -6,10 +6,10 @@ use std::time::Duration;
 use kube::api::AttachParams;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::api::{is_not_found, forbidden_message, forbidden_error, forbidden};
+use super::api::{forbidden, forbidden_error, forbidden_message, is_not_found};
 use super::executor::Executor;
 use super::run::Stop;
-use super::status::{State, container_state, ended};
+use super::status::{container_state, State};
 use super::Result;
 
 /// Reads at most `limit` bytes, draining (and dropping) the rest.
