@@ -6,7 +6,7 @@
 //!    container's exit (the `main: done ... (unix ms N)` line it prints as it exits) to the
 //!    SIGTERM the sidecar receives (its `sidecar: got signal 15 ... (unix ms N)` line), and to
 //!    the pod's completion, every container terminated, as a watch of the pods sees it (the
-//!    event's arrival time). p50, p95 and max, against the 30 s grace period.
+//!    event's arrival time). p50, p95, p99 and max, against the 30 s grace period.
 //! 2. **Throughput and memory.** `--pods` pods (default 1,000: 2,000 containers, each a real
 //!    process tree) whose main containers block on a FIFO until every pod runs, then all exit
 //!    at once. From the first main exit to the last pod complete, in pods per second; the
@@ -612,22 +612,22 @@ async fn timelines(api: &Api<Pod>, book: &Book, names: &[String]) -> Result<Vec<
     results.into_iter().collect()
 }
 
-/// p50, p95 and max (nearest rank) of millisecond samples.
-fn percentiles(samples: &[i64]) -> (i64, i64, i64) {
+/// p50, p95, p99 and max (nearest rank) of millisecond samples.
+fn percentiles(samples: &[i64]) -> (i64, i64, i64, i64) {
     let mut v = samples.to_vec();
     v.sort_unstable();
     let at = |q: f64| {
         let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
         v.get(rank - 1).copied().unwrap_or(0)
     };
-    (at(0.50), at(0.95), v.last().copied().unwrap_or(0))
+    (at(0.50), at(0.95), at(0.99), v.last().copied().unwrap_or(0))
 }
 
 fn row(what: &str, samples: &[i64]) -> String {
-    let (p50, p95, max) = percentiles(samples);
+    let (p50, p95, p99, max) = percentiles(samples);
     let grace = (GRACE_SECONDS * 1000) as f64;
     format!(
-        "| {what} | {p50} | {p95} | {max} | {:.1}% |",
+        "| {what} | {p50} | {p95} | {p99} | {max} | {:.1}% |",
         max as f64 / grace * 100.0
     )
 }
@@ -635,9 +635,9 @@ fn row(what: &str, samples: &[i64]) -> String {
 fn latency_table(t: &[Timeline]) -> String {
     let d = |f: fn(&Timeline) -> i64| t.iter().map(f).collect::<Vec<_>>();
     [
-        "| From the main container's exit to | p50 (ms) | p95 (ms) | max (ms) | max / 30 s grace |"
+        "| From the main container's exit to | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | max / 30 s grace |"
             .to_owned(),
-        "| --- | ---: | ---: | ---: | ---: |".to_owned(),
+        "| --- | ---: | ---: | ---: | ---: | ---: |".to_owned(),
         row(
             "its termination in the pod's status (test server; watch)",
             &d(|t| t.exit_seen as i64 - t.exit as i64),
@@ -935,8 +935,8 @@ async fn throughput_run(run: &Run, n: usize, rounds: usize, concurrency: u64) ->
     let problems = check_metrics(&metrics, n * rounds);
     let server = usage(run.server.child.id(), ticks);
     let ms3 = |v: Vec<i64>| {
-        let (p50, p95, max) = percentiles(&v);
-        format!("{p50} / {p95} / {max}")
+        let (p50, p95, p99, max) = percentiles(&v);
+        format!("{p50} / {p95} / {p99} / {max}")
     };
     let mut out = format!(
         "### Throughput: {n} pods × {rounds} round{}, `--concurrency {concurrency}`\n\n\
@@ -976,7 +976,7 @@ async fn throughput_run(run: &Run, n: usize, rounds: usize, concurrency: u64) ->
         ));
     }
     out.push_str(&format!(
-        "\n(p50 / p95 / max, ms.) Releases to first main exit: {}. Controller: VmRSS {} \
+        "\n(p50 / p95 / p99 / max, ms.) Releases to first main exit: {}. Controller: VmRSS {} \
          ready and idle, VmHWM {} when ready (start-up included) and {} at the end; test \
          server: VmHWM {}, {:.1} s CPU in all.\n",
         done.iter()

@@ -480,13 +480,22 @@ impl Error {
 }
 
 /// Displays an error with its causes: `canary `x` failed: `sidekill_plan` trapped: wasm trap: ...`.
+/// Messages never repeat their source, so this is how an error is shown whole (anyhow's
+/// `{e:#}` shows the same).
 #[derive(Debug, Clone, Copy)]
-pub struct Report<'e>(&'e Error);
+pub struct Report<'e>(&'e (dyn std::error::Error + 'static));
+
+impl<'e> Report<'e> {
+    /// The report of any error (the executor's, kube's).
+    pub fn of(error: &'e (dyn std::error::Error + 'static)) -> Report<'e> {
+        Report(error)
+    }
+}
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)?;
-        let mut source = std::error::Error::source(self.0);
+        let mut source = self.0.source();
         while let Some(cause) = source {
             write!(f, ": {cause}")?;
             source = cause.source();

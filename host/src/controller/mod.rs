@@ -462,7 +462,7 @@ impl Controller {
             Ok(a) => a,
             Err(e) => {
                 self.metrics.count(metrics::FAILURES, e.name());
-                tracing::warn!(pod = %format!("{}/{}", key.namespace, key.name), error = %e, "the policy could not assess the pod");
+                tracing::warn!(pod = %format!("{}/{}", key.namespace, key.name), error = %crate::error::Report::of(&e), "the policy could not assess the pod");
                 return;
             }
         };

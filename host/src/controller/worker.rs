@@ -13,6 +13,7 @@ use super::claim::{self, Attempt};
 use super::metrics;
 use super::queue::Key;
 use super::Controller;
+use crate::error::Report;
 use crate::exec::now_ms;
 use crate::exec::{self, backoff, Outcome, PodReport};
 
@@ -124,7 +125,7 @@ impl Controller {
             Ok(a) => a,
             Err(e) => {
                 self.metrics.count(metrics::FAILURES, e.name());
-                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "the policy could not assess the pod");
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %Report::of(&e), "the policy could not assess the pod");
                 return Next::Drop;
             }
         };
@@ -175,7 +176,7 @@ impl Controller {
                 Next::After(self.options.claim_ttl)
             }
             Some(Err(e @ exec::Error::Fenced { .. })) => {
-                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "stopped this plan");
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %Report::of(&e), "stopped this plan");
                 self.metrics.count(metrics::FAILURES, "claim-lost");
                 Next::After(self.options.claim_ttl)
             }
@@ -184,7 +185,7 @@ impl Controller {
                     exec::Error::Kube { source, .. } => backoff::retry_after(source),
                     _ => None,
                 };
-                Next::Failed(e.name(), e.to_string(), asked)
+                Next::Failed(e.name(), Report::of(&e).to_string(), asked)
             }
             Some(Ok(report)) => self.reported(report),
         }

@@ -147,8 +147,9 @@ pub fn done_key(container: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A Kubernetes API call failed (after retries for transient errors).
-    #[error("{what}: {source}")]
+    /// A Kubernetes API call failed (after retries for transient errors). The message is what
+    /// was being done; kube's error is the source ([`crate::error::Report`] shows both).
+    #[error("{what}")]
     Kube {
         /// What was being done.
         what: String,
@@ -157,7 +158,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// The policy module failed to plan the pod.
-    #[error("the policy could not plan the pod: {source}")]
+    #[error("the policy could not plan the pod")]
     Policy {
         /// The host's error (boxed: it is large, and this path is rare).
         #[source]
