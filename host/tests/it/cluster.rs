@@ -49,6 +49,25 @@ pub fn real() -> bool {
     std::env::var("SIDEKILL_E2E").as_deref() == Ok("1")
 }
 
+/// The Events in `namespace` on `pod` with `reason`, as listed (the executor's tests and the
+/// controller's read the steps sidekill recorded so).
+pub async fn events_on(
+    client: kube::Client,
+    namespace: &str,
+    pod: &str,
+    reason: &str,
+) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client, namespace);
+    api.list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
 /// Prints that a test is skipped on this target, and why. Written to the process's stderr
 /// directly, past the test harness's capture, so that a skip shows in every run's output
 /// instead of passing silently.
@@ -332,15 +351,9 @@ impl Cluster {
 
     /// How many Events on `pod` have `reason`.
     pub async fn events(&self, pod: &str, reason: &str) -> usize {
-        let api: Api<Event> = Api::namespaced(self.admin().await, self.namespace());
-        api.list(&ListParams::default())
+        events_on(self.admin().await, self.namespace(), pod, reason)
             .await
-            .expect("events")
-            .items
-            .iter()
-            .filter(|e| e.involved_object.name.as_deref() == Some(pod))
-            .filter(|e| e.reason.as_deref() == Some(reason))
-            .count()
+            .len()
     }
 
     /// A new identity in the test's namespace (ServiceAccount `name`) bound to a Role with

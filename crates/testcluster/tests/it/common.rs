@@ -190,28 +190,26 @@ pub async fn wait_log(c: &TestCluster, pod: &str, container: &str, needle: &str)
     );
 }
 
-/// A plain HTTP/1.1 GET (no client-side retries, unlike kube-rs which retries 503): status and body.
-pub async fn raw_get(base: &str, path: &str) -> (u16, String) {
+/// Sends `request` (head and body, as written) to `base` and reads the answer to the end:
+/// status and body. The server closes after one answer (`Connection: close`).
+async fn exchange(base: &str, request: String) -> (u16, String) {
     use tokio::io::AsyncWriteExt;
     let host = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
+    s.write_all(request.as_bytes()).await.expect("write");
     let mut resp = String::new();
     s.read_to_string(&mut resp).await.expect("read");
-    let code = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    sidekill_testcluster::standin::status_and_body(&resp)
+}
+
+/// A plain HTTP/1.1 GET (no client-side retries, unlike kube-rs which retries 503): status and body.
+pub async fn raw_get(base: &str, path: &str) -> (u16, String) {
+    let host = base.trim_start_matches("http://");
+    exchange(
+        base,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
 }
 
 /// A plain HTTP/1.1 request without credentials (as kubectl sends over plain HTTP): status and
@@ -223,29 +221,15 @@ pub async fn raw_request(
     content_type: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    use tokio::io::AsyncWriteExt;
     let host = base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
-    s.write_all(
+    let (code, text) = exchange(
+        base,
         format!(
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
-        )
-        .as_bytes(),
+        ),
     )
-    .await
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.expect("read");
-    let code = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let text = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    .await;
     let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (code, v)
 }
