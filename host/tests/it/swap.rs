@@ -1,14 +1,14 @@
 //! The policy store: validated swaps under concurrent load, calls in flight, rollback,
 //! the sha256 pin, and the file source.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sidekill::source::file::{FileSource, FileWatcher};
-use sidekill::{embedded, PolicyStore, Sha256, Swap};
+use sidekill::{embedded, Policy, PolicyStore, Sha256, Swap};
 
-use crate::common::{embedded_variant, runtime, wat, ISTIO_POD};
+use crate::common::{embedded_variant, runtime, under_load, wat, ISTIO_POD};
 
 fn store() -> PolicyStore {
     PolicyStore::new(runtime().clone(), None, embedded::BYTES, embedded::ORIGIN).expect("store")
@@ -16,67 +16,47 @@ fn store() -> PolicyStore {
 
 #[test]
 fn a_thousand_swaps_under_load_lose_no_call() {
-    let store = Arc::new(store());
+    let store = store();
     let variant = embedded_variant("b");
     let shas = [embedded::sha256(), Sha256::of(&variant)];
     // Warm the variant once (compilation), so the loop measures swaps.
     store.validate(&variant).expect("the variant validates");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
-    let on_variant = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (store, stop, calls, failures, on_variant) = (
-                Arc::clone(&store),
-                Arc::clone(&stop),
-                Arc::clone(&calls),
-                Arc::clone(&failures),
-                Arc::clone(&on_variant),
-            );
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let policy = store.current();
-                    match policy.plan(ISTIO_POD) {
-                        Ok(plan)
-                            if plan["subjects"][0]["plan"]["stops"][0]["container"]
-                                == "istio-proxy" => {}
-                        Ok(plan) => panic!("wrong plan: {plan}"),
-                        Err(e) => {
-                            eprintln!("failed call: {}", e.report());
-                            failures.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    if *policy.sha256() == shas[1] {
-                        on_variant.fetch_add(1, Ordering::Relaxed);
-                    }
-                    calls.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-
-    let started = Instant::now();
-    for i in 0..1_000 {
-        let (bytes, origin) = if i % 2 == 0 {
-            (&variant[..], "variant")
-        } else {
-            (embedded::BYTES, "embedded")
-        };
-        match store
-            .propose(bytes, origin)
-            .expect("valid versions are accepted")
-        {
-            Swap::Switched { to, .. } => assert_eq!(*to.policy.sha256(), shas[(i + 1) % 2]),
-            Swap::Unchanged(_) => panic!("swap {i} changed nothing"),
+    let calls = AtomicU64::new(0);
+    let failures = AtomicU64::new(0);
+    let on_variant = AtomicU64::new(0);
+    let plan = |policy: &Policy| {
+        match policy.plan(ISTIO_POD) {
+            Ok(plan) if plan["subjects"][0]["plan"]["stops"][0]["container"] == "istio-proxy" => {}
+            Ok(plan) => panic!("wrong plan: {plan}"),
+            Err(e) => {
+                eprintln!("failed call: {}", e.report());
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
-    }
-    let swapping = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.join().expect("worker");
-    }
+        if *policy.sha256() == shas[1] {
+            on_variant.fetch_add(1, Ordering::Relaxed);
+        }
+        calls.fetch_add(1, Ordering::Relaxed);
+    };
+    let swapping = under_load(&store, 4, plan, || {
+        let started = Instant::now();
+        for i in 0..1_000 {
+            let (bytes, origin) = if i % 2 == 0 {
+                (&variant[..], "variant")
+            } else {
+                (embedded::BYTES, "embedded")
+            };
+            match store
+                .propose(bytes, origin)
+                .expect("valid versions are accepted")
+            {
+                Swap::Switched { to, .. } => assert_eq!(*to.policy.sha256(), shas[(i + 1) % 2]),
+                Swap::Unchanged(_) => panic!("swap {i} changed nothing"),
+            }
+        }
+        started.elapsed()
+    });
     let calls = calls.load(Ordering::Relaxed);
     eprintln!(
         "1000 swaps in {swapping:?} under 4 planning threads: {calls} calls, {} on the variant",

@@ -9,7 +9,7 @@ use sidekill::exec::Error;
 
 use super::*;
 use crate::cluster;
-use crate::common::{recorded, repo_root};
+use crate::common::{assert_within, recorded, repo_root};
 
 /// The permissions the executor needs, each taken away in turn.
 const NEEDED: [(&str, &str); 6] = [
@@ -150,11 +150,7 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
         }
         assert_eq!(err.name(), "forbidden");
         // Not retried until the backoff gives up: a 403 does not go away by waiting.
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
+        assert_within(started, Duration::from_secs(10));
     }
 
     // A refused exec ran nothing: nothing is recorded, the sidecar still runs, so a sidekill
