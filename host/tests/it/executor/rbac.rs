@@ -34,23 +34,22 @@ fn deploy_rules() -> Vec<Value> {
     role["rules"].as_array().cloned().expect("rules")
 }
 
+/// A rule's list (`resources`, `verbs`) as strings; empty when it has none.
+fn strings(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// `rules` without `verb` on `resource` (a rule left with no verb goes).
 fn without(rules: &[Value], verb: &str, resource: &str) -> Value {
     let mut out = Vec::new();
     let mut found = false;
     for rule in rules {
-        let resources: Vec<&str> = rule["resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let verbs: Vec<&str> = rule["verbs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let resources = strings(&rule["resources"]);
+        let verbs = strings(&rule["verbs"]);
         if !resources.contains(&resource) || !verbs.contains(&verb) {
             out.push(rule.clone());
             continue;
@@ -93,14 +92,9 @@ const SLOW_TO_EXIT_SIDECAR: &str = "  - {name: proxy, image: alpine, command: [s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
-    if !cluster::real() {
-        cluster::skip(
-            "each_permission_of_deploy_taken_away_is_named_with_its_rule",
-            "the test server has no RBAC (it allows every request); set SIDEKILL_E2E=1",
-        );
+    let Some(c) = Cluster::start_real_only("rbac", cluster::NO_RBAC).await else {
         return;
-    }
-    let c = Cluster::start("rbac").await;
+    };
     let ns = c.namespace();
     let rules = deploy_rules();
     for (verb, resource) in NEEDED {
@@ -210,14 +204,9 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_events_the_plan_still_runs() {
-    if !cluster::real() {
-        cluster::skip(
-            "without_events_the_plan_still_runs",
-            "the test server has no RBAC (it allows every request); set SIDEKILL_E2E=1",
-        );
+    let Some(c) = Cluster::start_real_only("noevents", cluster::NO_RBAC).await else {
         return;
-    }
-    let c = Cluster::start("noevents").await;
+    };
     let ns = c.namespace();
     let rules = deploy_rules();
     c.apply_yaml(&pod("noev", "", "'--seconds', '0'", SH_SIDECAR))
