@@ -172,14 +172,18 @@ pub async fn wait(c: &TestCluster, name: &str, what: &str, cond: impl Fn(&Pod) -
         })
 }
 
+/// Whether `container` of pod `pod` has logged `needle` so far.
+pub fn logged(c: &TestCluster, pod: &str, container: &str, needle: &str) -> bool {
+    c.logs("default", pod, container)
+        .unwrap_or_default()
+        .contains(needle)
+}
+
 /// Waits until a container's log contains `needle` (a stand-in prints when its signal handlers
 /// are installed: a signal sent before that would meet PID 1 without a handler, and be dropped).
 pub async fn wait_log(c: &TestCluster, pod: &str, container: &str, needle: &str) {
     for _ in 0..500 {
-        if c.logs("default", pod, container)
-            .unwrap_or_default()
-            .contains(needle)
-        {
+        if logged(c, pod, container, needle) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

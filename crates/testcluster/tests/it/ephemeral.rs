@@ -9,8 +9,8 @@ use serde_json::json;
 use sidekill_testcluster::{container_exit_code, container_running, pod_phase};
 
 use crate::common::{
-    client, cluster, free_port, raw_request, refused_patch, sleeping_pod, start_pod, status_of,
-    terminated, wait, wait_log, wait_terminated,
+    client, cluster, free_port, logged, raw_request, refused_patch, sleeping_pod, start_pod,
+    status_of, terminated, wait, wait_log, wait_terminated,
 };
 
 /// Adds one ephemeral quitter running `argv` (after `/sidekill-quitter`) against `target`.
@@ -60,10 +60,7 @@ async fn an_ephemeral_quitter_signals_the_target_by_name_in_its_pid_namespace() 
     )
     .await;
     assert_eq!(quitter_exit(&c, "p", "quit-1").await, 1);
-    assert!(c
-        .logs("default", "p", "quit-1")
-        .unwrap_or_default()
-        .contains("no process named `main`"));
+    assert!(logged(&c, "p", "quit-1", "no process named `main`"));
 
     // In the target's namespace the target is PID 1, and a handled SIGTERM reaches it.
     add_quitter(
