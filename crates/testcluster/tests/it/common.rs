@@ -172,6 +172,15 @@ pub async fn wait(c: &TestCluster, name: &str, what: &str, cond: impl Fn(&Pod) -
         })
 }
 
+/// Asserts that a container status reports sidekill's image `name` (`sidekill-nop`,
+/// `sidekill-quitter`) as containerd does: `image` the reference `name:0.1.0`, `imageID` its
+/// Docker Hub digest.
+pub fn assert_sidekill_image(s: &ContainerStatus, name: &str) {
+    assert_eq!(s.image, format!("{name}:0.1.0"));
+    let digest = format!("docker.io/library/{name}@sha256:");
+    assert!(s.image_id.starts_with(&digest), "{}", s.image_id);
+}
+
 /// Whether `container` of pod `pod` has logged `needle` so far.
 pub fn logged(c: &TestCluster, pod: &str, container: &str, needle: &str) -> bool {
     c.logs("default", pod, container)

@@ -11,28 +11,23 @@ use sidekill_testcluster::{
     container_exit_code, container_running, container_state, Signal, TestCluster,
 };
 
-use crate::common::{client, cluster, exec, free_port, logged, wait, wait_log};
+use crate::common::{client, cluster, exec, free_port, logged, start_pod, wait, wait_log};
 
 /// A new cluster running pod `p` (restartPolicy Never, a 1 s grace period) of `containers`
-/// (YAML list items), once all of them run: where every test here begins.
-async fn cluster_running(containers: &str) -> TestCluster {
+/// (YAML list items), once the ones named in `running` run: where every test here begins.
+async fn cluster_running(containers: &str, running: &[&str]) -> TestCluster {
     let c = cluster().await;
-    c.apply_yaml(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n{containers}"))
-        .await
-        .expect("apply");
-    wait(&c, "p", "running", |p| {
-        p.spec
-            .iter()
-            .flat_map(|s| &s.containers)
-            .all(|k| container_running(p, &k.name))
-    })
-    .await;
+    start_pod(&c, &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n{containers}"), "p", running).await;
     c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_1_from_inside_is_ignored_and_an_outside_sigkill_is_not() {
-    let c = cluster_running("  - {name: sleeper, image: alpine, command: [sleep, '1000']}\n").await;
+    let c = cluster_running(
+        "  - {name: sleeper, image: alpine, command: [sleep, '1000']}\n",
+        &["sleeper"],
+    )
+    .await;
     let pid = c
         .container_pid("default", "p", "sleeper")
         .expect("pid 1 on the host");
@@ -81,7 +76,7 @@ async fn kill_9_1_from_inside_is_ignored_and_an_outside_sigkill_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_is_obeyed_by_a_pid1_with_a_handler() {
-    let c = cluster_running("  - {name: zero, image: sidekill.test/sidecar}\n  - {name: conventional, image: sidekill.test/sidecar, args: ['--exit-code', '143']}\n").await;
+    let c = cluster_running("  - {name: zero, image: sidekill.test/sidecar}\n  - {name: conventional, image: sidekill.test/sidecar, args: ['--exit-code', '143']}\n", &["zero", "conventional"]).await;
     wait_log(&c, "p", "zero", "sidecar: running").await;
     wait_log(&c, "p", "conventional", "sidecar: running").await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
@@ -108,7 +103,11 @@ async fn sigterm_is_obeyed_by_a_pid1_with_a_handler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stubborn_sidecar_dies_only_of_the_sigkill_after_the_grace_period_on_delete() {
-    let c = cluster_running("  - {name: stubborn, image: sidekill.test/stubborn}\n").await;
+    let c = cluster_running(
+        "  - {name: stubborn, image: sidekill.test/stubborn}\n",
+        &["stubborn"],
+    )
+    .await;
     wait_log(&c, "p", "stubborn", "SIGTERM is ignored").await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     assert_eq!(
@@ -166,7 +165,7 @@ async fn a_stubborn_sidecar_dies_only_of_the_sigkill_after_the_grace_period_on_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrapper_script_is_pid1_and_pidof_finds_it() {
-    let c = cluster_running("  - {name: fwd, image: sidekill.test/wrapped}\n").await;
+    let c = cluster_running("  - {name: fwd, image: sidekill.test/wrapped}\n", &["fwd"]).await;
     wait_log(&c, "p", "fwd", "sidecar: running").await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     let r = exec(
@@ -201,7 +200,7 @@ async fn a_wrapper_script_is_pid1_and_pidof_finds_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pilot_agent_quitquitquit_stops_the_istio_stand_in() {
     let port = free_port();
-    let c = cluster_running(&format!("  - name: istio-proxy\n    image: docker.io/istio/proxyv2:1.22.0\n    env: [{{name: ISTIO_ADMIN_PORT, value: '{port}'}}]\n")).await;
+    let c = cluster_running(&format!("  - name: istio-proxy\n    image: docker.io/istio/proxyv2:1.22.0\n    env: [{{name: ISTIO_ADMIN_PORT, value: '{port}'}}]\n"), &["istio-proxy"]).await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     wait_log(&c, "p", "istio-proxy", "proxy running").await;
     let r = exec(
@@ -226,7 +225,7 @@ async fn pilot_agent_quitquitquit_stops_the_istio_stand_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_process_outlives_the_cluster() {
-    let c = cluster_running("  - {name: a, image: sidekill.test/stubborn}\n  - {name: b, image: alpine, command: [sh, -c, 'sleep 1000 & sleep 1000']}\n").await;
+    let c = cluster_running("  - {name: a, image: sidekill.test/stubborn}\n  - {name: b, image: alpine, command: [sh, -c, 'sleep 1000 & sleep 1000']}\n", &["a", "b"]).await;
     let pids: Vec<i32> = ["a", "b"]
         .iter()
         .filter_map(|n| c.container_pid("default", "p", n))
@@ -240,7 +239,7 @@ async fn no_process_outlives_the_cluster() {
         );
     }
     // Dropping without shutdown kills too.
-    let c = cluster_running("  - {name: a, image: sidekill.test/stubborn}\n").await;
+    let c = cluster_running("  - {name: a, image: sidekill.test/stubborn}\n", &["a"]).await;
     let pid = c.container_pid("default", "p", "a").expect("pid");
     drop(c);
     let mut gone = false;
