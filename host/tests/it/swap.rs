@@ -14,6 +14,11 @@ fn store() -> PolicyStore {
     PolicyStore::new(runtime().clone(), None, embedded::BYTES, embedded::ORIGIN).expect("store")
 }
 
+/// The embedded module's store with the sha256 pin `pin`.
+fn pinned(pin: Sha256) -> sidekill::Result<PolicyStore> {
+    PolicyStore::new(runtime().clone(), Some(pin), embedded::BYTES, "embedded")
+}
+
 #[test]
 fn a_thousand_swaps_under_load_lose_no_call() {
     let store = store();
@@ -122,13 +127,7 @@ fn a_refused_version_leaves_the_live_one_and_its_previous() {
 
 #[test]
 fn the_pin_refuses_any_other_module_before_compiling_it() {
-    let store = PolicyStore::new(
-        runtime().clone(),
-        Some(embedded::sha256()),
-        embedded::BYTES,
-        "embedded",
-    )
-    .expect("the pinned module loads");
+    let store = pinned(embedded::sha256()).expect("the pinned module loads");
     let err = store
         .propose(&embedded_variant("pin"), "variant")
         .unwrap_err();
@@ -136,13 +135,7 @@ fn the_pin_refuses_any_other_module_before_compiling_it() {
     assert!(err.to_string().contains(&embedded::sha256().to_string()));
     // Issue 17: the embedded module is trusted as part of the binary, so a pin (which
     // guards modules from outside) no longer refuses it; a pinned file still must match.
-    let store = PolicyStore::new(
-        runtime().clone(),
-        Some(Sha256::of(b"other")),
-        embedded::BYTES,
-        "embedded",
-    )
-    .expect("the embedded module is trusted");
+    let store = pinned(Sha256::of(b"other")).expect("the embedded module is trusted");
     let err = store
         .propose(&embedded_variant("x"), "variant")
         .unwrap_err();
