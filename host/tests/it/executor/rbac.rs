@@ -85,6 +85,21 @@ fn case_name(verb: &str, resource: &str) -> String {
     format!("minus-{verb}-{}", resource.replace('/', "-"))
 }
 
+/// A client as identity `name`, granted `rules` without `verb` on `resource` ([`without`]):
+/// sidekill as deployed, short of one permission.
+async fn client_without(
+    c: &Cluster,
+    name: &str,
+    rules: &[Value],
+    verb: &str,
+    resource: &str,
+) -> kube::Client {
+    let kubeconfig = c.identity(name, without(rules, verb, resource)).await;
+    sidekill::cli::stop::client(Some(&kubeconfig))
+        .await
+        .expect("client")
+}
+
 /// A sidecar that ends 3 s after SIGTERM, so that the executor must watch the pod to see its
 /// end: one that ends at once can already be terminated when the wait's first list runs, and
 /// the case without `watch pods` then passed (seen once in a fresh-machine run).
@@ -106,10 +121,7 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
     for (verb, resource) in NEEDED {
         let name = case_name(verb, resource);
         main_done(&c, &name, &["proxy"]).await;
-        let kubeconfig = c.identity(&name, without(&rules, verb, resource)).await;
-        let client = sidekill::cli::stop::client(Some(&kubeconfig))
-            .await
-            .expect("client");
+        let client = client_without(&c, &name, &rules, verb, resource).await;
         let started = Instant::now();
         let err = executor(client, |_| {})
             .stop_pod(ns, &name)
@@ -208,17 +220,11 @@ async fn without_events_the_plan_still_runs() {
         return;
     };
     let ns = c.namespace();
-    let rules = deploy_rules();
     c.apply_yaml(&pod("noev", "", "'--seconds', '0'", SH_SIDECAR))
         .await
         .expect("apply");
     main_done(&c, "noev", &["proxy"]).await;
-    let kubeconfig = c
-        .identity("minus-events", without(&rules, "create", "events"))
-        .await;
-    let client = sidekill::cli::stop::client(Some(&kubeconfig))
-        .await
-        .expect("client");
+    let client = client_without(&c, "minus-events", &deploy_rules(), "create", "events").await;
     let r = executor(client, |_| {})
         .stop_pod(ns, "noev")
         .await
