@@ -262,6 +262,18 @@ fn first_line(child: &mut Child, prefix: &'static str, timeout: Duration) -> Res
         .map_err(|_| anyhow!("no `{prefix}` line on stdout within {timeout:?}"))
 }
 
+/// Starts `command` with its stdout piped (for [`first_line`]) and its stderr written to the
+/// file `log`, where a server that does not start says why.
+fn spawn_logging(command: &mut Command, log: &Path) -> Result<Child> {
+    let log_file = std::fs::File::create(log)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", command.get_program().to_string_lossy()))
+}
+
 /// SIGTERM, up to `grace` to exit, then SIGKILL.
 fn terminate(child: &mut Child, grace: Duration) {
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
@@ -287,17 +299,14 @@ struct Server {
 impl Server {
     fn start(bins: &Bins, dir: &Path) -> Result<Server> {
         let kubeconfig = dir.join("kubeconfig");
-        let log = std::fs::File::create(dir.join("testcluster.log"))?;
-        let mut child = Command::new(&bins.testcluster)
-            .args(["serve", "--port", "0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bins.testcluster.display()))?;
+        let mut child = spawn_logging(
+            Command::new(&bins.testcluster)
+                .args(["serve", "--port", "0", "--kubeconfig"])
+                .arg(&kubeconfig)
+                .arg("--state-dir")
+                .arg(dir.join("state")),
+            &dir.join("testcluster.log"),
+        )?;
         let line = first_line(&mut child, "serving ", Duration::from_secs(60));
         let server = Server { child, kubeconfig };
         line.with_context(|| {
@@ -331,20 +340,17 @@ impl ControllerProcess {
         extra: &[String],
         log: &Path,
     ) -> Result<Self> {
-        let log_file = std::fs::File::create(log)?;
-        let mut child = Command::new(&bins.sidekill)
-            .args(["controller", "--kubeconfig"])
-            .arg(kubeconfig)
-            .args(["--listen", "127.0.0.1:0", "--identity", "sidekill-bench"])
-            .args(["--namespace", NAMESPACE, "--concurrency"])
-            .arg(concurrency.to_string())
-            .args(extra)
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", bins.sidekill.display()))?;
+        let mut child = spawn_logging(
+            Command::new(&bins.sidekill)
+                .args(["controller", "--kubeconfig"])
+                .arg(kubeconfig)
+                .args(["--listen", "127.0.0.1:0", "--identity", "sidekill-bench"])
+                .args(["--namespace", NAMESPACE, "--concurrency"])
+                .arg(concurrency.to_string())
+                .args(extra)
+                .env_remove("KUBECONFIG"),
+            log,
+        )?;
         let line = first_line(&mut child, "http://", Duration::from_secs(120));
         let mut this = ControllerProcess {
             child,

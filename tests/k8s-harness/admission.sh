@@ -11,12 +11,9 @@
 #   tests/k8s-harness/admission.sh
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
-. "$run/env.sh"
 . "$here/checks.sh"
 ns=k8s-harness-admission
 probe=sidekill-admission-probe
-as_sidekill() { "$K8S_HARNESS_KUBECTL" --kubeconfig "$K8S_HARNESS_SIDEKILL_KUBECONFIG" "$@"; }
 finish() {
   k delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1
   k -n kube-system delete pod "$probe" --ignore-not-found --wait=false >/dev/null 2>&1

@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"flag"
 	"fmt"
 	"math/big"
 	"net"
@@ -107,11 +106,7 @@ func issue(dir, name string, tmpl *x509.Certificate, ca *pair) (*pair, error) {
 }
 
 func runCerts(args []string) int {
-	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: k8s-harness certs --dir DIR [flags]\n\n%s\nFlags:\n", certsHelp)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("certs", "certs --dir DIR", certsHelp)
 	dir := fs.String("dir", "", "folder to write into (required); created if missing")
 	nodeName := fs.String("node-name", "sidekill-node", "the node's name (kubelet certs)")
 	nodeIP := fs.String("node-ip", "127.0.0.1", "the node's address (kubelet serving cert)")

@@ -23,8 +23,6 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
-. "$run/env.sh"
 . "$here/checks.sh"
 chart=$repo/charts/sidekill
 tarball=${SIDEKILL_IMAGE_TAR:-$repo/dist/image/sidekill-image.tar}

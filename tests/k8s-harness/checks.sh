@@ -1,6 +1,14 @@
-# Shared by the harness's check scripts (source it): the kubectl shorthand, one line per
-# check with counters, and a retry loop. Needs $K8S_HARNESS_KUBECTL (env.sh).
+# Shared by the harness's check scripts (source it): the running harness's environment, the
+# kubectl shorthands, one line per check with counters, and a retry loop.
+
+# The running harness: the env.sh start.sh wrote in $K8S_HARNESS_DIR (default the cache's run
+# folder). Sourcing it again after a script has (smoke.sh, to see whether one runs) is harmless:
+# it only exports.
+run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
+. "$run/env.sh"
 k() { "$K8S_HARNESS_KUBECTL" "$@"; }
+# as_sidekill ARGS...: kubectl as sidekill's own ServiceAccount (sidekill.kubeconfig).
+as_sidekill() { "$K8S_HARNESS_KUBECTL" --kubeconfig "$K8S_HARNESS_SIDEKILL_KUBECONFIG" "$@"; }
 passed=0 failed=0 skipped=0
 pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
 fail() { failed=$((failed + 1)); printf 'FAIL  %s: %s\n' "$1" "$2"; }

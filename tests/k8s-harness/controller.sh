@@ -14,11 +14,9 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
-. "$run/env.sh"
+. "$here/checks.sh"
 sidekill=${SIDEKILL_BIN:-$(dirname "${SIDEKILL_STANDIN:-$K8S_HARNESS_STANDIN}")/sidekill}
 module_a=$repo/dist/raw/sidekill_policy.wasm
-. "$here/checks.sh"
 ns=k8s-harness-controller
 work=$(mktemp -d)
 controller_pid=

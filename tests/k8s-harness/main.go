@@ -8,6 +8,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 )
@@ -29,31 +30,41 @@ Run 'k8s-harness <subcommand> --help' for a subcommand's flags.
 Exit codes: 0 done; 1 the subcommand failed while running; 2 bad arguments.
 `
 
+// commands are the subcommands by name; each answers its exit status.
+var commands = map[string]func(args []string) int{
+	"certs":              runCerts,
+	"etcd":               runEtcd,
+	"apiserver":          runAPIServer,
+	"controller-manager": runControllerManager,
+	"node":               runNode,
+	"version":            runVersion,
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	args := os.Args[2:]
-	var code int
 	switch os.Args[1] {
-	case "certs":
-		code = runCerts(args)
-	case "etcd":
-		code = runEtcd(args)
-	case "apiserver":
-		code = runAPIServer(args)
-	case "controller-manager":
-		code = runControllerManager(args)
-	case "node":
-		code = runNode(args)
-	case "version":
-		code = runVersion(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
-	default:
-		fmt.Fprintf(os.Stderr, "k8s-harness: unknown subcommand %q\n\n%s", os.Args[1], usage)
-		code = 2
+		return
 	}
-	os.Exit(code)
+	run, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "k8s-harness: unknown subcommand %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	os.Exit(run(os.Args[2:]))
+}
+
+// newFlagSet is a subcommand's flag set whose usage (on -h or a bad flag) is "Usage:
+// k8s-harness " and `usage`, then `help`, then the flags.
+func newFlagSet(name, usage, help string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: k8s-harness %s [flags]\n\n%s\nFlags:\n", usage, help)
+		fs.PrintDefaults()
+	}
+	return fs
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -47,11 +46,7 @@ from the real sidekill-quitter binary. Needs root.
 `
 
 func runNode(args []string) int {
-	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: k8s-harness node --kubeconfig F --tls-cert F --tls-key F --client-ca F --images DIR [flags]\n\n%s\nFlags:\n", nodeHelp)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("node", "node --kubeconfig F --tls-cert F --tls-key F --client-ca F --images DIR", nodeHelp)
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the node's identity (system:node:NAME) (required)")
 	name := fs.String("name", "sidekill-node", "node name; pods name it in spec.nodeName")
 	nodeIP := fs.String("node-ip", "127.0.0.1", "node address: InternalIP, kubelet API address, pods' hostIP")

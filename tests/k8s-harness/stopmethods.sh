@@ -25,14 +25,11 @@
 #   tests/k8s-harness/stopmethods.sh
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-run=${K8S_HARNESS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sidekill/k8s-harness/run}
-. "$run/env.sh"
 . "$here/checks.sh"
 ns=k8s-harness-stopmethods
 nop=sidekill-nop:0.1.0
 quitter=sidekill-quitter:0.1.0
 work=$(mktemp -d)
-as_sidekill() { "$K8S_HARNESS_KUBECTL" --kubeconfig "$K8S_HARNESS_SIDEKILL_KUBECONFIG" "$@"; }
 finish() {
   k delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1
   rm -rf "$work"
@@ -62,17 +59,20 @@ swap_patch() { # INDEX NAME IMAGE: sidekill's JSON patch (CONTRACT.md, "Image sw
   printf '[{"op":"test","path":"/spec/containers/%s/name","value":"%s"},{"op":"replace","path":"/spec/containers/%s/image","value":"%s"}]' "$1" "$2" "$1" "$3"
 }
 swapped() { [ "$(cs "$1" "$2" .restartCount)" = 1 ] && [ -n "$(cs "$1" "$2" .state.terminated.reason)" ]; }
-
-k delete namespace "$ns" --ignore-not-found --timeout=60s >/dev/null 2>&1
-k create namespace "$ns" >/dev/null
-eventually 30 k -n "$ns" get serviceaccount default
-
-# 1. The image swap. main has no signal handler (a namespace init: SIGTERM is dropped), sidecar
-# exits 0 on SIGTERM, stubborn's handler ignores SIGTERM, timeout's command[0] is not in the nop.
-k -n "$ns" apply -f - >/dev/null <<YAML
+# running POD N: whether N of POD's containers run.
+running() { [ "$(jp "$1" '{.status.containerStatuses[*].state.running.startedAt}' | wc -w)" = "$2" ]; }
+# start_pod NAME WHAT [CONTAINER...]: applies pod NAME on the harness node (restartPolicy Never,
+# a 3 s grace period) with main, sidecar and stubborn, then each CONTAINER (a YAML flow
+# mapping), and checks that they all run (WHAT names them in the line). Exits when they do not:
+# every later check needs the pod.
+start_pod() {
+  local name=$1 what=$2 extra='' c
+  shift 2
+  for c in "$@"; do extra+=$'\n'"  - $c"; done
+  k -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
-metadata: {name: swap}
+metadata: {name: $name}
 spec:
   nodeName: $K8S_HARNESS_NODE
   restartPolicy: Never
@@ -80,11 +80,23 @@ spec:
   containers:
   - {name: main, image: sidekill.test/main, args: [--seconds, "3600"]}
   - {name: sidecar, image: sidekill.test/sidecar}
-  - {name: stubborn, image: sidekill.test/stubborn}
-  - {name: timeout, image: alpine, command: [/usr/bin/timeout, "3600", sleep, "3600"]}
+  - {name: stubborn, image: sidekill.test/stubborn}$extra
 YAML
-all_running() { [ "$(jp swap '{.status.containerStatuses[*].state.running.startedAt}' | wc -w)" = 4 ]; }
-if eventually 30 all_running; then pass "pod swap: 4 containers running"; else fail "pod swap" "$(jp swap '{.status}')"; exit 1; fi
+  if eventually 30 running "$name" $((3 + $#)); then
+    pass "pod $name: $what running"
+  else
+    fail "pod $name" "$(jp "$name" '{.status}')"
+    exit 1
+  fi
+}
+
+k delete namespace "$ns" --ignore-not-found --timeout=60s >/dev/null 2>&1
+k create namespace "$ns" >/dev/null
+eventually 30 k -n "$ns" get serviceaccount default
+
+# 1. The image swap. main has no signal handler (a namespace init: SIGTERM is dropped), sidecar
+# exits 0 on SIGTERM, stubborn's handler ignores SIGTERM, timeout's command[0] is not in the nop.
+start_pod swap "4 containers" '{name: timeout, image: alpine, command: [/usr/bin/timeout, "3600", sleep, "3600"]}'
 ip=$(jp swap '{.status.podIP} {.status.podIPs[*].ip} {.status.hostIP}')
 if [ "$ip" = "127.0.0.2 127.0.0.2 127.0.0.1" ]; then
   pass "podIP and podIPs 127.0.0.2, hostIP 127.0.0.1 (the node's)"
@@ -170,21 +182,7 @@ else
 fi
 
 # 3. The ephemeral quitter.
-k -n "$ns" apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: eph}
-spec:
-  nodeName: $K8S_HARNESS_NODE
-  restartPolicy: Never
-  terminationGracePeriodSeconds: 3
-  containers:
-  - {name: main, image: sidekill.test/main, args: [--seconds, "3600"]}
-  - {name: sidecar, image: sidekill.test/sidecar}
-  - {name: stubborn, image: sidekill.test/stubborn}
-YAML
-eph_running() { [ "$(jp eph '{.status.containerStatuses[*].state.running.startedAt}' | wc -w)" = 3 ]; }
-if eventually 30 eph_running; then pass "pod eph: main, sidecar and stubborn running"; else fail "pod eph" "$(jp eph '{.status}')"; exit 1; fi
+start_pod eph "main, sidecar and stubborn"
 ended() { [ -n "$(ecs eph "$1" .state.terminated.reason)" ]; }
 
 # kubectl debug: the quitter looks for `main` in the sidecar's PID namespace, where it is not.

@@ -2,25 +2,23 @@
 // module agrees byte for byte; a module that answers differently has its differences
 // marked; garbage, an import, another ABI major version, a trap and an endless loop are
 // refused with a reason while the page keeps planning.
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, closeSession, ensureDir, openSession, pasteInput, RAW_WASM, runs, SCREENSHOTS, shownPlan, WEB } from './harness.mjs';
+import { browser, ensureDir, pasteInput, RAW_WASM, runs, SCREENSHOTS, shownPlan, suiteSession, WEB } from './harness.mjs';
 import { rawAbiModule, withCustomSection } from './wasm-builder.mjs';
 
 const example = (f) => readFileSync(join(WEB, 'examples', f), 'utf8');
 const INFO = JSON.stringify({ ok: { name: 'sidekill-policy', version: '0.0.1-fake', features: [], presetsHash: '0' } });
 
 describe('comparing with another policy module', () => {
-  let server;
-  let chromium;
+  const session = suiteSession();
   let page;
   before(async () => {
-    ({ server, chromium, page } = await openSession());
+    ({ page } = session);
     await pasteInput(page, example('istio-job.yaml'));
   });
-  after(() => closeSession({ server, chromium }));
 
   /** Loads `bytes` as `name` and waits for the outcome; answers the status element. */
   async function load(name, bytes) {

@@ -1,22 +1,18 @@
 // The kill-cmd annotation editor: live validation from the module's diagnostics, the plan
 // following the edit, and the fixed annotation or YAML handed back.
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeSession, openSession, pasteInput, shownPlan, WEB } from './harness.mjs';
+import { pasteInput, shownPlan, suiteSession, WEB } from './harness.mjs';
 
 const example = (f) => readFileSync(join(WEB, 'examples', f), 'utf8');
 
 describe('editing a kill-cmd annotation', () => {
-  let server;
-  let chromium;
+  const session = suiteSession((tab, site) =>
+    tab.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(site.url).origin }));
   let page;
-  before(async () => {
-    ({ server, chromium, page } = await openSession((tab, site) =>
-      tab.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(site.url).origin })));
-  });
-  after(() => closeSession({ server, chromium }));
+  before(() => { ({ page } = session); });
   beforeEach(async () => {
     await pasteInput(page, example('seed-istio-quitquitquit.yaml'));
   });
@@ -112,13 +108,9 @@ describe('editing a kill-cmd annotation', () => {
 });
 
 describe('editing a JSON input', () => {
-  let server;
-  let chromium;
+  const session = suiteSession();
   let page;
-  before(async () => {
-    ({ server, chromium, page } = await openSession());
-  });
-  after(() => closeSession({ server, chromium }));
+  before(() => { ({ page } = session); });
 
   test('the fixed input stays JSON, changed in place', async () => {
     // The seed's sh-kill case as `kubectl get pod -o json` prints it.

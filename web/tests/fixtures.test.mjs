@@ -1,11 +1,11 @@
 // Pastes every real-world fixture that a shared vector names (tests/vectors/fixture-*.json,
 // `fixture` field) into the page and checks that the plan it shows (roles, stops with
 // their verdicts and steps, readiness, executor, diagnostics) is the vector's `expect`.
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeSession, FIXTURES, openSession, pasteInput, shownPlan, VECTORS } from './harness.mjs';
+import { FIXTURES, pasteInput, shownPlan, suiteSession, VECTORS } from './harness.mjs';
 
 const vectors = readdirSync(VECTORS)
   .filter((f) => f.startsWith('fixture-') && f.endsWith('.json'))
@@ -13,13 +13,9 @@ const vectors = readdirSync(VECTORS)
   .map((f) => ({ name: f.replace(/\.json$/, ''), ...JSON.parse(readFileSync(join(VECTORS, f), 'utf8')) }));
 
 describe('real-world fixtures pasted into the page', () => {
-  let server;
-  let chromium;
+  const session = suiteSession();
   let page;
-  before(async () => {
-    ({ server, chromium, page } = await openSession());
-  });
-  after(() => closeSession({ server, chromium }));
+  before(() => { ({ page } = session); });
 
   test('there are fixture vectors and the fixtures are there', () => {
     assert.ok(vectors.length >= 20, `expected at least 20 fixture vectors, found ${vectors.length}`);

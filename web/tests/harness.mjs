@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 import { serveStatic } from './server.mjs';
 
@@ -63,7 +64,6 @@ export async function browser() {
   };
 }
 
-/** Opens the page and waits until it has planned its first input. */
 /**
  * Serves the page (or uses SIDEKILL_WEB_URL), starts Chromium and opens the page in a new tab.
  * `prepare(page, server)` runs before the page loads (permissions, listeners).
@@ -84,12 +84,25 @@ export async function openSession(prepare = async () => {}) {
   }
 }
 
+/**
+ * One session for the enclosing `describe`: opened (as openSession(prepare)) in a `before`
+ * hook and closed in an `after` hook, so that no suite can forget to close its browser.
+ * Returns the object that holds {server, chromium, page} once the `before` hook has run.
+ */
+export function suiteSession(prepare) {
+  const session = {};
+  before(async () => { Object.assign(session, await openSession(prepare)); });
+  after(() => closeSession(session));
+  return session;
+}
+
 /** Closes what openSession opened. */
 export async function closeSession(session) {
   await session?.chromium?.close();
   await session?.server?.close();
 }
 
+/** Opens the page and waits until it has planned its first input. */
 export async function openPage(page, base, hash = '') {
   await page.goto(base + hash);
   await page.waitForFunction(() => document.documentElement.dataset.ready === 'true', null, { timeout: 20000 });

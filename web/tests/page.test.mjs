@@ -1,25 +1,21 @@
 // The page as a whole: it loads the policy offline, plans the bundled examples, shows YAML
 // errors inline, restores a shared link, is usable from the keyboard, and writes YAML that
 // reads back the same.
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeSession, FIXTURES, openPage, openSession, pasteInput, runs, shownPlan, WEB } from './harness.mjs';
+import { FIXTURES, openPage, pasteInput, runs, shownPlan, suiteSession, WEB } from './harness.mjs';
 
 const examples = JSON.parse(readFileSync(join(WEB, 'examples/index.json'), 'utf8'));
 
 describe('the page', () => {
-  let server;
-  let chromium;
-  let page;
   const requests = [];
-  before(async () => {
-    ({ server, chromium, page } = await openSession(async (tab) => {
-      tab.on('request', (r) => requests.push(r.url()));
-    }));
+  const session = suiteSession(async (tab) => {
+    tab.on('request', (r) => requests.push(r.url()));
   });
-  after(() => closeSession({ server, chromium }));
+  let page;
+  before(() => { ({ page } = session); });
 
   test('loads the policy and plans the first example without any request elsewhere', async () => {
     assert.match(await page.textContent('#policy-info'), /^Policy sidekill-policy \d+\.\d+\.\d+/);
@@ -39,7 +35,7 @@ describe('the page', () => {
     assert.equal(await row.count(), 1);
     assert.equal(await row.getAttribute('data-executor'), 'emissary');
     assert.equal(await row.locator('td.applies').count(), 1);
-    const origin = new URL(server.url).origin;
+    const origin = new URL(session.server.url).origin;
     const elsewhere = requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:'));
     assert.deepEqual(elsewhere, []);
     assert.deepEqual(page.problems, []);
@@ -120,7 +116,7 @@ describe('the page', () => {
     await page.waitForFunction(() => location.hash.startsWith('#v1=') && location.hash.length > 100);
     await page.waitForTimeout(500); // the link follows the last change after 400 ms
     const link = page.url();
-    const other = await chromium.newPage();
+    const other = await session.chromium.newPage();
     await openPage(other, '', link);
     assert.equal(await other.inputValue('#input'), text);
     assert.equal(await other.inputValue('#fact-cluster'), '1.28');

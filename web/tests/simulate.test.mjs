@@ -1,21 +1,17 @@
 // Injection simulation: Istio, Linkerd and Kuma, classic and native, into a workflow step
 // and a Job; the policy's answer for each.
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeSession, openSession, pasteInput, shownPlan, WEB } from './harness.mjs';
+import { pasteInput, shownPlan, suiteSession, WEB } from './harness.mjs';
 
 const example = (f) => readFileSync(join(WEB, 'examples', f), 'utf8');
 
 describe('simulating injection', () => {
-  let server;
-  let chromium;
+  const session = suiteSession();
   let page;
-  before(async () => {
-    ({ server, chromium, page } = await openSession());
-  });
-  after(() => closeSession({ server, chromium }));
+  before(() => { ({ page } = session); });
 
   const row = (mesh, mode) => page.locator(`#sim-result tr[data-mesh="${mesh}"][data-mode="${mode}"]`);
   const roleIn = (mesh, mode, name) => row(mesh, mode).locator(`li[data-container="${name}"]`).getAttribute('data-role');

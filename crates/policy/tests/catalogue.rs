@@ -92,26 +92,15 @@ fn every_planned_argv_is_in_the_catalogue() {
             );
         }
     }
-    let root = vectors::fixtures_dir();
-    for dir in std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display())) {
-        let dir = dir.unwrap().path();
-        if !dir.is_dir() {
-            continue;
-        }
-        for file in std::fs::read_dir(&dir).unwrap() {
-            let file = file.unwrap().path();
-            if file.extension().is_some_and(|e| e == "md") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&file).unwrap();
-            for doc in sidekill_policy::yaml::documents(&text).unwrap() {
-                for facts in fact_variants() {
-                    checked += check(
-                        &plan(&doc, &facts),
-                        &file.display().to_string(),
-                        &mut failures,
-                    );
-                }
+    for (_, file) in vectors::fixture_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for doc in sidekill_policy::yaml::documents(&text).unwrap() {
+            for facts in fact_variants() {
+                checked += check(
+                    &plan(&doc, &facts),
+                    &file.display().to_string(),
+                    &mut failures,
+                );
             }
         }
     }

@@ -11,6 +11,17 @@ mod vectors;
 
 use serde_json::{json, Map, Value};
 
+/// An exec or ephemeral action's argv, space-separated as the expectations write it.
+fn argv_text(action: &Value) -> String {
+    let argv: Vec<&str> = action["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    argv.join(" ")
+}
+
 fn step_text(step: &Value) -> String {
     match step["step"].as_str() {
         Some("await") => format!("await {}", step["container"].as_str().unwrap()),
@@ -18,15 +29,7 @@ fn step_text(step: &Value) -> String {
         Some("send") => {
             let action = &step["action"];
             match action["kind"].as_str() {
-                Some("exec") => {
-                    let argv: Vec<&str> = action["argv"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|a| a.as_str().unwrap())
-                        .collect();
-                    format!("send {} exec {}", step["signal"], argv.join(" "))
-                }
+                Some("exec") => format!("send {} exec {}", step["signal"], argv_text(action)),
                 Some("http") => format!(
                     "send {} http {} {} {}",
                     step["signal"],
@@ -40,26 +43,39 @@ fn step_text(step: &Value) -> String {
                     action["containerIndex"],
                     action["image"].as_str().unwrap()
                 ),
-                Some("ephemeral") => {
-                    let argv: Vec<&str> = action["argv"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|a| a.as_str().unwrap())
-                        .collect();
-                    format!(
-                        "send {} ephemeral @{} {} {}",
-                        step["signal"],
-                        action["targetContainerName"].as_str().unwrap(),
-                        action["image"].as_str().unwrap(),
-                        argv.join(" ")
-                    )
-                }
+                Some("ephemeral") => format!(
+                    "send {} ephemeral @{} {} {}",
+                    step["signal"],
+                    action["targetContainerName"].as_str().unwrap(),
+                    action["image"].as_str().unwrap(),
+                    argv_text(action)
+                ),
                 other => panic!("unknown action {other:?}"),
             }
         }
         other => panic!("unknown step {other:?}"),
     }
+}
+
+/// `{container: value}` over `list` (a plan's stops, or an outcome's containers), for the
+/// entries `value` answers: the per-container projections all key their entries this way.
+fn per_container(list: &Value, value: impl Fn(&Value) -> Option<Value>) -> Value {
+    Value::Object(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| Some((e["container"].as_str().unwrap().to_string(), value(e)?)))
+            .collect(),
+    )
+}
+
+/// A stop's SIGTERM step, where the exit expectation and the endpoint are.
+fn sigterm_step(stop: &Value) -> Option<&Value> {
+    stop["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["signal"] == 15)
 }
 
 fn project(subject: &Value, expect: &Value) -> Value {
@@ -117,86 +133,40 @@ fn project(subject: &Value, expect: &Value) -> Value {
     if expect.get("argoStep").is_some() {
         out.insert("argoStep".into(), outcome["argoStep"]["phase"].clone());
     }
+    let stops = &subject["plan"]["stops"];
     if expect.get("exits").is_some() {
-        let exits: Map<String, Value> = subject["plan"]["stops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["container"].as_str().unwrap().to_string(),
-                    s["steps"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .find(|st| st["signal"] == 15)
-                        .map(|st| st["expectedExit"]["code"].clone())
-                        .unwrap_or(Value::Null),
-                )
-            })
-            .collect();
-        out.insert("exits".into(), Value::Object(exits));
+        let exits = per_container(stops, |s| {
+            Some(sigterm_step(s).map_or(Value::Null, |st| st["expectedExit"]["code"].clone()))
+        });
+        out.insert("exits".into(), exits);
     }
     if expect.get("results").is_some() {
-        let results: Map<String, Value> = outcome["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                (
-                    c["container"].as_str().unwrap().to_string(),
-                    c["result"].clone(),
-                )
-            })
-            .collect();
-        out.insert("results".into(), Value::Object(results));
+        let results = per_container(&outcome["containers"], |c| Some(c["result"].clone()));
+        out.insert("results".into(), results);
     }
     // Stop methods (issue 13): only when the expectation has them. `methods` is each stop's
     // method kind, `endpoints` the endpoint its SIGTERM step calls, with its access rule.
     if expect.get("methods").is_some() {
-        let methods: Map<String, Value> = subject["plan"]["stops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["container"].as_str().unwrap().to_string(),
-                    s["method"]["kind"].clone(),
-                )
-            })
-            .collect();
-        out.insert("methods".into(), Value::Object(methods));
+        let methods = per_container(stops, |s| Some(s["method"]["kind"].clone()));
+        out.insert("methods".into(), methods);
     }
     if expect.get("endpoints").is_some() {
-        let endpoints: Map<String, Value> = subject["plan"]["stops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|s| {
-                let step = s["steps"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|st| st["signal"] == 15)?;
-                let e = step.get("endpoint")?;
-                let access = if e["loopbackOnly"] == true {
-                    "loopback-only"
-                } else {
-                    "any"
-                };
-                Some((
-                    s["container"].as_str().unwrap().to_string(),
-                    json!(format!(
-                        "{} {}:{}{} {access}",
-                        e["method"].as_str().unwrap(),
-                        e["host"].as_str().unwrap(),
-                        e["port"],
-                        e["path"].as_str().unwrap()
-                    )),
-                ))
-            })
-            .collect();
-        out.insert("endpoints".into(), Value::Object(endpoints));
+        let endpoints = per_container(stops, |s| {
+            let e = sigterm_step(s)?.get("endpoint")?;
+            let access = if e["loopbackOnly"] == true {
+                "loopback-only"
+            } else {
+                "any"
+            };
+            Some(json!(format!(
+                "{} {}:{}{} {access}",
+                e["method"].as_str().unwrap(),
+                e["host"].as_str().unwrap(),
+                e["port"],
+                e["path"].as_str().unwrap()
+            )))
+        });
+        out.insert("endpoints".into(), endpoints);
     }
     if expect.get("owner").is_some() {
         out.insert("owner".into(), subject["pod"]["owner"]["kind"].clone());
@@ -291,37 +261,25 @@ fn every_real_world_fixture_has_a_vector_and_a_plan() {
     let root = vectors::fixtures_dir();
     let mut missing = Vec::new();
     let mut count = 0;
-    for dir in std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display())) {
-        let dir = dir.unwrap().path();
-        if !dir.is_dir() {
-            continue;
+    for (rel, file) in vectors::fixture_files() {
+        count += 1;
+        let text = std::fs::read_to_string(&file).unwrap();
+        for doc in sidekill_policy::yaml::documents(&text).unwrap() {
+            let request = serde_json::to_vec(&json!({"object": doc})).unwrap();
+            let answer: Value = serde_json::from_slice(&sidekill_policy::call(
+                sidekill_policy::Call::Plan,
+                &request,
+            ))
+            .unwrap();
+            assert!(
+                answer["ok"]["subjects"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty()),
+                "{rel}: no plan: {answer}"
+            );
         }
-        for file in std::fs::read_dir(&dir).unwrap() {
-            let file = file.unwrap().path();
-            let name = file.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".md") {
-                continue;
-            }
-            count += 1;
-            let rel = format!("{}/{}", dir.file_name().unwrap().to_string_lossy(), name);
-            let text = std::fs::read_to_string(&file).unwrap();
-            for doc in sidekill_policy::yaml::documents(&text).unwrap() {
-                let request = serde_json::to_vec(&json!({"object": doc})).unwrap();
-                let answer: Value = serde_json::from_slice(&sidekill_policy::call(
-                    sidekill_policy::Call::Plan,
-                    &request,
-                ))
-                .unwrap();
-                assert!(
-                    answer["ok"]["subjects"]
-                        .as_array()
-                        .is_some_and(|s| !s.is_empty()),
-                    "{rel}: no plan: {answer}"
-                );
-            }
-            if !covered.contains(&rel) {
-                missing.push(rel);
-            }
+        if !covered.contains(&rel) {
+            missing.push(rel);
         }
     }
     assert!(

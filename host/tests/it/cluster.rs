@@ -21,7 +21,8 @@
 //!
 //! What only the test server can do (fault injection) is [`Cluster::faults`]; a test that
 //! needs it starts with [`Cluster::start_test_server_only`], which on a real cluster prints
-//! why the test is skipped.
+//! why the test is skipped. A test that needs what only a real cluster has (RBAC, Jobs)
+//! starts with its mirror, [`Cluster::start_real_only`].
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -49,10 +50,39 @@ pub fn real() -> bool {
     std::env::var("SIDEKILL_E2E").as_deref() == Ok("1")
 }
 
-/// Prints that a test is skipped on this target, and why. Written to the process's stderr
-/// directly, past the test harness's capture, so that a skip shows in every run's output
-/// instead of passing silently.
-pub fn skip(test: &str, why: &str) {
+/// The Events in `namespace` on `pod` with `reason`, as listed (the executor's tests and the
+/// controller's read the steps sidekill recorded so).
+pub async fn events_on(
+    client: kube::Client,
+    namespace: &str,
+    pod: &str,
+    reason: &str,
+) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client, namespace);
+    api.list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+/// Why a test that needs RBAC skips on the test server.
+pub const NO_RBAC: &str =
+    "the test server has no RBAC (it allows every request); set SIDEKILL_E2E=1";
+/// Why a test that needs Jobs skips on the test server.
+pub const NO_JOBS: &str =
+    "the test server has no batch API and no Job controller; set SIDEKILL_E2E=1";
+
+/// Prints that the running test is skipped on this target, and why. The test is named by its
+/// thread, which libtest names after the test (its path, as `cargo test` lists it), so that no
+/// test has to spell its own name. Written to the process's stderr directly, past the test
+/// harness's capture, so that a skip shows in every run's output instead of passing silently.
+fn skip(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
     let _ = writeln!(
         std::io::stderr(),
         "SKIPPED {test} on the {}: {why}",
@@ -100,25 +130,40 @@ impl Cluster {
         if real() {
             Cluster::Real(Real::start(tag).await)
         } else {
-            require_root();
-            let c = ClusterConfig {
-                bookmark_interval: Duration::from_millis(200),
-                ..ClusterConfig::default()
-            };
-            Cluster::Test(TestCluster::start(c).await.unwrap_or_else(|e| {
-                panic!("start the test cluster ({e}); the stand-in binary comes from `cargo build -p sidekill-testcluster`")
-            }))
+            Cluster::test_server().await
         }
     }
 
+    async fn test_server() -> Cluster {
+        require_root();
+        let c = ClusterConfig {
+            bookmark_interval: Duration::from_millis(200),
+            ..ClusterConfig::default()
+        };
+        Cluster::Test(TestCluster::start(c).await.unwrap_or_else(|e| {
+            panic!("start the test cluster ({e}); the stand-in binary comes from `cargo build -p sidekill-testcluster`")
+        }))
+    }
+
     /// The test server for a test that needs what only it can do; on a real cluster, `None`
-    /// after printing that `test` is skipped and `why`.
-    pub async fn start_test_server_only(test: &str, why: &str) -> Option<Cluster> {
+    /// after printing that the test is skipped and `why`.
+    pub async fn start_test_server_only(why: &str) -> Option<Cluster> {
         if real() {
-            skip(test, why);
+            skip(why);
             return None;
         }
-        Some(Cluster::start(test).await)
+        Some(Cluster::test_server().await)
+    }
+
+    /// A real cluster (`tag` as in [`Cluster::start`]) for a test that needs what the test
+    /// server lacks (`lacking`: [`NO_RBAC`], [`NO_JOBS`]); on the test server, `None` after
+    /// printing that the test is skipped and why.
+    pub async fn start_real_only(tag: &str, lacking: &str) -> Option<Cluster> {
+        if !real() {
+            skip(lacking);
+            return None;
+        }
+        Some(Cluster::Real(Real::start(tag).await))
     }
 
     /// The namespace the fixtures live in.
@@ -332,15 +377,9 @@ impl Cluster {
 
     /// How many Events on `pod` have `reason`.
     pub async fn events(&self, pod: &str, reason: &str) -> usize {
-        let api: Api<Event> = Api::namespaced(self.admin().await, self.namespace());
-        api.list(&ListParams::default())
+        events_on(self.admin().await, self.namespace(), pod, reason)
             .await
-            .expect("events")
-            .items
-            .iter()
-            .filter(|e| e.involved_object.name.as_deref() == Some(pod))
-            .filter(|e| e.reason.as_deref() == Some(reason))
-            .count()
+            .len()
     }
 
     /// A new identity in the test's namespace (ServiceAccount `name`) bound to a Role with

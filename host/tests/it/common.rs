@@ -2,9 +2,50 @@
 //! the embedded module is compiled once), WAT modules by name.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use sidekill::{Config, Runtime};
+use sidekill::{Config, Policy, PolicyStore, Runtime};
+
+/// Asserts that less than `limit` has passed since `started`, and says how long it took: the
+/// bound a test sets on work that must not wait (a refusal, a deadline, a closed client).
+#[track_caller]
+pub fn assert_within(started: Instant, limit: Duration) {
+    let took = started.elapsed();
+    assert!(took < limit, "took {took:?}, more than {limit:?}");
+}
+
+/// Runs `during` while `threads` threads each call `each` with the store's current policy, over
+/// and over: the swap tests' "under load". The threads stop when `during` returns or panics (a
+/// failed assertion in it must fail the test, not leave it waiting on threads that never end),
+/// and are joined before this returns; a panic in one of them is this function's.
+pub fn under_load<T>(
+    store: &PolicyStore,
+    threads: usize,
+    each: impl Fn(&Policy) + Sync,
+    during: impl FnOnce() -> T,
+) -> T {
+    /// Tells the threads to stop when dropped, on a return or a panic alike.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    each(&store.current());
+                }
+            });
+        }
+        let _stop = Stop(&stop);
+        during()
+    })
+}
 
 /// The runtime every test shares.
 pub fn runtime() -> &'static Runtime {

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use sidekill::error::Error;
-use sidekill::publish::{Action, Candidate, PolicyConfigMap};
+use sidekill::publish::{Action, Candidate, PolicyConfigMap, Snapshot};
 use sidekill::source::configmap::{ConfigMapError, ConfigMapSource};
 use sidekill::{embedded, PolicyStore, Sha256};
 use sidekill_testcluster::{ClusterConfig, TestCluster};
@@ -286,24 +286,10 @@ async fn racing_pushes_lose_no_version() {
     let first = cm.push(runtime(), &candidate(0)).await.expect("push");
     assert_eq!(first.action, Action::Created);
     // Someone else created it meanwhile: a create on the stale snapshot conflicts.
-    let err = cm
-        .write(runtime(), &missing, &candidate(1))
-        .await
-        .expect_err("stale create");
-    assert!(
-        matches!(err, Error::ConfigMap(ConfigMapError::Conflict { .. })),
-        "{err}"
-    );
+    conflicting_write(&cm, &missing, &candidate(1), "stale create").await;
     let stale = cm.read().await.expect("read");
     cm.push(runtime(), &candidate(1)).await.expect("push");
-    let err = cm
-        .write(runtime(), &stale, &candidate(2))
-        .await
-        .expect_err("stale write");
-    assert!(
-        matches!(err, Error::ConfigMap(ConfigMapError::Conflict { .. })),
-        "{err}"
-    );
+    let err = conflicting_write(&cm, &stale, &candidate(2), "stale write").await;
     assert!(err.to_string().contains("configmap sidekill/race"), "{err}");
     let now = cm.read().await.expect("read");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
@@ -370,4 +356,23 @@ async fn racing_pushes_lose_no_version() {
         "every version is either live or was replaced exactly once"
     );
     c.shutdown().await;
+}
+
+/// A write of `candidate` on `snapshot`, which must be refused as a conflict (`what` says
+/// which write): the error.
+async fn conflicting_write(
+    cm: &PolicyConfigMap,
+    snapshot: &Snapshot,
+    candidate: &Candidate,
+    what: &str,
+) -> Error {
+    let err = cm
+        .write(runtime(), snapshot, candidate)
+        .await
+        .expect_err(what);
+    assert!(
+        matches!(err, Error::ConfigMap(ConfigMapError::Conflict { .. })),
+        "{what}: {err}"
+    );
+    err
 }

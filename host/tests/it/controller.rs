@@ -7,8 +7,6 @@
 //! runtime) cancels every task it had, as a crashed process would.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -136,20 +134,9 @@ impl Running {
 
     /// An endpoint's status code and body.
     fn get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(self.endpoints).expect("connect");
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read");
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
+        let answer =
+            crate::http_client::get(self.endpoints, "x", &format!("/{path}")).expect("get");
+        (answer.status, answer.body().to_owned())
     }
 
     /// A metric's value: `name{labels} value` lines, matched on the text before the value.
@@ -229,15 +216,11 @@ fn terminated(c: &TestCluster, name: &str, container: &str) -> bool {
         .is_some_and(|p| sidekill_testcluster::container_exit_code(&p, container).is_some())
 }
 
+/// The messages of the steps recorded on `pod` (its `SidecarStep` Events).
 async fn events(client: kube::Client, pod: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(client, "default");
-    api.list(&ListParams::default())
+    crate::cluster::events_on(client, "default", pod, "SidecarStep")
         .await
-        .expect("events")
-        .items
         .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(pod))
-        .filter(|e| e.reason.as_deref() == Some("SidecarStep"))
         .filter_map(|e| e.message)
         .collect()
 }
@@ -1194,11 +1177,10 @@ spec:
         .parse()
         .expect("address");
     let metric = |series: &str| -> Option<f64> {
-        let mut s = TcpStream::connect(address).ok()?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        text.lines()
+        let answer = crate::http_client::get(address, "x", "/metrics").ok()?;
+        answer
+            .body()
+            .lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     };
     let started = Instant::now();

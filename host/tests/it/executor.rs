@@ -52,6 +52,43 @@ spec:
     )
 }
 
+/// The spec of the pods the Job tests run, as one YAML flow mapping, so that it fits a bare
+/// pod and a Job's template alike: restartPolicy `restart`, a 2 s grace period, a main that
+/// exits 0 at once, and `sidecar` (a flow mapping).
+fn job_pod_spec(restart: &str, sidecar: &str) -> String {
+    format!(
+        "{{restartPolicy: {restart}, terminationGracePeriodSeconds: 2, containers: [\
+         {{name: main, image: sidekill.test/main, args: ['--seconds', '0']}}, {sidecar}]}}"
+    )
+}
+
+/// A Job's pod (by its label; no Job behind it) of [`job_pod_spec`]; `annotations` as in
+/// [`pod`].
+fn job_pod(name: &str, annotations: &str, restart: &str, sidecar: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{batch.kubernetes.io/job-name: {name}}}
+  annotations: {{{annotations}}}
+spec: {}
+",
+        job_pod_spec(restart, sidecar)
+    )
+}
+
+/// A port nothing listens on yet, for a sidecar's endpoint.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Reports rendered for the test log, without colour.
+const PLAIN: sidekill::render::Style = sidekill::render::Style { color: false };
+
 async fn main_done(c: &Cluster, name: &str, sidecars: &[&str]) {
     let names: Vec<String> = sidecars.iter().map(|s| (*s).to_owned()).collect();
     c.wait_for_pod(name, Duration::from_secs(20), |p| {
@@ -551,7 +588,6 @@ async fn a_pod_deleted_while_its_plan_runs_is_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_exec_is_not_run_again() {
     let Some(c) = Cluster::start_test_server_only(
-        "a_dropped_exec_is_not_run_again",
         "it drops the exec's WebSocket mid-stream (fault dropExecAfterFrames), which a real \
          API server cannot be made to do from a test",
     )
@@ -591,7 +627,6 @@ async fn a_dropped_exec_is_not_run_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_server_answering_500_for_a_while_is_retried() {
     let Some(c) = Cluster::start_test_server_only(
-        "an_api_server_answering_500_for_a_while_is_retried",
         "it makes the API server answer 500 (fault failRequests), which a real API server \
          cannot be made to do from a test",
     )

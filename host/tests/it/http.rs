@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use sidekill::http::{serve_with, Options, Response};
 
+use crate::common::assert_within;
 use crate::http_client;
 
 /// A server on an ephemeral loopback port, on a thread of its own; its address.
@@ -114,11 +115,7 @@ fn a_client_trickling_its_head_is_cut_off_at_the_deadline() {
         }
     }
     assert!(closed, "the server kept a trickling client for 4 s");
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
+    assert_within(start, Duration::from_secs(2));
 }
 
 #[test]

@@ -6,53 +6,33 @@
 use std::time::{Duration, Instant};
 
 use sidekill::signature::{decode_signature, SigningKey, Trust};
-use sidekill::{embedded, Config, PolicyStore, Runtime, Sha256};
+use sidekill::{embedded, Config, Policy, PolicyStore, Runtime, Sha256};
 use sidekill_policy::Call;
 
-use crate::common::{embedded_variant, runtime, wat, ISTIO_POD};
+use crate::common::{assert_within, embedded_variant, runtime, under_load, wat, ISTIO_POD};
+
+/// A module of an exported memory and `items` (functions, globals), in text: every module
+/// built here has that frame.
+fn module_of(items: &str) -> Vec<u8> {
+    wat::parse_str(format!("(module (memory (export \"memory\") 1)\n{items})")).expect("wat")
+}
 
 /// A module of `functions` empty functions besides the ABI: the "250k empty functions"
 /// compile bomb (1.43 GB and 141 s to compile before).
 fn many_functions(functions: usize) -> Vec<u8> {
-    let mut text = String::from("(module (memory (export \"memory\") 1)\n");
-    for _ in 0..functions {
-        text.push_str("(func)\n");
-    }
-    text.push(')');
-    wat::parse_str(&text).expect("wat")
+    module_of(&"(func)\n".repeat(functions))
 }
 
 /// `locals` i64 locals all live across `loops` nested-in-sequence loops: the "2,000 locals
 /// live across 2,000 loops" compile bomb (42 KB, 101 s to compile before).
 fn locals_across_loops(locals: usize, loops: usize) -> Vec<u8> {
-    let mut text =
-        String::from("(module (memory (export \"memory\") 1) (func (export \"f\") (result i64)\n");
-    for _ in 0..locals {
-        text.push_str("(local i64)");
-    }
-    for i in 0..loops {
-        let l = i % locals;
-        text.push_str(&format!(
-            "(loop $l{i} (local.set {l} (i64.add (local.get {l}) (i64.const 1))) (br_if $l{i} (i64.lt_u (local.get {l}) (i64.const 1))))\n"
-        ));
-    }
-    text.push_str("(i64.const 0)");
-    for l in 0..locals {
-        text.push_str(&format!("(i64.add (local.get {l}))"));
-    }
-    text.push_str("))");
-    wat::parse_str(&text).expect("wat")
+    module_of(&function_text("(export \"f\") ", locals, loops))
 }
 
 /// `count` globals: the "900k globals" module whose instantiation cost ~380 ms outside
 /// the deadline.
 fn many_globals(count: usize) -> Vec<u8> {
-    let mut text = String::from("(module (memory (export \"memory\") 1)\n");
-    for _ in 0..count {
-        text.push_str("(global (mut i32) (i32.const 0))");
-    }
-    text.push(')');
-    wat::parse_str(&text).expect("wat")
+    module_of(&"(global (mut i32) (i32.const 0))".repeat(count))
 }
 
 #[test]
@@ -147,18 +127,21 @@ fn pages_reset_in_place_keep_nothing_of_the_last_call() {
     )
     .expect("valid wat");
     let policy = runtime().load(&module).expect("loads");
-    for call in 0..20 {
-        let answer = policy.answer(Call::Plan, ISTIO_POD).expect("answers");
-        assert_eq!(answer, "clean", "call {call}");
-    }
+    assert_every_call_answers(&policy, "clean");
 }
 
 #[test]
 fn a_time_bomb_sees_every_call_as_its_first() {
     let policy = runtime().load(&wat("time_bomb")).expect("loads");
+    assert_every_call_answers(&policy, "benign");
+}
+
+/// Plans 20 times and checks that every answer is `expected`: what one call leaves behind
+/// must not reach the next.
+fn assert_every_call_answers(policy: &Policy, expected: &str) {
     for call in 0..20 {
         let answer = policy.answer(Call::Plan, ISTIO_POD).expect("answers");
-        assert_eq!(answer, "benign", "call {call}");
+        assert_eq!(answer, expected, "call {call}");
     }
 }
 
@@ -173,11 +156,7 @@ fn a_looping_reset_costs_nothing_because_it_is_never_called() {
         );
     }
     // Before, each call then ran the looping reset to its 100 ms deadline.
-    assert!(
-        started.elapsed() < Duration::from_millis(400),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_within(started, Duration::from_millis(400));
 }
 
 #[test]
@@ -343,17 +322,13 @@ fn a_cache_dir_others_can_write_is_refused() {
 /// limit checked before compiling (locals x blocks stays below 1,000,000 per function), yet
 /// seconds of Cranelift per function.
 fn slow_to_compile(functions: usize, locals: usize, loops: usize) -> Vec<u8> {
-    let one = function_text(locals, loops);
-    let mut text = String::from("(module (memory (export \"memory\") 1)\n");
-    for _ in 0..functions {
-        text.push_str(&one);
-    }
-    text.push(')');
-    wat::parse_str(&text).expect("wat")
+    module_of(&function_text("", locals, loops).repeat(functions))
 }
 
-fn function_text(locals: usize, loops: usize) -> String {
-    let mut text = String::from("(func (result i64)\n");
+/// A function (`export`, such as `(export "f") `, or none) whose `locals` i64 locals are all
+/// live across `loops` loops in sequence: what makes Cranelift's register allocation slow.
+fn function_text(export: &str, locals: usize, loops: usize) -> String {
+    let mut text = format!("(func {export}(result i64)\n");
     for _ in 0..locals {
         text.push_str("(local i64)");
     }
@@ -405,8 +380,7 @@ fn a_module_compiled_in_a_child_process_runs_bound_to_its_hash() {
 /// version answers throughout. Before, it compiled on the live process's own CPU.
 #[test]
 fn a_compile_over_the_childs_cpu_limit_is_refused_while_the_live_version_keeps_serving() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let bomb = slow_to_compile(16, 450, 2_000);
     sidekill::limits::check(&bomb, &sidekill::limits::ModuleLimits::default(), 64 << 20)
         .expect("the static limits let it through");
@@ -422,35 +396,19 @@ fn a_compile_over_the_childs_cpu_limit_is_refused_while_the_live_version_keeps_s
     .load(embedded::BYTES)
     .expect("embedded");
     let runtime = child_runtime(&cache, Duration::from_secs(1), Duration::from_secs(30));
-    let store = Arc::new(
-        PolicyStore::new(runtime, None, embedded::BYTES, embedded::ORIGIN).expect("store"),
-    );
-    let (stop, served, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let worker = {
-        let (store, stop, served, failed) = (
-            Arc::clone(&store),
-            Arc::clone(&stop),
-            Arc::clone(&served),
-            Arc::clone(&failed),
-        );
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match store.current().plan(ISTIO_POD) {
-                    Ok(_) => served.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        })
+    let store = PolicyStore::new(runtime, None, embedded::BYTES, embedded::ORIGIN).expect("store");
+    let (served, failed) = (AtomicU64::new(0), AtomicU64::new(0));
+    let serve = |policy: &Policy| {
+        match policy.plan(ISTIO_POD) {
+            Ok(_) => served.fetch_add(1, Ordering::Relaxed),
+            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+        };
     };
-    let started = Instant::now();
-    let err = store.propose(&bomb, "bomb").expect_err("refused");
-    let took = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    worker.join().expect("worker");
+    let (err, took) = under_load(&store, 1, serve, || {
+        let started = Instant::now();
+        let err = store.propose(&bomb, "bomb").expect_err("refused");
+        (err, started.elapsed())
+    });
     eprintln!(
         "bomb ({} bytes) refused in {took:?}: {}; {} plans served meanwhile",
         bomb.len(),

@@ -1,82 +1,67 @@
 //! The policy store: validated swaps under concurrent load, calls in flight, rollback,
 //! the sha256 pin, and the file source.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sidekill::source::file::{FileSource, FileWatcher};
-use sidekill::{embedded, PolicyStore, Sha256, Swap};
+use sidekill::{embedded, Policy, PolicyStore, Sha256, Swap};
 
-use crate::common::{embedded_variant, runtime, wat, ISTIO_POD};
+use crate::common::{embedded_variant, runtime, under_load, wat, ISTIO_POD};
 
 fn store() -> PolicyStore {
     PolicyStore::new(runtime().clone(), None, embedded::BYTES, embedded::ORIGIN).expect("store")
 }
 
+/// The embedded module's store with the sha256 pin `pin`.
+fn pinned(pin: Sha256) -> sidekill::Result<PolicyStore> {
+    PolicyStore::new(runtime().clone(), Some(pin), embedded::BYTES, "embedded")
+}
+
 #[test]
 fn a_thousand_swaps_under_load_lose_no_call() {
-    let store = Arc::new(store());
+    let store = store();
     let variant = embedded_variant("b");
     let shas = [embedded::sha256(), Sha256::of(&variant)];
     // Warm the variant once (compilation), so the loop measures swaps.
     store.validate(&variant).expect("the variant validates");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
-    let on_variant = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (store, stop, calls, failures, on_variant) = (
-                Arc::clone(&store),
-                Arc::clone(&stop),
-                Arc::clone(&calls),
-                Arc::clone(&failures),
-                Arc::clone(&on_variant),
-            );
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let policy = store.current();
-                    match policy.plan(ISTIO_POD) {
-                        Ok(plan)
-                            if plan["subjects"][0]["plan"]["stops"][0]["container"]
-                                == "istio-proxy" => {}
-                        Ok(plan) => panic!("wrong plan: {plan}"),
-                        Err(e) => {
-                            eprintln!("failed call: {}", e.report());
-                            failures.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    if *policy.sha256() == shas[1] {
-                        on_variant.fetch_add(1, Ordering::Relaxed);
-                    }
-                    calls.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-
-    let started = Instant::now();
-    for i in 0..1_000 {
-        let (bytes, origin) = if i % 2 == 0 {
-            (&variant[..], "variant")
-        } else {
-            (embedded::BYTES, "embedded")
-        };
-        match store
-            .propose(bytes, origin)
-            .expect("valid versions are accepted")
-        {
-            Swap::Switched { to, .. } => assert_eq!(*to.policy.sha256(), shas[(i + 1) % 2]),
-            Swap::Unchanged(_) => panic!("swap {i} changed nothing"),
+    let calls = AtomicU64::new(0);
+    let failures = AtomicU64::new(0);
+    let on_variant = AtomicU64::new(0);
+    let plan = |policy: &Policy| {
+        match policy.plan(ISTIO_POD) {
+            Ok(plan) if plan["subjects"][0]["plan"]["stops"][0]["container"] == "istio-proxy" => {}
+            Ok(plan) => panic!("wrong plan: {plan}"),
+            Err(e) => {
+                eprintln!("failed call: {}", e.report());
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
-    }
-    let swapping = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.join().expect("worker");
-    }
+        if *policy.sha256() == shas[1] {
+            on_variant.fetch_add(1, Ordering::Relaxed);
+        }
+        calls.fetch_add(1, Ordering::Relaxed);
+    };
+    let swapping = under_load(&store, 4, plan, || {
+        let started = Instant::now();
+        for i in 0..1_000 {
+            let (bytes, origin) = if i % 2 == 0 {
+                (&variant[..], "variant")
+            } else {
+                (embedded::BYTES, "embedded")
+            };
+            match store
+                .propose(bytes, origin)
+                .expect("valid versions are accepted")
+            {
+                Swap::Switched { to, .. } => assert_eq!(*to.policy.sha256(), shas[(i + 1) % 2]),
+                Swap::Unchanged(_) => panic!("swap {i} changed nothing"),
+            }
+        }
+        started.elapsed()
+    });
     let calls = calls.load(Ordering::Relaxed);
     eprintln!(
         "1000 swaps in {swapping:?} under 4 planning threads: {calls} calls, {} on the variant",
@@ -142,13 +127,7 @@ fn a_refused_version_leaves_the_live_one_and_its_previous() {
 
 #[test]
 fn the_pin_refuses_any_other_module_before_compiling_it() {
-    let store = PolicyStore::new(
-        runtime().clone(),
-        Some(embedded::sha256()),
-        embedded::BYTES,
-        "embedded",
-    )
-    .expect("the pinned module loads");
+    let store = pinned(embedded::sha256()).expect("the pinned module loads");
     let err = store
         .propose(&embedded_variant("pin"), "variant")
         .unwrap_err();
@@ -156,13 +135,7 @@ fn the_pin_refuses_any_other_module_before_compiling_it() {
     assert!(err.to_string().contains(&embedded::sha256().to_string()));
     // Issue 17: the embedded module is trusted as part of the binary, so a pin (which
     // guards modules from outside) no longer refuses it; a pinned file still must match.
-    let store = PolicyStore::new(
-        runtime().clone(),
-        Some(Sha256::of(b"other")),
-        embedded::BYTES,
-        "embedded",
-    )
-    .expect("the embedded module is trusted");
+    let store = pinned(Sha256::of(b"other")).expect("the embedded module is trusted");
     let err = store
         .propose(&embedded_variant("x"), "variant")
         .unwrap_err();

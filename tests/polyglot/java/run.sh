@@ -11,14 +11,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 
 command -v mvn >/dev/null || { echo "run.sh: mvn not found (Maven 3.8+ and Java 17+ are needed)" >&2; exit 2; }
-if [[ -z "${SIDEKILL_VECTORS_OUT:-}" ]]; then
-  if command -v cargo >/dev/null; then
-    (cd "$repo" && cargo run -q -p sidekill-policy --example dump_vectors -- dist/vectors 2>/dev/null) \
-      || { echo "run.sh: dumping the vectors failed" >&2; exit 2; }
-  else
-    echo "run.sh: cargo not found; using the vectors already in $repo/dist/vectors" >&2
-  fi
-fi
+. "$here/../vectors.sh"
+dump_vectors "$repo" "$repo/dist/vectors"
 
 cd "$here"
 reports=target/surefire-reports

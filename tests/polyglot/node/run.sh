@@ -9,17 +9,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 
 command -v node >/dev/null || { echo "run.sh: node not found (Node 20 or later is needed)" >&2; exit 2; }
-if [[ -z "${SIDEKILL_VECTORS_OUT:-}" ]]; then
-  if command -v cargo >/dev/null; then
-    # A fresh folder each run: dist/vectors keeps the dumps of renamed or removed vectors.
-    out=$(mktemp -d "${TMPDIR:-/tmp}/sidekill-vectors.XXXXXX")
-    trap 'rm -rf "$out"' EXIT
-    (cd "$repo" && cargo run -q -p sidekill-policy --example dump_vectors -- "$out")
-    export SIDEKILL_VECTORS_OUT=$out
-  else
-    echo "run.sh: cargo not found; using the vectors already in $repo/dist/vectors" >&2
-  fi
-fi
+. "$here/../vectors.sh"
+# A fresh folder each run: dist/vectors keeps the dumps of renamed or removed vectors.
+out=$(mktemp -d "${TMPDIR:-/tmp}/sidekill-vectors.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+dump_vectors "$repo" "$out"
 
 cd "$here"
 node --test raw.test.mjs pkg-node.test.mjs corpus.test.mjs

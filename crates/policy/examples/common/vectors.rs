@@ -30,6 +30,32 @@ pub fn fixtures_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("../shared/fixtures/real-world"))
 }
 
+/// Every real-world fixture (each folder's files but its notes, `*.md`), sorted, as its path
+/// relative to [`fixtures_dir`] (`folder/file`, as a vector's `fixture` names it) and its
+/// full path.
+#[allow(dead_code)] // the core's tests walk the fixtures; dump_vectors and the module's do not
+pub fn fixture_files() -> Vec<(String, PathBuf)> {
+    let root = fixtures_dir();
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display())) {
+        let dir = dir.expect("directory entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let file = file.expect("directory entry").path();
+            let name = file.file_name().expect("file name").to_string_lossy();
+            if name.ends_with(".md") {
+                continue;
+            }
+            let folder = dir.file_name().expect("folder name").to_string_lossy();
+            files.push((format!("{folder}/{name}"), file.clone()));
+        }
+    }
+    files.sort();
+    files
+}
+
 /// Every vector, sorted by name.
 pub fn load_all() -> Vec<Vector> {
     let dir = repo_root().join("tests/vectors");

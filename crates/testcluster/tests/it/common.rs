@@ -172,14 +172,27 @@ pub async fn wait(c: &TestCluster, name: &str, what: &str, cond: impl Fn(&Pod) -
         })
 }
 
+/// Asserts that a container status reports sidekill's image `name` (`sidekill-nop`,
+/// `sidekill-quitter`) as containerd does: `image` the reference `name:0.1.0`, `imageID` its
+/// Docker Hub digest.
+pub fn assert_sidekill_image(s: &ContainerStatus, name: &str) {
+    assert_eq!(s.image, format!("{name}:0.1.0"));
+    let digest = format!("docker.io/library/{name}@sha256:");
+    assert!(s.image_id.starts_with(&digest), "{}", s.image_id);
+}
+
+/// Whether `container` of pod `pod` has logged `needle` so far.
+pub fn logged(c: &TestCluster, pod: &str, container: &str, needle: &str) -> bool {
+    c.logs("default", pod, container)
+        .unwrap_or_default()
+        .contains(needle)
+}
+
 /// Waits until a container's log contains `needle` (a stand-in prints when its signal handlers
 /// are installed: a signal sent before that would meet PID 1 without a handler, and be dropped).
 pub async fn wait_log(c: &TestCluster, pod: &str, container: &str, needle: &str) {
     for _ in 0..500 {
-        if c.logs("default", pod, container)
-            .unwrap_or_default()
-            .contains(needle)
-        {
+        if logged(c, pod, container, needle) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -190,28 +203,26 @@ pub async fn wait_log(c: &TestCluster, pod: &str, container: &str, needle: &str)
     );
 }
 
-/// A plain HTTP/1.1 GET (no client-side retries, unlike kube-rs which retries 503): status and body.
-pub async fn raw_get(base: &str, path: &str) -> (u16, String) {
+/// Sends `request` (head and body, as written) to `base` and reads the answer to the end:
+/// status and body. The server closes after one answer (`Connection: close`).
+async fn exchange(base: &str, request: String) -> (u16, String) {
     use tokio::io::AsyncWriteExt;
     let host = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
+    s.write_all(request.as_bytes()).await.expect("write");
     let mut resp = String::new();
     s.read_to_string(&mut resp).await.expect("read");
-    let code = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    sidekill_testcluster::standin::status_and_body(&resp)
+}
+
+/// A plain HTTP/1.1 GET (no client-side retries, unlike kube-rs which retries 503): status and body.
+pub async fn raw_get(base: &str, path: &str) -> (u16, String) {
+    let host = base.trim_start_matches("http://");
+    exchange(
+        base,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
 }
 
 /// A plain HTTP/1.1 request without credentials (as kubectl sends over plain HTTP): status and
@@ -223,29 +234,15 @@ pub async fn raw_request(
     content_type: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    use tokio::io::AsyncWriteExt;
     let host = base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
-    s.write_all(
+    let (code, text) = exchange(
+        base,
         format!(
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
-        )
-        .as_bytes(),
+        ),
     )
-    .await
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.expect("read");
-    let code = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let text = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    .await;
     let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (code, v)
 }

@@ -9,8 +9,8 @@ use serde_json::json;
 use sidekill_testcluster::{container_exit_code, container_running, pod_phase};
 
 use crate::common::{
-    client, cluster, free_port, raw_request, refused_patch, sleeping_pod, start_pod, status_of,
-    terminated, wait, wait_log, wait_terminated,
+    assert_sidekill_image, client, cluster, free_port, logged, raw_request, refused_patch,
+    sleeping_pod, start_pod, status_of, terminated, wait, wait_log, wait_terminated,
 };
 
 /// Adds one ephemeral quitter running `argv` (after `/sidekill-quitter`) against `target`.
@@ -60,10 +60,7 @@ async fn an_ephemeral_quitter_signals_the_target_by_name_in_its_pid_namespace() 
     )
     .await;
     assert_eq!(quitter_exit(&c, "p", "quit-1").await, 1);
-    assert!(c
-        .logs("default", "p", "quit-1")
-        .unwrap_or_default()
-        .contains("no process named `main`"));
+    assert!(logged(&c, "p", "quit-1", "no process named `main`"));
 
     // In the target's namespace the target is PID 1, and a handled SIGTERM reaches it.
     add_quitter(
@@ -106,13 +103,7 @@ async fn an_ephemeral_quitter_signals_the_target_by_name_in_its_pid_namespace() 
     assert!(container_running(&p, "main") && container_running(&p, "stubborn"));
 
     let s = status_of(&p, "quit-2");
-    assert_eq!(s.image, "sidekill-quitter:0.1.0");
-    assert!(
-        s.image_id
-            .starts_with("docker.io/library/sidekill-quitter@sha256:"),
-        "{}",
-        s.image_id
-    );
+    assert_sidekill_image(&s, "sidekill-quitter");
     assert!(s
         .container_id
         .is_some_and(|id| id.starts_with("containerd://")));
@@ -184,25 +175,21 @@ async fn an_ephemeral_quitter_reaches_loopback_only_endpoints_that_pods_proxy_ca
 
     // From inside: an ephemeral quitter dials 127.0.0.1.
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
-    let to = |port: u16| format!("127.0.0.1:{port}");
-    add_quitter(
-        &pods,
-        "p",
-        "quit-istio",
-        "istio-proxy",
-        &["http", "POST", &to(status), "/quitquitquit"],
-    )
-    .await;
-    assert_eq!(quitter_exit(&c, "p", "quit-istio").await, 0);
-    add_quitter(
-        &pods,
-        "p",
-        "quit-csql",
-        "csql",
-        &["http", "POST", &to(csql), "/quitquitquit"],
-    )
-    .await;
-    assert_eq!(quitter_exit(&c, "p", "quit-csql").await, 0);
+    for (quitter, target, port) in [
+        ("quit-istio", "istio-proxy", status),
+        ("quit-csql", "csql", csql),
+    ] {
+        let to = format!("127.0.0.1:{port}");
+        add_quitter(
+            &pods,
+            "p",
+            quitter,
+            target,
+            &["http", "POST", &to, "/quitquitquit"],
+        )
+        .await;
+        assert_eq!(quitter_exit(&c, "p", quitter).await, 0);
+    }
     let p = wait(&c, "p", "Succeeded", |p| pod_phase(p) == "Succeeded").await;
     assert_eq!(container_exit_code(&p, "istio-proxy"), Some(0));
     assert_eq!(container_exit_code(&p, "csql"), Some(0));
@@ -223,42 +210,33 @@ async fn ephemeral_container_updates_that_the_apiserver_refuses_are_422() {
         let st = refused_patch(server, path, "application/strategic-merge-patch+json", body).await;
         st["message"].as_str().unwrap_or_default().to_owned()
     };
-    let msg = refused(r#"{"spec":{"ephemeralContainers":[{"name":"q","$patch":"delete"}]}}"#).await;
-    assert!(
-        msg.contains("existing ephemeral containers \"q\" may not be removed"),
-        "{msg}"
-    );
-    let msg = refused(r#"{"spec":{"ephemeralContainers":[{"name":"q","args":["again"]}]}}"#).await;
-    assert!(
-        msg.contains("existing ephemeral containers \"q\" may not be changed"),
-        "{msg}"
-    );
-    let msg = refused(
-        r#"{"spec":{"ephemeralContainers":[{"name":"side","image":"sidekill-quitter:0.1.0"}]}}"#,
-    )
-    .await;
-    assert!(
-        msg.contains("spec.ephemeralContainers[1].name: Duplicate value: \"side\""),
-        "{msg}"
-    );
-    let msg = refused(
-        r#"{"spec":{"ephemeralContainers":[{"name":"x","image":"sidekill-quitter:0.1.0","targetContainerName":"nope"}]}}"#,
-    )
-    .await;
-    assert!(
-        msg.contains("spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\""),
-        "{msg}"
-    );
-    let msg = refused(
-        r#"{"spec":{"ephemeralContainers":[{"name":"x","image":"sidekill-quitter:0.1.0","ports":[{"containerPort":80}]}]}}"#,
-    )
-    .await;
-    assert!(
-        msg.contains(
-            "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container"
+    // Each patch and the part of the API server's refusal that names its rule.
+    let cases = [
+        (
+            r#"{"spec":{"ephemeralContainers":[{"name":"q","$patch":"delete"}]}}"#,
+            "existing ephemeral containers \"q\" may not be removed",
         ),
-        "{msg}"
-    );
+        (
+            r#"{"spec":{"ephemeralContainers":[{"name":"q","args":["again"]}]}}"#,
+            "existing ephemeral containers \"q\" may not be changed",
+        ),
+        (
+            r#"{"spec":{"ephemeralContainers":[{"name":"side","image":"sidekill-quitter:0.1.0"}]}}"#,
+            "spec.ephemeralContainers[1].name: Duplicate value: \"side\"",
+        ),
+        (
+            r#"{"spec":{"ephemeralContainers":[{"name":"x","image":"sidekill-quitter:0.1.0","targetContainerName":"nope"}]}}"#,
+            "spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\"",
+        ),
+        (
+            r#"{"spec":{"ephemeralContainers":[{"name":"x","image":"sidekill-quitter:0.1.0","ports":[{"containerPort":80}]}]}}"#,
+            "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+        ),
+    ];
+    for (body, rule) in cases {
+        let msg = refused(body).await;
+        assert!(msg.contains(rule), "{body}: {msg}");
+    }
     // JSON patch works on the subresource too, and its `remove` is refused the same way.
     refused_patch(
         &c,

@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
-use sidekill_testcluster::container_running;
 use tokio::io::AsyncReadExt;
 
-use crate::common::{client, cluster, exec, wait, wait_log};
+use crate::common::{client, cluster, exec, start_pod, wait_log};
 
 const POD: &str = "apiVersion: v1
 kind: Pod
@@ -50,8 +49,7 @@ async fn counted_and_timed_api_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_stream_dropped_mid_stream_has_no_status() {
     let c = cluster().await;
-    c.apply_yaml(POD).await.expect("apply");
-    wait(&c, "f", "running", |p| container_running(p, "side")).await;
+    start_pod(&c, POD, "f", &["side"]).await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     c.faults().drop_next_exec_after(1);
     let ap = AttachParams::default()
@@ -98,8 +96,7 @@ async fn an_exec_stream_dropped_mid_stream_has_no_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_deleted_while_an_exec_runs() {
     let c = cluster().await;
-    c.apply_yaml(POD).await.expect("apply");
-    wait(&c, "f", "running", |p| container_running(p, "side")).await;
+    start_pod(&c, POD, "f", &["side"]).await;
     wait_log(&c, "f", "side", "sidecar: running").await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     c.faults().delete_pod_on_exec("default", "f");

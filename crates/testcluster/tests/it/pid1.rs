@@ -7,24 +7,27 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, WatchEvent, WatchParams};
-use sidekill_testcluster::{container_exit_code, container_running, container_state, Signal};
+use sidekill_testcluster::{
+    container_exit_code, container_running, container_state, Signal, TestCluster,
+};
 
-use crate::common::{client, cluster, exec, free_port, wait, wait_log};
+use crate::common::{client, cluster, exec, free_port, logged, start_pod, wait, wait_log};
 
-fn pod_yaml(name: &str, containers: &str) -> String {
-    format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n{containers}")
+/// A new cluster running pod `p` (restartPolicy Never, a 1 s grace period) of `containers`
+/// (YAML list items), once the ones named in `running` run: where every test here begins.
+async fn cluster_running(containers: &str, running: &[&str]) -> TestCluster {
+    let c = cluster().await;
+    start_pod(&c, &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n{containers}"), "p", running).await;
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_1_from_inside_is_ignored_and_an_outside_sigkill_is_not() {
-    let c = cluster().await;
-    c.apply_yaml(&pod_yaml(
-        "p",
+    let c = cluster_running(
         "  - {name: sleeper, image: alpine, command: [sleep, '1000']}\n",
-    ))
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| container_running(p, "sleeper")).await;
+        &["sleeper"],
+    )
+    .await;
     let pid = c
         .container_pid("default", "p", "sleeper")
         .expect("pid 1 on the host");
@@ -73,17 +76,7 @@ async fn kill_9_1_from_inside_is_ignored_and_an_outside_sigkill_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_is_obeyed_by_a_pid1_with_a_handler() {
-    let c = cluster().await;
-    c.apply_yaml(&pod_yaml(
-        "p",
-        "  - {name: zero, image: sidekill.test/sidecar}\n  - {name: conventional, image: sidekill.test/sidecar, args: ['--exit-code', '143']}\n",
-    ))
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| {
-        container_running(p, "zero") && container_running(p, "conventional")
-    })
-    .await;
+    let c = cluster_running("  - {name: zero, image: sidekill.test/sidecar}\n  - {name: conventional, image: sidekill.test/sidecar, args: ['--exit-code', '143']}\n", &["zero", "conventional"]).await;
     wait_log(&c, "p", "zero", "sidecar: running").await;
     wait_log(&c, "p", "conventional", "sidecar: running").await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
@@ -104,23 +97,17 @@ async fn sigterm_is_obeyed_by_a_pid1_with_a_handler() {
         (0, Some("Completed"))
     );
     assert_eq!(container_exit_code(&p, "conventional"), Some(143));
-    assert!(c
-        .logs("default", "p", "zero")
-        .unwrap_or_default()
-        .contains("got signal 15"));
+    assert!(logged(&c, "p", "zero", "got signal 15"));
     c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stubborn_sidecar_dies_only_of_the_sigkill_after_the_grace_period_on_delete() {
-    let c = cluster().await;
-    c.apply_yaml(&pod_yaml(
-        "p",
+    let c = cluster_running(
         "  - {name: stubborn, image: sidekill.test/stubborn}\n",
-    ))
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| container_running(p, "stubborn")).await;
+        &["stubborn"],
+    )
+    .await;
     wait_log(&c, "p", "stubborn", "SIGTERM is ignored").await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     assert_eq!(
@@ -178,14 +165,7 @@ async fn a_stubborn_sidecar_dies_only_of_the_sigkill_after_the_grace_period_on_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrapper_script_is_pid1_and_pidof_finds_it() {
-    let c = cluster().await;
-    c.apply_yaml(&pod_yaml(
-        "p",
-        "  - {name: fwd, image: sidekill.test/wrapped}\n",
-    ))
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| container_running(p, "fwd")).await;
+    let c = cluster_running("  - {name: fwd, image: sidekill.test/wrapped}\n", &["fwd"]).await;
     wait_log(&c, "p", "fwd", "sidecar: running").await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     let r = exec(
@@ -213,24 +193,14 @@ async fn a_wrapper_script_is_pid1_and_pidof_finds_it() {
     })
     .await;
     assert_eq!(container_exit_code(&p, "fwd"), Some(0));
-    assert!(c
-        .logs("default", "p", "fwd")
-        .unwrap_or_default()
-        .contains("forwarding"));
+    assert!(logged(&c, "p", "fwd", "forwarding"));
     c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pilot_agent_quitquitquit_stops_the_istio_stand_in() {
-    let c = cluster().await;
     let port = free_port();
-    c.apply_yaml(&pod_yaml(
-        "p",
-        &format!("  - name: istio-proxy\n    image: docker.io/istio/proxyv2:1.22.0\n    env: [{{name: ISTIO_ADMIN_PORT, value: '{port}'}}]\n"),
-    ))
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| container_running(p, "istio-proxy")).await;
+    let c = cluster_running(&format!("  - name: istio-proxy\n    image: docker.io/istio/proxyv2:1.22.0\n    env: [{{name: ISTIO_ADMIN_PORT, value: '{port}'}}]\n"), &["istio-proxy"]).await;
     let pods: Api<Pod> = Api::default_namespaced(client(&c).await);
     wait_log(&c, "p", "istio-proxy", "proxy running").await;
     let r = exec(
@@ -255,17 +225,7 @@ async fn pilot_agent_quitquitquit_stops_the_istio_stand_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_process_outlives_the_cluster() {
-    let c = cluster().await;
-    c.apply_yaml(&pod_yaml(
-        "p",
-        "  - {name: a, image: sidekill.test/stubborn}\n  - {name: b, image: alpine, command: [sh, -c, 'sleep 1000 & sleep 1000']}\n",
-    ))
-    .await
-    .expect("apply");
-    wait(&c, "p", "running", |p| {
-        container_running(p, "a") && container_running(p, "b")
-    })
-    .await;
+    let c = cluster_running("  - {name: a, image: sidekill.test/stubborn}\n  - {name: b, image: alpine, command: [sh, -c, 'sleep 1000 & sleep 1000']}\n", &["a", "b"]).await;
     let pids: Vec<i32> = ["a", "b"]
         .iter()
         .filter_map(|n| c.container_pid("default", "p", n))
@@ -279,15 +239,8 @@ async fn no_process_outlives_the_cluster() {
         );
     }
     // Dropping without shutdown kills too.
-    let c = cluster().await;
-    c.apply_yaml(&pod_yaml(
-        "q",
-        "  - {name: a, image: sidekill.test/stubborn}\n",
-    ))
-    .await
-    .expect("apply");
-    wait(&c, "q", "running", |p| container_running(p, "a")).await;
-    let pid = c.container_pid("default", "q", "a").expect("pid");
+    let c = cluster_running("  - {name: a, image: sidekill.test/stubborn}\n", &["a"]).await;
+    let pid = c.container_pid("default", "p", "a").expect("pid");
     drop(c);
     let mut gone = false;
     for _ in 0..100 {

@@ -9,8 +9,8 @@ use serde_json::json;
 use sidekill_testcluster::{container_running, pod_phase};
 
 use crate::common::{
-    client, cluster, last_terminated, refused_patch, sleeping_pod, start_pod, status_of,
-    terminated, wait, wait_log,
+    assert_sidekill_image, client, cluster, last_terminated, refused_patch, sleeping_pod,
+    start_pod, status_of, terminated, wait, wait_log,
 };
 
 /// The executor's patch: test that index `i` is container `name`, then replace its image.
@@ -79,13 +79,7 @@ async fn a_swapped_pid1_without_a_handler_is_sigkilled_after_grace_then_the_nop_
     );
     assert_ne!(now.container_id, old_id, "a new container");
     assert_eq!(s.restart_count, 1);
-    assert_eq!(s.image, "sidekill-nop:0.1.0");
-    assert!(
-        s.image_id
-            .starts_with("docker.io/library/sidekill-nop@sha256:"),
-        "{}",
-        s.image_id
-    );
+    assert_sidekill_image(&s, "sidekill-nop");
     let events: Api<Event> = Api::default_namespaced(client(&c).await);
     let killing: Vec<String> = events
         .list(&ListParams::default())

@@ -16,32 +16,14 @@ use super::outcome::{complete, completed_job, finished, first_pod_of_job};
 use super::*;
 use crate::cluster;
 
-const PLAIN: sidekill::render::Style = sidekill::render::Style { color: false };
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// A Job's pod (labelled as one) whose main exits 0 at once, with one sidecar `side`, declared
 /// as one (`sidekill.dev/sidecars`).
 fn job_pod(name: &str, sidecar: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{batch.kubernetes.io/job-name: {name}}}
-  annotations: {{sidekill.dev/sidecars: side}}
-spec:
-  restartPolicy: Never
-  terminationGracePeriodSeconds: 2
-  containers:
-  - {{name: main, image: sidekill.test/main, args: ['--seconds', '0']}}
-  - {{name: side, {sidecar}}}
-"
+    super::job_pod(
+        name,
+        "sidekill.dev/sidecars: side",
+        "Never",
+        &format!("{{name: side, {sidecar}}}"),
     )
 }
 
@@ -56,13 +38,9 @@ spec:
   template:
     metadata:
       annotations: {{sidekill.dev/sidecars: side}}
-    spec:
-      restartPolicy: Never
-      terminationGracePeriodSeconds: 2
-      containers:
-      - {{name: main, image: sidekill.test/main, args: ['--seconds', '0']}}
-      - {{name: side, {sidecar}}}
-"
+    spec: {}
+",
+        job_pod_spec("Never", &format!("{{name: side, {sidecar}}}"))
     )
 }
 
@@ -301,14 +279,9 @@ async fn a_swap_the_nop_could_not_start_is_refused_and_would_have_failed_the_pod
 /// takes a real `batch/v1` Job to `Complete` with one pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_method_completes_a_real_job_with_one_pod() {
-    if !cluster::real() {
-        cluster::skip(
-            "each_method_completes_a_real_job_with_one_pod",
-            "the test server has no batch API and no Job controller; set SIDEKILL_E2E=1",
-        );
+    let Some(c) = Cluster::start_real_only("methjob", cluster::NO_JOBS).await else {
         return;
-    }
-    let c = Cluster::start("methjob").await;
+    };
     let ns = c.namespace().to_owned();
     let quit = cloud_sql(free_port());
     // (Job, sidecar, the executor's methods, the method expected)

@@ -18,33 +18,16 @@ use crate::cluster;
 use crate::common::{json, recorded};
 use sidekill::answer::Diagnostic;
 
-const PLAIN: sidekill::render::Style = sidekill::render::Style { color: false };
-
 const PROXY_IMAGE: &str = "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.1-alpine";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A Job's pod (by its label; no Job behind it) whose main works `seconds` and exits 0, with a
-/// Cloud SQL proxy sidecar given `args`.
+/// A Job's pod (by its label; no Job behind it) whose main exits 0 at once, with a Cloud SQL
+/// proxy sidecar given `args`.
 fn job_pod(name: &str, restart: &str, args: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{batch.kubernetes.io/job-name: {name}}}
-spec:
-  restartPolicy: {restart}
-  terminationGracePeriodSeconds: 2
-  containers:
-  - {{name: main, image: sidekill.test/main, args: ['--seconds', '0']}}
-  - {{name: cloud-sql-proxy, image: '{PROXY_IMAGE}', args: [{args}]}}
-"
+    super::job_pod(
+        name,
+        "",
+        restart,
+        &format!("{{name: cloud-sql-proxy, image: '{PROXY_IMAGE}', args: [{args}]}}"),
     )
 }
 
@@ -310,14 +293,9 @@ pub(super) fn finished(p: &Pod, container: &str) -> Option<SystemTime> {
 /// `succeeded: 1`, and the report's prediction is what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method() {
-    if !cluster::real() {
-        cluster::skip(
-            "a_job_with_a_sidecar_completes_with_one_pod_for_each_stop_method",
-            "the test server has no batch API and no Job controller; set SIDEKILL_E2E=1",
-        );
+    let Some(c) = Cluster::start_real_only("jobs", cluster::NO_JOBS).await else {
         return;
-    }
-    let c = Cluster::start("jobs").await;
+    };
     let ns = c.namespace().to_owned();
     let istio_port = free_port();
     let csql_port = free_port();

@@ -9,7 +9,7 @@ use sidekill::exec::Error;
 
 use super::*;
 use crate::cluster;
-use crate::common::{recorded, repo_root};
+use crate::common::{assert_within, recorded, repo_root};
 
 /// The permissions the executor needs, each taken away in turn.
 const NEEDED: [(&str, &str); 6] = [
@@ -34,23 +34,22 @@ fn deploy_rules() -> Vec<Value> {
     role["rules"].as_array().cloned().expect("rules")
 }
 
+/// A rule's list (`resources`, `verbs`) as strings; empty when it has none.
+fn strings(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// `rules` without `verb` on `resource` (a rule left with no verb goes).
 fn without(rules: &[Value], verb: &str, resource: &str) -> Value {
     let mut out = Vec::new();
     let mut found = false;
     for rule in rules {
-        let resources: Vec<&str> = rule["resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let verbs: Vec<&str> = rule["verbs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let resources = strings(&rule["resources"]);
+        let verbs = strings(&rule["verbs"]);
         if !resources.contains(&resource) || !verbs.contains(&verb) {
             out.push(rule.clone());
             continue;
@@ -86,6 +85,21 @@ fn case_name(verb: &str, resource: &str) -> String {
     format!("minus-{verb}-{}", resource.replace('/', "-"))
 }
 
+/// A client as identity `name`, granted `rules` without `verb` on `resource` ([`without`]):
+/// sidekill as deployed, short of one permission.
+async fn client_without(
+    c: &Cluster,
+    name: &str,
+    rules: &[Value],
+    verb: &str,
+    resource: &str,
+) -> kube::Client {
+    let kubeconfig = c.identity(name, without(rules, verb, resource)).await;
+    sidekill::cli::stop::client(Some(&kubeconfig))
+        .await
+        .expect("client")
+}
+
 /// A sidecar that ends 3 s after SIGTERM, so that the executor must watch the pod to see its
 /// end: one that ends at once can already be terminated when the wait's first list runs, and
 /// the case without `watch pods` then passed (seen once in a fresh-machine run).
@@ -93,14 +107,9 @@ const SLOW_TO_EXIT_SIDECAR: &str = "  - {name: proxy, image: alpine, command: [s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
-    if !cluster::real() {
-        cluster::skip(
-            "each_permission_of_deploy_taken_away_is_named_with_its_rule",
-            "the test server has no RBAC (it allows every request); set SIDEKILL_E2E=1",
-        );
+    let Some(c) = Cluster::start_real_only("rbac", cluster::NO_RBAC).await else {
         return;
-    }
-    let c = Cluster::start("rbac").await;
+    };
     let ns = c.namespace();
     let rules = deploy_rules();
     for (verb, resource) in NEEDED {
@@ -112,10 +121,7 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
     for (verb, resource) in NEEDED {
         let name = case_name(verb, resource);
         main_done(&c, &name, &["proxy"]).await;
-        let kubeconfig = c.identity(&name, without(&rules, verb, resource)).await;
-        let client = sidekill::cli::stop::client(Some(&kubeconfig))
-            .await
-            .expect("client");
+        let client = client_without(&c, &name, &rules, verb, resource).await;
         let started = Instant::now();
         let err = executor(client, |_| {})
             .stop_pod(ns, &name)
@@ -150,11 +156,7 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
         }
         assert_eq!(err.name(), "forbidden");
         // Not retried until the backoff gives up: a 403 does not go away by waiting.
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
+        assert_within(started, Duration::from_secs(10));
     }
 
     // A refused exec ran nothing: nothing is recorded, the sidecar still runs, so a sidekill
@@ -214,26 +216,15 @@ async fn each_permission_of_deploy_taken_away_is_named_with_its_rule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_events_the_plan_still_runs() {
-    if !cluster::real() {
-        cluster::skip(
-            "without_events_the_plan_still_runs",
-            "the test server has no RBAC (it allows every request); set SIDEKILL_E2E=1",
-        );
+    let Some(c) = Cluster::start_real_only("noevents", cluster::NO_RBAC).await else {
         return;
-    }
-    let c = Cluster::start("noevents").await;
+    };
     let ns = c.namespace();
-    let rules = deploy_rules();
     c.apply_yaml(&pod("noev", "", "'--seconds', '0'", SH_SIDECAR))
         .await
         .expect("apply");
     main_done(&c, "noev", &["proxy"]).await;
-    let kubeconfig = c
-        .identity("minus-events", without(&rules, "create", "events"))
-        .await;
-    let client = sidekill::cli::stop::client(Some(&kubeconfig))
-        .await
-        .expect("client");
+    let client = client_without(&c, "minus-events", &deploy_rules(), "create", "events").await;
     let r = executor(client, |_| {})
         .stop_pod(ns, "noev")
         .await

@@ -148,27 +148,37 @@ public final class Bench {
     System.out.printf("%d %d %d%n", t[0], t[1], t[2]);
   }
 
+  /**
+   * Runs this class's main in a fresh JVM (its `jvmOptions`, then `args`), so that nothing of this
+   * JVM's warm state is timed; answers the numbers the child prints on its first line.
+   */
+  private static long[] freshJvm(List<String> jvmOptions, String... args)
+      throws IOException, InterruptedException {
+    List<String> command = new ArrayList<>();
+    command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    command.addAll(jvmOptions);
+    command.addAll(List.of("-Dsidekill.repo=" + Fixtures.repo(), "-cp", System.getProperty("java.class.path"),
+        Bench.class.getName()));
+    command.addAll(List.of(args));
+    Process child = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+    String line;
+    try (BufferedReader out =
+        new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
+      line = out.readLine();
+    }
+    if (child.waitFor() != 0 || line == null) {
+      throw new IllegalStateException("fresh JVM run failed: " + line);
+    }
+    return Arrays.stream(line.trim().split(" ")).mapToLong(Long::parseLong).toArray();
+  }
+
   private void coldInFreshJvms(Engine engine) throws IOException, InterruptedException {
     if (freshJvms <= 0) {
       return;
     }
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     List<long[]> runs = new ArrayList<>();
     for (int i = 0; i < freshJvms; i++) {
-      Process child =
-          new ProcessBuilder(java, "-Dsidekill.repo=" + Fixtures.repo(), "-cp",
-                  System.getProperty("java.class.path"), Bench.class.getName(), "--cold-once", engine.name())
-              .redirectError(ProcessBuilder.Redirect.INHERIT)
-              .start();
-      String line;
-      try (BufferedReader out =
-          new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
-        line = out.readLine();
-      }
-      if (child.waitFor() != 0 || line == null) {
-        throw new IllegalStateException("fresh JVM run failed: " + line);
-      }
-      runs.add(Arrays.stream(line.trim().split(" ")).mapToLong(Long::parseLong).toArray());
+      runs.add(freshJvm(List.of(), "--cold-once", engine.name()));
     }
     System.out.printf("cold start in %d fresh JVMs (parse / instantiate%s / first call policyInfo):%n",
         freshJvms, engine == Engine.COMPILER ? " incl. compile" : "");
@@ -239,26 +249,11 @@ public final class Bench {
                 + "), Java " + System.getProperty("java.version") + "\"");
 
         // Cold: fresh JVMs, the JVM's own start not timed.
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         long[] cold = new long[freshJvms], first = new long[freshJvms];
         for (int i = 0; i < freshJvms; i++) {
-          Process child =
-              new ProcessBuilder(java, "-Xmx1g", "-Dsidekill.repo=" + Fixtures.repo(), "-cp",
-                      System.getProperty("java.class.path"), Bench.class.getName(), "--cold-once-plan",
-                      engine.name())
-                  .redirectError(ProcessBuilder.Redirect.INHERIT)
-                  .start();
-          String line;
-          try (BufferedReader r =
-              new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
-            line = r.readLine();
-          }
-          if (child.waitFor() != 0 || line == null) {
-            throw new IllegalStateException("fresh JVM run failed: " + line);
-          }
-          String[] t = line.trim().split(" ");
-          cold[i] = Long.parseLong(t[0]);
-          first[i] = Long.parseLong(t[1]);
+          long[] t = freshJvm(List.of("-Xmx1g"), "--cold-once-plan", engine.name());
+          cold[i] = t[0];
+          first[i] = t[1];
         }
         if (freshJvms > 0) {
           Arrays.sort(cold);
@@ -295,7 +290,10 @@ public final class Bench {
     }
   }
 
-  /** Per-call times in ns, sorted: as {@link #time}. */
+  /**
+   * Per-call times in ns, sorted: `call` run for the warm-up time, then timed for the measuring
+   * time (at least `minCalls` calls, at most 65,536).
+   */
   private long[] samples(Runnable call) {
     long warmEnd = System.nanoTime() + warmupMs * 1_000_000;
     do {
@@ -348,20 +346,9 @@ public final class Bench {
     System.out.printf("  policyInfo median %.3f ms, matrix median %.3f ms%n", info.median, matrix.median);
   }
 
+  /** Warms `call` up, then times it: the per-call times of {@link #samples}, as order statistics. */
   private Stats time(Runnable call) {
-    long warmEnd = System.nanoTime() + warmupMs * 1_000_000;
-    do {
-      call.run();
-    } while (System.nanoTime() < warmEnd);
-    long[] samples = new long[1 << 16];
-    int n = 0;
-    long end = System.nanoTime() + measureMs * 1_000_000;
-    while (n < samples.length && (n < minCalls || System.nanoTime() < end)) {
-      long t0 = System.nanoTime();
-      call.run();
-      samples[n++] = System.nanoTime() - t0;
-    }
-    return Stats.of(Arrays.copyOf(samples, n));
+    return Stats.of(samples(call));
   }
 
   /** Order statistics in milliseconds. */
