@@ -53,6 +53,18 @@ pub struct Canary {
     pub expect: Expect,
 }
 
+impl Canary {
+    /// A `plan` canary: `request` must plan as one subject.
+    const fn plan(name: &'static str, request: &'static str) -> Canary {
+        Canary {
+            name,
+            call: Call::Plan,
+            request,
+            expect: Expect::Plans(1),
+        }
+    }
+}
+
 /// The canaries every version must pass.
 pub const CANARIES: [Canary; 7] = [
     Canary {
@@ -67,24 +79,15 @@ pub const CANARIES: [Canary; 7] = [
         request: "",
         expect: Expect::Matrix,
     },
-    Canary {
-        name: "istio-job",
-        call: Call::Plan,
-        request: include_str!("../canaries/istio-job.json"),
-        expect: Expect::Plans(1),
-    },
-    Canary {
-        name: "argo-workflow",
-        call: Call::Plan,
-        request: include_str!("../canaries/argo-workflow.json"),
-        expect: Expect::Plans(1),
-    },
-    Canary {
-        name: "native-sidecar-pod",
-        call: Call::Plan,
-        request: include_str!("../canaries/native-sidecar-pod.json"),
-        expect: Expect::Plans(1),
-    },
+    Canary::plan("istio-job", include_str!("../canaries/istio-job.json")),
+    Canary::plan(
+        "argo-workflow",
+        include_str!("../canaries/argo-workflow.json"),
+    ),
+    Canary::plan(
+        "native-sidecar-pod",
+        include_str!("../canaries/native-sidecar-pod.json"),
+    ),
     Canary {
         name: "classify-istio-job",
         call: Call::Classify,

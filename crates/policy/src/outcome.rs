@@ -133,6 +133,16 @@ pub struct Prediction {
     pub why: String,
 }
 
+impl Prediction {
+    /// The end `phase`, because `why`.
+    pub fn new(phase: Phase, why: impl Into<String>) -> Prediction {
+        Prediction {
+            phase,
+            why: why.into(),
+        }
+    }
+}
+
 /// What one container's end does to the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -498,35 +508,26 @@ pub fn predict(
         (!list.is_empty()).then(|| list.join(", "))
     };
     let pod_prediction = if policy == Some(RestartPolicy::Always) {
-        Prediction {
-            phase: Phase::NeverCompletes,
-            why: "restartPolicy Always: a long-running pod, the kubelet restarts every container that exits".into(),
-        }
+        Prediction::new(Phase::NeverCompletes, "restartPolicy Always: a long-running pod, the kubelet restarts every container that exits")
     } else if let Some(n) = names(ContainerResult::KeepsRunning) {
-        Prediction {
-            phase: Phase::NeverCompletes,
-            why: format!("{n} keeps running"),
-        }
+        Prediction::new(Phase::NeverCompletes, format!("{n} keeps running"))
     } else if let Some(n) = names(ContainerResult::Restarted) {
-        Prediction {
-            phase: Phase::NeverCompletes,
-            why: format!("the kubelet restarts {n} (restartPolicy OnFailure)"),
-        }
+        Prediction::new(
+            Phase::NeverCompletes,
+            format!("the kubelet restarts {n} (restartPolicy OnFailure)"),
+        )
     } else if let Some(n) = names(ContainerResult::Fails) {
-        Prediction {
-            phase: Phase::Failed,
-            why: format!("{n} exits non-zero under restartPolicy Never"),
-        }
+        Prediction::new(
+            Phase::Failed,
+            format!("{n} exits non-zero under restartPolicy Never"),
+        )
     } else if let Some(n) = names(ContainerResult::Unknown) {
-        Prediction {
-            phase: Phase::Unknown,
-            why: format!("the exit code of {n} is not known"),
-        }
+        Prediction::new(Phase::Unknown, format!("the exit code of {n} is not known"))
     } else {
-        Prediction {
-            phase: Phase::Succeeded,
-            why: "every counted container exits 0, if the main containers succeed".into(),
-        }
+        Prediction::new(
+            Phase::Succeeded,
+            "every counted container exits 0, if the main containers succeed",
+        )
     };
     let argo_step = argo.then(|| argo_step(&pod_prediction, containers, &out));
     Outcome {
@@ -564,8 +565,5 @@ fn argo_step(pod: &Prediction, containers: &[Classified], out: &[ContainerOutcom
             ),
         };
     }
-    Prediction {
-        phase: Phase::Succeeded,
-        why: "the pod ends Failed, but Argo ignores a sidecar's 137 and 143 (inferFailedReason): the step succeeds if main and wait do".into(),
-    }
+    Prediction::new(Phase::Succeeded, "the pod ends Failed, but Argo ignores a sidecar's 137 and 143 (inferFailedReason): the step succeeds if main and wait do")
 }

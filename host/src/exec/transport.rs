@@ -38,6 +38,19 @@ pub(super) struct ExecOutcome {
     pub(super) stderr: String,
 }
 
+impl ExecOutcome {
+    /// An exec that never ran its command: `result`, and why.
+    fn unsent(result: &'static str, message: String) -> ExecOutcome {
+        ExecOutcome {
+            result,
+            exit_code: None,
+            message: Some(message),
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+}
+
 impl Executor {
     /// Which verbs on `pods/exec` the identity lacks in `ns`, for an exec refused at the
     /// upgrade. A WebSocket exec is a GET, authorized as `get`, and kube-apiserver 1.35+ also
@@ -103,22 +116,10 @@ impl Executor {
                     };
                     if let State::Terminated(_) | State::Missing = container_state(&pod, container)
                     {
-                        return Ok(ExecOutcome {
-                            result: "container-gone",
-                            exit_code: None,
-                            message: Some(e.to_string()),
-                            stdout: String::new(),
-                            stderr: String::new(),
-                        });
+                        return Ok(ExecOutcome::unsent("container-gone", e.to_string()));
                     }
                     if attempt >= self.options.retries {
-                        return Ok(ExecOutcome {
-                            result: "failed",
-                            exit_code: None,
-                            message: Some(e.to_string()),
-                            stdout: String::new(),
-                            stderr: String::new(),
-                        });
+                        return Ok(ExecOutcome::unsent("failed", e.to_string()));
                     }
                     tracing::debug!(attempt, error = %e, "exec failed to start, retrying");
                     tokio::time::sleep(delay).await;

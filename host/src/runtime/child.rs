@@ -23,7 +23,7 @@ impl Runtime {
         bytes: &[u8],
         sha256: &Sha256,
     ) -> Result<Module> {
-        use std::io::{Read as _, Write as _};
+        use std::io::Write as _;
         use std::process::Stdio;
         let cpu_seconds = (child.cpu.as_secs() + u64::from(child.cpu.subsec_nanos() > 0)).max(1);
         let started = Instant::now();
@@ -44,30 +44,9 @@ impl Runtime {
                 let _ = stdin.write_all(&bytes);
             })
         });
-        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>, cap: u64| {
-            pipe.map(|pipe| {
-                std::thread::spawn(move || {
-                    let mut out = Vec::new();
-                    let _ = pipe.take(cap).read_to_end(&mut out);
-                    out
-                })
-            })
-        };
         // Far above the code of any module the limits let through (16 MiB of wasm).
-        let code = drain(
-            process
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            1 << 30,
-        );
-        let errors = drain(
-            process
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            64 << 10,
-        );
+        let code = drain(process.stdout.take(), 1 << 30);
+        let errors = drain(process.stderr.take(), 64 << 10);
         let limit = |reason: String| Error::CompileLimit { reason };
         // Polled rather than waited on: the wall-clock bound needs a way out, and a
         // compile is seconds at most, so a few ms of latency cost nothing.
@@ -220,4 +199,19 @@ fn compile_child(args: &[std::ffi::OsString]) -> Result<()> {
 
 fn usize_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Reads at most `cap` bytes of a child's `pipe` on a thread of its own, so that no pipe's
+/// full buffer blocks the child.
+fn drain<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+    cap: u64,
+) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    pipe.map(|pipe| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut pipe.take(cap), &mut out);
+            out
+        })
+    })
 }

@@ -139,20 +139,12 @@ pub(super) fn watch<K: Kind>(
             if faults.watch_generation() != generation {
                 return;
             }
-            tokio::select! {
+            // What to deliver now: changes, then (on a tick) a bookmark of the version they
+            // reach.
+            let (changes, bookmark) = tokio::select! {
                 _ = faults.watches_closed() => return,
                 r = start.rx.recv() => match r {
-                    Ok(c) => {
-                        if c.rv <= last_rv {
-                            continue;
-                        }
-                        last_rv = c.rv;
-                        if let Some(ty) = filtered(&c, &filter) {
-                            if tx.send(line(&event_json(ty, &c.object, view, &q2))).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
+                    Ok(c) => (vec![c], None),
                     // Too slow a watcher is closed, as the watch cache does; it re-watches.
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
                 },
@@ -160,25 +152,36 @@ pub(super) fn watch<K: Kind>(
                     // Everything broadcast up to the current version is in our queue by now;
                     // deliver it, then the bookmark may name the current version.
                     let (pending, rv) = store.drain(&mut start.rx);
-                    for c in pending {
-                        if c.rv <= last_rv {
-                            continue;
-                        }
-                        last_rv = c.rv;
-                        if let Some(ty) = filtered(&c, &filter) {
-                            if tx.send(line(&event_json(ty, &c.object, view, &q2))).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    last_rv = last_rv.max(rv);
-                    if tx.send(line(&bookmark_json::<K>(last_rv, false))).await.is_err() {
-                        return;
-                    }
+                    (pending, Some(rv))
                 }
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = shutdown.changed() => return,
                 _ = tx.closed() => return,
+            };
+            for c in changes {
+                if c.rv <= last_rv {
+                    continue;
+                }
+                last_rv = c.rv;
+                if let Some(ty) = filtered(&c, &filter) {
+                    if tx
+                        .send(line(&event_json(ty, &c.object, view, &q2)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            if let Some(rv) = bookmark {
+                last_rv = last_rv.max(rv);
+                if tx
+                    .send(line(&bookmark_json::<K>(last_rv, false)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
         }
     });
