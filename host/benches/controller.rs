@@ -226,10 +226,13 @@ fn binaries() -> Result<Bins> {
     };
     let target_dir = dir.parent().context("the profile folder has no parent")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("building sidekill-testcluster (profile {profile})...");
+    // The quitter beside the test server: its nop and quitter images hold it, and the
+    // embedded policy swaps a sidecar whose SIGTERM exit would fail the pod to the nop.
+    eprintln!("building sidekill-testcluster and sidekill-quitter (profile {profile})...");
     let status = Command::new(cargo)
         .args(["build", "--quiet", "--profile", profile])
-        .args(["-p", "sidekill-testcluster", "--bins", "--target-dir"])
+        .args(["-p", "sidekill-testcluster", "-p", "sidekill-quitter"])
+        .args(["--bins", "--target-dir"])
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
