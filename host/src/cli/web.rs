@@ -9,8 +9,8 @@ use super::{Context, Exit};
 use crate::error::{Error, Result};
 
 pub(super) const ABOUT: &str = "\
-Serve the browser debugger: a static page that runs the policy in the browser (the
-wasm-pack web build) and shows, for a pasted Pod, Job or Workflow, each container's
+Serve the browser debugger: a static page that runs the policy in the browser (the raw
+policy module, the same bytes every loader runs) and shows, for a pasted Pod, Job or Workflow, each container's
 classification with its evidence, the support matrix, the plan as a timeline and the
 diagnostics; it also edits kill-cmd annotations live, simulates Istio, Linkerd or Kuma
 injection, and compares two policy modules.
