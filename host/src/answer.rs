@@ -40,14 +40,17 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::AnswerError;
 use crate::error::{Error, Result};
 
 /// Reads `value` as a `T`, or refuses it with the path of the first field that is not of
 /// its shape.
 fn read<T: DeserializeOwned>(call: &'static str, value: &Value) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| Error::UnreadableAnswer {
-        call,
-        reason: format!("{}: {}", e.path(), e.inner()),
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        Error::Answer(AnswerError::UnreadableAnswer {
+            call,
+            reason: format!("{}: {}", e.path(), e.inner()),
+        })
     })
 }
 
@@ -62,7 +65,7 @@ impl PlanAnswer {
     /// Reads a `plan` answer (the value under `ok`).
     ///
     /// # Errors
-    /// [`Error::UnreadableAnswer`] naming the first field that is not of the answer's shape.
+    /// [`AnswerError::UnreadableAnswer`] naming the first field that is not of the answer's shape.
     pub fn read(value: &Value) -> Result<PlanAnswer> {
         read("sidekill_plan", value)
     }
@@ -230,7 +233,7 @@ impl MatrixAnswer {
     /// Reads a `matrix` answer (the value under `ok`).
     ///
     /// # Errors
-    /// [`Error::UnreadableAnswer`] naming the first field that is not of the answer's shape.
+    /// [`AnswerError::UnreadableAnswer`] naming the first field that is not of the answer's shape.
     pub fn read(value: &Value) -> Result<MatrixAnswer> {
         read("sidekill_matrix", value)
     }

@@ -22,6 +22,7 @@ use serde_json::Value;
 use sidekill_policy::Call;
 
 use crate::answer::{MatrixAnswer, PlanAnswer};
+use crate::error::AnswerError;
 use crate::error::{Error, Result};
 use crate::policy::{export_name, unwrap_envelope, Policy};
 
@@ -144,7 +145,11 @@ pub fn run(policy: &Policy, canary: &Canary) -> Result<()> {
         .map_err(|e| fail(None, Some(e)))?;
     let answer = unwrap_envelope(export_name(canary.call), &bytes);
     match (canary.expect, answer) {
-        (Expect::ErrorEnvelope, Err(Error::Policy { code, .. })) if !code.is_empty() => Ok(()),
+        (Expect::ErrorEnvelope, Err(Error::Answer(AnswerError::Policy { code, .. })))
+            if !code.is_empty() =>
+        {
+            Ok(())
+        }
         (Expect::ErrorEnvelope, Ok(_)) => Err(fail(
             Some(
                 "a request without a pod spec was answered with `ok`, not an error envelope".into(),
@@ -284,7 +289,7 @@ mod tests {
             let bytes = sidekill_policy::call(canary.call, canary.request.as_bytes());
             let answer = unwrap_envelope("native", &bytes);
             match (canary.expect, answer) {
-                (Expect::ErrorEnvelope, Err(Error::Policy { .. })) => {}
+                (Expect::ErrorEnvelope, Err(Error::Answer(AnswerError::Policy { .. }))) => {}
                 (expect, Ok(v)) => {
                     shape(expect, &v).unwrap_or_else(|e| panic!("{}: {e}", canary.name))
                 }

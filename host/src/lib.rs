@@ -82,7 +82,7 @@ pub mod store;
 pub mod web;
 
 pub use digest::Sha256;
-pub use error::{Error, Result};
+pub use error::{AnswerError, CallError, Error, LoadError, Result};
 pub use policy::{AbiVersion, Policy, PolicyInfo};
 pub use runtime::{Config, Limits, Runtime};
 pub use store::{PolicyStore, Swap, Version};

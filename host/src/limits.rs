@@ -10,10 +10,11 @@
 //!
 //! The defaults leave the embedded policy module a wide margin (its figures are printed by
 //! the unit test `the_embedded_module_is_far_inside_the_limits`): a module over any of them
-//! is refused with [`Error::ModuleLimit`] naming the limit, the value found and the bound.
+//! is refused with [`LoadError::ModuleLimit`] naming the limit, the value found and the bound.
 
 use wasmparser::{Parser, Payload};
 
+use crate::error::{CallError, LoadError};
 use crate::error::{Error, Result};
 
 /// Bounds on a module's contents, checked before compilation.
@@ -86,11 +87,11 @@ pub struct ModuleStats {
 
 fn over<T: PartialOrd + Into<u64> + Copy>(limit: &'static str, found: T, max: T) -> Result<()> {
     if found > max {
-        return Err(Error::ModuleLimit {
+        return Err(Error::Load(LoadError::ModuleLimit {
             limit,
             found: found.into(),
             max: max.into(),
-        });
+        }));
     }
     Ok(())
 }
@@ -101,7 +102,7 @@ fn usize_u64(n: usize) -> u64 {
 
 /// Checks a module's bytes against `limits` in one pass, without compiling anything, and
 /// returns what it counted. Malformed sections are left to the compiler, which reports
-/// them as [`Error::Compile`]; this only refuses what is over a bound.
+/// them as [`LoadError::Compile`]; this only refuses what is over a bound.
 ///
 /// `memory` is the runtime's linear-memory limit ([`Limits::memory`](crate::Limits)): a
 /// module whose initial memory is larger could never be instantiated, and the pooling
@@ -109,8 +110,8 @@ fn usize_u64(n: usize) -> u64 {
 /// refused here, before compiling, with the error instantiation would give.
 ///
 /// # Errors
-/// [`Error::ModuleLimit`] for the first bound exceeded, [`Error::MemoryLimit`] (call
-/// `instantiate`) for an initial memory over `memory`, [`Error::Compile`] when the bytes
+/// [`LoadError::ModuleLimit`] for the first bound exceeded, [`CallError::MemoryLimit`] (call
+/// `instantiate`) for an initial memory over `memory`, [`LoadError::Compile`] when the bytes
 /// cannot be parsed far enough to count.
 pub fn check(bytes: &[u8], limits: &ModuleLimits, memory: usize) -> Result<ModuleStats> {
     let mut stats = ModuleStats {
@@ -122,8 +123,10 @@ pub fn check(bytes: &[u8], limits: &ModuleLimits, memory: usize) -> Result<Modul
         usize_u64(bytes.len()),
         usize_u64(limits.module_bytes),
     )?;
-    let malformed = |e: wasmparser::BinaryReaderError| Error::Compile {
-        source: Box::new(e),
+    let malformed = |e: wasmparser::BinaryReaderError| {
+        Error::Load(LoadError::Compile {
+            source: Box::new(e),
+        })
     };
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(malformed)? {
@@ -141,11 +144,11 @@ pub fn check(bytes: &[u8], limits: &ModuleLimits, memory: usize) -> Result<Modul
                     let page = 1u64 << mem.page_size_log2.unwrap_or(16).min(63);
                     let wanted = mem.initial.saturating_mul(page);
                     if wanted > usize_u64(memory) {
-                        return Err(Error::MemoryLimit {
+                        return Err(Error::Call(CallError::MemoryLimit {
                             call: "instantiate",
                             wanted: usize::try_from(wanted).unwrap_or(usize::MAX),
                             limit: memory,
-                        });
+                        }));
                     }
                 }
             }
@@ -208,7 +211,7 @@ pub fn check(bytes: &[u8], limits: &ModuleLimits, memory: usize) -> Result<Modul
 /// (a 100 MB "module" costs a `stat` and a read of `max + 1` bytes, not 100 MB).
 ///
 /// # Errors
-/// [`Error::Io`] when it cannot be read, [`Error::ModuleLimit`] (`module_bytes`) when it is
+/// [`Error::Io`] when it cannot be read, [`LoadError::ModuleLimit`] (`module_bytes`) when it is
 /// larger than `max`.
 pub fn read_capped(path: &std::path::Path, max: usize) -> Result<Vec<u8>> {
     use std::io::Read as _;
@@ -220,11 +223,11 @@ pub fn read_capped(path: &std::path::Path, max: usize) -> Result<Vec<u8>> {
         .map_err(|e| Error::io(path, e))?;
     if bytes.len() > max {
         let found = std::fs::metadata(path).map_or(usize_u64(bytes.len()), |m| m.len());
-        return Err(Error::ModuleLimit {
+        return Err(Error::Load(LoadError::ModuleLimit {
             limit: "module_bytes",
             found,
             max: usize_u64(max),
-        });
+        }));
     }
     Ok(bytes)
 }
@@ -296,11 +299,11 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::MemoryLimit {
+                Error::Call(CallError::MemoryLimit {
                     call: "instantiate",
                     wanted: 134_217_728,
                     limit: 67_108_864
-                }
+                })
             ),
             "{err:?}"
         );

@@ -32,6 +32,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair as _};
 
 use crate::digest::Sha256;
+use crate::error::LoadError;
 use crate::error::{Error, Result};
 
 /// What can go wrong with module signatures: a module no signature or pin lets in, a
@@ -440,7 +441,7 @@ impl Trust {
     ///
     /// # Errors
     /// [`SignatureError::BadSignature`] when a signature is given, keys are configured and none
-    /// verifies it (whatever `allow_unsigned` says); [`Error::Pin`] when pins are set and
+    /// verifies it (whatever `allow_unsigned` says); [`LoadError::Pin`] when pins are set and
     /// none matches; [`SignatureError::Unsigned`] otherwise.
     pub fn admit(&self, bytes: &[u8], signature: Option<&[u8]>) -> Result<Admission> {
         let sha256 = Sha256::of(bytes);
@@ -465,7 +466,7 @@ impl Trust {
             return Ok(Admission::Unsigned);
         }
         if !self.pins.is_empty() && self.keys.is_empty() {
-            return Err(Error::Pin {
+            return Err(Error::Load(LoadError::Pin {
                 expected: self
                     .pins
                     .iter()
@@ -473,7 +474,7 @@ impl Trust {
                     .collect::<Vec<_>>()
                     .join(" or "),
                 found: sha256.to_string(),
-            });
+            }));
         }
         Err(Error::from(SignatureError::Unsigned {
             sha256: sha256.to_string(),

@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::canary;
 use crate::digest::Sha256;
+use crate::error::LoadError;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::runtime::Runtime;
@@ -209,7 +210,7 @@ impl PolicyStore {
     /// Validates a candidate and its raw `signature` without installing it.
     ///
     /// # Errors
-    /// [`SignatureError::Unsigned`](crate::signature::SignatureError::Unsigned), [`SignatureError::BadSignature`](crate::signature::SignatureError::BadSignature) or [`Error::Pin`] from the trust
+    /// [`SignatureError::Unsigned`](crate::signature::SignatureError::Unsigned), [`SignatureError::BadSignature`](crate::signature::SignatureError::BadSignature) or [`LoadError::Pin`] from the trust
     /// check, any load error of [`Runtime::load`], or [`Error::Canary`] for the first
     /// canary that fails.
     pub fn validate_signed(&self, bytes: &[u8], signature: Option<&[u8]>) -> Result<Policy> {
@@ -334,16 +335,16 @@ fn log_switch(event: &'static str, from: &Version, to: &Version) {
 /// push` and `rollback` (before they write a module into a ConfigMap) run exactly this.
 ///
 /// # Errors
-/// [`Error::Pin`], any load error of [`Runtime::load`], or [`Error::Canary`] for the
+/// [`LoadError::Pin`], any load error of [`Runtime::load`], or [`Error::Canary`] for the
 /// first canary that fails.
 pub fn validate(runtime: &Runtime, pin: Option<&Sha256>, bytes: &[u8]) -> Result<Policy> {
     if let Some(expected) = pin {
         let found = Sha256::of(bytes);
         if found != *expected {
-            return Err(Error::Pin {
+            return Err(Error::Load(LoadError::Pin {
                 expected: expected.to_string(),
                 found: found.to_string(),
-            });
+            }));
         }
     }
     load_and_test(runtime, bytes)
@@ -353,7 +354,7 @@ pub fn validate(runtime: &Runtime, pin: Option<&Sha256>, bytes: &[u8]) -> Result
 /// compiled), loading ([`Runtime::load`]), and every canary. Returns how it was let in.
 ///
 /// # Errors
-/// [`SignatureError::Unsigned`](crate::signature::SignatureError::Unsigned), [`SignatureError::BadSignature`](crate::signature::SignatureError::BadSignature), [`Error::Pin`], any load error of
+/// [`SignatureError::Unsigned`](crate::signature::SignatureError::Unsigned), [`SignatureError::BadSignature`](crate::signature::SignatureError::BadSignature), [`LoadError::Pin`], any load error of
 /// [`Runtime::load`], or [`Error::Canary`] for the first canary that fails.
 pub fn admit(
     runtime: &Runtime,

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::Global;
 use crate::digest::Sha256;
+use crate::error::LoadError;
 use crate::error::{Error, Result};
 use crate::runtime::{Config, Limits, Runtime};
 use crate::{embedded, Policy};
@@ -67,7 +68,7 @@ pub fn cli_runtime(global: &Global) -> Result<Runtime> {
         return runtime(global);
     };
     match Runtime::new(config(global, Some(dir.clone()))) {
-        Err(e @ (Error::UnsafeCache { .. } | Error::Io { .. })) => {
+        Err(e @ (Error::Load(LoadError::UnsafeCache { .. }) | Error::Io { .. })) => {
             tracing::warn!(
                 cache = %dir.display(),
                 error = %e.report(),
@@ -126,7 +127,7 @@ pub(crate) fn module_origin(path: Option<&std::path::Path>) -> String {
 /// Returns the policy and where it came from.
 ///
 /// # Errors
-/// [`Error::Io`], [`Error::Pin`] or a load error.
+/// [`Error::Io`], [`LoadError::Pin`] or a load error.
 pub fn load_policy(global: &Global, args: &PolicyArgs) -> Result<(Policy, String)> {
     let runtime = cli_runtime(global)?;
     let (bytes, origin) = match &args.policy {
@@ -136,10 +137,10 @@ pub fn load_policy(global: &Global, args: &PolicyArgs) -> Result<(Policy, String
     if let Some(expected) = &args.sha256 {
         let found = Sha256::of(&bytes);
         if found != *expected {
-            return Err(Error::Pin {
+            return Err(Error::Load(LoadError::Pin {
                 expected: expected.to_string(),
                 found: found.to_string(),
-            });
+            }));
         }
     }
     let policy = runtime.load(&bytes)?;

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::error::AnswerError;
 use crate::error::{Error, Result};
 
 /// Deepest nesting of arrays and objects the host parses in an answer.
@@ -23,7 +24,7 @@ pub const ANSWER_BUDGET: u64 = 256 << 20;
 /// over many documents (`plan` of a file of 10,000 documents, `policy diff`) holds or
 /// produces one per document, so their sum is bounded too. Each answer is charged when it is
 /// read, whether it is then accepted or refused (a refused one still cost its pass); the
-/// command stops at the first answer over the budget, with [`Error::AnswerBudget`].
+/// command stops at the first answer over the budget, with [`AnswerError::AnswerBudget`].
 /// What a command keeps of its answers (parsed plans, `policy diff`'s changes, which are
 /// parts of the two answers) is at most what it was charged, plus the parsed values'
 /// overhead that [`ANSWER_VALUES`] bounds per answer.
@@ -43,17 +44,17 @@ impl AnswerBudget {
     /// this one, for the error.
     ///
     /// # Errors
-    /// [`Error::AnswerBudget`] when the sum goes over the budget.
+    /// [`AnswerError::AnswerBudget`] when the sum goes over the budget.
     pub fn charge(&mut self, bytes: usize, left: usize) -> Result<()> {
         self.used = self
             .used
             .saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX));
         if self.used > self.limit {
-            return Err(Error::AnswerBudget {
+            return Err(Error::Answer(AnswerError::AnswerBudget {
                 used: self.used,
                 limit: self.limit,
                 left,
-            });
+            }));
         }
         Ok(())
     }
@@ -68,7 +69,7 @@ impl AnswerBudget {
 /// refuses one over [`ANSWER_DEPTH`] or [`ANSWER_VALUES`].
 ///
 /// # Errors
-/// [`Error::AnswerTooComplex`].
+/// [`AnswerError::AnswerTooComplex`].
 pub fn check_answer(call: &'static str, bytes: &[u8]) -> Result<()> {
     let (mut depth, mut values, mut in_string, mut escaped) = (0u64, 0u64, false, false);
     for &b in bytes {
@@ -87,11 +88,11 @@ pub fn check_answer(call: &'static str, bytes: &[u8]) -> Result<()> {
                 depth += 1;
                 values += 1;
                 if depth > ANSWER_DEPTH {
-                    return Err(Error::AnswerTooComplex {
+                    return Err(Error::Answer(AnswerError::AnswerTooComplex {
                         call,
                         what: format!("nesting deeper than {ANSWER_DEPTH}"),
                         max: ANSWER_DEPTH,
-                    });
+                    }));
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
@@ -100,23 +101,23 @@ pub fn check_answer(call: &'static str, bytes: &[u8]) -> Result<()> {
         }
     }
     if values > ANSWER_VALUES {
-        return Err(Error::AnswerTooComplex {
+        return Err(Error::Answer(AnswerError::AnswerTooComplex {
             call,
             what: format!("{values} values"),
             max: ANSWER_VALUES,
-        });
+        }));
     }
     Ok(())
 }
 
-/// The value under `ok`, or the error envelope as [`Error::Policy`]. The answer is first
+/// The value under `ok`, or the error envelope as [`AnswerError::Policy`]. The answer is first
 /// checked with [`check_answer`], so what it costs the host to parse is bounded.
 ///
 /// # Errors
-/// [`Error::AnswerTooComplex`], [`Error::BadAnswer`] or [`Error::Policy`].
+/// [`AnswerError::AnswerTooComplex`], [`AnswerError::BadAnswer`] or [`AnswerError::Policy`].
 pub fn unwrap_envelope(call: &'static str, bytes: &[u8]) -> Result<Value> {
     check_answer(call, bytes)?;
-    let bad = |reason: String| Error::BadAnswer { call, reason };
+    let bad = |reason: String| Error::Answer(AnswerError::BadAnswer { call, reason });
     let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON ({e})")))?;
     let Value::Object(mut envelope) = value else {
         return Err(bad("not a JSON object".into()));
@@ -127,11 +128,11 @@ pub fn unwrap_envelope(call: &'static str, bytes: &[u8]) -> Result<Value> {
     match envelope.remove("error") {
         Some(Value::Object(error)) => {
             let text = |key: &str| error.get(key).and_then(Value::as_str).map(String::from);
-            Err(Error::Policy {
+            Err(Error::Answer(AnswerError::Policy {
                 code: text("code").ok_or_else(|| bad("error envelope without a `code`".into()))?,
                 message: text("message").unwrap_or_default(),
                 path: text("path"),
-            })
+            }))
         }
         _ => Err(bad("neither `ok` nor `error`".into())),
     }
@@ -153,7 +154,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(&err, Error::Policy { code, path: Some(p), .. } if code == "missing_field" && p == "object")
+            matches!(&err, Error::Answer(AnswerError::Policy { code, path: Some(p), .. }) if code == "missing_field" && p == "object")
         );
         for bad in [&b"nope"[..], b"[1]", b"{}", br#"{"error":{}}"#] {
             assert_eq!(

@@ -7,6 +7,7 @@ use wasmtime::{ExternType, Module};
 
 use super::{Policy, ABI_EXPORTS};
 use crate::digest::Sha256;
+use crate::error::LoadError;
 use crate::error::{Error, Import, Result};
 use crate::runtime::Runtime;
 
@@ -62,14 +63,14 @@ pub(super) fn check_exports(module: &Module) -> Result<()> {
     for (name, expected) in ABI_EXPORTS {
         let ty = module
             .get_export(name)
-            .ok_or(Error::MissingExport { name, expected })?;
+            .ok_or(Error::Load(LoadError::MissingExport { name, expected }))?;
         let found = describe(&ty);
         if found != expected {
-            return Err(Error::ExportType {
+            return Err(Error::Load(LoadError::ExportType {
                 name,
                 expected,
                 found,
-            });
+            }));
         }
     }
     Ok(())

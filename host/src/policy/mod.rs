@@ -18,6 +18,7 @@ use wasmtime::{InstancePre, Linker, Module, ModuleExport};
 
 use crate::digest::Sha256;
 use crate::error::{boxed, Error, Result};
+use crate::error::{AnswerError, CallError, LoadError};
 use crate::runtime::{check_magic, Runtime, Sandbox};
 
 mod answer;
@@ -128,10 +129,10 @@ impl Runtime {
     /// ([`Policy::self_test`]); the [`PolicyStore`](crate::PolicyStore) runs both.
     ///
     /// # Errors
-    /// [`Error::Empty`], [`Error::NotWasm`], [`Error::Compile`], [`Error::Imports`],
-    /// [`Error::MissingExport`], [`Error::ExportType`], [`Error::AbiVersion`], or a call
-    /// error from instantiation or the version calls ([`Error::StartDeadline`],
-    /// [`Error::MemoryLimit`], [`Error::Trap`], ...).
+    /// [`LoadError::Empty`], [`LoadError::NotWasm`], [`LoadError::Compile`], [`LoadError::Imports`],
+    /// [`LoadError::MissingExport`], [`LoadError::ExportType`], [`LoadError::AbiVersion`], or a call
+    /// error from instantiation or the version calls ([`CallError::StartDeadline`],
+    /// [`CallError::MemoryLimit`], [`CallError::Trap`], ...).
     pub fn load(&self, bytes: &[u8]) -> Result<Policy> {
         Policy::load(self.clone(), bytes)
     }
@@ -144,7 +145,7 @@ impl Policy {
         let module = runtime.compile(bytes, &sha256)?;
         let imports = imports(&module);
         if !imports.is_empty() {
-            return Err(Error::Imports { imports });
+            return Err(Error::Load(LoadError::Imports { imports }));
         }
         check_exports(&module)?;
         // An initial memory over the limit is refused here, by the same error a
@@ -154,18 +155,20 @@ impl Policy {
             let wanted = memory.minimum().saturating_mul(65_536);
             let limit = runtime.limits().memory;
             if wanted > u64::try_from(limit).unwrap_or(u64::MAX) {
-                return Err(Error::MemoryLimit {
+                return Err(Error::Call(CallError::MemoryLimit {
                     call: "instantiate",
                     wanted: usize::try_from(wanted).unwrap_or(usize::MAX),
                     limit,
-                });
+                }));
             }
         }
         let export = |name: &'static str| {
-            module.get_export_index(name).ok_or(Error::MissingExport {
-                name,
-                expected: "an ABI export",
-            })
+            module
+                .get_export_index(name)
+                .ok_or(Error::Load(LoadError::MissingExport {
+                    name,
+                    expected: "an ABI export",
+                }))
         };
         let exports = Exports {
             memory: export("memory")?,
@@ -180,9 +183,11 @@ impl Policy {
         };
         let pre = Linker::new(runtime.engine())
             .instantiate_pre(&module)
-            .map_err(|e| Error::Wasm {
-                call: "instantiate",
-                source: boxed(e),
+            .map_err(|e| {
+                Error::Call(CallError::Wasm {
+                    call: "instantiate",
+                    source: boxed(e),
+                })
             })?;
         let mut policy = Policy {
             runtime,
@@ -202,11 +207,11 @@ impl Policy {
         };
         policy.abi = policy.read_abi()?;
         if policy.abi.major != ABI_MAJOR {
-            return Err(Error::AbiVersion {
+            return Err(Error::Load(LoadError::AbiVersion {
                 major: policy.abi.major,
                 minor: policy.abi.minor,
                 supported: ABI_MAJOR,
-            });
+            }));
         }
         policy.info = parse_info(&policy.answer(Call::Info, b"")?)?;
         Ok(policy)
@@ -250,9 +255,9 @@ impl Policy {
     /// instantiation is slow pays for it from the call's budget.
     ///
     /// # Errors
-    /// Any call error: [`Error::Deadline`], [`Error::StartDeadline`],
-    /// [`Error::MemoryLimit`], [`Error::Trap`], [`Error::AllocFailed`],
-    /// [`Error::ResultTooLarge`], [`Error::ResultOutOfBounds`], [`Error::Wasm`].
+    /// Any call error: [`CallError::Deadline`], [`CallError::StartDeadline`],
+    /// [`CallError::MemoryLimit`], [`CallError::Trap`], [`CallError::AllocFailed`],
+    /// [`CallError::ResultTooLarge`], [`CallError::ResultOutOfBounds`], [`CallError::Wasm`].
     pub fn call(&self, call: Call, request: &[u8]) -> Result<Vec<u8>> {
         let mut session = self.session()?;
         let name = export_name(call);
@@ -279,8 +284,8 @@ impl Policy {
     /// Runs one call and unwraps the envelope: the value under `ok`.
     ///
     /// # Errors
-    /// A call error as for [`Policy::call`]; [`Error::BadAnswer`] when the answer is not a
-    /// JSON envelope; [`Error::Policy`] when the policy answered with an error envelope.
+    /// A call error as for [`Policy::call`]; [`AnswerError::BadAnswer`] when the answer is not a
+    /// JSON envelope; [`AnswerError::Policy`] when the policy answered with an error envelope.
     pub fn answer(&self, call: Call, request: &[u8]) -> Result<Value> {
         let bytes = self.call(call, request)?;
         unwrap_envelope(export_name(call), &bytes)
@@ -318,9 +323,11 @@ impl Policy {
 }
 
 fn parse_info(value: &Value) -> Result<PolicyInfo> {
-    let bad = |reason: &str| Error::BadAnswer {
-        call: "sidekill_policy_info",
-        reason: reason.into(),
+    let bad = |reason: &str| {
+        Error::Answer(AnswerError::BadAnswer {
+            call: "sidekill_policy_info",
+            reason: reason.into(),
+        })
     };
     let text = |key: &str| {
         value

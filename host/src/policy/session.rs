@@ -6,6 +6,7 @@ use wasmtime::{Extern, Instance, Memory, ModuleExport, Store, Trap, TypedFunc};
 
 use super::Policy;
 use crate::error::{boxed, Error, Result};
+use crate::error::{CallError, LoadError};
 use crate::runtime::{Clock, Sandbox};
 
 impl Policy {
@@ -24,25 +25,27 @@ impl Policy {
         let memory = instance
             .get_module_export(&mut store, &self.exports.memory)
             .and_then(Extern::into_memory)
-            .ok_or(Error::MissingExport {
+            .ok_or(Error::Load(LoadError::MissingExport {
                 name: "memory",
                 expected: "memory",
-            })?;
+            }))?;
         let mut func = |export: &ModuleExport, name: &'static str| {
             instance
                 .get_module_export(&mut store, export)
                 .and_then(Extern::into_func)
-                .ok_or(Error::MissingExport {
+                .ok_or(Error::Load(LoadError::MissingExport {
                     name,
                     expected: "a function",
-                })
+                }))
         };
         let alloc = func(&self.exports.alloc, "sidekill_alloc")?;
         let result_len = func(&self.exports.result_len, "sidekill_result_len")?;
-        let wrong = |name, expected| Error::ExportType {
-            name,
-            expected,
-            found: "another type".into(),
+        let wrong = |name, expected| {
+            Error::Load(LoadError::ExportType {
+                name,
+                expected,
+                found: "another type".into(),
+            })
         };
         let alloc = alloc
             .typed::<i32, i32>(&store)
@@ -85,14 +88,16 @@ impl Session {
             .instance
             .get_module_export(&mut self.store, export)
             .and_then(Extern::into_func)
-            .ok_or(Error::MissingExport {
+            .ok_or(Error::Load(LoadError::MissingExport {
                 name,
                 expected: "a function",
-            })?;
-        func.typed(&self.store).map_err(|_| Error::ExportType {
-            name,
-            expected: "the ABI's signature",
-            found: "another type".into(),
+            }))?;
+        func.typed(&self.store).map_err(|_| {
+            Error::Load(LoadError::ExportType {
+                name,
+                expected: "the ABI's signature",
+                found: "another type".into(),
+            })
         })
     }
 
@@ -109,16 +114,18 @@ impl Session {
         if request.is_empty() {
             return Ok((0, 0));
         }
-        let len = i32::try_from(request.len()).map_err(|_| Error::AllocFailed {
-            len: request.len(),
-            ptr: 0,
+        let len = i32::try_from(request.len()).map_err(|_| {
+            Error::Call(CallError::AllocFailed {
+                len: request.len(),
+                ptr: 0,
+            })
         })?;
         let alloc = self.alloc.clone();
         let ptr = self.run("sidekill_alloc", |store| alloc.call(store, len))?;
-        let failed = Error::AllocFailed {
+        let failed = Error::Call(CallError::AllocFailed {
             len: request.len(),
             ptr: ptr as u32,
-        };
+        });
         if ptr == 0 {
             return Err(failed);
         }
@@ -138,11 +145,11 @@ impl Session {
         let result_len = self.result_len.clone();
         let len = self.run("sidekill_result_len", |store| result_len.call(store, ()))? as u32;
         if len as usize > max {
-            return Err(Error::ResultTooLarge {
+            return Err(Error::Call(CallError::ResultTooLarge {
                 call: name,
                 len: u64::from(len),
                 max,
-            });
+            }));
         }
         let data = self.memory.data(&self.store);
         let start = ptr as u32 as usize;
@@ -150,12 +157,12 @@ impl Session {
             .checked_add(len as usize)
             .and_then(|end| data.get(start..end))
             .map(<[u8]>::to_vec)
-            .ok_or(Error::ResultOutOfBounds {
+            .ok_or(Error::Call(CallError::ResultOutOfBounds {
                 call: name,
                 ptr: ptr as u32,
                 len,
                 memory: data.len(),
-            })
+            }))
     }
 }
 
@@ -168,11 +175,11 @@ fn fault(
 ) -> Error {
     let sandbox = store.data();
     if let Some(wanted) = sandbox.memory_hit {
-        return Error::MemoryLimit {
+        return Error::Call(CallError::MemoryLimit {
             call,
             wanted,
             limit: limits.memory,
-        };
+        });
     }
     let deadline = match sandbox.deadline_hit {
         Some(Clock::Cpu) => Some((limits.timeout, "CPU-time")),
@@ -183,12 +190,14 @@ fn fault(
         None => None,
     };
     match (deadline, err.downcast_ref::<Trap>()) {
-        (Some((limit, clock)), _) if call == "instantiate" => Error::StartDeadline { limit, clock },
-        (Some((limit, clock)), _) => Error::Deadline { call, limit, clock },
-        (None, Some(trap)) => Error::Trap { call, trap: *trap },
-        (None, None) => Error::Wasm {
+        (Some((limit, clock)), _) if call == "instantiate" => {
+            Error::Call(CallError::StartDeadline { limit, clock })
+        }
+        (Some((limit, clock)), _) => Error::Call(CallError::Deadline { call, limit, clock }),
+        (None, Some(trap)) => Error::Call(CallError::Trap { call, trap: *trap }),
+        (None, None) => Error::Call(CallError::Wasm {
             call,
             source: boxed(err),
-        },
+        }),
     }
 }

@@ -10,6 +10,7 @@ use wasmtime::{Engine, Module};
 use super::disk::{header, strip_header};
 use super::{compile_config, ChildCompiler, Runtime, COMPILE_SUBCOMMAND};
 use crate::digest::Sha256;
+use crate::error::LoadError;
 use crate::error::{boxed, Error, Result};
 use crate::limits::ModuleLimits;
 
@@ -47,7 +48,7 @@ impl Runtime {
         // Far above the code of any module the limits let through (16 MiB of wasm).
         let code = drain(process.stdout.take(), 1 << 30);
         let errors = drain(process.stderr.take(), 64 << 10);
-        let limit = |reason: String| Error::CompileLimit { reason };
+        let limit = |reason: String| Error::Load(LoadError::CompileLimit { reason });
         // Polled rather than waited on: the wall-clock bound needs a way out, and a
         // compile is seconds at most, so a few ms of latency cost nothing.
         let mut pause = Duration::from_millis(1);
@@ -93,9 +94,9 @@ impl Runtime {
                 }
             }
             if status.code() == Some(CHILD_COMPILE_ERROR) {
-                return Err(Error::Compile {
+                return Err(Error::Load(LoadError::Compile {
                     source: errors.into(),
-                });
+                }));
             }
             return Err(limit(format!(
                 "failed in its child process ({status}; address space {} bytes): {}",
@@ -112,7 +113,7 @@ impl Runtime {
         // written by our own binary on a pipe only this process holds, and its header names the SHA-256 of `bytes` and
         // this engine's configuration hash, checked above. wasmtime checks its own header.
         let module = unsafe { Module::deserialize(&self.inner.engine, code) }
-            .map_err(|e| Error::Compile { source: boxed(e) })?;
+            .map_err(|e| Error::Load(LoadError::Compile { source: boxed(e) }))?;
         tracing::debug!(took = ?started.elapsed(), "module compiled in a child process");
         Ok(module)
     }
@@ -129,7 +130,7 @@ const CHILD_COMPILE_ERROR: i32 = 2;
 pub fn compile_child_main(args: &[std::ffi::OsString]) -> u8 {
     match compile_child(args) {
         Ok(()) => 0,
-        Err(Error::Compile { source }) => {
+        Err(Error::Load(LoadError::Compile { source })) => {
             eprintln!("{source}");
             CHILD_COMPILE_ERROR as u8
         }
@@ -183,15 +184,15 @@ fn compile_child(args: &[std::ffi::OsString]) -> Result<()> {
     )
     .map_err(|e| Error::io("stdin", e))?;
     let engine = Engine::new(&compile_config()).map_err(|e| Error::Engine { source: boxed(e) })?;
-    let module =
-        Module::from_binary(&engine, &bytes).map_err(|e| Error::Compile { source: boxed(e) })?;
+    let module = Module::from_binary(&engine, &bytes)
+        .map_err(|e| Error::Load(LoadError::Compile { source: boxed(e) }))?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let mut out = header(&Sha256::of(&bytes), hasher.finish());
     out.extend_from_slice(
         &module
             .serialize()
-            .map_err(|e| Error::Compile { source: boxed(e) })?,
+            .map_err(|e| Error::Load(LoadError::Compile { source: boxed(e) }))?,
     );
     std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
         .map_err(|e| Error::io("stdout", e))

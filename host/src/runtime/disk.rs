@@ -9,6 +9,7 @@ use wasmtime::Module;
 
 use super::Runtime;
 use crate::digest::Sha256;
+use crate::error::LoadError;
 use crate::error::{Error, Result};
 
 impl Runtime {
@@ -133,9 +134,11 @@ pub(super) fn check_private(path: &Path) -> Result<()> {
     {
         use std::os::unix::fs::MetadataExt as _;
         let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-        let unsafe_cache = |reason: String| Error::UnsafeCache {
-            path: path.to_path_buf(),
-            reason,
+        let unsafe_cache = |reason: String| {
+            Error::Load(LoadError::UnsafeCache {
+                path: path.to_path_buf(),
+                reason,
+            })
         };
         if meta.file_type().is_symlink() {
             return Err(unsafe_cache("a symbolic link".into()));

@@ -8,7 +8,7 @@
 //! the first time in the call, and from then on compares the CPU time used since that
 //! first tick with [`Limits::timeout`] and the wall-clock time since the call began with
 //! [`Limits::wall_timeout`]: past either, the call is interrupted with
-//! [`Error::Deadline`] ([`Error::StartDeadline`] when it is the start function that does
+//! [`CallError::Deadline`] ([`CallError::StartDeadline`] when it is the start function that does
 //! not return); otherwise it gets the ticks it has left. A runaway loop with a CPU to
 //! itself is thus stopped within `timeout` plus at most one tick (100 to 110 ms by
 //! default), while a legitimate call that waited for a CPU on a busy or CPU-throttled
@@ -20,7 +20,7 @@
 //! # Memory
 //! Every store has a [`ResourceLimiter`] that refuses to grow a linear memory past
 //! [`Limits::memory`]: the `memory.grow` (or the instantiation of a module whose initial
-//! memory is already larger) fails the call with [`Error::MemoryLimit`].
+//! memory is already larger) fails the call with [`CallError::MemoryLimit`].
 //!
 //! # Module cache
 //! Compiled modules are cached in memory by the SHA-256 of their bytes (the 16 most
@@ -29,7 +29,7 @@
 //! processes, which skips Cranelift entirely. wasmtime trusts the code it deserializes, so
 //! the directory is created with mode 0700, and a directory (at [`Runtime::new`]) or an
 //! entry (when read) that another user owns or that group or others may write is refused
-//! ([`Error::UnsafeCache`]). Each entry starts with a header naming the SHA-256 of the
+//! ([`LoadError::UnsafeCache`]). Each entry starts with a header naming the SHA-256 of the
 //! module it was compiled from and the engine's configuration hash: an entry renamed to
 //! another module's name is ignored, never run under that module's hash. A corrupt,
 //! stale, foreign or incompatible cache file is ignored (logged at `warn`) and rewritten;
@@ -44,7 +44,7 @@
 //! ([`Config::child_compiler`], [`ChildCompiler`]): the `sidekill` binary runs itself as
 //! `sidekill __compile`, with `RLIMIT_CPU` and `RLIMIT_AS` set and a wall-clock timeout
 //! after which it is killed. A child that goes over a bound costs the caller a refusal
-//! ([`Error::CompileLimit`]); the compiled code it writes back starts with the same header
+//! ([`LoadError::CompileLimit`]); the compiled code it writes back starts with the same header
 //! as a disk cache entry (the module's SHA-256 and the engine's hash), checked before the
 //! code is used. The binary registers itself at start ([`ChildCompiler::register`]), so
 //! the controller and every command compile this way; a library user (tests, benches)
@@ -57,6 +57,7 @@ use std::time::Duration;
 use wasmtime::{Engine, Module};
 
 use crate::digest::Sha256;
+use crate::error::LoadError;
 use crate::error::{boxed, Error, Result};
 use crate::limits::ModuleLimits;
 
@@ -79,7 +80,7 @@ pub struct Limits {
     /// CPU-time budget of one call: instantiation and the start function (for a fresh
     /// instance), copying the request in, the export itself and the reset. Default 100 ms;
     /// values under 1 ms are raised to 1 ms. A call that uses it up fails with
-    /// [`Error::Deadline`] or [`Error::StartDeadline`]. CPU time rather than wall-clock
+    /// [`CallError::Deadline`] or [`CallError::StartDeadline`]. CPU time rather than wall-clock
     /// time, so that a legitimate call on a busy or CPU-throttled node is not killed for
     /// time it spent waiting for a CPU; a runaway loop that has a CPU to itself is stopped
     /// after `timeout` of wall-clock time, plus at most one tick (`timeout / 10`, see
@@ -87,14 +88,14 @@ pub struct Limits {
     /// clock, wall-clock time is used.)
     pub timeout: Duration,
     /// Wall-clock cap of one call, however little CPU it got. Default 1 s; never less
-    /// than `timeout`. A call past it fails with [`Error::Deadline`] or
-    /// [`Error::StartDeadline`].
+    /// than `timeout`. A call past it fails with [`CallError::Deadline`] or
+    /// [`CallError::StartDeadline`].
     pub wall_timeout: Duration,
     /// Largest linear memory a module may have, in bytes. Default 64 MiB. Growing past
-    /// it fails the call with [`Error::MemoryLimit`].
+    /// it fails the call with [`CallError::MemoryLimit`].
     pub memory: usize,
     /// Largest answer the host copies out, in bytes. Default 16 MiB. A longer
-    /// `sidekill_result_len` fails the call with [`Error::ResultTooLarge`].
+    /// `sidekill_result_len` fails the call with [`CallError::ResultTooLarge`].
     pub max_answer: usize,
 }
 
@@ -119,7 +120,7 @@ pub struct Config {
     pub module_limits: ModuleLimits,
     /// Where compiled modules are kept across processes. Default: none (memory only).
     /// The directory is created (mode 0700) when missing. [`Runtime::new`] fails with
-    /// [`Error::UnsafeCache`] when it is not owned by the current user or is writable by
+    /// [`LoadError::UnsafeCache`] when it is not owned by the current user or is writable by
     /// group or others: compiled code read from it runs without further checks.
     pub cache_dir: Option<PathBuf>,
     /// How many compiled modules the in-memory cache keeps, least recently used out
@@ -128,7 +129,7 @@ pub struct Config {
     /// How many instances may be alive at once across every policy of this runtime
     /// (the pooling allocator's slots). Default [`INSTANCE_SLOTS`]. Every call runs in a
     /// fresh instance, so this bounds the calls in flight; one more fails with
-    /// [`Error::Wasm`] (`instantiate`). 0 uses on-demand allocation (no pool: each call
+    /// [`CallError::Wasm`] (`instantiate`). 0 uses on-demand allocation (no pool: each call
     /// maps a new memory, about 3x slower).
     pub instance_slots: u32,
     /// Compile in a child process under rlimits and a timeout, or in this process when
@@ -144,8 +145,8 @@ pub struct Config {
 /// The child sets `RLIMIT_CPU` (all its threads together; `SIGXCPU` at the limit, `SIGKILL`
 /// a second later) and `RLIMIT_AS` on itself before it reads the module, compiles it with
 /// an engine of the same configuration and writes the serialized code back. The parent
-/// kills it at `wall`. Any failure is [`Error::CompileLimit`], except a module the
-/// compiler rejects ([`Error::Compile`], with the child's message).
+/// kills it at `wall`. Any failure is [`LoadError::CompileLimit`], except a module the
+/// compiler rejects ([`LoadError::Compile`], with the child's message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildCompiler {
     /// The binary to run: one whose `main` calls [`compile_child_main`] for
@@ -314,8 +315,8 @@ impl Runtime {
     /// data), so a compile bomb costs one linear parse and a refusal.
     ///
     /// # Errors
-    /// [`Error::Empty`], [`Error::NotWasm`], [`Error::ModuleLimit`], [`Error::MemoryLimit`],
-    /// [`Error::Compile`], or [`Error::CompileLimit`] from a child compiler.
+    /// [`LoadError::Empty`], [`LoadError::NotWasm`], [`LoadError::ModuleLimit`], [`CallError::MemoryLimit`],
+    /// [`LoadError::Compile`], or [`LoadError::CompileLimit`] from a child compiler.
     pub fn compile(&self, bytes: &[u8], sha256: &Sha256) -> Result<Module> {
         check_magic(bytes)?;
         if let Some(module) = self.cached(sha256) {
@@ -328,7 +329,7 @@ impl Runtime {
                 let module = match &self.inner.child_compiler {
                     Some(child) => self.compile_in_child(child, bytes, sha256)?,
                     None => Module::from_binary(&self.inner.engine, bytes)
-                        .map_err(|e| Error::Compile { source: boxed(e) })?,
+                        .map_err(|e| Error::Load(LoadError::Compile { source: boxed(e) }))?,
                 };
                 self.write_disk(sha256, &module);
                 module
@@ -398,7 +399,7 @@ fn compile_config() -> wasmtime::Config {
 /// Refuses empty bytes and bytes without the wasm magic.
 pub(crate) fn check_magic(bytes: &[u8]) -> Result<()> {
     if bytes.is_empty() {
-        return Err(Error::Empty);
+        return Err(Error::Load(LoadError::Empty));
     }
     if !bytes.starts_with(b"\0asm") {
         let found = bytes
@@ -407,7 +408,7 @@ pub(crate) fn check_magic(bytes: &[u8]) -> Result<()> {
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(" ");
-        return Err(Error::NotWasm { found });
+        return Err(Error::Load(LoadError::NotWasm { found }));
     }
     Ok(())
 }

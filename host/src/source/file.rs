@@ -10,7 +10,7 @@
 //! The module's signature, when it has one, is the file beside it with `.sig` appended
 //! (`policy.wasm.sig`: base64, as `sidekill policy sign` and `cosign sign-blob` write it);
 //! a change of either file is a change. A module over 16 MiB is refused without being read
-//! whole ([`Error::ModuleLimit`]).
+//! whole ([`LoadError::ModuleLimit`]).
 //!
 //! Write a new module with write-to-temporary-then-rename, its signature first: a poll
 //! that reads a half-written file gets a refused candidate (logged), and the next change

@@ -37,6 +37,7 @@ use sidekill::{embedded, Policy};
 use sidekill_policy::Call;
 
 use crate::common::{real_world_fixtures, repo_root, runtime};
+use sidekill::error::AnswerError;
 
 fn policy() -> &'static Policy {
     static POLICY: OnceLock<Policy> = OnceLock::new();
@@ -128,7 +129,7 @@ proptest! {
         let answer = policy().call(call, &bytes);
         let answer = answer.map_err(|e| TestCaseError::fail(e.report().to_string()))?;
         match sidekill::policy::unwrap_envelope("fuzz", &answer) {
-            Ok(_) | Err(sidekill::Error::Policy { .. }) => {}
+            Ok(_) | Err(sidekill::Error::Answer(AnswerError::Policy { .. })) => {}
             Err(e) => return Err(TestCaseError::fail(e.report().to_string())),
         }
     }

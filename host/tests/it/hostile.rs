@@ -7,6 +7,7 @@ use sidekill::runtime::thread_cpu_time;
 use sidekill::{Error, PolicyStore};
 
 use crate::common::{runtime, wat, ISTIO_POD};
+use sidekill::error::{CallError, LoadError};
 
 /// Loads a module that must be refused; returns the error.
 fn refused(name: &str) -> Error {
@@ -80,7 +81,7 @@ fn memory_growth_stops_at_the_limit() {
     let (err, _) = failing_plan("grow_plan");
     assert_eq!(err.name(), "memory_limit", "{}", err.report());
     assert!(
-        matches!(err, Error::MemoryLimit { call: "sidekill_plan", limit, wanted } if limit == 64 << 20 && wanted > limit),
+        matches!(err, Error::Call(CallError::MemoryLimit { call: "sidekill_plan", limit, wanted }) if limit == 64 << 20 && wanted > limit),
         "{err:?}"
     );
     host_still_works();
@@ -104,10 +105,10 @@ fn a_stack_overflow_is_a_trap() {
     assert!(
         matches!(
             err,
-            Error::Trap {
+            Error::Call(CallError::Trap {
                 trap: wasmtime::Trap::StackOverflow,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -140,10 +141,10 @@ fn a_lying_result_length_is_refused() {
     assert!(
         matches!(
             err,
-            Error::ResultTooLarge {
+            Error::Call(CallError::ResultTooLarge {
                 len: 0x4000_0000,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -158,11 +159,11 @@ fn another_abi_version_is_refused() {
     assert!(
         matches!(
             err,
-            Error::AbiVersion {
+            Error::Load(LoadError::AbiVersion {
                 major: 2,
                 minor: 0,
                 supported: 1
-            }
+            })
         ),
         "{err:?}"
     );
@@ -201,7 +202,10 @@ fn an_empty_module_is_refused() {
     assert_eq!(runtime().load(b"").unwrap_err().name(), "empty");
     let err = refused("empty");
     assert!(
-        matches!(err, Error::MissingExport { name: "memory", .. }),
+        matches!(
+            err,
+            Error::Load(LoadError::MissingExport { name: "memory", .. })
+        ),
         "{err:?}"
     );
 }
@@ -209,7 +213,7 @@ fn an_empty_module_is_refused() {
 #[test]
 fn imports_are_refused_by_name() {
     let err = refused("imports");
-    let Error::Imports { imports } = &err else {
+    let Error::Load(LoadError::Imports { imports }) = &err else {
         panic!("{err:?}")
     };
     assert_eq!(imports.len(), 2);
@@ -227,10 +231,10 @@ fn an_initial_memory_over_the_limit_is_refused() {
     assert!(
         matches!(
             err,
-            Error::MemoryLimit {
+            Error::Call(CallError::MemoryLimit {
                 call: "instantiate",
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -239,7 +243,10 @@ fn an_initial_memory_over_the_limit_is_refused() {
 #[test]
 fn a_failed_alloc_is_reported() {
     let (err, _) = failing_plan("alloc_zero");
-    assert!(matches!(err, Error::AllocFailed { ptr: 0, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Call(CallError::AllocFailed { ptr: 0, .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -252,7 +259,7 @@ fn an_answer_that_is_not_json_is_reported() {
 fn a_wrong_signature_is_refused() {
     let err = refused("wrong_signature");
     assert!(
-        matches!(&err, Error::ExportType { name: "sidekill_plan", found, .. } if found == "func(i32) -> i32"),
+        matches!(&err, Error::Load(LoadError::ExportType { name: "sidekill_plan", found, .. }) if found == "func(i32) -> i32"),
         "{err:?}"
     );
 }

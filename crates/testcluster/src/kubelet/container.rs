@@ -261,15 +261,7 @@ pub(super) async fn supervise(
             if let Some(i) = inner.images.find(&reference) {
                 break i;
             }
-            let msg = pull_error(&inner, &reference);
-            event(
-                &inner,
-                &rt,
-                "Warning",
-                "Failed",
-                msg.clone(),
-                Some(fp.clone()),
-            );
+            let msg = pull_failed(&inner, &rt, &reference, fp.clone());
             set_container(&inner, &rt, &c.name, init, |cs| {
                 cs.image = reference.clone();
                 cs.state = Some(waiting("ErrImagePull", Some(msg)));
@@ -504,7 +496,27 @@ pub(super) async fn kill(l: &mut process::Launched, grace: Duration) -> Exit {
 }
 
 /// The `ErrImagePull` message for an image the node cannot run.
-pub(super) fn pull_error(inner: &Inner, reference: &str) -> String {
+/// The image cannot be pulled: a `Failed` Event on the pod for the container at `field_path`,
+/// and the message for its status.
+pub(super) fn pull_failed(
+    inner: &Inner,
+    rt: &PodRuntime,
+    reference: &str,
+    field_path: String,
+) -> String {
+    let msg = pull_error(inner, reference);
+    event(
+        inner,
+        rt,
+        "Warning",
+        "Failed",
+        msg.clone(),
+        Some(field_path),
+    );
+    msg
+}
+
+fn pull_error(inner: &Inner, reference: &str) -> String {
     match inner.images.unavailable(reference) {
         Some(why) => format!("Failed to pull image \"{reference}\": {why}"),
         None => format!(

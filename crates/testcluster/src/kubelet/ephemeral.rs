@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Container, ContainerState, ContainerStatus, Eph
 
 use crate::process::{self};
 
-use super::container::{container_env, kill, pull_error, start, started_event, Run};
+use super::container::{container_env, kill, pull_failed, start, started_event, Run};
 use super::pod::deletion;
 use super::status::{event, update_status, waiting};
 use super::{lock, Inner, PodRuntime};
@@ -56,8 +56,7 @@ pub(super) async fn run_ephemeral(inner: Arc<Inner>, rt: Arc<PodRuntime>, ec: Ep
     };
     waiting_for("ContainerCreating", None);
     let Some(image) = inner.images.find(&reference) else {
-        let msg = pull_error(&inner, &reference);
-        event(&inner, &rt, "Warning", "Failed", msg.clone(), Some(fp));
+        let msg = pull_failed(&inner, &rt, &reference, fp);
         waiting_for("ErrImagePull", Some(msg));
         return;
     };

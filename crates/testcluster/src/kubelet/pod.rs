@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::kinds::{is_sidecar, NODE_NAME};
 use crate::store::now;
 
-use super::container::{field_path, pull_error, supervise, Job, Restart};
+use super::container::{field_path, pull_failed, supervise, Job, Restart};
 use super::status::{event, set_condition, set_container, update_status, waiting};
 use super::{Inner, PodRuntime, POD_IP};
 
@@ -184,15 +184,7 @@ pub(super) async fn run_pod(inner: Arc<Inner>, rt: Arc<PodRuntime>, pod: Pod) {
             }
             None => {
                 missing = true;
-                let msg = pull_error(&inner, &reference);
-                event(
-                    &inner,
-                    &rt,
-                    "Warning",
-                    "Failed",
-                    msg.clone(),
-                    Some(field_path(c, init)),
-                );
+                let msg = pull_failed(&inner, &rt, &reference, field_path(c, init));
                 set_container(&inner, &rt, &c.name, init, |cs| {
                     cs.state = Some(waiting("ErrImagePull", Some(msg)))
                 });

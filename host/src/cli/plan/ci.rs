@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{Finding, Problem};
+use crate::error::AnswerError;
 use crate::error::Error;
 use crate::input;
 
@@ -67,7 +68,7 @@ fn gh_property(text: &str) -> String {
 /// The rule id of an input problem: the policy's error code, or the host's error name.
 fn problem_rule(p: &Problem) -> String {
     match &p.error {
-        Error::Policy { code, .. } => code.clone(),
+        Error::Answer(AnswerError::Policy { code, .. }) => code.clone(),
         other => other.name().to_string(),
     }
 }

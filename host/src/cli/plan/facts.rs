@@ -4,6 +4,7 @@
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use crate::error::AnswerError;
 use crate::error::Error;
 use crate::input::Document;
 
@@ -198,11 +199,11 @@ pub(crate) fn check_facts(
     }
     let probe = json!({"object": {"kind": "List", "items": []}, "facts": facts});
     match policy.plan(probe.to_string().as_bytes()) {
-        Err(Error::Policy {
+        Err(Error::Answer(AnswerError::Policy {
             message,
             path: Some(path),
             ..
-        }) => match flag_of(&path) {
+        })) => match flag_of(&path) {
             Some(flag) => {
                 // "invalid field `facts.executor`: expected ..." -> "invalid --executor: expected ..."
                 let quoted = format!("`{path}`");

@@ -1,6 +1,7 @@
 //! `sidekill plan`: one plan per pod of each manifest, as a table, JSON, SARIF or GitHub
 //! Actions annotations, and an exit code a CI job can gate on (`--fail-on`).
 
+use crate::error::AnswerError;
 use serde_json::{json, Map, Value};
 use sidekill_policy::Call;
 
@@ -144,7 +145,7 @@ impl Problem {
         out.insert("error".into(), json!(self.error.name()));
         out.insert("message".into(), json!(self.error.report().to_string()));
         match &self.error {
-            Error::Policy { code, path, .. } => {
+            Error::Answer(AnswerError::Policy { code, path, .. }) => {
                 out.insert("code".into(), json!(code));
                 if let Some(path) = path {
                     out.insert("path".into(), json!(path));
@@ -245,18 +246,18 @@ struct Skipped<'d> {
 /// `PodList`, a field of a Job) are errors of a workload and stay errors.
 fn skipped_reason(error: &Error) -> Option<String> {
     match error {
-        Error::Policy {
+        Error::Answer(AnswerError::Policy {
             code,
             path: Some(path),
             ..
-        } if code == "missing_field" && path == "object.kind" => {
+        }) if code == "missing_field" && path == "object.kind" => {
             Some("not a Kubernetes object (it has no `kind`)".into())
         }
-        Error::Policy {
+        Error::Answer(AnswerError::Policy {
             code,
             path: Some(path),
             message,
-        } if code == "unsupported_kind" && path == "object.kind" => {
+        }) if code == "unsupported_kind" && path == "object.kind" => {
             // "unsupported kind `X` at `object.kind`: expected Pod, Job, ..." -> the list.
             let planned = message
                 .split_once(": expected ")

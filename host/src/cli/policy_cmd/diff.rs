@@ -18,7 +18,7 @@ use crate::policy::{check_answer, export_name, AnswerBudget, Policy};
 /// checked as every answer is ([`check_answer`]) before it is parsed.
 ///
 /// # Errors
-/// [`Error::AnswerBudget`] only: the host's other errors are the side's answer.
+/// [`AnswerError::AnswerBudget`] only: the host's other errors are the side's answer.
 fn envelope(
     policy: &Policy,
     request: &[u8],

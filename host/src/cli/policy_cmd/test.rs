@@ -9,6 +9,7 @@ use super::{safe, shown_error};
 use crate::canary;
 use crate::cli::{read_module, Context, Exit};
 use crate::digest::Sha256;
+use crate::error::LoadError;
 use crate::error::{Error, Result};
 #[cfg(feature = "configmap")]
 use crate::render::Table;
@@ -23,10 +24,10 @@ pub(super) fn test(ctx: &mut Context<'_>, path: &Path, pin: Option<&Sha256>) -> 
         Some(expected) if *expected != sha256 => {
             checks.push((
                 "sha256 pin".into(),
-                Err(Error::Pin {
+                Err(Error::Load(LoadError::Pin {
                     expected: expected.to_string(),
                     found: sha256.to_string(),
-                }),
+                })),
                 None,
             ));
             false
