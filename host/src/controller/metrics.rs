@@ -172,9 +172,10 @@ impl Metrics {
 
     /// A labelled counter's value (0 when never counted).
     pub fn get(&self, family: &'static str, label: &str) -> u64 {
-        self.family(family).map_or(0, |(key, counters)| {
-            counters.get_or_create(&vec![(key, label.to_owned())]).get()
-        })
+        // `get`, not `get_or_create`: reading a counter adds no series to `/metrics`.
+        self.family(family)
+            .and_then(|(key, counters)| Some(counters.get(&vec![(key, label.to_owned())])?.get()))
+            .unwrap_or(0)
     }
 
     /// Counts what one carried-out plan did.
