@@ -67,7 +67,7 @@ fi
 # The controller, as the sidekill ServiceAccount.
 "$sidekill" controller --kubeconfig "$K8S_HARNESS_SIDEKILL_KUBECONFIG" --namespace "$ns" \
   --policy-configmap sidekill/sidekill-policy --trusted-key "$work/team.pub" \
-  --listen 127.0.0.1:0 --identity harness \
+  --listen 127.0.0.1:0 --identity harness --events all \
   --claim-seconds 10 >"$work/url" 2>"$work/controller.log" &
 controller_pid=$!
 eventually 20 grep -q http "$work/url" || fail "controller starts" "$(cat "$work/controller.log")"

@@ -178,6 +178,22 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub settle_seconds: u64,
 
+    /// Which Events to record on pods
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHICH",
+        default_value = "warnings",
+        long_help = "Which Events to record on pods. `warnings` (the default): a step \
+                     refused, a sidecar restarted or left running, a pod whose end is not the \
+                     one predicted. `all` adds a Normal Event per step sent, per sidecar \
+                     stopped and per pod outcome: three more API requests per pod, which a \
+                     large cluster's API server and etcd pay for. Either way each step done \
+                     is recorded on the pod (sidekill.dev/done-<container>) and counted in \
+                     /metrics."
+    )]
+    pub events: exec::Events,
+
     /// Seconds to wait for plans in flight after SIGTERM
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub drain_seconds: u64,
@@ -345,6 +361,7 @@ pub(super) fn run(ctx: &mut Context<'_>, args: &ControllerArgs) -> Result<Exit> 
         pods_proxy: args.pods_proxy,
         settle: Duration::from_secs(args.settle_seconds),
         concurrency: usize::try_from(args.concurrency).unwrap_or(8),
+        events: args.events,
         ..exec::Options::default()
     };
     args.methods.apply(&mut executor);

@@ -82,16 +82,18 @@ pub enum Attempt {
 
 /// Claims `pod` for `holder` for `ttl`, unless another holder's claim is live: `live` says
 /// for how long more, `None` when it has expired (the controller judges it on its own
-/// clock from when it first saw the claim).
+/// clock from when it first saw the claim). `pod` may be the watch's version: a stale one
+/// costs a 409 ([`Attempt::Stale`]), never a claim on a version not read. `seen` gets the
+/// version the API server answered, so the caller's cache is never older than its claim.
 ///
 /// # Errors
 /// An API error other than 404 and 409.
 pub async fn acquire(
     api: &Api<Pod>,
     pod: &Pod,
-    holder: &str,
-    ttl: Duration,
+    (holder, ttl): (&str, Duration),
     live: impl FnOnce(&Claim) -> Option<Duration>,
+    seen: &(dyn Fn(&Pod) + Sync),
 ) -> Result<Attempt, kube::Error> {
     if let Some(claim) = Claim::of(pod) {
         if claim.holder != holder {
@@ -103,7 +105,7 @@ pub async fn acquire(
             }
         }
     }
-    write(api, pod, Some((holder, ttl))).await
+    write(api, pod, (holder, ttl), seen).await
 }
 
 /// The executor's fence for `holder` ([`crate::exec::Executor::fenced`]): a pod may be
@@ -129,29 +131,35 @@ pub enum Renewal {
     /// Still ours at the last read, but every write lost a race with another writer: not
     /// renewed (try again soon).
     Raced,
+    /// No claim on the pod at all. Only a holder removes its claim (another controller
+    /// overwrites an expired one), and within the renewal deadline nobody else can have
+    /// taken it: the plan's last write released it ([`crate::exec::Executor::fenced`]), and
+    /// there is nothing left to renew.
+    Released,
 }
 
 /// Extends our claim on the pod (read fresh) by `ttl`. A write that loses a race
 /// with another change to the pod (409) is retried on a fresh read: a busy pod does not
-/// lose its claim, only another holder takes it.
+/// lose its claim, only another holder takes it. `seen` gets the version written.
 ///
 /// # Errors
 /// An API error other than 404 and 409.
 pub async fn renew(
     api: &Api<Pod>,
-    name: &str,
-    uid: &str,
-    holder: &str,
-    ttl: Duration,
+    (name, uid): (&str, &str),
+    (holder, ttl): (&str, Duration),
+    seen: &(dyn Fn(&Pod) + Sync),
 ) -> Result<Renewal, kube::Error> {
     for _ in 0..RACES {
         let Some(pod) = read(api, name).await?.filter(|p| is(p, uid)) else {
             return Ok(Renewal::Lost);
         };
-        if Claim::of(&pod).is_none_or(|c| c.holder != holder) {
-            return Ok(Renewal::Lost);
+        match Claim::of(&pod) {
+            None => return Ok(Renewal::Released),
+            Some(c) if c.holder != holder => return Ok(Renewal::Lost),
+            Some(_) => {}
         }
-        match write(api, &pod, Some((holder, ttl))).await? {
+        match write(api, &pod, (holder, ttl), seen).await? {
             Attempt::Won => return Ok(Renewal::Renewed),
             Attempt::Gone => return Ok(Renewal::Lost),
             Attempt::Stale | Attempt::Held { .. } => {}
@@ -160,26 +168,52 @@ pub async fn renew(
     Ok(Renewal::Raced)
 }
 
-/// Removes our claim from the pod, if it is still ours. A pod that is gone is left alone;
-/// one that keeps changing under us past a few attempts keeps the claim until it expires.
+/// Removes our claim from the pod, if it is still ours. `latest` is the newest version the
+/// caller has (its cache holds every version it wrote): the removal is a JSON Patch that
+/// `test`s the claim's text, so other writers' changes to the pod (its status) cost no
+/// retry, and only a claim that changed (422) costs a fresh read. A pod that is gone is left
+/// alone; one whose claim keeps changing past a few attempts keeps it until it expires.
 ///
 /// # Errors
-/// An API error other than 404 and 409.
+/// An API error other than 404, 409 and 422.
 pub async fn release(
     api: &Api<Pod>,
-    name: &str,
-    uid: &str,
+    latest: Option<Pod>,
+    (name, uid): (&str, &str),
     holder: &str,
 ) -> Result<(), kube::Error> {
+    let mut latest = latest;
     for _ in 0..RACES {
-        let Some(pod) = read(api, name).await?.filter(|p| is(p, uid)) else {
+        let pod = match latest.take() {
+            Some(pod) => Some(pod),
+            None => read(api, name).await?,
+        };
+        let Some(pod) = pod.filter(|p| is(p, uid)) else {
             return Ok(());
         };
-        if Claim::of(&pod).is_none_or(|c| c.holder != holder) {
+        let Some(claim) = Claim::of(&pod).filter(|c| c.holder == holder) else {
             return Ok(());
-        }
-        if !matches!(write(api, &pod, None).await?, Attempt::Stale) {
-            return Ok(());
+        };
+        let pointer = crate::exec::annotation_pointer(CLAIM_ANNOTATION);
+        let patch = json!([
+            {"op": "test", "path": "/metadata/uid", "value": uid},
+            {"op": "test", "path": pointer, "value": claim.text},
+            {"op": "remove", "path": pointer},
+        ]);
+        let patch: json_patch::Patch = match serde_json::from_value(patch) {
+            Ok(p) => p,
+            // Built above from strings: cannot fail; leave the claim to expire if it did.
+            Err(_) => return Ok(()),
+        };
+        match api
+            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if code(&e) == Some(404) || other_pod(&e) => return Ok(()),
+            // The claim (or the UID) is not what was read: read again.
+            Err(e) if matches!(code(&e), Some(409 | 422)) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -213,18 +247,18 @@ fn code(e: &kube::Error) -> Option<u16> {
     }
 }
 
-/// Writes (or with `None` removes) the claim, conditional on the pod's resourceVersion.
+/// Writes the claim, conditional on the pod's resourceVersion; `seen` gets the version
+/// written.
 async fn write(
     api: &Api<Pod>,
     pod: &Pod,
-    claim: Option<(&str, Duration)>,
+    (holder, ttl): (&str, Duration),
+    seen: &(dyn Fn(&Pod) + Sync),
 ) -> Result<Attempt, kube::Error> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let value = claim.map(|(holder, ttl)| {
-        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let until = now_ms().saturating_add(ttl);
-        json!({"holder": holder, "until": until, "ttl": ttl}).to_string()
-    });
+    let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let until = now_ms().saturating_add(ttl);
+    let value = json!({"holder": holder, "until": until, "ttl": ttl}).to_string();
     // Both preconditions: the version read (409 when stale) and the pod's UID (422 when
     // the name is another pod's now).
     let patch = json!({"metadata": {
@@ -236,7 +270,10 @@ async fn write(
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(Attempt::Won),
+        Ok(written) => {
+            seen(&written);
+            Ok(Attempt::Won)
+        }
         Err(e) if code(&e) == Some(409) => Ok(Attempt::Stale),
         Err(e) if code(&e) == Some(404) || other_pod(&e) => Ok(Attempt::Gone),
         Err(e) => Err(e),

@@ -12,9 +12,12 @@
 //!   ([`queue`]): one entry per pod however many events it has, namespaces served in
 //!   turn, and a delay queue for pods to look at later. [`Options`]'s executor
 //!   concurrency is the number of workers; nothing else runs a plan.
-//! - **Acting.** A worker reads the pod again, claims it ([`claim`]), has the
-//!   [`Executor`] carry out its plan (retries, the `sidekill.dev/done-*` record that
-//!   keeps any step from running twice, Events), and releases the claim. A wait longer
+//! - **Acting.** A worker starts from the pod's latest watched version (kept for up to
+//!   [`Options::kept_versions`] queued pods; read with a GET beyond), claims it ([`claim`]:
+//!   a stale version costs a 409, never a claim on a version not read), and has the
+//!   [`Executor`] carry out its plan (retries, the `sidekill.dev/done-*` record that keeps
+//!   any step from running twice, Events). The plan's last write records the stop and
+//!   releases the claim in one patch; a plan cut short releases it on its own. A wait longer
 //!   than [`Options::hold`] (a grace period of the pod owner's choosing, an `await`) is
 //!   handed back ([`Executor::suspending`]): the worker moves on, and the pod comes back
 //!   through the delay queue at the wait's deadline, or sooner when the watch sees what it
@@ -116,6 +119,12 @@ pub struct Options {
     /// 20 MB of entries. A pod that finds the queue full is counted
     /// (`sidekill_queue_full_total`) and comes back with its next watch event.
     pub queue_capacity: usize,
+    /// The most queued pods whose latest watched version is kept, so that a worker taking
+    /// one needs no GET (its claim's `resourceVersion` precondition catches a stale one).
+    /// Queued pods beyond it keep only their entry and are read when a worker takes them.
+    /// Default 1,024: a burst of a thousand ready pods costs no read, and a backlog of
+    /// 10,000 keeps its memory bounded (a pod is some 10–50 KiB in memory).
+    pub kept_versions: usize,
     /// Where the client's requests are counted ([`crate::requests`]), for `/metrics`; the
     /// client must be built with its layer ([`crate::cli::stop::client_counted`]). Default:
     /// counts nobody adds to.
@@ -139,6 +148,7 @@ impl Default for Options {
             watch_failure_grace: Duration::from_secs(30),
             hold: Duration::from_secs(2),
             queue_capacity: 100_000,
+            kept_versions: 1024,
             api_requests: Arc::default(),
         }
     }
@@ -156,6 +166,9 @@ struct Tracking {
     /// Claims of other controllers on queued pods: the claim's text and when this
     /// controller first saw it (its expiry is judged from then, on this clock).
     observed: HashMap<String, (String, Instant)>,
+    /// The latest watched version of queued pods, by UID, at most
+    /// [`Options::kept_versions`]: what a worker starts from instead of a GET.
+    latest: HashMap<String, Arc<Pod>>,
 }
 
 /// Watches pods and carries out their plans. Build with [`Controller::new`], run with
@@ -205,6 +218,7 @@ impl Controller {
                 finished: HashMap::new(),
                 relisting: Vec::new(),
                 observed: HashMap::new(),
+                latest: HashMap::new(),
             }),
             options,
             work: Notify::new(),
@@ -418,6 +432,7 @@ impl Controller {
             .retain(|uid, o| *o != origin || seen.contains(uid));
         t.queue.retain_listed(origin, &seen);
         t.observed.retain(|uid, _| seen.contains(uid));
+        t.latest.retain(|uid, _| seen.contains(uid));
         self.gauges(&t);
     }
 
@@ -426,6 +441,7 @@ impl Controller {
             let mut t = self.tracking();
             t.finished.remove(uid);
             t.observed.remove(uid);
+            t.latest.remove(uid);
             t.queue.forget(uid);
             self.gauges(&t);
         }
@@ -476,7 +492,11 @@ impl Controller {
         }
         let at = assessment.waits_for().map(|d| Instant::now() + d);
         let pod_name = format!("{}/{}", key.namespace, key.name);
+        let uid = key.uid.clone();
         if t.queue.add_with(key, at, 0) {
+            if t.latest.contains_key(&uid) || t.latest.len() < self.options.kept_versions {
+                t.latest.insert(uid, Arc::new(pod.clone()));
+            }
             if at.is_none() {
                 self.work.notify_one();
             }

@@ -106,16 +106,23 @@ impl Controller {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         // From here on the executor reads and awaits the pod from the watchers' versions.
         let _working = self.cache.working(ns, name);
-        let pod = match api.get_opt(name).await {
-            Ok(Some(p)) => {
+        let kept = self.tracking().latest.remove(uid);
+        let pod = match kept {
+            Some(p) => {
                 self.cache.seen(&p);
-                p
+                Pod::clone(&p)
             }
-            Ok(None) => return Next::Drop,
-            Err(e) => {
-                let asked = backoff::retry_after(&e);
-                return Next::Failed("get", e.to_string(), asked);
-            }
+            None => match api.get_opt(name).await {
+                Ok(Some(p)) => {
+                    self.cache.seen(&p);
+                    p
+                }
+                Ok(None) => return Next::Drop,
+                Err(e) => {
+                    let asked = backoff::retry_after(&e);
+                    return Next::Failed("get", e.to_string(), asked);
+                }
+            },
         };
         // A pod recreated under the same name is another pod, with events of its own.
         if pod.metadata.uid.as_deref() != Some(uid) {
@@ -142,7 +149,8 @@ impl Controller {
         let ttl = self.options.claim_ttl;
         let sent = Instant::now();
         let live = |c: &claim::Claim| self.claim_live(uid, c);
-        match claim::acquire(&api, &pod, identity, ttl, live).await {
+        let seen = |p: &Pod| self.cache.seen(p);
+        match claim::acquire(&api, &pod, (identity, ttl), live, &seen).await {
             Ok(Attempt::Won) => {}
             Ok(Attempt::Held { holder, remaining }) => {
                 tracing::debug!(pod = %format!("{ns}/{name}"), %holder, "claimed by another controller");
@@ -165,7 +173,8 @@ impl Controller {
             r = self.executor.stop_pod_uid(ns, name, Some(uid)) => Some(r),
             () = self.hold_claim(&api, name, uid, sent) => None,
         };
-        if let Err(e) = claim::release(&api, name, uid, identity).await {
+        let latest = self.cache.get(ns, name).map(|p| Pod::clone(&p));
+        if let Err(e) = claim::release(&api, latest, (name, uid), identity).await {
             tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not release the claim; it expires on its own");
         }
         match result {
@@ -231,14 +240,20 @@ impl Controller {
                 return;
             }
             let sent = Instant::now();
-            let renewal =
-                tokio::time::timeout_at(deadline, claim::renew(api, name, uid, identity, ttl));
+            let seen = |p: &Pod| self.cache.seen(p);
+            let renewal = tokio::time::timeout_at(
+                deadline,
+                claim::renew(api, (name, uid), (identity, ttl), &seen),
+            );
             match renewal.await {
                 Ok(Ok(claim::Renewal::Renewed)) => {
                     deadline = sent + ttl * 2 / 3;
                     next = sent + ttl / 3;
                 }
                 Ok(Ok(claim::Renewal::Lost)) => return,
+                // The plan wrote its last record and released the claim with it: what is
+                // left (observing the pod's end) writes nothing, so it is not cut short.
+                Ok(Ok(claim::Renewal::Released)) => std::future::pending::<()>().await,
                 // Not renewed: soon again, within the deadline.
                 Ok(Ok(claim::Renewal::Raced)) => next = Instant::now() + ttl / 10,
                 Ok(Err(e)) => {

@@ -135,7 +135,7 @@ impl Executor {
 
     /// This executor, reading and awaiting the pods in work from `cache` (fed by the
     /// controller's watchers) instead of a GET and a watch of its own: what stopping a pod
-    /// costs the API server is then its writes, its exec and one read.
+    /// costs the API server is then its writes and its exec.
     #[must_use]
     pub fn reading_through(mut self, cache: Arc<PodCache>) -> Executor {
         self.cache = Some(cache);

@@ -134,7 +134,7 @@ impl PodCache {
     }
 
     /// The latest version of a pod in work, when one is known.
-    pub(super) fn get(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
         self.lock()
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()

@@ -20,8 +20,12 @@ pub(super) fn event_name(pod: &str, nanos: u128) -> String {
 }
 
 impl Executor {
-    /// Creates an Event on the pod; failures are logged, never fatal.
+    /// Creates an Event on the pod, unless [`Options::events`](super::Options::events)
+    /// leaves out its kind; failures are logged, never fatal.
     pub(super) async fn event(&self, at: PodRef<'_>, kind: &str, reason: &str, msg: &str) {
+        if kind != "Warning" && self.options.events == super::Events::Warnings {
+            return;
+        }
         let PodRef { ns, name, uid } = at;
         let now = k8s_openapi::jiff::Timestamp::now();
         let nanos = u128::try_from(now.as_nanosecond()).unwrap_or(0);

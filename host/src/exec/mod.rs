@@ -93,7 +93,7 @@ pub use assess::Assessment;
 pub use cache::{PodCache, Working};
 pub use executor::Executor;
 pub use guard::refusals;
-pub use records::Fence;
+pub use records::{annotation_pointer, Fence};
 pub use report::{ContainerReport, JobReport, Outcome, PodReport, StepReport, Verdict};
 pub use waits::{now_ms, Contended};
 
@@ -370,6 +370,22 @@ pub struct Options {
     /// for the report. The watch ends early once the end is known: a final phase, or a sidecar
     /// restarted or left running (the pod never completes). Default 10 s.
     pub outcome_timeout: Duration,
+    /// Which Events are recorded on the pod. Default [`Events::All`]; the controller's
+    /// default is [`Events::Warnings`].
+    pub events: Events,
+}
+
+/// Which Events the executor records on a pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Events {
+    /// Every Event: each step sent, each sidecar stopped, the pod's outcome.
+    #[default]
+    All,
+    /// Warnings only: a step refused, a sidecar restarted or left running, an outcome
+    /// other than the prediction. A stop that goes as planned then costs the API server no
+    /// Event (three per pod otherwise); its record stays on the pod
+    /// (`sidekill.dev/done-*`), and `/metrics` and the log count it.
+    Warnings,
 }
 
 impl Default for Options {
@@ -391,6 +407,7 @@ impl Default for Options {
             backoff: Duration::from_millis(200),
             concurrency: 8,
             outcome_timeout: Duration::from_secs(10),
+            events: Events::All,
         }
     }
 }

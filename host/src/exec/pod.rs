@@ -168,9 +168,11 @@ impl Executor {
         };
         let commands = self.planner.commands();
         let mains = subject.mains();
+        let mut owed = serde_json::Map::new();
         for (i, stop) in stops.iter().enumerate() {
+            let container = &mut report.containers[i];
             match self
-                .stop_container(at, stop, (&mains, &commands), &mut report.containers[i])
+                .stop_container(at, stop, (&mains, &commands), container, &mut owed)
                 .await
             {
                 Ok(()) => {}
@@ -194,6 +196,16 @@ impl Executor {
             }
             // close_ended_waits() writes no wait.
             Err(Stop::Suspend(_)) => {}
+            Err(Stop::Err(e)) => return Err(e),
+        }
+        // One write for the records owed and the fence's release: the plan writes nothing
+        // after it (observing the pod's end reads and records Events only).
+        match self.write_last(at, owed).await {
+            Ok(()) | Err(Stop::Suspend(_)) => {}
+            Err(Stop::Gone) => {
+                report.outcome = Outcome::Gone;
+                return Ok(report);
+            }
             Err(Stop::Err(e)) => return Err(e),
         }
         match self.observe(at, &mut report).await {
@@ -268,7 +280,10 @@ impl Executor {
                 _ => None,
             };
         }
-        if let Some(job) = job_name(&pod) {
+        // The Job is read (polled until it has counted the pod) only when the PodOutcome Event
+        // will show it: with Warnings-only Events, a pod that ended as predicted costs no read.
+        let shown = self.options.events == super::Events::All || report.end_matches == Some(false);
+        if let Some(job) = job_name(&pod).filter(|_| shown) {
             report.job = Some(self.job(ns, &job, report.end.as_deref()).await);
         }
         let mut parts = vec![format!(

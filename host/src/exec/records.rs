@@ -39,7 +39,7 @@ pub type Fence = Arc<dyn Fn(&Pod) -> Result<Vec<(String, String)>, String> + Sen
 const FENCED_ATTEMPTS: usize = 4;
 
 /// The JSON pointer of an annotation (RFC 6901: `~` and `/` escaped).
-fn annotation_pointer(key: &str) -> String {
+pub fn annotation_pointer(key: &str) -> String {
     format!(
         "/metadata/annotations/{}",
         key.replace('~', "~0").replace('/', "~1")
@@ -96,6 +96,8 @@ pub(super) struct Done {
     /// Whether the pod has the annotation at all (an empty one marks a sidecar with no step
     /// that was reported).
     pub present: bool,
+    /// Steps done whose record is not written yet ([`Done::owe`]).
+    owed: BTreeSet<usize>,
 }
 
 impl Done {
@@ -169,6 +171,32 @@ impl Done {
         });
     }
 
+    /// Marks a send done without writing it yet: the container's next write carries it, or
+    /// the plan's last write ([`Executor::write_last`]). Until then the send's record as
+    /// begun (`sidekill.dev/wait-<container>`, `started`) stands for it: an executor that
+    /// stops in between leaves a send that is never sent again, as a written record would.
+    pub(super) fn owe(&mut self, index: usize) {
+        self.set.insert(index);
+        self.owed.insert(index);
+    }
+
+    /// The owed record as annotations (the record, and the removal of the send's record as
+    /// begun) into `annotations`, if a step is owed.
+    pub(super) fn owed_into(&mut self, annotations: &mut serde_json::Map<String, Value>) {
+        if self.owed.is_empty() {
+            return;
+        }
+        let value = self.insert(&[]);
+        let container = self.key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
+        annotations.insert(super::wait_key(container), Value::Null);
+        annotations.insert(self.key.clone(), Value::String(value));
+    }
+
+    /// The owed records were written.
+    pub(super) fn paid(&mut self) {
+        self.owed.clear();
+    }
+
     /// Marks steps done; the annotation's new value.
     pub(super) fn insert(&mut self, indices: &[usize]) -> String {
         self.set.extend(indices);
@@ -196,6 +224,11 @@ impl Executor {
     /// `resourceVersion` precondition would conflict with each of them. A failed test reads
     /// again. The controller fences with its claim (`sidekill.dev/claim`); `sidekill stop` has
     /// no claim and no fence.
+    ///
+    /// The plan's last write ([`Executor::write_last`], after every container's steps and
+    /// before the pod's end is observed) removes the fence's annotations with the records
+    /// still owed: the claim is released in the patch that records the stop, not in one of
+    /// its own.
     #[must_use]
     pub fn fenced(mut self, fence: Fence) -> Executor {
         self.fence = Some(fence);
@@ -226,18 +259,37 @@ impl Executor {
         let container = key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
         let wait = format!("{}{container}", super::WAIT_ANNOTATION_PREFIX);
         let annotations = json!({key: value, wait: Value::Null});
-        self.write_annotations(at, annotations, &format!("recording step {index}"))
+        self.write_annotations(at, annotations, &format!("recording step {index}"), false)
+            .await?;
+        done.paid();
+        Ok(())
+    }
+
+    /// The plan's last write: the records still owed (`owed`, from [`Done::owed_into`]) and,
+    /// under a fence, the removal of the fence's annotations (the controller's claim), in one
+    /// patch. Nothing is written for a plan with no fence and nothing owed.
+    pub(super) async fn write_last(
+        &self,
+        at: PodRef<'_>,
+        owed: serde_json::Map<String, Value>,
+    ) -> Result<(), Stop> {
+        if owed.is_empty() && self.fence.is_none() {
+            return Ok(());
+        }
+        self.write_annotations(at, Value::Object(owed), "recording the plan's end", true)
             .await
     }
 
     /// Patches the pod's annotations (a null removes one). The pod's UID is a precondition
     /// (the API server refuses to change it: 422), so a pod recreated under the name never
-    /// gets this pod's record; with a fence, so are the annotations the fence names.
+    /// gets this pod's record; with a fence, so are the annotations the fence names, which
+    /// `release` removes in the same patch.
     pub(super) async fn write_annotations(
         &self,
         at: PodRef<'_>,
         annotations: Value,
         doing: &str,
+        release: bool,
     ) -> Result<(), Stop> {
         let PodRef { ns, name, uid } = at;
         let what = || format!("{doing} on pod {ns}/{name}");
@@ -282,6 +334,9 @@ impl Executor {
                     for (key, value) in held {
                         let path = annotation_pointer(&key);
                         ops.push(json!({"op": "test", "path": path, "value": value}));
+                        if release {
+                            ops.push(json!({"op": "remove", "path": path}));
+                        }
                     }
                     for (key, value) in annotations.as_object().into_iter().flatten() {
                         let path = annotation_pointer(key);

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+
 use super::executor::Executor;
 use super::guard;
 use super::methods::{swapped_end, swapped_out_exit};
@@ -34,29 +36,47 @@ impl From<Error> for Stop {
 }
 
 impl Executor {
+    /// Carries out one container's stop; the records it owes at the end (a send whose
+    /// container then ended: [`Done::owe`]) go into `owed`, for the plan's last write.
     pub(super) async fn stop_container(
+        &self,
+        at: PodRef<'_>,
+        stop: &ContainerStop,
+        commands: (&[String], &[Vec<String>]),
+        report: &mut ContainerReport,
+        owed: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), Stop> {
+        let Some(pod) = self.get(at.ns, at.name).await? else {
+            return Err(Stop::Gone);
+        };
+        let mut done = Done::read(&pod, &report.container, &stop.steps);
+        self.run_steps(at, stop, commands, report, (&pod, &mut done))
+            .await?;
+        done.owed_into(owed);
+        Ok(())
+    }
+
+    /// The step machine of [`Executor::stop_container`], on `pod` as read and its record.
+    async fn run_steps(
         &self,
         at: PodRef<'_>,
         stop: &ContainerStop,
         (mains, commands): (&[String], &[Vec<String>]),
         report: &mut ContainerReport,
+        (pod, done): (&Pod, &mut Done),
     ) -> Result<(), Stop> {
         let PodRef { ns, name, uid } = at;
         let container = report.container.clone();
         let steps = &stop.steps;
-        let Some(pod) = self.get(ns, name).await? else {
-            return Err(Stop::Gone);
-        };
-        let mut done = Done::read(&pod, &container, steps);
         // A wait handed back earlier, or a send begun, named by its step's identity (a stale
         // one, whose step is recorded or not in this plan, is ignored).
-        let mut resumed = waiting(&pod, &container)
+        let mut resumed = waiting(pod, &container)
             .and_then(|mut w| {
                 w.step = done.resolve(&w)?;
                 Some(w)
             })
             .filter(|w| !done.contains(&w.step));
-        if let Some(end) = resumed.as_ref().and_then(|w| w.met(&pod, &container)) {
+        if let Some(end) = resumed.as_ref().and_then(|w| w.met(pod, &container)) {
             // The sidecar ended during its suspended wait: the wait is recorded (which removes
             // it) and the stop reported now.
             let step = resumed.as_ref().map_or(0, |w| w.step);
@@ -70,12 +90,12 @@ impl Executor {
                 };
                 report.steps.push(step_report(index, s, result));
             }
-            self.record(at, &mut done, step).await?;
-            self.finish(at, report, None, end, &mut done, steps.len())
+            self.record(at, done, step).await?;
+            self.finish(at, report, None, end, done, steps.len())
                 .await?;
             return Ok(());
         }
-        if let State::Terminated(code) = container_state(&pod, &container) {
+        if let State::Terminated(code) = container_state(pod, &container) {
             report.exit_code = Some(code);
             report.verdict = if done.is_empty() {
                 Verdict::AlreadyTerminated
@@ -92,7 +112,7 @@ impl Executor {
         // Restarted by the kubelet after an earlier stop of sidekill's (a step is recorded):
         // the instance sidekill stopped has ended, and the new one is left alone.
         if !done.is_empty() {
-            if let Some((restarts, code)) = restarted_before(&pod, &container) {
+            if let Some((restarts, code)) = restarted_before(pod, &container) {
                 report.exit_code = Some(code);
                 report.restart_count = Some(restarts);
                 report.verdict = Verdict::Restarted;
@@ -104,7 +124,7 @@ impl Executor {
                 return Ok(());
             }
         }
-        if let Err(why) = guard::check_stop(&pod, mains, &container) {
+        if let Err(why) = guard::check_stop(pod, mains, &container) {
             // Not recorded: the pod's status changes, and the same plan is fine once the
             // main containers have ended (guard.rs).
             for (index, step) in steps.iter().enumerate() {
@@ -126,7 +146,7 @@ impl Executor {
         let instance = resumed
             .as_ref()
             .and_then(|w| w.instance.clone())
-            .or_else(|| running_instance(&pod, &container));
+            .or_else(|| running_instance(pod, &container));
         let instance = instance.as_deref();
         let mut first_send: Option<Instant> = None;
         let mut index = 0;
@@ -150,7 +170,7 @@ impl Executor {
                     "begun by an executor that stopped before recording its end: not sent again"
                         .into(),
                 );
-                self.record(at, &mut done, index).await?;
+                self.record(at, done, index).await?;
                 report.steps.push(sr);
                 index += 1;
                 continue;
@@ -158,7 +178,9 @@ impl Executor {
             if let Some(w) = resumed.take_if(|w| w.step == index) {
                 // A wait handed back earlier: resumed from the record, to its deadline.
                 let (_, matched) = self
-                    .wait_for(at, &container, &w, |p| w.met(p, &container).is_some())
+                    .wait_for(at, (&container, done), &w, |p| {
+                        w.met(p, &container).is_some()
+                    })
                     .await?;
                 sr.millis = millis(started.elapsed());
                 if matched && w.target.is_none() {
@@ -169,8 +191,8 @@ impl Executor {
                     };
                     if let Some(end) = w.met(&pod, &container) {
                         // Recording the step also removes the wait.
-                        self.record(at, &mut done, index).await?;
-                        self.finish(at, report, first_send, end, &mut done, steps.len())
+                        self.record(at, done, index).await?;
+                        self.finish(at, report, first_send, end, done, steps.len())
                             .await?;
                         return Ok(());
                     }
@@ -178,15 +200,15 @@ impl Executor {
                     continue;
                 }
                 sr.result = if matched { "terminated" } else { "timeout" }.into();
-                self.record(at, &mut done, index).await?;
+                self.record(at, done, index).await?;
                 report.steps.push(sr);
                 index += 1;
                 continue;
             }
-            if let Err(why) = guard::check_step(&pod, uid, &container, step, commands) {
+            if let Err(why) = guard::check_step(pod, uid, &container, step, commands) {
                 // Recorded like a step run: the same plan would be refused again.
                 sr.result = "refused".into();
-                self.record(at, &mut done, index).await?;
+                self.record(at, done, index).await?;
                 self.event(
                     at,
                     "Warning",
@@ -211,7 +233,9 @@ impl Executor {
                         started: false,
                     };
                     let (_, matched) = self
-                        .wait_for(at, &container, &w, |p| w.met(p, &container).is_some())
+                        .wait_for(at, (&container, done), &w, |p| {
+                            w.met(p, &container).is_some()
+                        })
                         .await?;
                     sr.result = if matched { "terminated" } else { "timeout" }.into();
                 }
@@ -228,7 +252,8 @@ impl Executor {
                         swap: false,
                         started: true,
                     };
-                    self.write_waiting(at, &container, Some(&begun)).await?;
+                    self.write_waiting(at, (&container, done), Some(&begun))
+                        .await?;
                     let sent: Result<(), Stop> = async {
                         match action {
                             Action::Exec { argv } => {
@@ -271,11 +296,12 @@ impl Executor {
                         // Refused before anything was sent (a missing permission): the record
                         // of it as begun goes, so that a later attempt sends it.
                         if matches!(e, Stop::Err(_)) {
-                            let _ = self.write_waiting(at, &container, None).await;
+                            let _ = self.write_waiting(at, (&container, done), None).await;
                         }
                         return Err(e);
                     }
-                    self.record(at, &mut done, index).await?;
+                    // Written with the container's next write, or the plan's last.
+                    done.owe(index);
                     self.event(
                         at,
                         "Normal",
@@ -316,28 +342,30 @@ impl Executor {
                         started: false,
                     });
                     let ended = if let Some(w) = &w {
-                        let (pod, done) = self
-                            .wait_for(at, &container, w, |p| w.met(p, &container).is_some())
+                        let (pod, met) = self
+                            .wait_for(at, (&container, done), w, |p| {
+                                w.met(p, &container).is_some()
+                            })
                             .await?;
                         if let Some(old) = pod
                             .as_ref()
-                            .filter(|_| done && w.swap)
+                            .filter(|_| met && w.swap)
                             .and_then(|p| swapped_out_exit(p, &container))
                         {
                             let note = format!("; the swapped-out sidecar exited {old}");
                             sr.message.get_or_insert_with(String::new).push_str(&note);
                         }
-                        pod.filter(|_| done).and_then(|p| w.met(&p, &container))
+                        pod.filter(|_| met).and_then(|p| w.met(&p, &container))
                     } else if swapped && sr.result == "ran" {
                         // The kubelet kills the sidecar at the end of the grace period (the
                         // wait step's seconds) and then starts the nop: allow it the settle
                         // time on top.
-                        let (pod, done) = self
+                        let (pod, met) = self
                             .watch_until(ns, name, deadline + self.options.settle, |p| {
                                 swapped_end(p, &container, instance).is_some()
                             })
                             .await?;
-                        let pod = pod.filter(|_| done);
+                        let pod = pod.filter(|_| met);
                         if let Some(old) =
                             pod.as_ref().and_then(|p| swapped_out_exit(p, &container))
                         {
@@ -353,7 +381,7 @@ impl Executor {
                     if let Some(end) = ended {
                         sr.terminated_after_ms = Some(millis(started.elapsed()));
                         report.steps.push(sr);
-                        self.finish(at, report, first_send, end, &mut done, steps.len())
+                        self.finish(at, report, first_send, end, done, steps.len())
                             .await?;
                         return Ok(());
                     }
@@ -362,7 +390,7 @@ impl Executor {
                         index += 1;
                         let mut wr = step_report(index, w, "timeout");
                         wr.millis = millis(deadline);
-                        self.record(at, &mut done, index).await?;
+                        self.record(at, done, index).await?;
                         report.steps.push(wr);
                     }
                     index += 1;
@@ -379,14 +407,16 @@ impl Executor {
                         started: false,
                     };
                     let (pod, matched) = self
-                        .wait_for(at, &container, &w, |p| w.met(p, &container).is_some())
+                        .wait_for(at, (&container, done), &w, |p| {
+                            w.met(p, &container).is_some()
+                        })
                         .await?;
                     match pod.filter(|_| matched).and_then(|p| w.met(&p, &container)) {
                         Some(end) => {
                             sr.result = "terminated".into();
                             sr.millis = millis(started.elapsed());
                             report.steps.push(sr);
-                            self.finish(at, report, first_send, end, &mut done, steps.len())
+                            self.finish(at, report, first_send, end, done, steps.len())
                                 .await?;
                             return Ok(());
                         }
@@ -395,7 +425,7 @@ impl Executor {
                 }
             }
             sr.millis = millis(started.elapsed());
-            self.record(at, &mut done, index).await?;
+            self.record(at, done, index).await?;
             report.steps.push(sr);
             index += 1;
         }
@@ -404,7 +434,7 @@ impl Executor {
             return Err(Stop::Gone);
         };
         if let Some(end) = ended(&pod, &container, instance) {
-            self.finish(at, report, first_send, end, &mut done, steps.len())
+            self.finish(at, report, first_send, end, done, steps.len())
                 .await?;
             return Ok(());
         }
@@ -416,7 +446,7 @@ impl Executor {
             }
             // Nothing to run (the plan cannot stop it): an empty record says it was reported,
             // so a controller does not come back to it.
-            self.record_all(at, &mut done, &[]).await?;
+            self.record_all(at, done, &[]).await?;
         }
         let fixes: Vec<String> = report
             .diagnostics

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::methods::swapped_end;
 use super::pod::PodRef;
@@ -114,7 +114,7 @@ impl Executor {
     pub(super) async fn wait_for(
         &self,
         at: PodRef<'_>,
-        container: &str,
+        (container, done): (&str, &mut Done),
         w: &Waiting,
         cond: impl Fn(&Pod) -> bool,
     ) -> Result<(Option<Pod>, bool), Stop> {
@@ -145,24 +145,29 @@ impl Executor {
                     }
                     () = contended => {}
                 }
-                self.write_waiting(at, container, Some(w)).await?;
+                self.write_waiting(at, (container, done), Some(w)).await?;
                 Err(Stop::Suspend(w.until))
             }
             _ => self.watch_until(ns, name, remaining, cond).await,
         }
     }
 
-    /// Writes (or with `None` removes) the container's suspended wait.
+    /// Writes (or with `None` removes) the container's suspended wait, with the records
+    /// `done` owes.
     pub(super) async fn write_waiting(
         &self,
         at: PodRef<'_>,
-        container: &str,
+        (container, done): (&str, &mut Done),
         w: Option<&Waiting>,
     ) -> Result<(), Stop> {
+        let mut annotations = serde_json::Map::new();
+        done.owed_into(&mut annotations);
         let value = w.and_then(|w| serde_json::to_string(w).ok());
-        let annotations = json!({ super::wait_key(container): value });
-        self.write_annotations(at, annotations, "recording a wait")
-            .await
+        annotations.insert(super::wait_key(container), value.into());
+        self.write_annotations(at, Value::Object(annotations), "recording a wait", false)
+            .await?;
+        done.paid();
+        Ok(())
     }
 
     /// Closes the records of containers the plan no longer stops (an ended sidecar is left
@@ -184,7 +189,9 @@ impl Executor {
                 continue;
             };
             let Some(end) = w.met(pod, container) else {
-                self.write_waiting(at, container, None).await?;
+                let mut nothing_owed = Done::default();
+                self.write_waiting(at, (container, &mut nothing_owed), None)
+                    .await?;
                 continue;
             };
             // Its step is recorded as the record named it (no plan in hand has it), which

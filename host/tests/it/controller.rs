@@ -225,12 +225,19 @@ async fn events(client: kube::Client, pod: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until step 0 (SIGTERM) of the pod's `ign` sidecar is recorded and its Event written:
-/// the Event follows the record, so a test that kills the holder next counts steps run, not
-/// Events a killed process never sent.
+/// Waits until step 0 (SIGTERM) of the pod's `ign` sidecar is on the pod's record, as done
+/// (`[0]`: a wait handed back carries it) or as a send begun (a wait held in place: the
+/// record of the send is owed until the next write, and the begun record keeps it from
+/// being sent again), and its Event is written: the Event follows the send, so a test that
+/// kills the holder next counts steps run, not Events a killed process never sent.
 async fn sigterm_recorded(c: &TestCluster, name: &str) {
-    eventually("step 0 recorded", Duration::from_secs(20), || {
-        recorded(&annotations(c, name), "ign").as_deref() == Some("[0]")
+    eventually("step 0 on record", Duration::from_secs(20), || {
+        let a = annotations(c, name);
+        let begun = a.get("sidekill.dev/wait-ign").is_some_and(|w| {
+            serde_json::from_str::<serde_json::Value>(w)
+                .is_ok_and(|w| w["step"] == 0 && w["started"] == true)
+        });
+        recorded(&a, "ign").as_deref() == Some("[0]") || begun
     })
     .await;
     let client = sidekill::cli::stop::client(Some(c.kubeconfig_path()))
