@@ -15,6 +15,13 @@
 //!    against the same controller, so that the second shows whether memory keeps growing; once
 //!    per `--concurrency` value (default `2,8,32,128`).
 //!
+//! 3. **Soak** (`--soak SECONDS`, instead of 2). Bursts of `--pods` pods against one controller at the first `--concurrency`, each burst's pods deleted once
+//!    complete, until the time is up; the controller's RSS after each burst. RSS is steady
+//!    when the largest value of the last third of the bursts is within 10% (and at least
+//!    8 MiB) of the largest of the first third (the first burst, which grows the allocator's
+//!    pools, left out); otherwise the bench exits 2. `scripts/test` runs a one-minute soak of
+//!    the debug build; the full hour is `-- --soak 3600`.
+//!
 //! Every run starts `sidekill-testcluster serve` and the real `sidekill controller` binary
 //! (`--listen 127.0.0.1:0`, `--kubeconfig` of that server, `-n bench`, `--concurrency C`, and
 //! `--controller-args '...'` if given) as separate processes, so the memory and CPU figures
@@ -68,6 +75,8 @@ struct Args {
     concurrency: Vec<u64>,
     controller_args: Vec<String>,
     keep: bool,
+    /// Soak: bursts of `pods` (each deleted after it) against one controller for this long.
+    soak: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -78,6 +87,7 @@ fn parse_args() -> Result<Args> {
         concurrency: vec![2, 8, 32, 128],
         controller_args: Vec::new(),
         keep: false,
+        soak: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -98,6 +108,7 @@ fn parse_args() -> Result<Args> {
                 args.controller_args = value(&a)?.split_whitespace().map(str::to_owned).collect();
             }
             "--keep" => args.keep = true,
+            "--soak" => args.soak = Some(Duration::from_secs(value(&a)?.parse()?)),
             "--concurrency" => {
                 args.concurrency = value(&a)?
                     .split(',')
@@ -106,7 +117,7 @@ fn parse_args() -> Result<Args> {
             }
             other => bail!(
                 "unknown argument {other}: quick, --latency-pods N, --pods N, --rounds N, \
-                 --concurrency N,M, --controller-args 'ARGS', --keep"
+                 --concurrency N,M, --controller-args 'ARGS', --keep, --soak SECONDS"
             ),
         }
     }
@@ -394,18 +405,15 @@ impl ControllerProcess {
     }
 
     /// `/metrics` as `series -> value` (`name{labels}` as written).
-    /// `/metrics` once no plan is in flight any more and every pod has a plan counted (a pod
+    /// `/metrics` once no plan is in flight any more and every pod has a plan done (a pod
     /// is complete a moment before its plan's report), or after 30 s.
     async fn settled_metrics(&self, n: usize) -> HashMap<String, f64> {
         let start = Instant::now();
         loop {
             let m = self.metrics();
             let get = |s: &str| m.get(s).copied().unwrap_or(0.0);
-            let plans: f64 = m
-                .iter()
-                .filter(|(k, _)| k.starts_with("sidekill_plans_total"))
-                .map(|(_, v)| v)
-                .sum();
+            // Done plans: a wait handed back reports a plan too, before its pod's last one.
+            let plans = get("sidekill_plans_total{outcome=\"done\"}");
             if (get("sidekill_pods_in_flight") == 0.0 && plans >= n as f64)
                 || start.elapsed() > Duration::from_secs(30)
             {
@@ -998,6 +1006,7 @@ async fn throughput_run(run: &Run, n: usize, rounds: usize, concurrency: u64) ->
         mib(server.hwm_kb),
         server.cpu.as_secs_f64(),
     ));
+    out.push_str(&requests_per_pod(&metrics, n * rounds));
     let errors = metrics
         .get("sidekill_watch_errors_total")
         .copied()
@@ -1012,6 +1021,130 @@ async fn throughput_run(run: &Run, n: usize, rounds: usize, concurrency: u64) ->
         text: out,
         problems: !problems.is_empty(),
     })
+}
+
+/// The controller's API requests (`sidekill_api_requests_total`, every request its client
+/// sent, retries included) per stopped pod, by request; the watchers' lists and watches are
+/// shared by every pod and shown as totals.
+fn requests_per_pod(metrics: &HashMap<String, f64>, pods: usize) -> String {
+    let mut per_pod = Vec::new();
+    let mut shared = Vec::new();
+    let mut total = 0.0;
+    let mut series: Vec<(&String, &f64)> = metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with("sidekill_api_requests_total{"))
+        .collect();
+    series.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in series {
+        let request = k
+            .split_once("request=\"")
+            .and_then(|(_, r)| r.split_once('"'))
+            .map_or(k.as_str(), |(r, _)| r);
+        if request.starts_with("list ") || request.starts_with("watch ") {
+            shared.push(format!("{request} {v}"));
+        } else {
+            let each = v / pods.max(1) as f64;
+            total += each;
+            per_pod.push(format!("{request} {each:.2}"));
+        }
+    }
+    format!(
+        "\nAPI requests per stopped pod: **{total:.2}** ({}); shared by all: {}.\n",
+        per_pod.join(", "),
+        shared.join(", ")
+    )
+}
+
+/// Bursts against one controller until `duration` has passed, each burst's pods deleted
+/// once complete; the controller's RSS after each.
+async fn soak(bins: &Bins, args: &Args, duration: Duration) -> Result<Report> {
+    let n = args.pods;
+    let concurrency = args.concurrency.first().copied().unwrap_or(8);
+    eprintln!("soak: bursts of {n} pods for {duration:?}, --concurrency {concurrency}");
+    let run = Run::start(bins, concurrency, &args.controller_args).await?;
+    let result = soak_run(&run, n, duration).await;
+    run.finish(args.keep || result.as_ref().map_or(true, |r| r.problems));
+    result
+}
+
+async fn soak_run(run: &Run, n: usize, duration: Duration) -> Result<Report> {
+    let ticks = clock_ticks();
+    let pid = run.controller.pid();
+    let load_start = loadavg();
+    let ready = usage(pid, ticks);
+    let started = Instant::now();
+    let mut rss = Vec::new();
+    let mut round = 0;
+    while started.elapsed() < duration || round < 3 {
+        burst(run, n, round, ticks).await?;
+        let names: Vec<String> = (0..n).map(|i| format!("tp{round}-{i:04}")).collect();
+        delete_all(&run.api(), &names).await?;
+        rss.push(usage(pid, ticks).rss_kb);
+        round += 1;
+    }
+    let metrics = run.controller.settled_metrics(n * round).await;
+    let mut problems = check_metrics(&metrics, n * round);
+    let third = (rss.len() / 3).max(1);
+    let first = rss.iter().skip(1).take(third).max().copied().unwrap_or(0);
+    let last = rss.iter().rev().take(third).max().copied().unwrap_or(0);
+    let allowed = first + (first / 10).max(8 * 1024);
+    if last > allowed {
+        problems.push(format!(
+            "RSS grew: {} at most in the last third of the bursts, against {} in the first",
+            mib(last),
+            mib(first)
+        ));
+    }
+    let series: Vec<String> = rss.iter().map(|k| mib(*k)).collect();
+    let mut out = format!(
+        "### Soak: {round} bursts of {n} pods in {:.0} s\n\n\
+         Load average (1, 5, 15 min): {load_start} at the start, {} at the end. Controller \
+         VmRSS ready {}; after each burst: {}. Largest in the first third (burst 1 left \
+         out) {}, in the last third {}: {}.\n",
+        started.elapsed().as_secs_f64(),
+        loadavg(),
+        mib(ready.rss_kb),
+        series.join(", "),
+        mib(first),
+        mib(last),
+        if last > allowed { "growing" } else { "steady" },
+    );
+    out.push_str(&requests_per_pod(&metrics, n * round));
+    if !problems.is_empty() {
+        out.push_str(&format!("\nProblems: {}\n", problems.join("; ")));
+    }
+    Ok(Report {
+        text: out,
+        problems: !problems.is_empty(),
+    })
+}
+
+/// Deletes the pods and waits until they are gone.
+async fn delete_all(api: &Api<Pod>, names: &[String]) -> Result<()> {
+    let results: Vec<_> = futures_util::stream::iter(names)
+        .map(|name| async move {
+            match api.delete(name, &kube::api::DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    let deadline = Instant::now() + STALL;
+    for name in names {
+        while api.get_opt(name).await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("pod {name} not gone {STALL:?} after its deletion");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -1052,7 +1185,11 @@ fn bench() -> Result<()> {
         println!("{}", r.text);
         problems |= r.problems;
     }
-    if args.pods > 0 {
+    if let Some(duration) = args.soak {
+        let r = rt.block_on(soak(&bins, &args, duration))?;
+        println!("{}", r.text);
+        problems |= r.problems;
+    } else if args.pods > 0 {
         for c in &args.concurrency {
             let r = rt.block_on(throughput(&bins, &args, *c))?;
             println!("{}", r.text);

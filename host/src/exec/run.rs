@@ -90,7 +90,8 @@ impl Executor {
                 };
                 report.steps.push(step_report(index, s, result));
             }
-            self.record(at, done, step).await?;
+            // Owed to the plan's last write, which also removes the wait.
+            done.owe(step);
             self.finish(at, report, None, end, done, steps.len())
                 .await?;
             return Ok(());
@@ -190,8 +191,9 @@ impl Executor {
                         return Err(Stop::Gone);
                     };
                     if let Some(end) = w.met(&pod, &container) {
-                        // Recording the step also removes the wait.
-                        self.record(at, done, index).await?;
+                        // Recording the step (owed to the plan's last write) also removes
+                        // the wait.
+                        done.owe(index);
                         self.finish(at, report, first_send, end, done, steps.len())
                             .await?;
                         return Ok(());
@@ -252,7 +254,7 @@ impl Executor {
                         swap: false,
                         started: true,
                     };
-                    self.write_waiting(at, (&container, done), Some(&begun))
+                    self.write_waiting(at, (&container, done), Some(&begun), false)
                         .await?;
                     let sent: Result<(), Stop> = async {
                         match action {
@@ -296,7 +298,9 @@ impl Executor {
                         // Refused before anything was sent (a missing permission): the record
                         // of it as begun goes, so that a later attempt sends it.
                         if matches!(e, Stop::Err(_)) {
-                            let _ = self.write_waiting(at, (&container, done), None).await;
+                            let _ = self
+                                .write_waiting(at, (&container, done), None, false)
+                                .await;
                         }
                         return Err(e);
                     }

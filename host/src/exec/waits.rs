@@ -84,6 +84,9 @@ pub type Contended = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 /// How often a held wait asks whether it should make way.
 const CONTENDED_POLL: Duration = Duration::from_millis(50);
 
+/// How long a wait is held before it makes way for other pods.
+const CONTENDED_GRACE: Duration = Duration::from_millis(200);
+
 impl Executor {
     /// This executor, handing waits longer than `hold` back instead of waiting them out: the
     /// wait is recorded on the pod (`sidekill.dev/wait-<container>`, its step, deadline and
@@ -129,6 +132,10 @@ impl Executor {
                 let contended = async {
                     match &self.contended {
                         Some(contended) => {
+                            // Most sidecars end within milliseconds of their signal: a wait
+                            // handed back at once would cost its pod a record, a release, a
+                            // claim and a plan more, for a slot freed a moment later anyway.
+                            tokio::time::sleep(CONTENDED_GRACE).await;
                             while !contended() {
                                 tokio::time::sleep(CONTENDED_POLL).await;
                             }
@@ -145,7 +152,9 @@ impl Executor {
                     }
                     () = contended => {}
                 }
-                self.write_waiting(at, (container, done), Some(w)).await?;
+                // The plan's last write: it releases the fence (the claim) too.
+                self.write_waiting(at, (container, done), Some(w), true)
+                    .await?;
                 Err(Stop::Suspend(w.until))
             }
             _ => self.watch_until(ns, name, remaining, cond).await,
@@ -153,18 +162,19 @@ impl Executor {
     }
 
     /// Writes (or with `None` removes) the container's suspended wait, with the records
-    /// `done` owes.
+    /// `done` owes; `release`: the plan's last write, which removes the fence's annotations.
     pub(super) async fn write_waiting(
         &self,
         at: PodRef<'_>,
         (container, done): (&str, &mut Done),
         w: Option<&Waiting>,
+        release: bool,
     ) -> Result<(), Stop> {
         let mut annotations = serde_json::Map::new();
         done.owed_into(&mut annotations);
         let value = w.and_then(|w| serde_json::to_string(w).ok());
         annotations.insert(super::wait_key(container), value.into());
-        self.write_annotations(at, Value::Object(annotations), "recording a wait", false)
+        self.write_annotations(at, Value::Object(annotations), "recording a wait", release)
             .await?;
         done.paid();
         Ok(())
@@ -190,7 +200,7 @@ impl Executor {
             };
             let Some(end) = w.met(pod, container) else {
                 let mut nothing_owed = Done::default();
-                self.write_waiting(at, (container, &mut nothing_owed), None)
+                self.write_waiting(at, (container, &mut nothing_owed), None, false)
                     .await?;
                 continue;
             };
