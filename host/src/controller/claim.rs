@@ -2,10 +2,12 @@
 //! rollout) never carry out the same pod's plan at once.
 //!
 //! A claim is the annotation `sidekill.dev/claim` = `{"holder": ID, "until": UNIX_MS}`,
-//! written with a merge patch that carries the pod's `metadata.resourceVersion`: the API
-//! server applies it only to that version of the pod (409 Conflict otherwise), so of two
-//! controllers racing for one pod exactly one wins. The holder renews the claim while
-//! its plan runs and removes it when done. A controller that dies leaves a claim that
+//! taken by the plan's first write ([`PlanClaim`]), in the same JSON Patch as what that write
+//! records, with a `test` of the pod's `metadata.resourceVersion`: the API server applies it
+//! only to the version the plan was made from (422 otherwise), so of two controllers racing
+//! for one pod exactly one wins. The holder renews the claim (a merge patch carrying the
+//! `resourceVersion` read: 409 when stale) while its plan runs, and the plan's last write
+//! removes it with the record of the stop. A controller that dies leaves a claim that
 //! expires; another controller then takes the pod over and, thanks to the
 //! `sidekill.dev/done-*` record, carries on from the first step not yet done.
 //!
@@ -62,11 +64,15 @@ impl Claim {
     }
 }
 
-/// What an attempt to claim a pod found.
-#[derive(Debug)]
-pub enum Attempt {
-    /// The claim is ours for the requested time.
-    Won,
+/// What a pod's claim, as read, leaves to this controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// No live claim of another holder: a plan may take it ([`PlanClaim`]); `expired` is the
+    /// text of another holder's claim that has run out, which the take may overwrite.
+    Free {
+        /// Another holder's expired claim.
+        expired: Option<String>,
+    },
     /// Another holder's claim is live for this long.
     Held {
         /// The holder.
@@ -74,50 +80,124 @@ pub enum Attempt {
         /// Time left on its claim.
         remaining: Duration,
     },
-    /// The pod changed since it was read (409): read it again and retry.
+}
+
+/// The standing of `holder` on `pod`: another holder's claim is live as long as `live` says
+/// (`None`: it has expired; the controller judges it on its own clock from when it first saw
+/// the claim).
+pub fn standing(
+    pod: &Pod,
+    holder: &str,
+    live: impl FnOnce(&Claim) -> Option<Duration>,
+) -> Standing {
+    match Claim::of(pod) {
+        Some(claim) if claim.holder != holder => match live(&claim) {
+            Some(remaining) => Standing::Held {
+                holder: claim.holder,
+                remaining,
+            },
+            None => Standing::Free {
+                expired: Some(claim.text),
+            },
+        },
+        _ => Standing::Free { expired: None },
+    }
+}
+
+/// What a conditional write of the claim found.
+enum Written {
+    Won,
+    /// The pod changed since it was read (409).
     Stale,
-    /// The pod is gone.
     Gone,
 }
 
-/// Claims `pod` for `holder` for `ttl`, unless another holder's claim is live: `live` says
-/// for how long more, `None` when it has expired (the controller judges it on its own
-/// clock from when it first saw the claim). `pod` may be the watch's version: a stale one
-/// costs a 409 ([`Attempt::Stale`]), never a claim on a version not read. `seen` gets the
-/// version the API server answered, so the caller's cache is never older than its claim.
+/// One plan's claim on its pod: the executor's fence ([`crate::exec::Executor::fenced`]).
 ///
-/// # Errors
-/// An API error other than 404 and 409.
-pub async fn acquire(
-    api: &Api<Pod>,
-    pod: &Pod,
-    (holder, ttl): (&str, Duration),
-    live: impl FnOnce(&Claim) -> Option<Duration>,
-    seen: &(dyn Fn(&Pod) + Sync),
-) -> Result<Attempt, kube::Error> {
-    if let Some(claim) = Claim::of(pod) {
-        if claim.holder != holder {
-            if let Some(remaining) = live(&claim) {
-                return Ok(Attempt::Held {
-                    holder: claim.holder,
-                    remaining,
-                });
+/// The plan's first write takes the claim, in the same JSON Patch as what it records (the send
+/// it begins, mostly), applied only to the version of the pod the plan was made from (a
+/// `test` of `metadata.resourceVersion`): of two controllers racing for one pod exactly one
+/// wins, and a plan made before another controller's claim or record is made again, never
+/// written over it. Every later write holds the claim: it is written only while the claim is
+/// this holder's, has not run out by its `until` (written by this holder, so judged on its
+/// own clock), and is the very text tested. A plan with nothing to write takes no claim.
+#[derive(Debug)]
+pub struct PlanClaim {
+    holder: String,
+    ttl: Duration,
+    /// Another holder's claim that this controller judged expired: the take may overwrite
+    /// that text, and only that one.
+    expired: Option<String>,
+    /// When the write that took the claim was sent.
+    taken: tokio::sync::watch::Sender<Option<std::time::Instant>>,
+}
+
+impl PlanClaim {
+    /// `holder`'s claim for `ttl` on a pod whose claim, as the plan read it, is none, its own,
+    /// or `expired` (another holder's, run out on this controller's clock).
+    pub fn new(holder: &str, ttl: Duration, expired: Option<String>) -> PlanClaim {
+        PlanClaim {
+            holder: holder.to_owned(),
+            ttl,
+            expired,
+            taken: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    /// When the write that took the claim was sent, once it is taken.
+    pub async fn taken_at(&self) -> std::time::Instant {
+        let mut rx = self.taken.subscribe();
+        loop {
+            if let Some(at) = *rx.borrow_and_update() {
+                return at;
+            }
+            if rx.changed().await.is_err() {
+                // Never dropped while the plan runs; if it were, nothing would be taken.
+                std::future::pending::<()>().await;
             }
         }
     }
-    write(api, pod, (holder, ttl), seen).await
 }
 
-/// The executor's fence for `holder` ([`crate::exec::Executor::fenced`]): a pod may be
-/// written while its claim is `holder`'s and has not run out by `until` (written by this
-/// holder, so judged on its own clock), and only as long as the claim is that very text.
-pub fn fence(holder: String) -> crate::exec::Fence {
-    std::sync::Arc::new(move |pod: &Pod| match Claim::of(pod) {
-        Some(c) if c.holder != holder => Err(format!("claimed by {}", c.holder)),
-        Some(c) if c.remaining(now_ms()).is_none() => Err("its claim ran out".into()),
-        Some(c) => Ok(vec![(CLAIM_ANNOTATION.to_owned(), c.text)]),
-        None => Err("no claim on the pod".into()),
-    })
+/// A claim's text, for a write sent now.
+fn text(holder: &str, ttl: Duration) -> String {
+    let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let until = now_ms().saturating_add(ttl);
+    json!({"holder": holder, "until": until, "ttl": ttl}).to_string()
+}
+
+impl crate::exec::Fence for PlanClaim {
+    fn hold(&self, pod: &Pod) -> Result<crate::exec::Hold, String> {
+        use crate::exec::Hold;
+        let claim = Claim::of(pod);
+        if !self.taken() {
+            return match claim {
+                Some(c) if c.holder != self.holder && Some(&c.text) != self.expired.as_ref() => {
+                    Err(format!("claimed by {}", c.holder))
+                }
+                _ => Ok(Hold::Take(vec![(
+                    CLAIM_ANNOTATION.to_owned(),
+                    text(&self.holder, self.ttl),
+                )])),
+            };
+        }
+        match claim {
+            Some(c) if c.holder != self.holder => Err(format!("claimed by {}", c.holder)),
+            Some(c) if c.remaining(now_ms()).is_none() => Err("its claim ran out".into()),
+            Some(c) => Ok(Hold::Held(vec![(CLAIM_ANNOTATION.to_owned(), c.text)])),
+            None => Err("no claim on the pod".into()),
+        }
+    }
+
+    fn applied(&self, hold: &crate::exec::Hold, sent: std::time::Instant) {
+        if matches!(hold, crate::exec::Hold::Take(_)) {
+            self.taken.send_replace(Some(sent));
+        }
+    }
+
+    fn taken(&self) -> bool {
+        self.taken.borrow().is_some()
+    }
 }
 
 /// What a renewal found.
@@ -160,9 +240,9 @@ pub async fn renew(
             Some(_) => {}
         }
         match write(api, &pod, (holder, ttl), seen).await? {
-            Attempt::Won => return Ok(Renewal::Renewed),
-            Attempt::Gone => return Ok(Renewal::Lost),
-            Attempt::Stale | Attempt::Held { .. } => {}
+            Written::Won => return Ok(Renewal::Renewed),
+            Written::Gone => return Ok(Renewal::Lost),
+            Written::Stale => {}
         }
     }
     Ok(Renewal::Raced)
@@ -254,11 +334,9 @@ async fn write(
     pod: &Pod,
     (holder, ttl): (&str, Duration),
     seen: &(dyn Fn(&Pod) + Sync),
-) -> Result<Attempt, kube::Error> {
+) -> Result<Written, kube::Error> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let until = now_ms().saturating_add(ttl);
-    let value = json!({"holder": holder, "until": until, "ttl": ttl}).to_string();
+    let value = text(holder, ttl);
     // Both preconditions: the version read (409 when stale) and the pod's UID (422 when
     // the name is another pod's now).
     let patch = json!({"metadata": {
@@ -272,10 +350,10 @@ async fn write(
     {
         Ok(written) => {
             seen(&written);
-            Ok(Attempt::Won)
+            Ok(Written::Won)
         }
-        Err(e) if code(&e) == Some(409) => Ok(Attempt::Stale),
-        Err(e) if code(&e) == Some(404) || other_pod(&e) => Ok(Attempt::Gone),
+        Err(e) if code(&e) == Some(409) => Ok(Written::Stale),
+        Err(e) if code(&e) == Some(404) || other_pod(&e) => Ok(Written::Gone),
         Err(e) => Err(e),
     }
 }

@@ -13,11 +13,13 @@
 //!   turn, and a delay queue for pods to look at later. [`Options`]'s executor
 //!   concurrency is the number of workers; nothing else runs a plan.
 //! - **Acting.** A worker starts from the pod's latest watched version (kept for up to
-//!   [`Options::kept_versions`] queued pods; read with a GET beyond), claims it ([`claim`]:
-//!   a stale version costs a 409, never a claim on a version not read), and has the
+//!   [`Options::kept_versions`] queued pods; read with a GET beyond) and has the
 //!   [`Executor`] carry out its plan (retries, the `sidekill.dev/done-*` record that keeps
-//!   any step from running twice, Events). The plan's last write records the stop and
-//!   releases the claim in one patch; a plan cut short releases it on its own. A wait longer
+//!   any step from running twice, Events) under a claim ([`claim::PlanClaim`]): the plan's
+//!   first write takes it, on the version the plan was made from (a stale version is
+//!   planned again, never written over), and its last write records the stop and releases
+//!   it, so a stop costs its writes and its exec and nothing more. A plan cut short
+//!   releases it on its own. A wait longer
 //!   than [`Options::hold`] (a grace period of the pod owner's choosing, an `await`) is
 //!   handed back ([`Executor::suspending`]): the worker moves on, and the pod comes back
 //!   through the delay queue at the wait's deadline, or sooner when the watch sees what it
@@ -206,7 +208,6 @@ impl Controller {
         let executor = executor
             .suspending(options.hold)
             .yielding(Arc::new(move || queue.queue_ready.get() > 0))
-            .fenced(claim::fence(options.identity.clone()))
             .reading_through(Arc::clone(&cache));
         Arc::new(Controller {
             client,

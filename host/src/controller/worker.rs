@@ -1,6 +1,7 @@
-//! The workers: each takes a ready pod from the queue, reads it again, claims it, has the
-//! executor carry out its plan while the claim is renewed, and settles the pod's entry
-//! (finished, dropped, looked at again later, or backed off after a failure).
+//! The workers: each takes a ready pod from the queue (its latest watched version, or a GET),
+//! has the executor carry out its plan under a claim that the plan's first write takes and
+//! this worker renews, and settles the pod's entry (finished, dropped, looked at again later,
+//! or backed off after a failure).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use tokio::time::Instant;
 
-use super::claim::{self, Attempt};
+use super::claim;
 use super::metrics;
 use super::queue::Key;
 use super::Controller;
@@ -100,7 +101,8 @@ impl Controller {
         self.gauges(&t);
     }
 
-    /// Reads the pod again, and when it still has work, claims it and carries out its plan.
+    /// Takes the pod's latest version, and when it still has work and no other controller's
+    /// live claim, carries out its plan under a claim of its own.
     async fn process(&self, key: &Key) -> Next {
         let (ns, name, uid) = (&key.namespace, &key.name, &key.uid);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
@@ -146,36 +148,38 @@ impl Controller {
             return Next::After(d);
         }
         let identity = &self.options.identity;
-        let ttl = self.options.claim_ttl;
-        let sent = Instant::now();
         let live = |c: &claim::Claim| self.claim_live(uid, c);
-        let seen = |p: &Pod| self.cache.seen(p);
-        match claim::acquire(&api, &pod, (identity, ttl), live, &seen).await {
-            Ok(Attempt::Won) => {}
-            Ok(Attempt::Held { holder, remaining }) => {
+        let expired = match claim::standing(&pod, identity, live) {
+            claim::Standing::Free { expired } => expired,
+            claim::Standing::Held { holder, remaining } => {
                 tracing::debug!(pod = %format!("{ns}/{name}"), %holder, "claimed by another controller");
                 return Next::After(remaining + Duration::from_millis(100));
             }
-            Ok(Attempt::Stale) => return Next::After(Duration::from_millis(50)),
-            Ok(Attempt::Gone) => return Next::Drop,
-            Err(e) => {
-                let asked = backoff::retry_after(&e);
-                return Next::Failed("claim", e.to_string(), asked);
-            }
-        }
+        };
         tracing::info!(
             pod = %format!("{ns}/{name}"),
             sidecars = ?assessment.pending,
             readiness = %assessment.reason,
             "pod ready: stopping its sidecars"
         );
+        // The plan's first write takes the claim; its last releases it.
+        let plan = Arc::new(claim::PlanClaim::new(
+            identity,
+            self.options.claim_ttl,
+            expired,
+        ));
+        let executor = self.executor.clone().fenced(Arc::clone(&plan) as _);
         let result = tokio::select! {
-            r = self.executor.stop_pod_uid(ns, name, Some(uid)) => Some(r),
-            () = self.hold_claim(&api, name, uid, sent) => None,
+            r = executor.stop_pod_uid(ns, name, Some(uid)) => Some(r),
+            () = self.hold_claim(&api, (name, uid), &plan) => None,
         };
-        let latest = self.cache.get(ns, name).map(|p| Pod::clone(&p));
-        if let Err(e) = claim::release(&api, latest, (name, uid), identity).await {
-            tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not release the claim; it expires on its own");
+        if exec::Fence::taken(&*plan) {
+            // A plan cut short leaves its claim: released here (nothing to do when the plan's
+            // last write released it: the cache holds that write).
+            let latest = self.cache.get(ns, name).map(|p| Pod::clone(&p));
+            if let Err(e) = claim::release(&api, latest, (name, uid), identity).await {
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not release the claim; it expires on its own");
+            }
         }
         match result {
             None => {
@@ -183,6 +187,11 @@ impl Controller {
                 self.metrics.count(metrics::FAILURES, "claim-lost");
                 // Whoever holds it now finishes the plan; if nobody does, look again.
                 Next::After(self.options.claim_ttl)
+            }
+            // Not taken: another controller claimed the pod, or it changed, since it was
+            // read. Read it again soon (a live claim of another's is then waited out).
+            Some(Err(exec::Error::Fenced { .. })) if !exec::Fence::taken(&*plan) => {
+                Next::After(Duration::from_millis(50))
             }
             Some(Err(e @ exec::Error::Fenced { .. })) => {
                 tracing::warn!(pod = %format!("{ns}/{name}"), error = %Report::of(&e), "stopped this plan");
@@ -220,17 +229,18 @@ impl Controller {
         (seen.1 + Duration::from_millis(ttl)).checked_duration_since(now)
     }
 
-    /// Renews the claim taken when `acquired` was sent, every third of its lifetime, and
-    /// returns when it is lost or when no renewal has been confirmed in time. The deadline is
+    /// Renews the plan's claim, once a write of the plan has taken it, every third of its
+    /// lifetime, and returns when it is lost or when no renewal has been confirmed in time. The deadline is
     /// judged on this process's monotonic clock from the moment the last confirmed write
     /// was sent (so it is never later than the API server's idea of the claim's end, however
     /// slow the answer), minus a third of the lifetime as a margin for the clocks of the
     /// other controllers, which judge expiry by the `until` written in the claim; as
     /// client-go's leader election stops leading when it cannot renew within RenewDeadline
     /// (tools/leaderelection/leaderelection.go renew, RenewDeadline < LeaseDuration).
-    async fn hold_claim(&self, api: &Api<Pod>, name: &str, uid: &str, acquired: Instant) {
+    async fn hold_claim(&self, api: &Api<Pod>, (name, uid): (&str, &str), plan: &claim::PlanClaim) {
         let ttl = self.options.claim_ttl;
         let identity = &self.options.identity;
+        let acquired = Instant::from_std(plan.taken_at().await);
         let mut deadline = acquired + ttl * 2 / 3;
         let mut next = acquired + ttl / 3;
         loop {

@@ -21,7 +21,7 @@ pub struct Executor {
     /// Whether other pods wait for a slot: a wait held then is handed back at once.
     pub(super) contended: Option<super::waits::Contended>,
     /// Whether the pod may still be written by this executor ([`Executor::fenced`]).
-    pub(super) fence: Option<super::records::Fence>,
+    pub(super) fence: Option<Arc<dyn super::records::Fence>>,
     /// The pods in work as the controller's watchers see them ([`Executor::reading_through`]).
     pub(super) cache: Option<Arc<super::cache::PodCache>>,
 }

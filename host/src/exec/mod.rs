@@ -93,7 +93,7 @@ pub use assess::Assessment;
 pub use cache::{PodCache, Working};
 pub use executor::Executor;
 pub use guard::refusals;
-pub use records::{annotation_pointer, Fence};
+pub use records::{annotation_pointer, Fence, Hold, CHANGED_SINCE_PLANNED};
 pub use report::{ContainerReport, JobReport, Outcome, PodReport, StepReport, Verdict};
 pub use waits::{now_ms, Contended};
 

@@ -14,13 +14,11 @@
 //!
 //! [`done_key`]: super::done_key
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use serde_json::{json, Value};
 use sha2::Digest as _;
+use std::collections::BTreeSet;
 
 use super::api::{forbidden, is_invalid, is_not_found, is_other_pod};
 use super::pod::PodRef;
@@ -29,14 +27,38 @@ use super::waits::Waiting;
 use super::{Error, Executor};
 use crate::answer::Step;
 
-/// Says whether the pod, as just read, may still be written by this executor: the annotations
-/// (key, value) that must still hold those values when the write is applied (the
-/// controller's claim), or `Err` with why not (the claim is another holder's).
-pub type Fence = Arc<dyn Fn(&Pod) -> Result<Vec<(String, String)>, String> + Send + Sync>;
+/// Says whether a plan may write the pod, and on what condition ([`Executor::fenced`]): the
+/// controller's claim on the pod, taken by the plan's first write and held by every other.
+pub trait Fence: Send + Sync {
+    /// Whether `pod`, as just read, may be written by this plan, and on what condition; `Err`
+    /// with why not (the claim is another holder's, or has run out).
+    ///
+    /// # Errors
+    /// Why the pod may not be written.
+    fn hold(&self, pod: &Pod) -> Result<Hold, String>;
+    /// A write on `hold`'s condition, sent at `sent`, was applied.
+    fn applied(&self, hold: &Hold, sent: std::time::Instant);
+    /// Whether a write of this plan took the fence's annotations.
+    fn taken(&self) -> bool;
+}
+
+/// The condition a [`Fence`] puts on a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// These annotations (key, value) must still hold their values when the write is applied.
+    Held(Vec<(String, String)>),
+    /// The write takes these annotations, and is applied only to the version of the pod the
+    /// plan was made from (a JSON Patch `test` of `metadata.resourceVersion`): a pod that
+    /// changed since, another controller's claim or record included, is planned again.
+    Take(Vec<(String, String)>),
+}
 
 /// Attempts at a fenced write whose fence (the claim) changed between the read and the write:
 /// the holder's own renewal can do that once.
 const FENCED_ATTEMPTS: usize = 4;
+
+/// Why a fence could not be taken: the pod is no longer the version its plan was made from.
+pub const CHANGED_SINCE_PLANNED: &str = "the pod changed since its plan was made";
 
 /// The JSON pointer of an annotation (RFC 6901: `~` and `/` escaped).
 pub fn annotation_pointer(key: &str) -> String {
@@ -98,6 +120,8 @@ pub(super) struct Done {
     pub present: bool,
     /// Steps done whose record is not written yet ([`Done::owe`]).
     owed: BTreeSet<usize>,
+    /// The `resourceVersion` of the pod it was read from: a fence is taken only on it.
+    pub version: Option<String>,
 }
 
 impl Done {
@@ -109,6 +133,7 @@ impl Done {
         let mut done = Done {
             present: text.is_some(),
             key,
+            version: pod.metadata.resource_version.clone(),
             ..Done::default()
         };
         let entries: Vec<Value> = text
@@ -230,7 +255,7 @@ impl Executor {
     /// still owed: the claim is released in the patch that records the stop, not in one of
     /// its own.
     #[must_use]
-    pub fn fenced(mut self, fence: Fence) -> Executor {
+    pub fn fenced(mut self, fence: std::sync::Arc<dyn Fence>) -> Executor {
         self.fence = Some(fence);
         self
     }
@@ -259,7 +284,8 @@ impl Executor {
         let container = key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
         let wait = format!("{}{container}", super::WAIT_ANNOTATION_PREFIX);
         let annotations = json!({key: value, wait: Value::Null});
-        self.write_annotations(at, annotations, &format!("recording step {index}"), false)
+        let doing = format!("recording step {index}");
+        self.write_annotations(at, annotations, (&doing, done.version.as_deref()), false)
             .await?;
         done.paid();
         Ok(())
@@ -273,22 +299,25 @@ impl Executor {
         at: PodRef<'_>,
         owed: serde_json::Map<String, Value>,
     ) -> Result<(), Stop> {
-        if owed.is_empty() && self.fence.is_none() {
+        // Nothing to record, and no fence taken to release.
+        if owed.is_empty() && !self.fence.as_ref().is_some_and(|f| f.taken()) {
             return Ok(());
         }
-        self.write_annotations(at, Value::Object(owed), "recording the plan's end", true)
+        let doing = ("recording the plan's end", None);
+        self.write_annotations(at, Value::Object(owed), doing, true)
             .await
     }
 
     /// Patches the pod's annotations (a null removes one). The pod's UID is a precondition
     /// (the API server refuses to change it: 422), so a pod recreated under the name never
-    /// gets this pod's record; with a fence, so are the annotations the fence names, which
-    /// `release` removes in the same patch.
+    /// gets this pod's record; with a fence, so are the annotations the fence holds, which
+    /// `release` removes in the same patch, or the version `planned` the plan was made from
+    /// when this write takes the fence.
     pub(super) async fn write_annotations(
         &self,
         at: PodRef<'_>,
         annotations: Value,
-        doing: &str,
+        (doing, planned): (&str, Option<&str>),
         release: bool,
     ) -> Result<(), Stop> {
         let PodRef { ns, name, uid } = at;
@@ -298,7 +327,7 @@ impl Executor {
         let mut attempts = 0;
         loop {
             let patch = match &self.fence {
-                None => Patch::Merge(json!({"metadata": {"uid": uid, "annotations": annotations}})),
+                None => None,
                 Some(fence) => {
                     // The cached version first; after a failed test, the API server's.
                     let pod = if attempts == 0 {
@@ -309,12 +338,11 @@ impl Executor {
                     // A cached version may predate the claim's last write: only the API
                     // server's own version refuses.
                     let fresh = attempts > 0 || self.cache.is_none();
+                    let fenced = |why: String| Stop::Err(Error::Fenced { what: what(), why });
                     let held = match &pod {
                         None => Err(Stop::Gone),
                         Some(p) if p.metadata.uid.as_deref() != Some(uid) => Err(Stop::Gone),
-                        Some(p) => {
-                            fence(p).map_err(|why| Stop::Err(Error::Fenced { what: what(), why }))
-                        }
+                        Some(p) => fence.hold(p).map_err(fenced),
                     };
                     let held = match held {
                         Ok(held) => held,
@@ -324,6 +352,17 @@ impl Executor {
                             continue;
                         }
                     };
+                    // Taken only on the version the plan was made from: any change since
+                    // (another controller's claim or record among them) is planned again,
+                    // never written over.
+                    let version = pod
+                        .as_ref()
+                        .and_then(|p| p.metadata.resource_version.clone());
+                    if matches!(held, Hold::Take(_))
+                        && (planned.is_none() || version.as_deref() != planned)
+                    {
+                        return Err(fenced(CHANGED_SINCE_PLANNED.into()));
+                    }
                     let present = pod
                         .as_ref()
                         .and_then(|p| p.metadata.annotations.as_ref())
@@ -331,11 +370,33 @@ impl Executor {
                         .unwrap_or_default();
                     let mut ops =
                         vec![json!({"op": "test", "path": "/metadata/uid", "value": uid})];
-                    for (key, value) in held {
-                        let path = annotation_pointer(&key);
-                        ops.push(json!({"op": "test", "path": path, "value": value}));
-                        if release {
-                            ops.push(json!({"op": "remove", "path": path}));
+                    match &held {
+                        Hold::Held(held) => {
+                            for (key, value) in held {
+                                let path = annotation_pointer(key);
+                                ops.push(json!({"op": "test", "path": path, "value": value}));
+                                if release {
+                                    ops.push(json!({"op": "remove", "path": path}));
+                                }
+                            }
+                        }
+                        Hold::Take(taken) => {
+                            let path = "/metadata/resourceVersion";
+                            ops.push(json!({"op": "test", "path": path, "value": version}));
+                            // A pod with no annotation at all (the first write of a plan
+                            // may be its first): JSON Patch adds a member only to an object.
+                            if pod
+                                .as_ref()
+                                .is_some_and(|p| p.metadata.annotations.is_none())
+                            {
+                                let path = "/metadata/annotations";
+                                ops.push(json!({"op": "add", "path": path, "value": {}}));
+                            }
+                            // Taken and released by one write: nothing to add.
+                            for (key, value) in taken.iter().filter(|_| !release) {
+                                let path = annotation_pointer(key);
+                                ops.push(json!({"op": "add", "path": path, "value": value}));
+                            }
                         }
                     }
                     for (key, value) in annotations.as_object().into_iter().flatten() {
@@ -352,11 +413,22 @@ impl Executor {
                                 message: format!("{}: a JSON patch: {e}", what()),
                             })
                         })?;
-                    Patch::Json(ops)
+                    Some((Patch::Json(ops), held))
                 }
             };
+            let (patch, held) = match patch {
+                Some((patch, held)) => (patch, Some(held)),
+                None => (
+                    Patch::Merge(json!({"metadata": {"uid": uid, "annotations": annotations}})),
+                    None,
+                ),
+            };
+            let sent = std::time::Instant::now();
             match self.retry("record", || api.patch(name, &pp, &patch)).await {
                 Ok(pod) => {
+                    if let (Some(fence), Some(held)) = (&self.fence, &held) {
+                        fence.applied(held, sent);
+                    }
                     // The executor never reads a version older than its own write.
                     if let Some(cache) = &self.cache {
                         cache.seen(&pod);
@@ -364,6 +436,13 @@ impl Executor {
                     return Ok(());
                 }
                 Err(e) if is_not_found(&e) || is_other_pod(&e) => return Err(Stop::Gone),
+                // The pod changed since the version the plan was made from: plan it again.
+                Err(e) if is_invalid(&e) && matches!(held, Some(Hold::Take(_))) => {
+                    return Err(Stop::Err(Error::Fenced {
+                        what: what(),
+                        why: CHANGED_SINCE_PLANNED.into(),
+                    }));
+                }
                 // The claim (or the record being removed) changed since the fence was asked:
                 // ask again, on the API server's version.
                 Err(e) if is_invalid(&e) && self.fence.is_some() && attempts < FENCED_ATTEMPTS => {

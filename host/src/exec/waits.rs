@@ -174,7 +174,8 @@ impl Executor {
         done.owed_into(&mut annotations);
         let value = w.and_then(|w| serde_json::to_string(w).ok());
         annotations.insert(super::wait_key(container), value.into());
-        self.write_annotations(at, Value::Object(annotations), "recording a wait", release)
+        let doing = ("recording a wait", done.version.as_deref());
+        self.write_annotations(at, Value::Object(annotations), doing, release)
             .await?;
         done.paid();
         Ok(())
@@ -199,7 +200,7 @@ impl Executor {
                 continue;
             };
             let Some(end) = w.met(pod, container) else {
-                let mut nothing_owed = Done::default();
+                let mut nothing_owed = Done::read(pod, container, &[]);
                 self.write_waiting(at, (container, &mut nothing_owed), None, false)
                     .await?;
                 continue;
