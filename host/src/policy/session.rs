@@ -109,11 +109,11 @@ impl Session {
         f(&mut self.store).map_err(|e| fault(&self.store, &self.limits, name, e))
     }
 
-    /// Copies the request into a buffer from `sidekill_alloc`; `(0, 0)` for an empty one.
+    /// Copies the request into a buffer from `sidekill_alloc`. An empty request is an empty
+    /// range of a one-byte buffer: `sidekill_alloc(0)` gives no buffer, and a range outside
+    /// every buffer is `bad_pointer`, where the policy's own answer to no bytes is
+    /// `invalid_json` (as the native core answers).
     pub(super) fn write_request(&mut self, request: &[u8]) -> Result<(i32, i32)> {
-        if request.is_empty() {
-            return Ok((0, 0));
-        }
         let len = i32::try_from(request.len()).map_err(|_| {
             Error::Call(CallError::AllocFailed {
                 len: request.len(),
@@ -121,7 +121,7 @@ impl Session {
             })
         })?;
         let alloc = self.alloc.clone();
-        let ptr = self.run("sidekill_alloc", |store| alloc.call(store, len))?;
+        let ptr = self.run("sidekill_alloc", |store| alloc.call(store, len.max(1)))?;
         let failed = Error::Call(CallError::AllocFailed {
             len: request.len(),
             ptr: ptr as u32,

@@ -163,6 +163,20 @@ proptest! {
     }
 }
 
+/// The fuzz target's cut at 0 as a fixed case: an empty request is the policy's to answer
+/// (`invalid_json`), as the native core does, not a buffer the host failed to pass
+/// (`bad_pointer`, before the host passed an empty range of a one-byte buffer).
+#[test]
+fn an_empty_request_gets_the_native_answer() {
+    for call in [Call::Plan, Call::Classify] {
+        let wasm = policy().call(call, b"").expect("an answer");
+        assert_eq!(
+            String::from_utf8_lossy(&wasm),
+            String::from_utf8_lossy(&sidekill_policy::call(call, b""))
+        );
+    }
+}
+
 /// The real-world manifests' texts ([`real_world_fixtures`]). Missing: the seeds are
 /// `tests/vectors` only.
 fn real_world_texts() -> Vec<String> {
