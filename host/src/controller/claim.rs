@@ -5,9 +5,9 @@
 //! taken by the plan's first write ([`PlanClaim`]), in the same JSON Patch as what that write
 //! records, with a `test` of the pod's `metadata.resourceVersion`: the API server applies it
 //! only to the version the plan was made from (422 otherwise), so of two controllers racing
-//! for one pod exactly one wins. The holder renews the claim (a merge patch carrying the
-//! `resourceVersion` read: 409 when stale) while its plan runs, and the plan's last write
-//! removes it with the record of the stop. A controller that dies leaves a claim that
+//! for one pod exactly one wins. The holder renews the claim while its plan runs (a JSON Patch
+//! that `test`s the claim's text: other writers' changes to the pod never make it fail), and
+//! the plan's last write removes it with the record of the stop. A controller that dies leaves a claim that
 //! expires; another controller then takes the pod over and, thanks to the
 //! `sidekill.dev/done-*` record, carries on from the first step not yet done.
 //!
@@ -106,8 +106,9 @@ pub fn standing(
 
 /// What a conditional write of the claim found.
 enum Written {
-    Won,
-    /// The pod changed since it was read (409).
+    /// Applied: the pod as written.
+    Won(Box<Pod>),
+    /// The claim is not the one read any more (422).
     Stale,
     Gone,
 }
@@ -208,8 +209,8 @@ pub enum Renewal {
     /// The claim is no longer ours (another holder, no claim, the pod gone, or another pod
     /// under the name now).
     Lost,
-    /// Still ours at the last read, but every write lost a race with another writer: not
-    /// renewed (try again soon).
+    /// Still ours at the last read, but the claim changed between each read and its write:
+    /// not renewed (try again soon).
     Raced,
     /// No claim on the pod at all. Only a holder removes its claim (another controller
     /// overwrites an expired one), and within the renewal deadline nobody else can have
@@ -218,29 +219,41 @@ pub enum Renewal {
     Released,
 }
 
-/// Extends our claim on the pod (read fresh) by `ttl`. A write that loses a race
-/// with another change to the pod (409) is retried on a fresh read: a busy pod does not
-/// lose its claim, only another holder takes it. `seen` gets the version written.
+/// Extends our claim on the pod by `ttl`: a JSON Patch that `test`s the claim's text, so other
+/// writers' changes to the pod (its status, its labels) never make a renewal fail; only a
+/// claim that changed (422) costs a fresh read. `latest` is the newest version the caller has
+/// (its cache holds every version it wrote), read from the API server when `None`. `seen`
+/// gets the version written.
 ///
 /// # Errors
-/// An API error other than 404 and 409.
+/// An API error other than 404, 409 and 422.
 pub async fn renew(
     api: &Api<Pod>,
+    latest: Option<Pod>,
     (name, uid): (&str, &str),
     (holder, ttl): (&str, Duration),
     seen: &(dyn Fn(&Pod) + Sync),
 ) -> Result<Renewal, kube::Error> {
+    let mut latest = latest;
     for _ in 0..RACES {
-        let Some(pod) = read(api, name).await?.filter(|p| is(p, uid)) else {
+        let pod = match latest.take() {
+            Some(pod) => Some(pod),
+            None => read(api, name).await?,
+        };
+        let Some(pod) = pod.filter(|p| is(p, uid)) else {
             return Ok(Renewal::Lost);
         };
-        match Claim::of(&pod) {
+        let claim = match Claim::of(&pod) {
             None => return Ok(Renewal::Released),
             Some(c) if c.holder != holder => return Ok(Renewal::Lost),
-            Some(_) => {}
-        }
-        match write(api, &pod, (holder, ttl), seen).await? {
-            Written::Won => return Ok(Renewal::Renewed),
+            Some(c) => c,
+        };
+        let renewed = text(holder, ttl);
+        match patch(api, (name, uid), &claim.text, Some(&renewed)).await? {
+            Written::Won(written) => {
+                seen(&written);
+                return Ok(Renewal::Renewed);
+            }
             Written::Gone => return Ok(Renewal::Lost),
             Written::Stale => {}
         }
@@ -248,11 +261,9 @@ pub async fn renew(
     Ok(Renewal::Raced)
 }
 
-/// Removes our claim from the pod, if it is still ours. `latest` is the newest version the
-/// caller has (its cache holds every version it wrote): the removal is a JSON Patch that
-/// `test`s the claim's text, so other writers' changes to the pod (its status) cost no
-/// retry, and only a claim that changed (422) costs a fresh read. A pod that is gone is left
-/// alone; one whose claim keeps changing past a few attempts keeps it until it expires.
+/// Removes our claim from the pod, if it is still ours, as [`renew`] replaces it. A pod that
+/// is gone is left alone; one whose claim keeps changing past a few attempts keeps it until it
+/// expires.
 ///
 /// # Errors
 /// An API error other than 404, 409 and 422.
@@ -274,29 +285,48 @@ pub async fn release(
         let Some(claim) = Claim::of(&pod).filter(|c| c.holder == holder) else {
             return Ok(());
         };
-        let pointer = crate::exec::annotation_pointer(CLAIM_ANNOTATION);
-        let patch = json!([
-            {"op": "test", "path": "/metadata/uid", "value": uid},
-            {"op": "test", "path": pointer, "value": claim.text},
-            {"op": "remove", "path": pointer},
-        ]);
-        let patch: json_patch::Patch = match serde_json::from_value(patch) {
-            Ok(p) => p,
-            // Built above from strings: cannot fail; leave the claim to expire if it did.
-            Err(_) => return Ok(()),
-        };
-        match api
-            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if code(&e) == Some(404) || other_pod(&e) => return Ok(()),
-            // The claim (or the UID) is not what was read: read again.
-            Err(e) if matches!(code(&e), Some(409 | 422)) => {}
-            Err(e) => return Err(e),
+        if !matches!(
+            patch(api, (name, uid), &claim.text, None).await?,
+            Written::Stale
+        ) {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Replaces (or with `None` removes) the claim whose text is `old`, on the pod with `uid`: a
+/// JSON Patch whose `test`s the API server applies to the pod as it stands.
+async fn patch(
+    api: &Api<Pod>,
+    (name, uid): (&str, &str),
+    old: &str,
+    new: Option<&str>,
+) -> Result<Written, kube::Error> {
+    let pointer = crate::exec::annotation_pointer(CLAIM_ANNOTATION);
+    let change = match new {
+        Some(value) => json!({"op": "add", "path": pointer, "value": value}),
+        None => json!({"op": "remove", "path": pointer}),
+    };
+    let ops = json!([
+        {"op": "test", "path": "/metadata/uid", "value": uid},
+        {"op": "test", "path": pointer, "value": old},
+        change,
+    ]);
+    // Built above from strings: it reads back; if it did not, the claim would expire.
+    let Ok(ops) = serde_json::from_value::<json_patch::Patch>(ops) else {
+        return Ok(Written::Gone);
+    };
+    match api
+        .patch(name, &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+    {
+        Ok(written) => Ok(Written::Won(Box::new(written))),
+        Err(e) if code(&e) == Some(404) || other_pod(&e) => Ok(Written::Gone),
+        // The claim (or the UID) is not what was read: read again.
+        Err(e) if matches!(code(&e), Some(409 | 422)) => Ok(Written::Stale),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `pod` is the pod with `uid` (not another created under its name since).
@@ -304,7 +334,7 @@ fn is(pod: &Pod, uid: &str) -> bool {
     pod.metadata.uid.as_deref() == Some(uid)
 }
 
-/// Attempts at a conditional write that keeps losing races with other writers.
+/// Attempts at a claim write whose claim keeps changing between the read and the write.
 const RACES: usize = 5;
 
 async fn read(api: &Api<Pod>, name: &str) -> Result<Option<Pod>, kube::Error> {
@@ -324,37 +354,6 @@ fn code(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
-    }
-}
-
-/// Writes the claim, conditional on the pod's resourceVersion; `seen` gets the version
-/// written.
-async fn write(
-    api: &Api<Pod>,
-    pod: &Pod,
-    (holder, ttl): (&str, Duration),
-    seen: &(dyn Fn(&Pod) + Sync),
-) -> Result<Written, kube::Error> {
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let value = text(holder, ttl);
-    // Both preconditions: the version read (409 when stale) and the pod's UID (422 when
-    // the name is another pod's now).
-    let patch = json!({"metadata": {
-        "resourceVersion": pod.metadata.resource_version,
-        "uid": pod.metadata.uid,
-        "annotations": {CLAIM_ANNOTATION: value},
-    }});
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(written) => {
-            seen(&written);
-            Ok(Written::Won)
-        }
-        Err(e) if code(&e) == Some(409) => Ok(Written::Stale),
-        Err(e) if code(&e) == Some(404) || other_pod(&e) => Ok(Written::Gone),
-        Err(e) => Err(e),
     }
 }
 

@@ -171,7 +171,7 @@ impl Controller {
         let executor = self.executor.clone().fenced(Arc::clone(&plan) as _);
         let result = tokio::select! {
             r = executor.stop_pod_uid(ns, name, Some(uid)) => Some(r),
-            () = self.hold_claim(&api, (name, uid), &plan) => None,
+            () = self.hold_claim(&api, (ns, name, uid), &plan) => None,
         };
         if exec::Fence::taken(&*plan) {
             // A plan cut short leaves its claim: released here (nothing to do when the plan's
@@ -237,7 +237,12 @@ impl Controller {
     /// other controllers, which judge expiry by the `until` written in the claim; as
     /// client-go's leader election stops leading when it cannot renew within RenewDeadline
     /// (tools/leaderelection/leaderelection.go renew, RenewDeadline < LeaseDuration).
-    async fn hold_claim(&self, api: &Api<Pod>, (name, uid): (&str, &str), plan: &claim::PlanClaim) {
+    async fn hold_claim(
+        &self,
+        api: &Api<Pod>,
+        (ns, name, uid): (&str, &str, &str),
+        plan: &claim::PlanClaim,
+    ) {
         let ttl = self.options.claim_ttl;
         let identity = &self.options.identity;
         let acquired = Instant::from_std(plan.taken_at().await);
@@ -251,9 +256,11 @@ impl Controller {
             }
             let sent = Instant::now();
             let seen = |p: &Pod| self.cache.seen(p);
+            // The cache holds every version this controller wrote: a read only on a race.
+            let latest = self.cache.get(ns, name).map(|p| Pod::clone(&p));
             let renewal = tokio::time::timeout_at(
                 deadline,
-                claim::renew(api, (name, uid), (identity, ttl), &seen),
+                claim::renew(api, latest, (name, uid), (identity, ttl), &seen),
             );
             match renewal.await {
                 Ok(Ok(claim::Renewal::Renewed)) => {

@@ -47,9 +47,11 @@ pub trait Fence: Send + Sync {
 pub enum Hold {
     /// These annotations (key, value) must still hold their values when the write is applied.
     Held(Vec<(String, String)>),
-    /// The write takes these annotations, and is applied only to the version of the pod the
-    /// plan was made from (a JSON Patch `test` of `metadata.resourceVersion`): a pod that
-    /// changed since, another controller's claim or record included, is planned again.
+    /// The write takes these annotations, and is applied only to a version of the pod whose
+    /// `sidekill.dev/` annotations (claims, records) are those the plan was made from (a JSON
+    /// Patch `test` of the `resourceVersion` compared): a pod that another controller claimed
+    /// or recorded on since is planned again, never written over, while its other changes
+    /// (status, labels) cost a fresh read at most.
     Take(Vec<(String, String)>),
 }
 
@@ -57,8 +59,21 @@ pub enum Hold {
 /// the holder's own renewal can do that once.
 const FENCED_ATTEMPTS: usize = 4;
 
-/// Why a fence could not be taken: the pod is no longer the version its plan was made from.
-pub const CHANGED_SINCE_PLANNED: &str = "the pod changed since its plan was made";
+/// Why a fence could not be taken: the pod's claims or records changed since its plan was made.
+pub const CHANGED_SINCE_PLANNED: &str =
+    "the pod's claims or records changed since its plan was made";
+
+/// The pod's `sidekill.dev/` annotations: its claim and its records, what a plan's decisions
+/// about which steps to run rest on.
+fn sidekill_annotations(pod: &Pod) -> Vec<(String, String)> {
+    pod.metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("sidekill.dev/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
 
 /// The JSON pointer of an annotation (RFC 6901: `~` and `/` escaped).
 pub fn annotation_pointer(key: &str) -> String {
@@ -120,8 +135,9 @@ pub(super) struct Done {
     pub present: bool,
     /// Steps done whose record is not written yet ([`Done::owe`]).
     owed: BTreeSet<usize>,
-    /// The `resourceVersion` of the pod it was read from: a fence is taken only on it.
-    pub version: Option<String>,
+    /// The `sidekill.dev/` annotations of the pod it was read from: a fence is taken only on
+    /// a version that still has them.
+    pub planned: Option<Vec<(String, String)>>,
 }
 
 impl Done {
@@ -133,7 +149,7 @@ impl Done {
         let mut done = Done {
             present: text.is_some(),
             key,
-            version: pod.metadata.resource_version.clone(),
+            planned: Some(sidekill_annotations(pod)),
             ..Done::default()
         };
         let entries: Vec<Value> = text
@@ -208,9 +224,14 @@ impl Done {
     /// The owed record as annotations (the record, and the removal of the send's record as
     /// begun) into `annotations`, if a step is owed.
     pub(super) fn owed_into(&mut self, annotations: &mut serde_json::Map<String, Value>) {
-        if self.owed.is_empty() {
-            return;
+        if !self.owed.is_empty() {
+            self.record_into(annotations);
         }
+    }
+
+    /// The record as annotations: the steps done, and the removal of the container's record
+    /// of a step in progress (a recorded step ends any wait handed back or send begun).
+    fn record_into(&mut self, annotations: &mut serde_json::Map<String, Value>) {
         let value = self.insert(&[]);
         let container = self.key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
         annotations.insert(super::wait_key(container), Value::Null);
@@ -278,14 +299,25 @@ impl Executor {
         indices: &[usize],
     ) -> Result<(), Stop> {
         let index = indices.first().copied().unwrap_or(0);
-        let value = done.insert(indices);
-        let key = done.key.clone();
-        // A recorded step ends any wait handed back for the container.
-        let container = key.trim_start_matches(super::DONE_ANNOTATION_PREFIX);
-        let wait = format!("{}{container}", super::WAIT_ANNOTATION_PREFIX);
-        let annotations = json!({key: value, wait: Value::Null});
+        done.set.extend(indices);
+        let mut annotations = serde_json::Map::new();
+        done.record_into(&mut annotations);
         let doing = format!("recording step {index}");
-        self.write_annotations(at, annotations, (&doing, done.version.as_deref()), false)
+        self.write_record(at, done, annotations, (&doing, false))
+            .await
+    }
+
+    /// Writes `annotations`, which carry what `done` owes, on the version `done` was read
+    /// from when the write takes the fence; `release`: the plan's last write.
+    pub(super) async fn write_record(
+        &self,
+        at: PodRef<'_>,
+        done: &mut Done,
+        annotations: serde_json::Map<String, Value>,
+        (doing, release): (&str, bool),
+    ) -> Result<(), Stop> {
+        let planned = done.planned.as_deref();
+        self.write_annotations(at, Value::Object(annotations), (doing, planned), release)
             .await?;
         done.paid();
         Ok(())
@@ -311,13 +343,13 @@ impl Executor {
     /// Patches the pod's annotations (a null removes one). The pod's UID is a precondition
     /// (the API server refuses to change it: 422), so a pod recreated under the name never
     /// gets this pod's record; with a fence, so are the annotations the fence holds, which
-    /// `release` removes in the same patch, or the version `planned` the plan was made from
-    /// when this write takes the fence.
+    /// `release` removes in the same patch, or, when this write takes the fence, the claims
+    /// and records `planned` the plan was made from.
     pub(super) async fn write_annotations(
         &self,
         at: PodRef<'_>,
         annotations: Value,
-        (doing, planned): (&str, Option<&str>),
+        (doing, planned): (&str, Option<&[(String, String)]>),
         release: bool,
     ) -> Result<(), Stop> {
         let PodRef { ns, name, uid } = at;
@@ -352,14 +384,15 @@ impl Executor {
                             continue;
                         }
                     };
-                    // Taken only on the version the plan was made from: any change since
-                    // (another controller's claim or record among them) is planned again,
-                    // never written over.
+                    // Taken only on a version with the claims and records the plan was made
+                    // from (tested by its resourceVersion below): another controller's claim
+                    // or record since is planned again, never written over.
                     let version = pod
                         .as_ref()
                         .and_then(|p| p.metadata.resource_version.clone());
+                    let unchanged = pod.as_ref().map(sidekill_annotations);
                     if matches!(held, Hold::Take(_))
-                        && (planned.is_none() || version.as_deref() != planned)
+                        && (planned.is_none() || unchanged.as_deref() != planned)
                     {
                         return Err(fenced(CHANGED_SINCE_PLANNED.into()));
                     }
@@ -436,17 +469,17 @@ impl Executor {
                     return Ok(());
                 }
                 Err(e) if is_not_found(&e) || is_other_pod(&e) => return Err(Stop::Gone),
-                // The pod changed since the version the plan was made from: plan it again.
+                // The claim, a record being removed, or (when taking) the version changed
+                // since the fence was asked: ask again, on the API server's version.
+                Err(e) if is_invalid(&e) && self.fence.is_some() && attempts < FENCED_ATTEMPTS => {
+                    attempts += 1;
+                }
+                // A pod that changes faster than it can be claimed: planned again soon.
                 Err(e) if is_invalid(&e) && matches!(held, Some(Hold::Take(_))) => {
                     return Err(Stop::Err(Error::Fenced {
                         what: what(),
                         why: CHANGED_SINCE_PLANNED.into(),
                     }));
-                }
-                // The claim (or the record being removed) changed since the fence was asked:
-                // ask again, on the API server's version.
-                Err(e) if is_invalid(&e) && self.fence.is_some() && attempts < FENCED_ATTEMPTS => {
-                    attempts += 1;
                 }
                 Err(source) => {
                     return Err(Stop::Err(

@@ -174,11 +174,8 @@ impl Executor {
         done.owed_into(&mut annotations);
         let value = w.and_then(|w| serde_json::to_string(w).ok());
         annotations.insert(super::wait_key(container), value.into());
-        let doing = ("recording a wait", done.version.as_deref());
-        self.write_annotations(at, Value::Object(annotations), doing, release)
-            .await?;
-        done.paid();
-        Ok(())
+        self.write_record(at, done, annotations, ("recording a wait", release))
+            .await
     }
 
     /// Closes the records of containers the plan no longer stops (an ended sidecar is left
