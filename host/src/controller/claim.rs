@@ -234,31 +234,18 @@ pub async fn renew(
     (holder, ttl): (&str, Duration),
     seen: &(dyn Fn(&Pod) + Sync),
 ) -> Result<Renewal, kube::Error> {
-    let mut latest = latest;
-    for _ in 0..RACES {
-        let pod = match latest.take() {
-            Some(pod) => Some(pod),
-            None => read(api, name).await?,
-        };
-        let Some(pod) = pod.filter(|p| is(p, uid)) else {
-            return Ok(Renewal::Lost);
-        };
-        let claim = match Claim::of(&pod) {
-            None => return Ok(Renewal::Released),
-            Some(c) if c.holder != holder => return Ok(Renewal::Lost),
-            Some(c) => c,
-        };
-        let renewed = text(holder, ttl);
-        match patch(api, (name, uid), &claim.text, Some(&renewed)).await? {
-            Written::Won(written) => {
+    let renewed = || Some(text(holder, ttl));
+    Ok(
+        match change_own(api, latest, (name, uid), holder, renewed).await? {
+            Changed::Written(written) => {
                 seen(&written);
-                return Ok(Renewal::Renewed);
+                Renewal::Renewed
             }
-            Written::Gone => return Ok(Renewal::Lost),
-            Written::Stale => {}
-        }
-    }
-    Ok(Renewal::Raced)
+            Changed::NoClaim => Renewal::Released,
+            Changed::Another | Changed::Gone => Renewal::Lost,
+            Changed::Raced => Renewal::Raced,
+        },
+    )
 }
 
 /// Removes our claim from the pod, if it is still ours, as [`renew`] replaces it. A pod that
@@ -273,26 +260,54 @@ pub async fn release(
     (name, uid): (&str, &str),
     holder: &str,
 ) -> Result<(), kube::Error> {
-    let mut latest = latest;
+    change_own(api, latest, (name, uid), holder, || None)
+        .await
+        .map(|_| ())
+}
+
+/// What a change of our own claim found.
+enum Changed {
+    /// Written: the pod as written.
+    Written(Box<Pod>),
+    /// The pod has no claim.
+    NoClaim,
+    /// The claim is another holder's.
+    Another,
+    /// The pod is gone, or another pod has its name.
+    Gone,
+    /// The claim changed between each read and its write.
+    Raced,
+}
+
+/// Replaces our claim with `new()` (or removes it, when `None`), starting from `latest` (read
+/// from the API server when `None`, and after a race).
+async fn change_own(
+    api: &Api<Pod>,
+    mut latest: Option<Pod>,
+    (name, uid): (&str, &str),
+    holder: &str,
+    new: impl Fn() -> Option<String>,
+) -> Result<Changed, kube::Error> {
     for _ in 0..RACES {
         let pod = match latest.take() {
             Some(pod) => Some(pod),
             None => read(api, name).await?,
         };
         let Some(pod) = pod.filter(|p| is(p, uid)) else {
-            return Ok(());
+            return Ok(Changed::Gone);
         };
-        let Some(claim) = Claim::of(&pod).filter(|c| c.holder == holder) else {
-            return Ok(());
+        let claim = match Claim::of(&pod) {
+            None => return Ok(Changed::NoClaim),
+            Some(c) if c.holder != holder => return Ok(Changed::Another),
+            Some(c) => c,
         };
-        if !matches!(
-            patch(api, (name, uid), &claim.text, None).await?,
-            Written::Stale
-        ) {
-            return Ok(());
+        match patch(api, (name, uid), &claim.text, new().as_deref()).await? {
+            Written::Won(written) => return Ok(Changed::Written(written)),
+            Written::Gone => return Ok(Changed::Gone),
+            Written::Stale => {}
         }
     }
-    Ok(())
+    Ok(Changed::Raced)
 }
 
 /// Replaces (or with `None` removes) the claim whose text is `old`, on the pod with `uid`: a
