@@ -11,7 +11,7 @@ mod rbac;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sidekill::exec::{Executor, Options, Outcome, PodReport, Verdict};
+use sidekill::exec::{Events, Executor, Options, Outcome, PodReport, Verdict};
 use sidekill::{embedded, Config, Runtime};
 
 use crate::cluster::Cluster;
@@ -149,6 +149,45 @@ async fn default_kill_stops_a_shell_sidecar_and_records_it() {
     );
     assert_eq!(c.events("sh", "SidecarStep").await, 1);
     assert_eq!(c.events("sh", "SidecarStopped").await, 1);
+    c.shutdown().await;
+}
+
+/// `Events::Warnings` (the controller's default): a stop that goes as planned records no
+/// Normal Event and reads no Job, three requests and a Job poll fewer per pod, and is still
+/// recorded on the pod; `Events::All` records and reads both, on the same kind of pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_only_events_leave_a_planned_stop_without_normal_events() {
+    let c = Cluster::start("ev").await;
+    let ns = c.namespace();
+    for (name, events) in [("quiet", Events::Warnings), ("loud", Events::All)] {
+        // An Argo pod that a Job label also names (no Job behind it): its Job is read only
+        // when the outcome is shown.
+        let yaml = pod(name, "", "'--seconds', '0'", SH_SIDECAR).replace(
+            "labels: {workflows.argoproj.io/workflow: wf}",
+            &format!("labels: {{workflows.argoproj.io/workflow: wf, batch.kubernetes.io/job-name: {name}}}"),
+        );
+        c.apply_yaml(&yaml).await.expect("apply");
+        main_done(&c, name, &["proxy"]).await;
+        let ex = executor(c.client().await, |o| o.events = events);
+        let r = ex.stop_pod(ns, name).await.expect("stop");
+        assert_eq!(verdict(&r, "proxy").verdict, Verdict::Stopped, "{r:#?}");
+        let pod = c.pod(name).await.expect("pod");
+        assert_eq!(
+            recorded(&pod.metadata.annotations.unwrap_or_default(), "proxy").as_deref(),
+            Some("[0]")
+        );
+        // A Warning (an end other than the prediction) is recorded either way.
+        let shown = events == Events::All || r.end_matches == Some(false);
+        let normal = usize::from(events == Events::All);
+        assert_eq!(c.events(name, "SidecarStep").await, normal, "{name}");
+        assert_eq!(c.events(name, "SidecarStopped").await, normal, "{name}");
+        assert_eq!(
+            c.events(name, "PodOutcome").await,
+            usize::from(shown),
+            "{name}"
+        );
+        assert_eq!(r.job.is_some(), shown, "{name}: {r:#?}");
+    }
     c.shutdown().await;
 }
 
