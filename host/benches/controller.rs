@@ -839,6 +839,11 @@ async fn throughput(bins: &Bins, args: &Args, concurrency: u64) -> Result<Report
     result
 }
 
+/// The names of the `n` pods of burst `round`.
+fn burst_names(n: usize, round: usize) -> Vec<String> {
+    (0..n).map(|i| format!("tp{round}-{i:04}")).collect()
+}
+
 /// Creates `n` pods whose mains wait on a FIFO, waits until they all run, releases them at
 /// once and waits until every pod is complete.
 async fn burst(run: &Run, n: usize, round: usize, ticks: u64) -> Result<Round> {
@@ -849,7 +854,7 @@ async fn burst(run: &Run, n: usize, round: usize, ticks: u64) -> Result<Round> {
         &fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
     )?;
-    let names: Vec<String> = (0..n).map(|i| format!("tp{round}-{i:04}")).collect();
+    let names = burst_names(n, round);
     // Each main blocks reading a line from the FIFO, then runs the `main` stand-in, which
     // prints its exit time and exits 0.
     let script = format!("read _ < {}; exec main --seconds 0", fifo.display());
@@ -1077,7 +1082,7 @@ async fn soak_run(run: &Run, n: usize, duration: Duration) -> Result<Report> {
     let mut round = 0;
     while started.elapsed() < duration || round < 3 {
         burst(run, n, round, ticks).await?;
-        let names: Vec<String> = (0..n).map(|i| format!("tp{round}-{i:04}")).collect();
+        let names = burst_names(n, round);
         delete_all(&run.api(), &names).await?;
         rss.push(usage(pid, ticks).rss_kb);
         round += 1;

@@ -112,7 +112,7 @@ impl Controller {
         let pod = match kept {
             Some(p) => {
                 self.cache.seen(&p);
-                Pod::clone(&p)
+                Arc::unwrap_or_clone(p)
             }
             None => match api.get_opt(name).await {
                 Ok(Some(p)) => {

@@ -390,9 +390,10 @@ impl Executor {
                     let version = pod
                         .as_ref()
                         .and_then(|p| p.metadata.resource_version.clone());
-                    let unchanged = pod.as_ref().map(sidekill_annotations);
-                    if matches!(held, Hold::Take(_))
-                        && (planned.is_none() || unchanged.as_deref() != planned)
+                    let taking = matches!(held, Hold::Take(_));
+                    if taking
+                        && (planned.is_none()
+                            || pod.as_ref().map(sidekill_annotations).as_deref() != planned)
                     {
                         return Err(fenced(CHANGED_SINCE_PLANNED.into()));
                     }
